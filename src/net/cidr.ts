@@ -1,0 +1,120 @@
+import ipaddr from "ipaddr.js";
+import { TrafficError } from "../errors";
+import { clip, IpAddress, parseIPv4Strict, tryParseIp } from "./ip";
+
+/** One address range: an IPv4 network and mask, or an IPv6 network and prefix length. */
+export type IpRange =
+  | { readonly family: 4; readonly network: number; readonly mask: number; readonly prefix: number }
+  | { readonly family: 6; readonly network: ipaddr.IPv6; readonly prefix: number };
+
+/** Named ranges, in the words of proxy-addr and Express's `trust proxy`. */
+export const NAMED_RANGES: Readonly<Record<string, readonly string[]>> = {
+  loopback: ["127.0.0.0/8", "::1/128"],
+  linklocal: ["169.254.0.0/16", "fe80::/10"],
+  uniquelocal: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+  private: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+  any: ["0.0.0.0/0", "::/0"],
+};
+
+function maskOf(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
+
+function badCidr(text: string, why: string): TrafficError {
+  return new TrafficError("ERR_BAD_CIDR", `${why}: ${JSON.stringify(clip(text))}`, "cidr");
+}
+
+/**
+ * Parses "192.0.2.0/24", "2001:db8::/32" or a single address (a /32 or /128).
+ * Host bits set below the prefix are an error: "192.0.2.1/24" is almost always a typo.
+ */
+export function parseCidr(text: string): IpRange {
+  const slash = text.indexOf("/");
+  const addressText = slash >= 0 ? text.slice(0, slash) : text;
+  const ip = tryParseIp(addressText);
+  if (ip === null) throw badCidr(text, "not an address or CIDR");
+  const mapped = ip.family === 4 && parseIPv4Strict(addressText) < 0;
+  let prefix = ip.family === 4 ? 32 : 128;
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) throw badCidr(text, "bad prefix length");
+    prefix = Number(p);
+    if (mapped) {
+      // "::ffff:192.0.2.0/120" names IPv4 addresses; keep it in IPv4 terms.
+      if (prefix < 96 || prefix > 128) throw badCidr(text, "IPv4-mapped prefix must be 96-128");
+      prefix -= 96;
+    }
+  }
+  if (ip.family === 4) {
+    if (prefix > 32) throw badCidr(text, "IPv4 prefix must be 0-32");
+    const mask = maskOf(prefix);
+    if ((ip.v4 & mask) >>> 0 !== ip.v4) throw badCidr(text, "host bits set beyond the prefix");
+    return { family: 4, network: ip.v4, mask, prefix };
+  }
+  if (prefix > 128) throw badCidr(text, "IPv6 prefix must be 0-128");
+  const v6 = ip.v6!;
+  const network = ipaddr.IPv6.networkAddressFromCIDR(`${v6.toNormalizedString()}/${prefix}`);
+  if (network.toNormalizedString() !== v6.toNormalizedString()) {
+    throw badCidr(text, "host bits set beyond the prefix");
+  }
+  return { family: 6, network: v6, prefix };
+}
+
+/** Splits a list given as text ("a, b c\nd") or as an array into trimmed entries. */
+export function splitList(list: string | readonly string[]): string[] {
+  const items = typeof list === "string" ? [list] : list;
+  const out: string[] = [];
+  for (const item of items) {
+    for (const part of String(item).split(/[\s,]+/)) if (part !== "") out.push(part);
+  }
+  return out;
+}
+
+/** Expands named ranges and parses every entry of a CIDR list. */
+export function parseRangeList(list: string | readonly string[]): IpRange[] {
+  const ranges: IpRange[] = [];
+  for (const entry of splitList(list)) {
+    const named = NAMED_RANGES[entry.toLowerCase()];
+    if (named !== undefined) for (const cidr of named) ranges.push(parseCidr(cidr));
+    else ranges.push(parseCidr(entry));
+  }
+  return ranges;
+}
+
+/** A compiled predicate: is this address inside any of the ranges? */
+export type RangeMatcher = (ip: IpAddress) => boolean;
+
+/** Compiles ranges once into a predicate that does no parsing per call. */
+export function compileRanges(ranges: readonly IpRange[]): RangeMatcher {
+  const v4net: number[] = [];
+  const v4mask: number[] = [];
+  const v6: Array<[ipaddr.IPv6, number]> = [];
+  for (const r of ranges) {
+    if (r.family === 4) {
+      v4net.push(r.network);
+      v4mask.push(r.mask);
+    } else v6.push([r.network, r.prefix]);
+  }
+  const n4 = v4net.length;
+  const n6 = v6.length;
+  return (ip: IpAddress): boolean => {
+    if (ip.family === 4) {
+      const a = ip.v4;
+      for (let i = 0; i < n4; i++) if ((a & v4mask[i]!) >>> 0 === v4net[i]) return true;
+      return false;
+    }
+    const addr = ip.v6!;
+    for (let i = 0; i < n6; i++) if (addr.match(v6[i]!)) return true;
+    return false;
+  };
+}
+
+/** True when `text` is a valid CIDR, single address or named range. */
+export function isValidRangeEntry(text: string): boolean {
+  try {
+    parseRangeList([text]);
+    return true;
+  } catch {
+    return false;
+  }
+}
