@@ -31,6 +31,7 @@ function badCidr(text: string, why: string): TrafficError {
 export function parseCidr(text: string): IpRange {
   const slash = text.indexOf("/");
   const addressText = slash >= 0 ? text.slice(0, slash) : text;
+  if (addressText.indexOf("%") >= 0) throw badCidr(text, "a zone index has no place in a range");
   const ip = tryParseIp(addressText);
   if (ip === null) throw badCidr(text, "not an address or CIDR");
   const mapped = ip.family === 4 && parseIPv4Strict(addressText) < 0;
@@ -74,7 +75,8 @@ export function splitList(list: string | readonly string[]): string[] {
 export function parseRangeList(list: string | readonly string[]): IpRange[] {
   const ranges: IpRange[] = [];
   for (const entry of splitList(list)) {
-    const named = NAMED_RANGES[entry.toLowerCase()];
+    const key = entry.toLowerCase();
+    const named = Object.hasOwn(NAMED_RANGES, key) ? NAMED_RANGES[key] : undefined;
     if (named !== undefined) for (const cidr of named) ranges.push(parseCidr(cidr));
     else ranges.push(parseCidr(entry));
   }

@@ -1,0 +1,45 @@
+import fc from "fast-check";
+import { createRequire } from "node:module";
+import { describe, expect, it } from "vitest";
+import { isValidRangeEntry } from "../../src/net/cidr";
+
+const require_ = createRequire(__filename);
+const editor = require_("../../resources/cidr-check.js") as {
+  entryError(entry: string): string | null;
+  listError(text: string): string | null;
+};
+
+const RUNS = Number(process.env["FUZZ_RUNS"] ?? 20_000);
+
+// Pieces that build near-miss addresses: the interesting inputs are almost valid.
+const piece = fc.constantFrom(
+  "0", "1", "01", "10", "127", "192", "255", "256", "999", "ffff", "FFFF", "db8", "2001", "fe80", "12345", "g", "",
+  ".", ":", "::", "/", "%", "%eth0", "/0", "/8", "/24", "/32", "/33", "/64", "/96", "/104", "/128", "/129", "/08",
+  "::ffff:", "1.2.3.4", "0.0.0.0", "loopback", "private", "Any", "constructor", "__proto__", " ",
+);
+
+describe("editor CIDR check agrees with the runtime", () => {
+  it.each([
+    "10.0.0.0/8", "10.0.0.1/8", "192.0.2.1", "2001:db8::/32", "2001:db8::1/32", "::/0", "::", "::1", "1::", "::ffff:10.0.0.0/104",
+    "::ffff:10.0.0.0/95", "::ffff:10.0.0.1/128", "fe80::1%eth0", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "1:2:3:4:5:6:1.2.3.4",
+    "1:2:3:4:5:6:7:1.2.3.4", "::1.2.3.4", "1::2::3", "12345::", "loopback", "LinkLocal", "constructor", "10/8", "0.0.0.0/0",
+  ])("%s", (entry) => {
+    expect(editor.entryError(entry) === null).toBe(isValidRangeEntry(entry));
+  });
+
+  it("on generated near-miss entries", () => {
+    fc.assert(
+      fc.property(fc.array(piece, { minLength: 1, maxLength: 9 }), (parts) => {
+        const entry = parts.join("");
+        if (/[\s,]/.test(entry) || entry === "") return;
+        expect(editor.entryError(entry) === null, entry).toBe(isValidRangeEntry(entry));
+      }),
+      { numRuns: RUNS },
+    );
+  });
+
+  it("lists report the first bad entry", () => {
+    expect(editor.listError("loopback, 10.0.0.0/8\n2001:db8::/32")).toBeNull();
+    expect(editor.listError("loopback, 10.0.0.1/8")).toMatch(/host bits/);
+  });
+});

@@ -1,0 +1,107 @@
+import ipaddr from "ipaddr.js";
+import { describe, expect, it } from "vitest";
+import { isValidRangeEntry, parseCidr, parseRangeList, compileRanges } from "../../src/net/cidr";
+import { parseIPv4Strict, parsePort, parseIp, tryParseIp } from "../../src/net/ip";
+import { TrafficError } from "../../src/errors";
+
+describe("strict IPv4", () => {
+  it.each([
+    ["192.0.2.1", 0xc0000201],
+    ["0.0.0.0", 0],
+    ["255.255.255.255", 0xffffffff],
+    ["10.0.0.1", 0x0a000001],
+  ])("accepts %s", (text, value) => {
+    expect(parseIPv4Strict(text)).toBe(value);
+  });
+
+  it.each([
+    "1231233", // a 32-bit integer: ipaddr.js isValid accepts it
+    "0x7f.0.0.1",
+    "0177.0.0.1", // octal
+    "01.2.3.4",
+    "127.1",
+    "1.2.3",
+    "1.2.3.4.5",
+    "256.1.1.1",
+    "1.2.3.4 ",
+    " 1.2.3.4",
+    "1..3.4",
+    "1.2.3.",
+    "",
+    "1.2.3.-4",
+    "1.2.3.1000",
+  ])("rejects legacy or broken form %j", (text) => {
+    expect(parseIPv4Strict(text)).toBe(-1);
+    expect(tryParseIp(text)).toBeNull();
+  });
+
+  it("agrees with ipaddr.js isValidFourPartDecimal", () => {
+    const samples = ["1.2.3.4", "001.2.3.4", "1.2.3.04", "9.9.9.9", "300.1.1.1", "0.0.0.00", "1e1.1.1.1"];
+    for (const s of samples) expect(parseIPv4Strict(s) >= 0).toBe(ipaddr.IPv4.isValidFourPartDecimal(s));
+  });
+});
+
+describe("IP parsing", () => {
+  it("unwraps IPv4-mapped IPv6", () => {
+    expect(parseIp("::ffff:192.0.2.7")).toMatchObject({ family: 4, text: "192.0.2.7" });
+    expect(parseIp("::FFFF:c000:0207")).toMatchObject({ family: 4, text: "192.0.2.7" });
+  });
+  it("canonicalises IPv6 (RFC 5952)", () => {
+    expect(parseIp("2001:DB8:0:0:0:0:0:1").text).toBe("2001:db8::1");
+  });
+  it("keeps a zone", () => {
+    expect(parseIp("fe80::1%eth0").family).toBe(6);
+  });
+  it("rejects legacy IPv4 inside IPv6", () => {
+    expect(tryParseIp("::ffff:01.2.3.4")).toBeNull();
+  });
+  it("throws a typed error", () => {
+    expect(() => parseIp("nope", "socket peer")).toThrow(TrafficError);
+    try {
+      parseIp("nope", "socket peer");
+    } catch (err) {
+      expect((err as TrafficError).code).toBe("ERR_BAD_ADDRESS");
+      expect((err as TrafficError).input).toBe("socket peer");
+    }
+  });
+  it("parses ports strictly", () => {
+    expect(parsePort("0")).toBe(0);
+    expect(parsePort("65535")).toBe(65535);
+    expect(parsePort("65536")).toBe(-1);
+    expect(parsePort("")).toBe(-1);
+    expect(parsePort("+80")).toBe(-1);
+    expect(parsePort("123456")).toBe(-1);
+  });
+});
+
+describe("CIDR", () => {
+  it("parses IPv4 and IPv6 ranges", () => {
+    expect(parseCidr("192.0.2.0/24")).toMatchObject({ family: 4, prefix: 24 });
+    expect(parseCidr("2001:db8::/32")).toMatchObject({ family: 6, prefix: 32 });
+    expect(parseCidr("198.51.100.7")).toMatchObject({ family: 4, prefix: 32 });
+    expect(parseCidr("::ffff:192.0.2.0/120")).toMatchObject({ family: 4, prefix: 24 });
+  });
+  it.each(["192.0.2.1/24", "192.0.2.0/33", "2001:db8::1/32", "10.0.0.0/08", "10.0.0.0/", "x/8", "10/8"])(
+    "rejects %s with ERR_BAD_CIDR",
+    (text) => {
+      expect(() => parseCidr(text)).toThrow(expect.objectContaining({ code: "ERR_BAD_CIDR" }));
+    },
+  );
+  it("expands named ranges and matches", () => {
+    const match = compileRanges(parseRangeList("loopback, uniquelocal\nlinklocal"));
+    expect(match(parseIp("127.8.9.10"))).toBe(true);
+    expect(match(parseIp("::1"))).toBe(true);
+    expect(match(parseIp("172.31.255.255"))).toBe(true);
+    expect(match(parseIp("172.32.0.0"))).toBe(false);
+    expect(match(parseIp("fd12::1"))).toBe(true);
+    expect(match(parseIp("fe80::1"))).toBe(true);
+    expect(match(parseIp("::ffff:10.1.2.3"))).toBe(true);
+    expect(match(parseIp("203.0.113.1"))).toBe(false);
+    expect(match(parseIp("2001:db8::1"))).toBe(false);
+  });
+  it("validates entries for the editor", () => {
+    expect(isValidRangeEntry("private")).toBe(true);
+    expect(isValidRangeEntry("10.0.0.0/8")).toBe(true);
+    expect(isValidRangeEntry("10.0.0.0/8x")).toBe(false);
+  });
+});
