@@ -1,0 +1,162 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import { isTrafficSession, type ConnectionInfo } from "../../src/connection";
+import { TrafficError } from "../../src/errors";
+import type { ProxyHeader } from "../../src/proxy-protocol/types";
+import { AddressSource, compileRealIp, RealIpInput, RealIpResolver } from "../../src/realip/resolve";
+import { TrustSpec } from "../../src/realip/trust";
+import { throttledStatus } from "../common/status";
+
+interface RealIpDef extends NodeDef {
+  /** CIDRs, addresses and named ranges of trusted proxies, separated by commas, spaces or new lines. */
+  trusted: string;
+  /** Optional hop limit ("" = no limit). */
+  hops: string | number;
+  /** Enabled sources in order, comma separated. */
+  sources: string;
+  /** `auto`: msg.req, connection messages, else the custom properties; `custom`: only the properties. */
+  input: "auto" | "custom";
+  peerProp: string;
+  headersProp: string;
+  proxyProp: string;
+  /** msg property that receives the client address. */
+  property: string;
+}
+
+type Headers = Record<string, string | string[] | undefined>;
+
+const SHORT: Record<AddressSource, string> = {
+  socket: "socket",
+  "proxy-protocol": "proxy",
+  forwarded: "fwd",
+  "x-forwarded-for": "xff",
+  "x-real-ip": "x-real-ip",
+};
+
+/** Builds the trust spec from the editor's fields. */
+export function trustFromConfig(trusted: string, hops: string | number): TrustSpec {
+  const list = String(trusted ?? "").trim();
+  const hopText = String(hops ?? "").trim();
+  if (hopText === "") return list;
+  const n = Number(hopText);
+  return list === "" ? n : { proxies: list, hops: n };
+}
+
+/** Parses the editor's source list ("x-forwarded-for,forwarded"). */
+export function sourcesFromConfig(sources: string | undefined): AddressSource[] | undefined {
+  if (sources === undefined || String(sources).trim() === "") return undefined;
+  return String(sources)
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "") as AddressSource[];
+}
+
+function lowerCaseHeaders(value: unknown): Headers | undefined {
+  if (value === null || typeof value !== "object") return undefined;
+  const out: Headers = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof v === "string") out[k.toLowerCase()] = v;
+    else if (Array.isArray(v)) out[k.toLowerCase()] = v.map(String);
+  }
+  return out;
+}
+
+function peerFrom(value: unknown): { address: string; port?: number } | undefined {
+  if (typeof value === "string") return { address: value };
+  if (value !== null && typeof value === "object") {
+    const v = value as { address?: unknown; port?: unknown; remoteAddress?: unknown; remotePort?: unknown };
+    const address = v.address ?? v.remoteAddress;
+    const port = v.port ?? v.remotePort;
+    if (typeof address === "string") return typeof port === "number" ? { address, port } : { address };
+  }
+  return undefined;
+}
+
+interface HttpInRequest {
+  headers?: Headers;
+  socket?: { remoteAddress?: string; remotePort?: number };
+  connection?: { remoteAddress?: string; remotePort?: number };
+}
+
+export default function register(RED: NodeAPI): void {
+  function RealIpNode(this: Node, config: RealIpDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node);
+    const property = config.property || "clientIp";
+    let resolve: RealIpResolver | null = null;
+    let configError: Error | null = null;
+    try {
+      const sources = sourcesFromConfig(config.sources);
+      resolve = compileRealIp(sources === undefined ? { trust: trustFromConfig(config.trusted, config.hops) } : {
+        trust: trustFromConfig(config.trusted, config.hops),
+        sources,
+      });
+      node.status({});
+    } catch (err) {
+      configError = err as Error;
+      node.error(`invalid configuration: ${configError.message}`);
+      node.status({ fill: "red", shape: "ring", text: "bad config" });
+    }
+
+    const fromProperties = (msg: NodeMessageInFlow): RealIpInput | undefined => {
+      const peer = peerFrom(RED.util.getMessageProperty(msg, config.peerProp || "peer"));
+      if (peer === undefined) return undefined;
+      const headers = lowerCaseHeaders(RED.util.getMessageProperty(msg, config.headersProp || "headers"));
+      const proxy = config.proxyProp ? (RED.util.getMessageProperty(msg, config.proxyProp) as ProxyHeader | undefined) : undefined;
+      return { peer, ...(headers === undefined ? {} : { headers }), ...(proxy ? { proxyHeader: proxy } : {}) };
+    };
+
+    const inputOf = (msg: NodeMessageInFlow): RealIpInput | undefined => {
+      if (config.input !== "custom") {
+        const req = (msg as { req?: HttpInRequest }).req;
+        if (req && typeof req === "object" && req.headers) {
+          const sock = req.socket ?? req.connection;
+          if (sock?.remoteAddress) {
+            const peer = sock.remotePort === undefined ? { address: sock.remoteAddress } : { address: sock.remoteAddress, port: sock.remotePort };
+            return { peer, headers: req.headers };
+          }
+        }
+        const m = msg as { _session?: unknown; payload?: unknown };
+        if (isTrafficSession(m._session) && m.payload && typeof m.payload === "object") {
+          const info = m.payload as Partial<ConnectionInfo>;
+          if (typeof info.remoteAddress === "string") {
+            const peer = typeof info.remotePort === "number" ? { address: info.remoteAddress, port: info.remotePort } : { address: info.remoteAddress };
+            const headers = lowerCaseHeaders((msg as { headers?: unknown }).headers);
+            return { peer, ...(info.proxy ? { proxyHeader: info.proxy } : {}), ...(headers ? { headers } : {}) };
+          }
+        }
+      }
+      return fromProperties(msg);
+    };
+
+    node.on("input", (msg, send, done) => {
+      if (resolve === null) {
+        done(configError ?? new Error("not configured"));
+        return;
+      }
+      try {
+        const input = inputOf(msg);
+        if (input === undefined) {
+          throw new TrafficError(
+            "ERR_BAD_ADDRESS",
+            `no socket peer: expected msg.req from http in, a connection message, or msg.${config.peerProp || "peer"}`,
+            "socket peer",
+          );
+        }
+        const result = resolve(input);
+        RED.util.setMessageProperty(msg, property, result.address, true);
+        (msg as { realIp?: unknown }).realIp = result;
+        const text = `${result.address ?? result.identifier ?? "?"} ${SHORT[result.source]}`;
+        status.set({ fill: result.untrustedHeaders ? "yellow" : "green", shape: "dot", text });
+        send(msg);
+        done();
+      } catch (err) {
+        const e = err as Error & { code?: string; input?: string };
+        status.set({ fill: "red", shape: "ring", text: e instanceof TrafficError ? `bad ${e.input ?? "input"}` : "error" });
+        done(e);
+      }
+    });
+    node.on("close", () => status.clear());
+  }
+  RED.nodes.registerType("real ip", RealIpNode);
+}

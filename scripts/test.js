@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+// Runs every test. First it checks the system programs the suites need: as root on
+// Debian/Ubuntu it installs missing packages with apt-get; otherwise it prints the exact
+// install line and those suites skip, loudly. Under CI=true a missing program is a failure.
+// Ends with one line: "N passed, N failed" (", N skipped" when any skipped).
+"use strict";
+const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const os = require("node:os");
+const path = require("node:path");
+const { SYSTEM_DEPS, findCommand } = require("./system-deps");
+
+const root = path.resolve(__dirname, "..");
+const ci = process.env.CI === "true" || process.env.CI === "1";
+
+function missingDeps() {
+  return SYSTEM_DEPS.filter((dep) => findCommand(dep.command) === null);
+}
+
+function canApt() {
+  return process.getuid?.() === 0 && fs.existsSync("/etc/debian_version") && findCommand("apt-get") !== null;
+}
+
+function ensureSystemDeps() {
+  let missing = missingDeps();
+  if (missing.length === 0) return [];
+  const pkgs = [...new Set(missing.map((d) => d.pkg))];
+  if (canApt()) {
+    console.log(`test: installing Debian packages: ${pkgs.join(" ")}`);
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
+    spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
+    missing = missingDeps();
+    if (missing.length === 0) return [];
+  }
+  const line = `sudo apt-get install -y ${[...new Set(missing.map((d) => d.pkg))].join(" ")}`;
+  console.log("test: MISSING system programs:");
+  for (const dep of missing) console.log(`  - ${dep.command} (Debian package ${dep.pkg}), for ${dep.usedBy}`);
+  console.log(`test: install them with:\n  ${line}`);
+  if (ci) {
+    console.log("test: CI=true, so a missing program is a failure, not a skip.");
+  } else {
+    console.log("test: the suites that need them will SKIP.");
+  }
+  return missing;
+}
+
+function run(cmd, args, opts = {}) {
+  const result = spawnSync(cmd, args, { cwd: root, stdio: "inherit", ...opts });
+  if (result.error) throw result.error;
+  return result.status ?? 1;
+}
+
+function main() {
+  const missing = ensureSystemDeps();
+  if (ci && missing.length > 0) {
+    console.log(`0 passed, ${missing.length} failed`);
+    process.exit(1);
+  }
+  if (run(process.execPath, [path.join(root, "scripts", "build.js")]) !== 0) {
+    console.log("0 passed, 1 failed");
+    process.exit(1);
+  }
+  const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "traffic-test-")), "vitest.json");
+  const vitest = require.resolve("vitest/vitest.mjs", { paths: [root] });
+  const args = [vitest, "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)];
+  const status = run(process.execPath, args, {
+    env: { ...process.env, TRAFFIC_MISSING_COMMANDS: missing.map((d) => d.command).join(",") },
+  });
+  let passed = 0;
+  let failed = 0;
+  let skipped = 0;
+  try {
+    const json = JSON.parse(fs.readFileSync(report, "utf8"));
+    passed = json.numPassedTests;
+    failed = json.numFailedTests;
+    skipped = json.numPendingTests + json.numTodoTests;
+    // A file that fails to load has no tests to count: count it as a failure.
+    for (const file of json.testResults ?? []) {
+      if (file.status === "failed" && (file.assertionResults ?? []).length === 0) failed++;
+    }
+  } catch {
+    failed = Math.max(failed, 1);
+  }
+  if (status !== 0 && failed === 0) failed = 1;
+  console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
+  process.exit(status === 0 && failed === 0 ? 0 : 1);
+}
+
+main();
