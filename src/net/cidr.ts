@@ -1,11 +1,10 @@
-import ipaddr from "ipaddr.js";
 import { TrafficError } from "../errors";
 import { clip, IpAddress, parseIPv4Strict, tryParseIp } from "./ip";
 
 /** One address range: an IPv4 network and mask, or an IPv6 network and prefix length. */
 export type IpRange =
   | { readonly family: 4; readonly network: number; readonly mask: number; readonly prefix: number }
-  | { readonly family: 6; readonly network: ipaddr.IPv6; readonly prefix: number };
+  | { readonly family: 6; readonly network: Uint16Array; readonly prefix: number };
 
 /** Named ranges, in the words of proxy-addr and Express's `trust proxy`. */
 export const NAMED_RANGES: Readonly<Record<string, readonly string[]>> = {
@@ -54,11 +53,28 @@ export function parseCidr(text: string): IpRange {
   }
   if (prefix > 128) throw badCidr(text, "IPv6 prefix must be 0-128");
   const v6 = ip.v6!;
-  const network = ipaddr.IPv6.networkAddressFromCIDR(`${v6.toNormalizedString()}/${prefix}`);
-  if (network.toNormalizedString() !== v6.toNormalizedString()) {
-    throw badCidr(text, "host bits set beyond the prefix");
-  }
+  const network = maskV6(v6, prefix);
+  for (let i = 0; i < 8; i++) if (network[i] !== v6[i]) throw badCidr(text, "host bits set beyond the prefix");
   return { family: 6, network: v6, prefix };
+}
+
+function groupMask(prefix: number, group: number): number {
+  const bits = Math.max(0, Math.min(16, prefix - 16 * group));
+  return bits === 0 ? 0 : (0xffff << (16 - bits)) & 0xffff;
+}
+
+function maskV6(groups: Uint16Array, prefix: number): Uint16Array {
+  const out = new Uint16Array(8);
+  for (let i = 0; i < 8; i++) out[i] = groups[i]! & groupMask(prefix, i);
+  return out;
+}
+
+/** True when the first `prefix` bits of `groups` equal those of `network`. */
+function v6InRange(groups: Uint16Array, network: Uint16Array, prefix: number): boolean {
+  for (let i = 0; i < 8 && 16 * i < prefix; i++) {
+    if ((groups[i]! & groupMask(prefix, i)) !== network[i]) return false;
+  }
+  return true;
 }
 
 /** Splits a list given as text ("a, b c\nd") or as an array into trimmed entries. */
@@ -90,7 +106,7 @@ export type RangeMatcher = (ip: IpAddress) => boolean;
 export function compileRanges(ranges: readonly IpRange[]): RangeMatcher {
   const v4net: number[] = [];
   const v4mask: number[] = [];
-  const v6: Array<[ipaddr.IPv6, number]> = [];
+  const v6: Array<[Uint16Array, number]> = [];
   for (const r of ranges) {
     if (r.family === 4) {
       v4net.push(r.network);
@@ -106,7 +122,7 @@ export function compileRanges(ranges: readonly IpRange[]): RangeMatcher {
       return false;
     }
     const addr = ip.v6!;
-    for (let i = 0; i < n6; i++) if (addr.match(v6[i]!)) return true;
+    for (let i = 0; i < n6; i++) if (v6InRange(addr, v6[i]![0], v6[i]![1])) return true;
     return false;
   };
 }

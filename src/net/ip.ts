@@ -1,15 +1,14 @@
-import ipaddr from "ipaddr.js";
 import { TrafficError } from "../errors";
 
 /** An IP address in canonical form: IPv4 dotted quad, or RFC 5952 IPv6 text. */
 export interface IpAddress {
   readonly family: 4 | 6;
-  /** Canonical text: IPv4-mapped IPv6 is unwrapped to IPv4, IPv6 is compressed lower case. */
+  /** Canonical text: IPv4-mapped IPv6 is unwrapped to IPv4, IPv6 is RFC 5952 (compressed, lower case). */
   readonly text: string;
   /** IPv4 as an unsigned 32-bit integer (0 for IPv6). */
   readonly v4: number;
-  /** IPv6 parsed (null for IPv4). */
-  readonly v6: ipaddr.IPv6 | null;
+  /** IPv6 as eight 16-bit groups (null for IPv4). */
+  readonly v6: Uint16Array | null;
 }
 
 const DOT = 46;
@@ -53,30 +52,131 @@ export function formatIPv4(value: number): string {
   return `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
 }
 
-function fromIPv6(v6: ipaddr.IPv6): IpAddress {
-  if (v6.isIPv4MappedAddress()) {
-    const b = v6.toIPv4Address().octets;
-    const v4 = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
-    return { family: 4, text: formatIPv4(v4), v4, v6: null };
+function hexValue(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  if (c >= 97 && c <= 102) return c - 87;
+  if (c >= 65 && c <= 70) return c - 55;
+  return -1;
+}
+
+/**
+ * Parses IPv6 text into eight groups, or returns null: hex groups of 1-4 digits, at most
+ * one "::", an optional four-part-decimal IPv4 tail, an optional zone ("%eth0", letters
+ * and digits). The same language ipaddr.js accepts, without its legacy IPv4 tail forms.
+ */
+export function parseIPv6(text: string, end = text.length): { groups: Uint16Array; zone: string } | null {
+  let stop = end;
+  let zone = "";
+  const pct = text.indexOf("%");
+  if (pct >= 0 && pct < end) {
+    if (pct === end - 1) return null;
+    for (let i = pct + 1; i < end; i++) {
+      const c = text.charCodeAt(i);
+      if (!((c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57))) return null;
+    }
+    zone = text.slice(pct, end);
+    stop = pct;
   }
-  return { family: 6, text: v6.toString(), v4: 0, v6 };
+  const groups = new Uint16Array(8);
+  let n = 0;
+  let gap = -1;
+  let i = 0;
+  if (stop >= 2 && text.charCodeAt(0) === 58 && text.charCodeAt(1) === 58) {
+    gap = 0;
+    i = 2;
+    if (i === stop) return { groups, zone };
+  } else if (text.charCodeAt(0) === 58) return null;
+  for (;;) {
+    // One group, or an IPv4 tail.
+    const start = i;
+    let value = 0;
+    while (i < stop) {
+      const h = hexValue(text.charCodeAt(i));
+      if (h < 0) break;
+      value = value * 16 + h;
+      i++;
+    }
+    if (i < stop && text.charCodeAt(i) === 46) {
+      if (n > 6) return null;
+      const v4 = parseIPv4Strict(text, start, stop);
+      if (v4 < 0) return null;
+      groups[n++] = v4 >>> 16;
+      groups[n++] = v4 & 0xffff;
+      i = stop;
+      break;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 4 || n === 8) return null;
+    groups[n++] = value;
+    if (i === stop) break;
+    if (text.charCodeAt(i) !== 58) return null;
+    i++;
+    if (i < stop && text.charCodeAt(i) === 58) {
+      if (gap >= 0) return null;
+      gap = n;
+      i++;
+      if (i === stop) break;
+    } else if (i === stop) return null;
+  }
+  if (gap < 0) return n === 8 ? { groups, zone } : null;
+  if (n > 7) return null;
+  const tail = n - gap;
+  for (let k = 0; k < tail; k++) groups[7 - k] = groups[n - 1 - k]!;
+  for (let k = gap; k < 8 - tail; k++) groups[k] = 0;
+  return { groups, zone };
+}
+
+/** Formats eight groups as RFC 5952 text: lower case, no leading zeros, the longest zero run (≥ 2) as "::". */
+export function formatIPv6(g: Uint16Array): string {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  let out = "";
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += i === 0 ? "::" : ":";
+      i += bestLen - 1;
+      continue;
+    }
+    out += g[i]!.toString(16);
+    if (i < 7) out += ":";
+  }
+  return out;
+}
+
+function isMapped(g: Uint16Array): boolean {
+  return g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff;
 }
 
 /**
  * Parses an IP address strictly, or returns null. IPv4 must be four-part decimal;
- * IPv6 may carry a zone ("fe80::1%eth0"); IPv4-mapped IPv6 becomes IPv4.
+ * IPv6 may carry a zone ("fe80::1%eth0"); IPv4-mapped IPv6 becomes IPv4 (and so does
+ * the deprecated IPv4-compatible "::192.0.2.1", as ipaddr.js reads it).
  */
 export function tryParseIp(text: string): IpAddress | null {
   const v4 = parseIPv4Strict(text);
-  if (v4 >= 0) return { family: 4, text: text, v4, v6: null };
-  if (text.indexOf(":") < 0) return null;
-  // ipaddr.js accepts an embedded IPv4 tail in any legacy form; insist on four-part decimal.
-  const zone = text.indexOf("%");
-  const address = zone >= 0 ? text.slice(0, zone) : text;
-  const tail = address.slice(address.lastIndexOf(":") + 1);
-  if (tail.indexOf(".") >= 0 && parseIPv4Strict(tail) < 0) return null;
-  if (!ipaddr.IPv6.isValid(text)) return null;
-  return fromIPv6(ipaddr.IPv6.parse(text));
+  if (v4 >= 0) return { family: 4, text, v4, v6: null };
+  const parsed = text.indexOf(":") >= 0 ? parseIPv6(text) : null;
+  if (parsed === null) return null;
+  const g = parsed.groups;
+  const compat = g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0 && text.charCodeAt(0) === 58 && text.charCodeAt(1) === 58 && text.indexOf(".") >= 0 && text.lastIndexOf(":") === 1;
+  if (isMapped(g) || compat) {
+    const value = ((g[6]! << 16) | g[7]!) >>> 0;
+    return { family: 4, text: formatIPv4(value), v4: value, v6: null };
+  }
+  return { family: 6, text: formatIPv6(g) + parsed.zone, v4: 0, v6: g };
 }
 
 /** Parses an IP address strictly, throwing ERR_BAD_ADDRESS with the offending text. */

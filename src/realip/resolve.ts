@@ -103,8 +103,10 @@ function nodeText(node: HopNode): string {
   return node.kind === "ip" ? node.ip.text : node.kind === "unknown" ? "unknown" : node.id;
 }
 
+type MutableHop = { -readonly [K in keyof ChainHop]: ChainHop[K] };
+
 interface Walk {
-  chain: ChainHop[];
+  chain: MutableHop[];
   current: IpAddress;
   currentPort: number | undefined;
   source: AddressSource;
@@ -117,17 +119,18 @@ interface Walk {
 }
 
 function markTrusted(walk: Walk): void {
-  const last = walk.chain[walk.chain.length - 1]!;
-  walk.chain[walk.chain.length - 1] = { ...last, trusted: true };
+  walk.chain[walk.chain.length - 1]!.trusted = true;
+}
+
+function hopOf(address: string, port: number | undefined, source: AddressSource): MutableHop {
+  // Same shape for every hop (port present, maybe undefined) keeps property access monomorphic.
+  return { address, port, source, trusted: false };
 }
 
 /** Steps to `node`; returns false when the walk must stop there (untrusted or not an IP). */
 function step(walk: Walk, node: HopNode, source: AddressSource, trust: TrustPredicate): boolean {
   walk.hop++;
-  const hop: ChainHop =
-    node.port === undefined
-      ? { address: nodeText(node), source, trusted: false }
-      : { address: nodeText(node), port: node.port, source, trusted: false };
+  const hop = hopOf(nodeText(node), node.port, source);
   walk.chain.push(hop);
   walk.source = source;
   if (node.kind !== "ip") {
@@ -210,11 +213,7 @@ export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
   return (input: RealIpInput): RealIpResult => {
     const peer = parseIp(input.peer.address, "socket peer");
     const walk: Walk = {
-      chain: [
-        input.peer.port === undefined
-          ? { address: peer.text, source: "socket", trusted: false }
-          : { address: peer.text, port: input.peer.port, source: "socket", trusted: false },
-      ],
+      chain: [hopOf(peer.text, input.peer.port, "socket")],
       current: peer,
       currentPort: input.peer.port,
       source: "socket",
@@ -290,8 +289,14 @@ export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
 }
 
 function finish(walk: Walk): RealIpResult {
-  const trustedHops = walk.chain.reduce((n, h) => (h.trusted ? n + 1 : n), 0);
-  const base = {
+  let trustedHops = 0;
+  for (const h of walk.chain) if (h.trusted) trustedHops++;
+  const ended = walk.identifier !== undefined;
+  return {
+    address: ended ? null : walk.current.text,
+    family: ended ? undefined : walk.current.family,
+    port: ended ? walk.chain[walk.chain.length - 1]!.port : walk.currentPort,
+    identifier: walk.identifier,
     source: walk.source,
     chain: walk.chain,
     trustedHops,
@@ -299,15 +304,6 @@ function finish(walk: Walk): RealIpResult {
     ignoredEntries: walk.ignoredEntries,
     ignored: walk.ignored,
   };
-  if (walk.identifier !== undefined) {
-    const last = walk.chain[walk.chain.length - 1]!;
-    return last.port === undefined
-      ? { address: null, identifier: walk.identifier, ...base }
-      : { address: null, identifier: walk.identifier, port: last.port, ...base };
-  }
-  return walk.currentPort === undefined
-    ? { address: walk.current.text, family: walk.current.family, ...base }
-    : { address: walk.current.text, family: walk.current.family, port: walk.currentPort, ...base };
 }
 
 /** Resolves one input with options compiled on the spot; prefer `compileRealIp` on hot paths. */

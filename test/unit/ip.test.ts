@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import ipaddr from "ipaddr.js";
 import { describe, expect, it } from "vitest";
 import { isValidRangeEntry, parseCidr, parseRangeList, compileRanges } from "../../src/net/cidr";
@@ -103,5 +104,45 @@ describe("CIDR", () => {
     expect(isValidRangeEntry("private")).toBe(true);
     expect(isValidRangeEntry("10.0.0.0/8")).toBe(true);
     expect(isValidRangeEntry("10.0.0.0/8x")).toBe(false);
+  });
+});
+
+describe("IPv6 parser agrees with ipaddr.js", () => {
+  const hexGroup = fc.oneof(fc.constantFrom("0", "00", "000", "0000", "ffff", "FFFF", "1", "db8", "2001", "fe80", "abcd", "12345", "g"), fc.string({ unit: fc.constantFrom(..."0123456789abcdefABCDEF"), maxLength: 5 }));
+  const v4tail = fc.constantFrom("1.2.3.4", "0.0.0.0", "255.255.255.255", "01.2.3.4", "1.2.3", "256.0.0.1");
+  const zone = fc.constantFrom("", "", "%eth0", "%1", "%", "%e-0");
+  const address = fc
+    .tuple(fc.array(hexGroup, { maxLength: 9 }), fc.nat({ max: 9 }), fc.boolean(), v4tail, zone, fc.constantFrom(":", "::", ":::"))
+    .map(([groups, gapAt, withV4, tail, z, sep]) => {
+      const parts = [...groups];
+      if (withV4) parts.push(tail);
+      let text = parts.join(":");
+      if (gapAt <= parts.length && sep !== ":") {
+        const head = parts.slice(0, gapAt).join(":");
+        const rest = parts.slice(gapAt).join(":");
+        text = `${head}${sep}${rest}`;
+      }
+      return text + z;
+    });
+
+  it("on generated addresses (validity, mapping and RFC 5952 text)", () => {
+    fc.assert(
+      fc.property(address, (text) => {
+        if (!text.includes(":")) return;
+        const ours = tryParseIp(text);
+        // ipaddr.js also takes legacy IPv4 tails ("01.2.3.4"); we insist on four-part decimal.
+        const tail = text.replace(/%.*$/, "").split(":").pop() ?? "";
+        const legacyTail = tail.includes(".") && !ipaddr.IPv4.isValidFourPartDecimal(tail);
+        const theirs = text.includes(":") && !legacyTail && ipaddr.IPv6.isValid(text) ? ipaddr.IPv6.parse(text) : null;
+        if (theirs === null) {
+          expect(ours, text).toBeNull();
+          return;
+        }
+        expect(ours, text).not.toBeNull();
+        if (theirs.isIPv4MappedAddress()) expect(ours!.text).toBe(theirs.toIPv4Address().toString());
+        else expect(ours!.text).toBe(theirs.toString());
+      }),
+      { numRuns: Number(process.env["FUZZ_RUNS"] ?? 20_000) },
+    );
   });
 });
