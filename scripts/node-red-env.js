@@ -76,8 +76,8 @@ function startNodeRed(userDir, { port, host = "127.0.0.1", stdio = "pipe", timeo
   });
 }
 
-/** Stops a Node-RED started by startNodeRed, by its pid; resolves when it has exited. */
-function stopNodeRed(child, timeoutMs = 15000) {
+/** Ends a child process by its pid (SIGTERM, then SIGKILL after `timeoutMs`); resolves when it has exited. */
+function stopProcess(child, timeoutMs = 15000) {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
@@ -89,4 +89,7 @@ function stopNodeRed(child, timeoutMs = 15000) {
   });
 }
 
-module.exports = { prepareUserDir, startNodeRed, stopNodeRed, root, pkg };
+/** Stops a Node-RED started by startNodeRed. */
+const stopNodeRed = stopProcess;
+
+module.exports = { prepareUserDir, startNodeRed, stopNodeRed, stopProcess, root, pkg };

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm start`: Node-RED on http://127.0.0.1:1880 with this package and the demo flow,
 // user dir in ./.node-red (ignored by git). PORT and HOST override the address;
-// KEEP_FLOWS=1 keeps flows you edited instead of writing the demo again.
+// KEEP_FLOWS=1 keeps flows you edited instead of writing the demo again;
+// TRAFFIC_USER_DIR puts the user dir elsewhere.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -14,7 +15,7 @@ async function main() {
   }
   const port = Number(process.env.PORT || 1880);
   const host = process.env.HOST || "127.0.0.1";
-  const userDir = path.join(root, ".node-red");
+  const userDir = process.env.TRAFFIC_USER_DIR || path.join(root, ".node-red");
   prepareUserDir(userDir, { port, host, flows: demoFlows(), overwriteFlows: process.env.KEEP_FLOWS !== "1" });
 
   const { capabilityReport, formatCapabilityReport } = require(path.join(root, "dist", "src", "doctor.js"));

@@ -62,7 +62,7 @@ function main() {
     process.exit(1);
   }
   const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "traffic-test-")), "vitest.json");
-  const vitest = require.resolve("vitest/vitest.mjs", { paths: [root] });
+  const vitest = path.join(path.dirname(require.resolve("vitest/package.json", { paths: [root] })), "vitest.mjs");
   const args = [vitest, "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)];
   const status = run(process.execPath, args, {
     env: { ...process.env, TRAFFIC_MISSING_COMMANDS: missing.map((d) => d.command).join(",") },
@@ -82,9 +82,16 @@ function main() {
   } catch {
     failed = Math.max(failed, 1);
   }
+  fs.rmSync(path.dirname(report), { recursive: true, force: true });
   if (status !== 0 && failed === 0) failed = 1;
   console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
   process.exit(status === 0 && failed === 0 ? 0 : 1);
 }
 
-main();
+try {
+  main();
+} catch (err) {
+  console.error(err);
+  console.log("0 passed, 1 failed");
+  process.exit(1);
+}

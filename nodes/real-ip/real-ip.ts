@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { isTrafficSession, type ConnectionInfo } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
+import { parseProxyHeader } from "../../src/proxy-protocol/parse";
 import type { ProxyHeader } from "../../src/proxy-protocol/types";
 import { AddressSource, compileRealIp, RealIpInput, RealIpResolver } from "../../src/realip/resolve";
 import { TrustSpec } from "../../src/realip/trust";
@@ -71,6 +72,19 @@ function peerFrom(value: unknown): { address: string; port?: number } | undefine
   return undefined;
 }
 
+/**
+ * A PROXY header given as a parsed object, or as the raw first bytes of a stream (from
+ * core `tcp in`, say), which must then start with a complete header.
+ */
+function proxyFrom(value: unknown): ProxyHeader | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Buffer.isBuffer(value)) return value as ProxyHeader;
+  const parsed = parseProxyHeader(value);
+  if (parsed.kind === "header") return parsed.header;
+  if (parsed.kind === "not-proxy") return undefined;
+  throw new TrafficError(parsed.version === 1 ? "ERR_PROXY_V1" : "ERR_PROXY_V2", "the bytes end inside a PROXY header (incomplete)", "PROXY header");
+}
+
 interface HttpInRequest {
   headers?: Headers;
   socket?: { remoteAddress?: string; remotePort?: number };
@@ -102,7 +116,7 @@ export default function register(RED: NodeAPI): void {
       const peer = peerFrom(RED.util.getMessageProperty(msg, config.peerProp || "peer"));
       if (peer === undefined) return undefined;
       const headers = lowerCaseHeaders(RED.util.getMessageProperty(msg, config.headersProp || "headers"));
-      const proxy = config.proxyProp ? (RED.util.getMessageProperty(msg, config.proxyProp) as ProxyHeader | undefined) : undefined;
+      const proxy = config.proxyProp ? proxyFrom(RED.util.getMessageProperty(msg, config.proxyProp)) : undefined;
       return { peer, ...(headers === undefined ? {} : { headers }), ...(proxy ? { proxyHeader: proxy } : {}) };
     };
 
