@@ -7,6 +7,7 @@ const path = require("node:path");
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
+  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);

@@ -51,7 +51,7 @@ export default function register(RED: NodeAPI): void {
     try {
       rules = rulesFromConfig(config.rules, (name) => RED.util.evaluateNodeProperty(name, "env", node, {}));
       filter = compileIpFilter(rules);
-      node.status({ fill: "grey", shape: "dot", text: `${rules.length} rules` });
+      node.status({ fill: "grey", shape: "dot", text: rules.length === 1 ? "1 rule" : `${rules.length} rules` });
     } catch (err) {
       configError = err as Error;
       node.error(`invalid rules: ${configError.message}`);

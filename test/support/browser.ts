@@ -1,0 +1,60 @@
+import fs from "node:fs";
+import path from "node:path";
+import { chromium, type Browser, type Page } from "playwright-core";
+
+/** Where screenshots of editor tests go (kept as test artifacts). */
+export const ARTIFACTS = path.resolve(__dirname, "..", "..", "test-artifacts");
+
+/**
+ * Launches Debian's chromium headless, with a fresh profile (playwright makes one). The flags keep it off the network: this machine
+ * allows only loopback, and background fetches would fail noisily.
+ */
+export async function launchChromium(executablePath: string): Promise<{ browser: Browser; close(): Promise<void> }> {
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
+  return {
+    browser,
+    async close() {
+      await browser.close();
+    },
+  };
+}
+
+/** Saves a screenshot under test-artifacts/. */
+export async function snapshot(page: Page, name: string): Promise<void> {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+}
+
+/** Drags a palette node onto the workspace at (x, y), then opens its edit dialog. */
+export async function addNodeAndOpen(page: Page, type: string, x: number, y: number): Promise<void> {
+  const nodes = page.locator("#red-ui-workspace-chart .red-ui-flow-node-group");
+  const before = await nodes.count();
+  // No dialog may be open or closing: the drop would land under its tray.
+  await page.locator(".red-ui-tray").waitFor({ state: "detached" });
+  const item = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
+  await item.scrollIntoViewIfNeeded();
+  const box = (await item.boundingBox())!;
+  const chart = (await page.locator("#red-ui-workspace-chart").boundingBox())!;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(chart.x + x, chart.y + y, { steps: 12 });
+  await page.mouse.up();
+  await page.waitForFunction(
+    ([sel, n]) => document.querySelectorAll(sel as string).length > (n as number),
+    ["#red-ui-workspace-chart .red-ui-flow-node-group", before] as const,
+  );
+  await nodes.nth(before).dblclick();
+  await page.locator("#node-dialog-ok").waitFor({ state: "visible" });
+}
