@@ -46,10 +46,16 @@ function prepareUserDir(userDir, { port, host = "127.0.0.1", flows, overwriteFlo
   }
 }
 
-/** Starts Node-RED on a prepared user dir; resolves once flows have started. */
-function startNodeRed(userDir, { port, host = "127.0.0.1", stdio = "pipe", timeoutMs = 60000, env = process.env } = {}) {
-  const red = require.resolve("node-red/red.js", { paths: [root] });
-  const child = spawn(process.execPath, [red, "--userDir", userDir, "--port", String(port)], {
+/**
+ * Starts Node-RED on a prepared user dir; resolves once flows have started. `node` and
+ * `redScript` run another Node.js binary or Node-RED release (the compatibility suite).
+ */
+function startNodeRed(
+  userDir,
+  { port, host = "127.0.0.1", stdio = "pipe", timeoutMs = 60000, env = process.env, node = process.execPath, redScript } = {},
+) {
+  const red = redScript || require.resolve("node-red/red.js", { paths: [root] });
+  const child = spawn(node, [red, "--userDir", userDir, "--port", String(port)], {
     cwd: userDir,
     env,
     stdio: ["ignore", stdio, stdio],
