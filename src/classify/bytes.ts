@@ -66,9 +66,13 @@ export function isUtf8Text(b: Buffer, start: number, end: number): boolean {
   return true;
 }
 
+// Buffer#latin1Slice skips toString's encoding lookup and argument checks: the fastest
+// way to turn a few bytes into a string. Callers always pass in-range offsets.
+type Latin1Slicer = { latin1Slice(start: number, end: number): string };
+
 /** Bytes [start, end) as a latin1 string (one char per byte: never throws, no decoding cost). */
 export function latin1(b: Buffer, start: number, end: number): string {
-  return b.toString("latin1", start, end);
+  return (b as unknown as Latin1Slicer).latin1Slice(start, end);
 }
 
 /** Bytes [start, end) as UTF-8 text. */

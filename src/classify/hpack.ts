@@ -110,39 +110,110 @@ const SYMBOLS = new Uint16Array(257);
   }
 })();
 
+// Codes of at most 8 bits, looked up by the next 8 input bits: (symbol << 4) | length, 0 = longer code.
+const FAST = new Uint16Array(256);
+(() => {
+  for (let len = 5; len <= 8; len++) {
+    for (let k = 0; k < COUNT[len]!; k++) {
+      const code = FIRST_CODE[len]! + k;
+      const sym = SYMBOLS[FIRST_INDEX[len]! + k]!;
+      const spread = 8 - len;
+      for (let tail = 0; tail < 1 << spread; tail++) FAST[(code << spread) | tail] = (sym << 4) | len;
+    }
+  }
+})();
+
 /** Huffman code length of each symbol (0-256), for tests and encoders. */
 export function huffmanCodeLengths(): number[] {
   return Array.from(CODE_LENGTHS, (ch) => ch.charCodeAt(0) - 48);
 }
 
-/** Decodes Huffman-coded bytes b[start, end) to a latin1 string, or null when invalid. */
-export function huffmanDecode(b: Uint8Array, start: number, end: number): string | null {
-  let out = "";
+/** One symbol read bit by bit from absolute bit position `pos`: (symbol << 5) | length, or -1. */
+function decodeOneSlow(b: Uint8Array, pos: number, endBit: number): number {
   let code = 0;
-  let len = 0;
-  for (let i = start; i < end; i++) {
-    const byte = b[i]!;
-    for (let bit = 7; bit >= 0; bit--) {
-      code = (code << 1) | ((byte >> bit) & 1);
-      len++;
-      const count = COUNT[len]!;
-      if (count > 0) {
-        const offset = code - FIRST_CODE[len]!;
-        if (offset >= 0 && offset < count) {
-          const sym = SYMBOLS[FIRST_INDEX[len]! + offset]!;
-          if (sym === EOS) return null; // RFC 7541 5.2: EOS in a string is an error
-          out += String.fromCharCode(sym);
-          code = 0;
-          len = 0;
-          continue;
-        }
-      }
-      if (len >= MAX_CODE) return null;
+  for (let len = 1; len <= MAX_CODE && pos < endBit; len++, pos++) {
+    code = code * 2 + ((b[pos >> 3]! >> (7 - (pos & 7))) & 1);
+    const count = COUNT[len]!;
+    if (count > 0) {
+      const offset = code - FIRST_CODE[len]!;
+      if (offset >= 0 && offset < count) return (SYMBOLS[FIRST_INDEX[len]! + offset]! << 5) | len;
     }
   }
-  // Padding: fewer than 8 bits, all ones (the most significant bits of EOS).
-  if (len > 7 || code !== (1 << len) - 1) return null;
-  return out;
+  return -1;
+}
+
+// Decoded bytes are collected here, then turned into one string (strings never exceed the block).
+let scratch = Buffer.allocUnsafe(4096);
+
+/** Decodes Huffman-coded bytes b[start, end) to a latin1 string, or null when invalid. */
+export function huffmanDecode(b: Uint8Array, start: number, end: number): string | null {
+  // Every symbol takes at least 5 bits, so the output is at most 8/5 of the input.
+  const room = Math.ceil(((end - start) * 8) / 5);
+  if (room > scratch.length) scratch = Buffer.allocUnsafe(room);
+  const out = scratch;
+  let n = 0;
+  let acc = 0; // pending bits, right-aligned; at most 31 of them
+  let bits = 0;
+  let i = start;
+  for (;;) {
+    // Refill to at least 8 pending bits (or to the end of the input).
+    while (bits <= 23 && i < end) {
+      acc = ((acc << 8) | b[i++]!) >>> 0;
+      bits += 8;
+    }
+    if (bits === 0) break;
+    let sym = -1;
+    let len = 0;
+    if (bits >= 8) {
+      const e = FAST[(acc >>> (bits - 8)) & 0xff]!;
+      if (e !== 0) {
+        sym = e >> 4;
+        len = e & 15;
+      }
+    }
+    if (sym < 0) {
+      const max = Math.min(bits, MAX_CODE);
+      for (let l = 5; l <= max; l++) {
+        const count = COUNT[l]!;
+        if (count === 0) continue;
+        const offset = ((acc >>> (bits - l)) & ((1 << l) - 1)) - FIRST_CODE[l]!;
+        if (offset >= 0 && offset < count) {
+          sym = SYMBOLS[FIRST_INDEX[l]! + offset]!;
+          len = l;
+          break;
+        }
+      }
+      if (sym < 0 && i < end) {
+        // A code longer than the pending bits (24 or more of them): read it bit by bit from
+        // where it starts, then resume byte-wise after it. Only rare symbols get here.
+        const at = (i - start) * 8 - bits;
+        const one = decodeOneSlow(b, start * 8 + at, end * 8);
+        if (one < 0) return null;
+        sym = one >> 5;
+        const after = at + (one & 31);
+        i = start + (after >> 3);
+        bits = 0;
+        acc = 0;
+        if ((after & 7) !== 0) {
+          bits = 8 - (after & 7);
+          acc = b[i++]! & ((1 << bits) - 1);
+        }
+        if (sym === EOS) return null;
+        out[n++] = sym;
+        continue;
+      }
+      if (sym < 0) {
+        // RFC 7541 5.2: the tail is padding, fewer than 8 bits, all ones.
+        if (bits > 7 || (acc & ((1 << bits) - 1)) !== (1 << bits) - 1) return null;
+        break;
+      }
+    }
+    if (sym === EOS) return null; // EOS inside a string is an error
+    out[n++] = sym;
+    bits -= len;
+    acc = bits === 0 ? 0 : (acc & ((1 << bits) - 1)) >>> 0;
+  }
+  return (out as unknown as { latin1Slice(s: number, e: number): string }).latin1Slice(0, n);
 }
 
 /** A decoded header field. */
@@ -156,8 +227,10 @@ const DEFAULT_TABLE_SIZE = 4096;
 /**
  * Decodes one header block b[start, end) with a fresh dynamic table (the first HEADERS
  * frame of a connection). Returns the fields in order, or null when the block is broken.
+ * With `wanted`, only those names are returned and other values are skipped undecoded
+ * (their lengths are still checked): a sniffer needs four headers, not the cookies.
  */
-export function decodeHeaderBlock(b: Uint8Array, start: number, end: number): HeaderField[] | null {
+export function decodeHeaderBlock(b: Uint8Array, start: number, end: number, wanted?: ReadonlySet<string>): HeaderField[] | null {
   const out: HeaderField[] = [];
   const dynamic: HeaderField[] = [];
   let dynamicSize = 0;
@@ -179,12 +252,12 @@ export function decodeHeaderBlock(b: Uint8Array, start: number, end: number): He
       if ((c & 0x80) === 0) return value;
     }
   };
-  const string = (): string | null => {
+  const string = (skip: boolean): string | null => {
     if (p >= end) return null;
     const huffman = (b[p]! & 0x80) !== 0;
     const len = integer(7);
     if (len < 0 || p + len > end) return null;
-    const s = huffman ? huffmanDecode(b, p, p + len) : Buffer.from(b.buffer, b.byteOffset + p, len).toString("latin1");
+    const s = skip ? "" : huffman ? huffmanDecode(b, p, p + len) : Buffer.from(b.buffer, b.byteOffset + p, len).toString("latin1");
     p += len;
     return s;
   };
@@ -208,7 +281,7 @@ export function decodeHeaderBlock(b: Uint8Array, start: number, end: number): He
       const index = integer(7);
       const field = index > 0 ? entry(index) : null;
       if (field === null) return null;
-      out.push(field);
+      if (wanted === undefined || wanted.has(field.name)) out.push(field);
     } else if ((c & 0xe0) === 0x20) {
       // Dynamic table size update: may only shrink below the default here.
       const size = integer(5);
@@ -220,13 +293,14 @@ export function decodeHeaderBlock(b: Uint8Array, start: number, end: number): He
       const index = integer(indexing ? 6 : 4);
       if (index < 0) return null;
       let name: string | null;
-      if (index === 0) name = string();
+      if (index === 0) name = string(false);
       else name = entry(index)?.name ?? null;
       if (name === null) return null;
-      const value = string();
+      const keep = wanted === undefined || wanted.has(name);
+      const value = string(!keep);
       if (value === null) return null;
       const field = { name, value };
-      out.push(field);
+      if (keep) out.push(field);
       if (indexing) {
         dynamic.unshift(field);
         dynamicSize += name.length + value.length + 32;

@@ -10,6 +10,25 @@ const MAX_METHOD = 20;
 // "HTTP/1." after the request target; the minor version digit follows.
 const VERSION_PREFIX = [0x48, 0x54, 0x54, 0x50, 0x2f, 0x31, 0x2e];
 
+// The common methods as constant strings: no allocation for them on the hot path.
+const KNOWN_METHODS = ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+
+function methodName(b: Buffer, end: number): string {
+  for (let k = 0; k < KNOWN_METHODS.length; k++) {
+    const m = KNOWN_METHODS[k]!;
+    if (m.length !== end) continue;
+    let same = true;
+    for (let i = 0; i < end; i++) {
+      if (b[i] !== m.charCodeAt(i)) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return m;
+  }
+  return latin1(b, 0, end);
+}
+
 function isMethodChar(c: number): boolean {
   return (c >= 65 && c <= 90) || c === 45 || c === 95;
 }
@@ -66,7 +85,7 @@ export function sniffHttp1(b: Buffer, final: boolean): SniffVerdict {
   i++;
 
   // The request line is valid: from here on it is HTTP/1.x whatever follows.
-  const method = latin1(b, 0, methodEnd);
+  const method = methodName(b, methodEnd);
   const fields: ClassificationFields = { method, httpVersion: minor === 0x30 ? "1.0" : "1.1" };
   if (method === "CONNECT") fields.host = lowerAscii(latin1(b, targetStart, targetEnd));
   else fields.path = latin1(b, targetStart, targetEnd);

@@ -26,8 +26,10 @@ function grpcParts(path: string, fields: ClassificationFields): void {
 // The preface alone already proves HTTP/2; what follows only adds fields.
 const PREFACE_ONLY = 1;
 
+const WANTED: ReadonlySet<string> = new Set([":method", ":path", ":authority", "host", "content-type"]);
+
 function fromHeaderBlock(block: Uint8Array, start: number, end: number): SniffVerdict {
-  const headers = decodeHeaderBlock(block, start, end);
+  const headers = decodeHeaderBlock(block, start, end, WANTED);
   const fields: ClassificationFields = { httpVersion: "2" };
   if (headers === null) return match("http2", PREFACE_ONLY, fields);
   for (const h of headers) {

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { Classification, classifyBytes, DEFAULT_SNIFFERS, decodeHeaderBlock, huffmanDecode, runSniffers, StreamClassifier } from "../../src/classify";
+import { huffmanCodeLengths } from "../../src/classify/hpack";
 import { TrafficError } from "../../src/errors";
 import { loadVectors } from "../support/classify-vectors";
 
@@ -95,6 +96,35 @@ describe("classify under random input", () => {
         expect(s === null || typeof s === "string").toBe(true);
       }),
       { numRuns: 5000 },
+    );
+  });
+
+  it("Huffman: whatever a canonical encoder built from the code lengths writes decodes back", () => {
+    // Codes rebuilt independently of the decoder's tables: sort by (length, symbol), count up.
+    const lengths = huffmanCodeLengths();
+    const order = lengths.map((len, sym) => [len, sym] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    const codes = new Array<[number, number]>(257);
+    let code = 0;
+    for (let k = 0; k < order.length; k++) {
+      if (k > 0) code = (code + 1) << (order[k]![0] - order[k - 1]![0]);
+      codes[order[k]![1]] = [code, order[k]![0]];
+    }
+    expect(codes[256]).toEqual([0x3fffffff, 30]); // EOS, as RFC 7541 Appendix B lists it
+    expect(codes[0x61]).toEqual([0x3, 5]); // 'a'
+    const encode = (bytes: Uint8Array): Buffer => {
+      let bits = "";
+      for (const byte of bytes) bits += codes[byte]![0].toString(2).padStart(codes[byte]![1], "0");
+      bits += "1".repeat((8 - (bits.length % 8)) % 8);
+      const out = Buffer.alloc(bits.length / 8);
+      for (let i = 0; i < out.length; i++) out[i] = parseInt(bits.slice(i * 8, i * 8 + 8), 2);
+      return out;
+    };
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const enc = encode(bytes);
+        expect(huffmanDecode(enc, 0, enc.length)).toBe(Buffer.from(bytes).toString("latin1"));
+      }),
+      { numRuns: 3000 },
     );
   });
 
