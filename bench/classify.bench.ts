@@ -61,7 +61,7 @@ function llhttpParse(): (bytes: Buffer) => unknown {
 export async function run(): Promise<BenchReport> {
   const cases: Array<{ name: string; bytes: Buffer; expect: string; bar?: number }> = [
     { name: "TLS ClientHello, curl (517 B, 1 segment)", bytes: fixture("curl-https"), expect: "tls", bar: BAR },
-    { name: "TLS ClientHello, chromium PQ (1988 B)", bytes: fixture("chromium"), expect: "tls", bar: BAR },
+    { name: "TLS ClientHello, chromium with PQ key share", bytes: fixture("chromium"), expect: "tls", bar: BAR },
     { name: "HTTP/1 request, curl (102 B)", bytes: fixture("curl-http1"), expect: "http1", bar: BAR },
     { name: "HTTP/2 preface + gRPC HEADERS, curl", bytes: fixture("curl-grpc"), expect: "grpc" },
     { name: "SSH banner", bytes: fixture("ssh"), expect: "ssh" },

@@ -6,8 +6,9 @@
 //   node scripts/capture-classify-vectors.js            # every vector whose client is installed
 //   node scripts/capture-classify-vectors.js curl-http1 # only the named ones
 //
-// The server never answers (except where noted), so each client sends only what it
-// sends first; the recording ends after a quiet spell, then the client is stopped.
+// The server never answers, so each client sends only what it sends first; the
+// recording ends after a quiet spell, then the client is stopped. test/e2e runs the same
+// clients live through record() and checks they still classify as recorded.
 "use strict";
 const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -72,9 +73,10 @@ const VECTORS = [
   {
     name: "chromium",
     program: "chromium",
-    args: (p) => [
+    tmpDir: true,
+    args: (p, dir) => [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-      "--disable-sync", "--no-first-run", `--user-data-dir=${fs.mkdtempSync(path.join(os.tmpdir(), "classify-chromium-"))}`,
+      "--disable-sync", "--no-first-run", `--user-data-dir=${dir}`,
       "--host-resolver-rules=MAP * 127.0.0.1", `https://www.example.test:${p}/`,
     ],
     expect: "tls",
@@ -132,6 +134,7 @@ function record(vector) {
         quiet = setTimeout(finish, vector.quietMs ?? QUIET_MS);
       });
     });
+    const tmpDir = vector.tmpDir ? fs.mkdtempSync(path.join(os.tmpdir(), "classify-client-")) : null;
     const giveUp = setTimeout(() => finish(), vector.serverFirst ? SERVER_FIRST_MS : 15_000);
     function finish() {
       if (done) return;
@@ -147,12 +150,20 @@ function record(vector) {
           child.kill("SIGKILL");
         }
       }
-      resolveRecord(segments.map((s) => s.chunk));
+      const result = segments.map((s) => s.chunk);
+      if (tmpDir === null) resolveRecord(result);
+      else {
+        // Give the killed browser a moment to let go of its profile before removing it.
+        setTimeout(() => {
+          fs.rmSync(tmpDir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+          resolveRecord(result);
+        }, 200);
+      }
     }
     server.listen(0, "127.0.0.1", () => {
       const port = server.address().port;
-      const args = vector.args(port);
-      vector.commandLine = [vector.program, ...args.map((a) => String(a).replace(String(port), "PORT"))]
+      const args = vector.args(port, tmpDir);
+      vector.commandLine = [vector.program, ...args.map((a) => String(a).replace(String(port), "PORT").replace(String(tmpDir), "$(mktemp -d)"))]
         .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
         .join(" ");
       child = spawn(vector.program, args, { stdio: ["pipe", "ignore", "ignore"], detached: true });
@@ -194,7 +205,11 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err.stack ?? err}\n`);
-  process.exit(1);
-});
+module.exports = { VECTORS, record };
+
+if (require.main === module) {
+  main().catch((err) => {
+    process.stderr.write(`${err.stack ?? err}\n`);
+    process.exit(1);
+  });
+}

@@ -1,5 +1,7 @@
 /** Protocol sniffing by content: the library API of the classify core. */
-export * from "./types";
+export type { Classification, ClassificationFields, ClassificationOutcome, ClassifiedAs, SniffedProtocol, Sniffer, SniffVerdict } from "./types";
+// For custom sniffers: the shared "no" and "need more" answers and the match builder.
+export { NO as SNIFF_NO, MORE as SNIFF_MORE, match as sniffMatch } from "./types";
 export { classifyBytes, classifierLimits, DEFAULT_SNIFFERS, runSniffers, StreamClassifier } from "./classifier";
 export type { ClassifierLimits, ClassifierOptions } from "./classifier";
 export { compileRouter, compileHostPattern, hostWithoutPort, CLASSIFIED_AS } from "./rules";
