@@ -14,9 +14,11 @@ import { tlsSniffer } from "./tls";
 import { Classification, SniffedProtocol, Sniffer } from "./types";
 
 /**
- * Every sniffer, in the order they are asked. Strong signatures come first; PostgreSQL
- * before Kafka (a Kafka Metadata v0 header can begin like a startup packet) and DNS,
- * the weakest signature, last.
+ * Every sniffer, in the order they are asked. Strong signatures come first. Among the
+ * length-prefixed binary protocols, PostgreSQL goes first (a Kafka Metadata v0 header
+ * can begin like a startup packet), then DNS (a DNS query without the RD flag reads as
+ * a Kafka Produce header, while a Kafka request under 64 KiB starts with two zero
+ * bytes, which DNS rejects as a length), then Kafka.
  */
 export const DEFAULT_SNIFFERS: readonly Sniffer[] = [
   tlsSniffer,
@@ -27,11 +29,11 @@ export const DEFAULT_SNIFFERS: readonly Sniffer[] = [
   mqttSniffer,
   redisSniffer,
   postgresqlSniffer,
-  kafkaSniffer,
   dubboSniffer,
   socks4Sniffer,
   socks5Sniffer,
   dnsSniffer,
+  kafkaSniffer,
 ];
 
 /** Limits of one classification. */

@@ -37,7 +37,9 @@ function isMethodChar(c: number): boolean {
 function nameIs(b: Buffer, start: number, end: number, lower: string): boolean {
   if (end - start !== lower.length) return false;
   for (let i = 0; i < lower.length; i++) {
-    if ((b[start + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+    let c = b[start + i]!;
+    if (c >= 65 && c <= 90) c |= 0x20;
+    if (c !== lower.charCodeAt(i)) return false;
   }
   return true;
 }

@@ -1,4 +1,4 @@
-import { i32, isUtf8Text, u16, utf8 } from "./bytes";
+import { i32, isPrintableAscii, isUtf8Text, u16, utf8 } from "./bytes";
 import { ClassificationFields, match, MORE, NO, Sniffer, SniffVerdict } from "./types";
 
 // Kafka's default socket.request.max.bytes.
@@ -31,6 +31,11 @@ const API_NAMES: Readonly<Record<number, string>> = {
   36: "SaslAuthenticate",
 };
 
+function hasControl(b: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (b[i]! < 0x20 || b[i] === 0x7f) return true;
+  return false;
+}
+
 /**
  * Kafka: a size-prefixed request with header v1/v2: api key, api version, correlation
  * id and a nullable client id string. Small requests are read to their declared size.
@@ -58,13 +63,17 @@ export function sniffKafka(b: Buffer, final: boolean): SniffVerdict {
   if (idLen !== 0xffff) {
     if (14 + idLen > size + 4) return NO;
     if (n < 14 + idLen) return MORE;
-    if (!isUtf8Text(b, 14, 14 + idLen)) return NO;
+    // Client ids are names ("rdkafka", "console-producer"): no control characters.
+    if (!isUtf8Text(b, 14, 14 + idLen) || hasControl(b, 14, 14 + idLen)) return NO;
     fields.clientId = utf8(b, 14, 14 + idLen);
   }
   if (size + 4 <= WAIT_LIMIT) {
     if (n < size + 4) return final ? match("kafka", 0.7, fields) : MORE;
     return match("kafka", 0.9, fields);
   }
+  // A big first request cannot be read whole: insist on a printable client id, which
+  // a length-prefixed message of another protocol rarely has in this place.
+  if (idLen === 0xffff || idLen === 0 || !isPrintableAscii(b, 14, 14 + idLen)) return NO;
   return match("kafka", 0.7, fields);
 }
 

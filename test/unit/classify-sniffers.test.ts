@@ -238,6 +238,27 @@ describe("HPACK", () => {
   });
 });
 
+describe("ambiguous length-prefixed protocols", () => {
+  it("a DNS query without the RD flag (as resolvers send upstream) is DNS, not a Kafka Produce header", () => {
+    const q = Buffer.from(vector("dig-tcp").bytes);
+    q[4] = 0; // flags: no RD
+    q[5] = 0;
+    expect(classifyBytes(q)).toMatchObject({ protocol: "dns", fields: { dnsName: "www.example.test" } });
+    const noEdns = Buffer.from(q);
+    noEdns.writeUInt16BE(0, 12); // no additional records either
+    expect(classifyBytes(noEdns).protocol).toBe("dns");
+  });
+
+  it("a Kafka request too big to wait for needs a printable client id", () => {
+    const small = vector("kcat-metadata").bytes;
+    const big = Buffer.from(small);
+    big.writeInt32BE(100_000, 0);
+    expect(classifyBytes(big)).toMatchObject({ protocol: "kafka", fields: { clientId: "rdkafka" } });
+    big.writeInt16BE(-1, 12); // null client id
+    expect(classifyBytes(big).protocol).not.toBe("kafka");
+  });
+});
+
 describe("protocols without a Debian client", () => {
   it("Dubbo: a request header built from the protocol's layout (hessian2, two-way)", () => {
     const h = Buffer.alloc(16);
