@@ -7,10 +7,10 @@ const path = require("node:path");
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
+  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
   // Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts).
   { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
   { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client)" },
-  { command: "chromium", pkg: "chromium", usedBy: "classify: a browser's post-quantum TLS ClientHello" },
   { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },
   { command: "redis-cli", pkg: "redis-tools", usedBy: "classify: Redis RESP" },
   { command: "psql", pkg: "postgresql-client", usedBy: "classify: PostgreSQL startup and SSLRequest" },
