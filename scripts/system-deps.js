@@ -7,8 +7,13 @@ const path = require("node:path");
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
-  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
-  // Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts).
+];
+
+const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
+
+// Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts);
+// the browser among them is chromium, listed above for the editor tests.
+SYSTEM_DEPS.push(
   { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
   { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client)" },
   { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },
@@ -17,9 +22,7 @@ const SYSTEM_DEPS = [
   { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
   { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
   { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
-];
-
-const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
+);
 
 /** Absolute path of `command`, or null when it is not installed. */
 function findCommand(command) {
