@@ -6,6 +6,8 @@
 //   node scripts/capture-classify-vectors.js            # every vector whose client is installed
 //   node scripts/capture-classify-vectors.js curl-http1 # only the named ones
 //
+// Afterwards the example flow's inject nodes get the new bytes of the vectors they name.
+//
 // The server never answers, so each client sends only what it sends first; the
 // recording ends after a quiet spell, then the client is stopped. test/e2e runs the same
 // clients live through record() and checks they still classify as recorded.
@@ -176,6 +178,22 @@ function record(vector) {
   });
 }
 
+// The example flow's inject nodes carry captured bytes; each names its vector in `topic`.
+const EXAMPLE = path.join(root, "examples", "classify-tls-by-sni.json");
+
+/** Copies the vectors' bytes into the example flow's inject nodes. */
+function refreshExample() {
+  const flow = JSON.parse(fs.readFileSync(EXAMPLE, "utf8"));
+  for (const node of flow) {
+    if (node.type !== "inject" || !node.topic) continue;
+    const fixture = JSON.parse(fs.readFileSync(path.join(outDir, `${node.topic}.json`), "utf8"));
+    node.payload = JSON.stringify([...Buffer.from(fixture.segments.join(""), "hex")]);
+    node.payloadType = "bin";
+  }
+  fs.writeFileSync(EXAMPLE, `${JSON.stringify(flow, null, 2)}\n`);
+  process.stdout.write(`ok   ${path.relative(root, EXAMPLE)} refreshed\n`);
+}
+
 async function main() {
   const only = process.argv.slice(2);
   fs.mkdirSync(outDir, { recursive: true });
@@ -203,6 +221,7 @@ async function main() {
     fs.writeFileSync(path.join(outDir, `${vector.name}.json`), `${JSON.stringify(fixture, null, 2)}\n`);
     process.stdout.write(`ok   ${vector.name}: ${bytes.length} bytes in ${segments.length} segment(s)\n`);
   }
+  refreshExample();
 }
 
 module.exports = { VECTORS, record };
