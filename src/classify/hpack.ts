@@ -70,13 +70,7 @@ const STATIC: ReadonlyArray<readonly [string, string]> = [
   ["www-authenticate", ""],
 ];
 
-/** Number of static table entries. */
-export const STATIC_TABLE_SIZE = STATIC.length - 1;
-
-/** Name and value of static table entry `index` (1-based), for tests. */
-export function staticEntry(index: number): readonly [string, string] | undefined {
-  return index >= 1 && index <= STATIC_TABLE_SIZE ? STATIC[index] : undefined;
-}
+const STATIC_TABLE_SIZE = STATIC.length - 1;
 
 // RFC 7541 Appendix B: code length in bits of symbols 0-256, one character each
 // (code point minus 48). The code is canonical (codes of one length are consecutive in
@@ -302,6 +296,8 @@ export function decodeHeaderBlock(b: Uint8Array, start: number, end: number, wan
       const field = { name, value };
       if (keep) out.push(field);
       if (indexing) {
+        // A skipped value counts as empty here, so the table may keep an entry a real
+        // decoder would have evicted; that only accepts a reference a real encoder never makes.
         dynamic.unshift(field);
         dynamicSize += name.length + value.length + 32;
         evict();
