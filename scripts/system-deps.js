@@ -12,6 +12,19 @@ const SYSTEM_DEPS = [
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
 
+// Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts);
+// the browser among them is chromium, listed above for the editor tests.
+SYSTEM_DEPS.push(
+  { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
+  { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client)" },
+  { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },
+  { command: "redis-cli", pkg: "redis-tools", usedBy: "classify: Redis RESP" },
+  { command: "psql", pkg: "postgresql-client", usedBy: "classify: PostgreSQL startup and SSLRequest" },
+  { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
+  { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
+  { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
+);
+
 /** Absolute path of `command`, or null when it is not installed. */
 function findCommand(command) {
   for (const dir of SEARCH_PATH) {

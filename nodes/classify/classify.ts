@@ -1,0 +1,232 @@
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import {
+  Classification,
+  classifierLimits,
+  ClassifierLimits,
+  ClassifyRuleSpec,
+  compileRouter,
+  moreBytesSource,
+  Router,
+  runSniffers,
+} from "../../src/classify";
+import { isTrafficSession } from "../../src/connection";
+import { TrafficError } from "../../src/errors";
+import { throttledStatus } from "../common/status";
+
+/** One rule as the editor stores it: every condition is text, empty means "any". */
+export interface ClassifyRuleConfig {
+  name?: string;
+  protocols?: string;
+  hosts?: string;
+  alpn?: string;
+  paths?: string;
+  ports?: string;
+  destinations?: string;
+  clients?: string;
+}
+
+interface ClassifyDef extends NodeDef {
+  /** `auto`: a connection message or a flow event (payload.firstBytes), else the property; `property`: only the property. */
+  input: "auto" | "property";
+  /** msg property holding the bytes (a Buffer, a byte array or a string). */
+  property: string;
+  maxBytes: string | number;
+  timeoutMs: string | number;
+  serverFirstMs: string | number;
+  rules: ClassifyRuleConfig[];
+}
+
+/** `msg.classification`: what the stream is, and which rule routed it. */
+export interface ClassificationMessage extends Classification {
+  /** Name of the rule that matched, or null for "other". */
+  readonly rule: string | null;
+  /** Output index (0-based) the message left by. */
+  readonly output: number;
+}
+
+/** Turns editor rules into rule specs (empty fields left out). */
+export function rulesFromConfig(rules: ClassifyRuleConfig[] | undefined): ClassifyRuleSpec[] {
+  return (rules ?? []).map((r) => {
+    const spec: { -readonly [K in keyof ClassifyRuleSpec]: ClassifyRuleSpec[K] } = {};
+    const set = (key: keyof Omit<ClassifyRuleSpec, "name">, value: string | undefined): void => {
+      if (value !== undefined && String(value).trim() !== "") spec[key] = String(value);
+    };
+    if (r.name) spec.name = r.name;
+    set("protocols", r.protocols);
+    set("hosts", r.hosts);
+    set("alpn", r.alpn);
+    set("pathPrefixes", r.paths);
+    set("destinationPorts", r.ports);
+    set("destinations", r.destinations);
+    set("clients", r.clients);
+    return spec;
+  });
+}
+
+function optionalInt(value: string | number | undefined): number | undefined {
+  if (value === undefined || value === null || String(value).trim() === "") return undefined;
+  return Number(value);
+}
+
+/** Bytes from what a message may carry: a Buffer, a Uint8Array, `{type:"Buffer",data}`, an array of bytes or a string. */
+export function bytesOf(value: unknown): Buffer | null {
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (typeof value === "string") return Buffer.from(value, "latin1");
+  const data = Array.isArray(value) ? value : value !== null && typeof value === "object" && (value as { type?: unknown }).type === "Buffer" ? (value as { data?: unknown }).data : null;
+  if (Array.isArray(data) && data.every((x) => Number.isInteger(x) && x >= 0 && x <= 255)) return Buffer.from(data as number[]);
+  return null;
+}
+
+interface Endpoints {
+  destinationAddress?: string;
+  destinationPort?: number;
+  clientAddress?: string;
+}
+
+/** Destination and client from connection info or a flow event (either naming). */
+function endpointsOf(info: Record<string, unknown>): Endpoints {
+  const out: Endpoints = {};
+  const dst = info["originalDst"] as { address?: unknown; port?: unknown } | undefined;
+  const address = dst?.address ?? info["localAddress"] ?? info["localIp"];
+  const port = dst?.port ?? info["localPort"];
+  const client = info["remoteAddress"] ?? info["remoteIp"];
+  if (typeof address === "string") out.destinationAddress = address;
+  if (typeof port === "number") out.destinationPort = port;
+  if (typeof client === "string") out.clientAddress = client;
+  return out;
+}
+
+interface Input {
+  bytes: Buffer;
+  endpoints: Endpoints;
+  /** Session id of a live connection, when more bytes can be asked for. */
+  sessionId: string | null;
+}
+
+export default function register(RED: NodeAPI): void {
+  function ClassifyNode(this: Node, config: ClassifyDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node);
+    const property = config.property || "payload";
+    const auto = config.input !== "property";
+    let route: Router | null = null;
+    let limits: ClassifierLimits | null = null;
+    let configError: Error | null = null;
+    const specs = rulesFromConfig(config.rules);
+    const outputs = specs.length + 1;
+    const counts = new Array<number>(outputs).fill(0);
+    try {
+      limits = classifierLimits({
+        maxBytes: optionalInt(config.maxBytes),
+        timeoutMs: optionalInt(config.timeoutMs),
+        serverFirstMs: optionalInt(config.serverFirstMs),
+      });
+      route = compileRouter(specs);
+      node.status({ fill: "grey", shape: "dot", text: `${specs.length} rules` });
+    } catch (err) {
+      configError = err as Error;
+      node.error(`invalid configuration: ${configError.message}`);
+      node.status({ fill: "red", shape: "ring", text: "bad config" });
+    }
+
+    const inputOf = (msg: NodeMessageInFlow): Input => {
+      const m = msg as { _session?: unknown; payload?: unknown };
+      if (auto && m.payload !== null && typeof m.payload === "object" && !Buffer.isBuffer(m.payload)) {
+        const info = m.payload as Record<string, unknown>;
+        const session = isTrafficSession(m._session) ? m._session.id : null;
+        if ("firstBytes" in info || session !== null) {
+          // A live connection may not have sent anything yet: that is zero bytes, not an error.
+          const bytes = info["firstBytes"] === undefined ? Buffer.alloc(0) : bytesOf(info["firstBytes"]);
+          if (bytes === null) throw new TrafficError("ERR_CLASSIFY_INPUT", "payload.firstBytes is not bytes", "payload.firstBytes");
+          return { bytes, endpoints: endpointsOf(info), sessionId: session };
+        }
+      }
+      let value: unknown;
+      try {
+        value = RED.util.getMessageProperty(msg, property);
+      } catch {
+        value = undefined; // a missing parent object: no bytes there
+      }
+      const bytes = bytesOf(value);
+      if (bytes === null) {
+        throw new TrafficError("ERR_CLASSIFY_INPUT", `expected a Buffer, byte array or string at msg.${property}`, `msg.${property}`);
+      }
+      return { bytes, endpoints: {}, sessionId: null };
+    };
+
+    // Asks the listener for more of a live connection's bytes while the limits allow.
+    const classifyLive = async (input: Input, lim: ClassifierLimits): Promise<Classification> => {
+      const source = moreBytesSource();
+      let bytes = input.bytes.length > lim.maxBytes ? input.bytes.subarray(0, lim.maxBytes) : input.bytes;
+      const started = Date.now();
+      for (;;) {
+        const capped = bytes.length >= lim.maxBytes;
+        const early = runSniffers(bytes, capped || source === null || input.sessionId === null, undefined, input.endpoints.destinationPort);
+        if (early !== null) return early;
+        const wait = bytes.length === 0 ? Math.min(lim.serverFirstMs, lim.timeoutMs) : lim.timeoutMs;
+        const more = await source!.readMore(input.sessionId!, bytes.length, lim.maxBytes, started + wait);
+        if (more === null || more.bytes.length <= bytes.length || more.ended || Date.now() >= started + wait) {
+          const last = more !== null && more.bytes.length > bytes.length ? more.bytes.subarray(0, lim.maxBytes) : bytes;
+          return runSniffers(last, true, undefined, input.endpoints.destinationPort)!;
+        }
+        bytes = more.bytes.subarray(0, lim.maxBytes);
+      }
+    };
+
+    const deliver = (msg: NodeMessageInFlow, c: Classification, endpoints: Endpoints, send: (m: Array<NodeMessageInFlow | null>) => void): void => {
+      const verdict = route!({ classification: c, ...endpoints });
+      const output = verdict.index >= 0 ? verdict.index : specs.length;
+      const classification: ClassificationMessage = { ...c, rule: verdict.rule, output };
+      (msg as { classification?: unknown }).classification = classification;
+      counts[output]!++;
+      status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text: counts.join("/") });
+      const out: Array<NodeMessageInFlow | null> = new Array(outputs).fill(null);
+      out[output] = msg;
+      send(out);
+    };
+
+    node.on("input", (msg, send, done) => {
+      if (route === null || limits === null) {
+        done(configError ?? new Error("not configured"));
+        return;
+      }
+      const lim = limits;
+      let input: Input;
+      try {
+        input = inputOf(msg);
+      } catch (err) {
+        status.set({ fill: "red", shape: "ring", text: "bad input" });
+        done(err as Error);
+        return;
+      }
+      if (input.sessionId === null || moreBytesSource() === null) {
+        const bytes = input.bytes.length > lim.maxBytes ? input.bytes.subarray(0, lim.maxBytes) : input.bytes;
+        deliver(msg, runSniffers(bytes, true, undefined, input.endpoints.destinationPort)!, input.endpoints, send);
+        done();
+        return;
+      }
+      classifyLive(input, lim)
+        .then((c) => {
+          deliver(msg, c, input.endpoints, send);
+          done();
+        })
+        .catch((err: unknown) => {
+          // The listener failed to give more bytes: decide with what there is, and say why.
+          node.warn(`could not read more bytes: ${(err as Error).message}`);
+          try {
+            deliver(msg, runSniffers(input.bytes.subarray(0, lim.maxBytes), true, undefined, input.endpoints.destinationPort)!, input.endpoints, send);
+            done();
+          } catch (e) {
+            done(e as Error);
+          }
+        });
+    });
+    node.on("close", (_removed: boolean, done: () => void) => {
+      status.clear();
+      done();
+    });
+  }
+  RED.nodes.registerType("classify", ClassifyNode);
+}

@@ -1,0 +1,76 @@
+import { u16 } from "./bytes";
+import { match, MORE, NO, Sniffer, SniffVerdict } from "./types";
+
+const TYPES: Readonly<Record<number, string>> = {
+  1: "A",
+  2: "NS",
+  5: "CNAME",
+  6: "SOA",
+  12: "PTR",
+  15: "MX",
+  16: "TXT",
+  28: "AAAA",
+  33: "SRV",
+  43: "DS",
+  48: "DNSKEY",
+  64: "SVCB",
+  65: "HTTPS",
+  251: "IXFR",
+  252: "AXFR",
+  255: "ANY",
+};
+
+/** Name of a DNS query type number ("AAAA", or "TYPE99" for the rest). */
+export function dnsTypeName(type: number): string {
+  return TYPES[type] ?? `TYPE${type}`;
+}
+
+/**
+ * DNS over TCP (RFC 7766): a 2-byte length, then a query: QR clear, one question, no
+ * answers, at most a couple of additional records (EDNS OPT, TSIG), the question's name
+ * in labels, a type and a class. Read to the declared length.
+ */
+export function sniffDns(b: Buffer): SniffVerdict {
+  const n = b.length;
+  if (n < 2) return MORE;
+  const len = u16(b, 0);
+  if (len < 17) return NO;
+  if (n < 14) {
+    if (n >= 5 && (b[4]! & 0x80) !== 0) return NO;
+    return MORE;
+  }
+  const f1 = b[4]!;
+  const f2 = b[5]!;
+  if ((f1 & 0x80) !== 0) return NO; // a response
+  const opcode = (f1 >> 3) & 0x0f;
+  if (opcode !== 0 && opcode !== 2 && opcode !== 4) return NO;
+  if ((f2 & 0x0f) !== 0 || (f2 & 0x80) !== 0) return NO; // rcode, RA
+  if (u16(b, 6) !== 1 || u16(b, 8) !== 0 || u16(b, 10) !== 0 || u16(b, 12) > 2) return NO;
+  let p = 14;
+  const labels: string[] = [];
+  let nameLen = 0;
+  for (;;) {
+    if (p >= n) return MORE;
+    const l = b[p]!;
+    if (l === 0) break;
+    if (l > 63) return NO; // no compression in a question's first name
+    if (p + 1 + l > n) return p + 1 + l > len + 2 ? NO : MORE;
+    nameLen += l + 1;
+    if (nameLen > 255) return NO;
+    for (let i = p + 1; i <= p + l; i++) {
+      const c = b[i]!;
+      if (c < 0x21 || c > 0x7e) return NO;
+    }
+    labels.push(b.toString("latin1", p + 1, p + 1 + l).toLowerCase());
+    p += 1 + l;
+  }
+  p++;
+  if (p + 4 > len + 2) return NO;
+  if (n < len + 2) return MORE;
+  const qclass = u16(b, p + 2);
+  if (qclass !== 1 && qclass !== 3 && qclass !== 4 && qclass !== 254 && qclass !== 255) return NO;
+  return match("dns", 0.9, { dnsName: labels.length === 0 ? "." : labels.join("."), dnsType: dnsTypeName(u16(b, p)) });
+}
+
+/** The DNS-over-TCP sniffer. */
+export const dnsSniffer: Sniffer = { protocol: "dns", sniff: sniffDns };

@@ -1,0 +1,142 @@
+/** Protocols a sniffer can recognise from the first bytes a client sends. */
+export type SniffedProtocol =
+  | "tls"
+  | "http1"
+  | "http2"
+  | "grpc"
+  | "ssh"
+  | "mqtt"
+  | "redis"
+  | "postgresql"
+  | "kafka"
+  | "dubbo"
+  | "socks4"
+  | "socks5"
+  | "proxy"
+  | "dns";
+
+/**
+ * Outcomes that are not a protocol:
+ * - `unknown`: every sniffer declined the bytes;
+ * - `incomplete`: the byte cap, the time limit or the end of the stream came while some
+ *   sniffer still needed more bytes (`fields.candidates` names them);
+ * - `server-first`: the client sent nothing within the server-first wait, as with SMTP,
+ *   MySQL, FTP, POP3, IMAP (`fields.serverFirstHint` guesses from the destination port).
+ */
+export type ClassificationOutcome = "unknown" | "incomplete" | "server-first";
+
+/** What a classification says the stream is. */
+export type ClassifiedAs = SniffedProtocol | ClassificationOutcome;
+
+/** Facts a sniffer read from the first bytes. Only the ones its protocol carries are set. */
+export interface ClassificationFields {
+  // TLS ClientHello
+  /** server_name (SNI) host name, as sent (ASCII, lower-cased). */
+  sni?: string;
+  /** ALPN protocol names in the client's order. */
+  alpn?: string[];
+  /** Offered versions, newest first ("TLS1.3", "TLS1.2", …), GREASE left out. */
+  tlsVersions?: string[];
+  /** An encrypted_client_hello extension was present: the SNI above is the public (outer) name. */
+  ech?: boolean;
+  /** A hybrid post-quantum key share (X25519MLKEM768 or its Kyber draft) was offered. */
+  postQuantum?: boolean;
+  /** ALPN offers HTTP (h2 or http/1.x): HTTPS over TCP rather than some other TLS protocol. */
+  https?: boolean;
+  // HTTP/1.x and HTTP/2
+  method?: string;
+  /** Host header (HTTP/1) or :authority (HTTP/2), lower-cased, port kept. */
+  host?: string;
+  path?: string;
+  /** "1.0", "1.1" or "2". */
+  httpVersion?: string;
+  contentType?: string;
+  /** HTTP/1 Upgrade header value (websocket, h2c, …). */
+  upgrade?: string;
+  grpcService?: string;
+  grpcMethod?: string;
+  // SSH
+  /** Protocol version from the banner ("2.0"). */
+  sshVersion?: string;
+  /** Software version from the banner ("OpenSSH_9.2p1"). */
+  software?: string;
+  // MQTT
+  /** "3.1", "3.1.1" or "5.0". */
+  mqttVersion?: string;
+  /** MQTT or Kafka client id. */
+  clientId?: string;
+  // Redis
+  /** First command name, upper-cased ("PING", "HELLO", "COMMAND"). */
+  command?: string;
+  // PostgreSQL
+  /** `startup`, `ssl` (SSLRequest), `gssenc` (GSSENCRequest) or `cancel`. */
+  pgRequest?: "startup" | "ssl" | "gssenc" | "cancel";
+  user?: string;
+  database?: string;
+  applicationName?: string;
+  // Kafka
+  apiKey?: number;
+  apiName?: string;
+  apiVersion?: number;
+  correlationId?: number;
+  // Dubbo
+  serialization?: number;
+  twoWay?: boolean;
+  event?: boolean;
+  // SOCKS
+  socksCommand?: "connect" | "bind" | "udp-associate";
+  /** SOCKS5 authentication methods offered. */
+  socksMethods?: number[];
+  targetHost?: string;
+  targetPort?: number;
+  // PROXY protocol
+  proxyVersion?: 1 | 2;
+  // DNS over TCP
+  dnsName?: string;
+  dnsType?: string;
+  // Outcomes
+  /** For `incomplete`: the sniffers that still wanted more bytes. */
+  candidates?: SniffedProtocol[];
+  /** For `server-first`: a guess from the destination port ("smtp", "mysql", …). */
+  serverFirstHint?: string;
+}
+
+/** The final answer about a stream's first bytes. */
+export interface Classification {
+  readonly protocol: ClassifiedAs;
+  /**
+   * 1 when the bytes passed the protocol's full structural checks; lower when they were
+   * cut short (decided at the cap or the deadline) or the signature is weak.
+   */
+  readonly confidence: number;
+  readonly fields: ClassificationFields;
+  /** How many bytes were examined. */
+  readonly bytes: number;
+}
+
+/** A sniffer's answer for the bytes seen so far. */
+export type SniffVerdict =
+  | { readonly kind: "match"; readonly protocol: SniffedProtocol; readonly confidence: number; readonly fields: ClassificationFields }
+  | { readonly kind: "no" }
+  | { readonly kind: "more" };
+
+/**
+ * One protocol's sniffer: a pure function over the bytes seen so far (always from the
+ * first byte of the stream). `final` is true when no more bytes will come (cap, deadline
+ * or end of stream): a sniffer that has enough to be fairly sure then answers `match`
+ * with a lower confidence instead of `more`. Sniffers never throw on any input.
+ */
+export interface Sniffer {
+  readonly protocol: SniffedProtocol;
+  sniff(bytes: Buffer, final: boolean): SniffVerdict;
+}
+
+/** The shared "not this protocol" answer (no allocation on the hot path). */
+export const NO: SniffVerdict = Object.freeze({ kind: "no" });
+/** The shared "need more bytes" answer. */
+export const MORE: SniffVerdict = Object.freeze({ kind: "more" });
+
+/** Builds a match verdict. */
+export function match(protocol: SniffedProtocol, confidence: number, fields: ClassificationFields): SniffVerdict {
+  return { kind: "match", protocol, confidence, fields };
+}
