@@ -9,7 +9,11 @@ export type TrafficErrorCode =
   | "ERR_REAL_IP_SYNTAX"
   | "ERR_PROXY_V1"
   | "ERR_PROXY_V2"
-  | "ERR_RULE_CONFIG";
+  | "ERR_RULE_CONFIG"
+  | "ERR_NATIVE_UNAVAILABLE"
+  | "ERR_NO_FD"
+  | "ERR_LISTENER_CONFIG"
+  | "ERR_NFT_CONFIG";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,
