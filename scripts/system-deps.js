@@ -6,7 +6,10 @@ const path = require("node:path");
 
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
-  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
+  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
+  { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
+  { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
+  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: a listener without CAP_NET_ADMIN" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
