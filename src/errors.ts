@@ -13,7 +13,8 @@ export type TrafficErrorCode =
   | "ERR_NATIVE_UNAVAILABLE"
   | "ERR_NO_FD"
   | "ERR_LISTENER_CONFIG"
-  | "ERR_NFT_CONFIG";
+  | "ERR_NFT_CONFIG"
+  | "ERR_NFT_FAILED";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

@@ -84,6 +84,15 @@ export class ConnectionTable {
   }
 
   /**
+   * The socket of a live connection, for reading facts about it (addresses, socket
+   * options) without owning it: do not read from, write to or end it.
+   */
+  socketOf(id: string): net.Socket | undefined {
+    const entry = this.entries.get(id);
+    return entry === undefined || entry.socket.destroyed ? undefined : entry.socket;
+  }
+
+  /**
    * Takes ownership of a live, unclaimed connection: the unclaimed timer stops and the
    * caller must end or hand back the socket. Undefined when it is gone or already owned.
    */

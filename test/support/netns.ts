@@ -160,3 +160,9 @@ export function ensureBuilt(): void {
   }
   if (built < sources) execFileSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, stdio: "pipe" });
 }
+
+/** Starts test/support/node-red-child.js with a flow, in a namespace, optionally without CAP_NET_ADMIN. */
+export function startNodeRedChild(ns: string | null, flow: readonly object[], dropNetAdmin = false): NdjsonChild {
+  const script = path.join(ROOT, "test", "support", "node-red-child.js");
+  return new NdjsonChild([...nsPrefix(ns, dropNetAdmin), process.execPath, script, JSON.stringify(flow)]);
+}
