@@ -80,8 +80,12 @@ std::string Advice(int err, const std::string& what) {
   }
 }
 
+std::string SysMessage(int err, const std::string& what) {
+  return what + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + "): " + Advice(err, what);
+}
+
 Napi::Error SysError(Napi::Env env, int err, const std::string& what) {
-  std::string message = what + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + "): " + Advice(err, what);
+  std::string message = SysMessage(err, what);
   Napi::Error error = Napi::Error::New(env, message);
   error.Set("code", Napi::String::New(env, ErrnoName(err)));
   error.Set("errno", Napi::Number::New(env, -err));
@@ -314,6 +318,102 @@ Napi::Value AddressOf(const Napi::CallbackInfo& info, bool peer) {
 Napi::Value GetLocalAddress(const Napi::CallbackInfo& info) { return AddressOf(info, false); }
 Napi::Value GetPeerAddress(const Napi::CallbackInfo& info) { return AddressOf(info, true); }
 
+void PushAddress(Napi::Array& out, uint32_t at, const sockaddr_storage& ss) {
+  char text[INET6_ADDRSTRLEN] = {0};
+  int family = 4;
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
+    port = ntohs(sin->sin_port);
+  } else {
+    const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+      inet_ntop(AF_INET, &sin6->sin6_addr.s6_addr[12], text, sizeof text);
+    } else {
+      inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
+      family = 6;
+    }
+    port = ntohs(sin6->sin6_port);
+  }
+  out.Set(at, Napi::Number::New(out.Env(), family));
+  out.Set(at + 1, Napi::String::New(out.Env(), text));
+  out.Set(at + 2, Napi::Number::New(out.Env(), port));
+}
+
+// acceptedInfo(fd, readOriginalDst): everything the listener needs about an accepted
+// socket in one call, without exceptions on the hot path:
+// [localFamily, localAddress, localPort, peerFamily, peerAddress, peerPort,
+//  errno (0 = the original destination follows), origFamily, origAddress, origPort].
+// A failed original-destination read gives its errno; describeErrno() words it.
+// A failed getsockname/getpeername throws: the connection is already gone.
+Napi::Value AcceptedInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = -1;
+  if (!FdArg(info, &fd)) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBoolean()) {
+    ArgError(env, "readOriginalDst must be a boolean").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  bool readOriginal = info[1].As<Napi::Boolean>().Value();
+  sockaddr_storage local, peer;
+  socklen_t len = sizeof local;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+    SysError(env, errno, "getsockname").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  len = sizeof peer;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) != 0) {
+    SysError(env, errno, "getpeername").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if ((local.ss_family != AF_INET && local.ss_family != AF_INET6) || peer.ss_family != local.ss_family) {
+    ArgError(env, "fd is not an IPv4 or IPv6 socket").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Array out = Napi::Array::New(env, readOriginal ? 10 : 6);
+  PushAddress(out, 0, local);
+  PushAddress(out, 3, peer);
+  if (!readOriginal) return out;
+  bool mapped = local.ss_family == AF_INET6 &&
+                IN6_IS_ADDR_V4MAPPED(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr);
+  sockaddr_storage dst;
+  std::memset(&dst, 0, sizeof dst);
+  int rc;
+  if (local.ss_family == AF_INET || mapped) {
+    socklen_t dlen = sizeof(sockaddr_in);
+    rc = getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &dst, &dlen);
+    dst.ss_family = AF_INET;
+  } else {
+    socklen_t dlen = sizeof(sockaddr_in6);
+    rc = getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dlen);
+    dst.ss_family = AF_INET6;
+  }
+  if (rc != 0) {
+    out.Set(6u, Napi::Number::New(env, errno));
+    return out;
+  }
+  out.Set(6u, Napi::Number::New(env, 0));
+  PushAddress(out, 7, dst);
+  return out;
+}
+
+// describeErrno(errno, syscall): { code, message } as the thrown errors word them.
+Napi::Value DescribeErrno(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t err = 0;
+  if (info.Length() < 2 || !info[1].IsString()) {
+    ArgError(env, "describeErrno(errno, syscall)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!IntArg(info[0], "errno", 1, 4095, &err)) return env.Undefined();
+  std::string what = info[1].As<Napi::String>().Utf8Value();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("code", ErrnoName(static_cast<int>(err)));
+  out.Set("message", SysMessage(static_cast<int>(err), what));
+  return out;
+}
+
 // closeFd(fd): for a listener fd that never reached net.Server (listen failed).
 Napi::Value CloseFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -361,6 +461,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getOriginalDst", Napi::Function::New(env, GetOriginalDst, "getOriginalDst"));
   exports.Set("getLocalAddress", Napi::Function::New(env, GetLocalAddress, "getLocalAddress"));
   exports.Set("getPeerAddress", Napi::Function::New(env, GetPeerAddress, "getPeerAddress"));
+  exports.Set("acceptedInfo", Napi::Function::New(env, AcceptedInfo, "acceptedInfo"));
+  exports.Set("describeErrno", Napi::Function::New(env, DescribeErrno, "describeErrno"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketOptions", Napi::Function::New(env, SocketOptions, "socketOptions"));
   exports.Set("abiVersion", Napi::Number::New(env, 1));

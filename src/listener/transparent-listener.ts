@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import net from "node:net";
-import type { ConnectionInfo, OriginalDstMethod } from "../connection";
+import type { ConnectionInfo } from "../connection";
 import { tryParseIp } from "../net/ip";
-import { closeListenerFd, createListenerFd, getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../native";
+import { acceptedSocketInfo, closeListenerFd, createListenerFd, getLocalAddress, socketFd, type AcceptedSocket, type SocketAddress } from "../native";
 import { parseProxyHeader } from "../proxy-protocol";
 import type { ProxyHeader } from "../proxy-protocol/types";
 import { connectionTable, type ConnectionTable } from "../session/table";
@@ -123,18 +123,17 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     const acceptedAt = Date.now();
     // A reset during reading must not become an uncaught 'error'.
     socket.on("error", () => undefined);
-    const peerIp = tryParseIp(socket.remoteAddress ?? "");
-    if (peerIp === null) {
-      socket.destroy();
-      return;
-    }
     let local: SocketAddress;
+    let peer: SocketAddress;
     let originalDst: ConnectionInfo["originalDst"];
     let originalDstError: ConnectionInfo["originalDstError"];
     try {
-      const fd = socketFd(socket);
-      local = getLocalAddress(fd);
-      const found = this.lookupOriginalDst(fd, local);
+      // One native call: addresses and the conntrack lookup, no exceptions when the
+      // connection simply was not redirected.
+      const facts = acceptedSocketInfo(socketFd(socket), this.settings.mode === "redirect");
+      local = facts.local;
+      peer = facts.peer;
+      const found = this.originalDstOf(facts);
       originalDst = found.dst;
       originalDstError = found.error;
     } catch (err) {
@@ -145,14 +144,15 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     const base = {
       id: `${this.idPrefix}-${(this.nextId++).toString(36)}`,
       mode: this.settings.mode,
-      family: peerIp.family,
+      family: peer.family,
       localAddress: local.address,
       localPort: local.port,
-      remoteAddress: peerIp.text,
-      remotePort: socket.remotePort ?? 0,
+      remoteAddress: peer.address,
+      remotePort: peer.port,
       acceptedAt,
     };
-    const wantProxy = this.settings.proxyProtocol !== "off" && this.settings.proxyFrom(peerIp);
+    const peerIp = this.settings.proxyProtocol === "off" ? null : tryParseIp(peer.address);
+    const wantProxy = peerIp !== null && this.settings.proxyFrom(peerIp);
     if (!wantProxy && this.settings.sniffBytes === 0) {
       this.announce(socket, { ...base, ...(originalDst ? { originalDst } : {}), ...(originalDstError ? { originalDstError } : {}), readyAt: acceptedAt }, Buffer.alloc(0));
       return;
@@ -187,21 +187,17 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     });
   }
 
-  private lookupOriginalDst(fd: number, local: SocketAddress): { dst?: NonNullable<ConnectionInfo["originalDst"]>; error?: NonNullable<ConnectionInfo["originalDstError"]> } {
+  private originalDstOf(facts: AcceptedSocket): { dst?: NonNullable<ConnectionInfo["originalDst"]>; error?: NonNullable<ConnectionInfo["originalDstError"]> } {
     const mode = this.settings.mode;
     if (mode === "plain") return {};
-    let dst: SocketAddress;
-    let method: OriginalDstMethod;
-    try {
-      // Under TPROXY nothing was rewritten: the accepted socket's own address is where the
-      // client was going, and SO_ORIGINAL_DST would only find the untranslated tuple.
-      dst = mode === "tproxy" ? local : getOriginalDst(fd);
-      method = mode === "tproxy" ? "tproxy-local-address" : "so_original_dst";
-    } catch (err) {
+    if (facts.originalDstError !== undefined) {
       this.counters.noOriginalDst++;
-      const e = err as Error & { code?: string };
-      return { error: { code: e.code ?? "ERR_UNKNOWN", message: e.message } };
+      return { error: facts.originalDstError };
     }
+    // Under TPROXY nothing was rewritten: the accepted socket's own address is where the
+    // client was going, and SO_ORIGINAL_DST would only find the untranslated tuple.
+    const dst = mode === "tproxy" ? facts.local : facts.originalDst!;
+    const local = facts.local;
     // With conntrack active every connection has an entry; one that was not redirected
     // reports the listener's own address, and forwarding there would loop.
     const bound = this.bound;
@@ -214,7 +210,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
       const rule = mode === "tproxy" ? "TPROXY" : "REDIRECT";
       return { error: { code: "ERR_NOT_REDIRECTED", message: `the client connected to the listener itself (${dst.address} port ${dst.port}), not through a ${rule} rule` } };
     }
-    return { dst: { address: dst.address, port: dst.port, family: dst.family, method } };
+    return { dst: { address: dst.address, port: dst.port, family: dst.family, method: mode === "tproxy" ? "tproxy-local-address" : "so_original_dst" } };
   }
 
   private readFirstBytes(

@@ -10,7 +10,11 @@ export type UnclaimedAction = "close" | "forward";
  */
 export type UnclaimedHandler = (connection: ClaimedConnection) => void;
 
-/** A live connection handed to one owner: the socket, its facts, and the bytes already read. */
+/**
+ * A live connection handed to one owner: the socket, its facts, and the bytes already
+ * read. The socket is paused: the owner pipes or resumes it (a paused socket never reads
+ * the peer's FIN, so it would never close) or destroys it.
+ */
 export interface ClaimedConnection {
   readonly id: string;
   readonly socket: net.Socket;
@@ -53,6 +57,8 @@ export interface TableStats {
 export class ConnectionTable {
   private readonly entries = new Map<string, Entry>();
   private readonly handlers = new Map<UnclaimedAction, UnclaimedHandler>();
+  /** Live entries per listener: status asks for this on every connection. */
+  private readonly perListener = new Map<string, number>();
   private unclaimedClosed = 0;
   private unclaimedForwarded = 0;
 
@@ -74,6 +80,7 @@ export class ConnectionTable {
       action: options.unclaimedAction,
     };
     this.entries.set(info.id, entry);
+    this.perListener.set(entry.listener, (this.perListener.get(entry.listener) ?? 0) + 1);
     socket.once("close", () => this.forget(info.id));
     this.arm(entry);
   }
@@ -145,9 +152,7 @@ export class ConnectionTable {
   /** Number of live connections, of one listener when given. */
   count(listener?: string): number {
     if (listener === undefined) return this.entries.size;
-    let n = 0;
-    for (const entry of this.entries.values()) if (entry.listener === listener) n++;
-    return n;
+    return this.perListener.get(listener) ?? 0;
   }
 
   stats(): TableStats {
@@ -209,6 +214,9 @@ export class ConnectionTable {
     if (entry === undefined) return;
     this.disarm(entry);
     this.entries.delete(id);
+    const left = (this.perListener.get(entry.listener) ?? 1) - 1;
+    if (left > 0) this.perListener.set(entry.listener, left);
+    else this.perListener.delete(entry.listener);
   }
 }
 

@@ -31,6 +31,7 @@ async function main() {
     if (claimed === undefined) return;
     // Answer with what the listener saw, so the client side can check it too.
     claimed.socket.end(`${JSON.stringify({ id: info.id, replay: claimed.replay.toString("base64") })}\n`);
+    claimed.socket.resume();
   });
   listener.on("rejected", (reason, detail) => out({ event: "rejected", reason, detail }));
   try {
