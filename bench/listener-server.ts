@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import type { ConnectionInfo } from "../src/connection";
 import { TransparentListener } from "../src/listener/transparent-listener";
+import { acceptedSocketInfo, socketFd } from "../src/native";
 import { connectionTable } from "../src/session/table";
 
 const REPLY = Buffer.from("ok\n");
@@ -27,6 +28,19 @@ async function plain(port: number): Promise<void> {
     socket.once("data", () => socket.end(REPLY));
   });
   await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+}
+
+/** The plain server plus only the original-destination lookup: what the lookup alone costs. */
+async function plainWithLookup(port: number): Promise<void> {
+  let found = 0;
+  const server = net.createServer((socket) => {
+    socket.on("error", () => undefined);
+    const facts = acceptedSocketInfo(socketFd(socket), true);
+    if (facts.originalDst !== undefined) found++;
+    socket.once("data", () => socket.end(REPLY));
+  });
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", r));
+  process.on("exit", () => process.stderr.write(`original destinations found: ${found}\n`));
 }
 
 async function library(port: number): Promise<void> {
@@ -120,6 +134,7 @@ async function main(): Promise<void> {
   const [kind, portText] = process.argv.slice(2);
   const port = Number(portText);
   if (kind === "plain") await plain(port);
+  else if (kind === "plain-lookup") await plainWithLookup(port);
   else if (kind === "library") await library(port);
   else if (kind === "node-red") await nodeRed(port);
   else throw new Error(`unknown contender ${kind}`);
