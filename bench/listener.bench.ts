@@ -27,12 +27,17 @@ interface Contender {
   start(prefix: string[]): Promise<ChildProcess>;
 }
 
+/** "key value" lines the contenders report besides "ready" (plain-lookup: lookup-us). */
+const reported = new Map<string, number>();
+
 function waitLine(child: ChildProcess, want: string, timeoutMs = 20_000): Promise<void> {
   return new Promise((resolve, reject) => {
     let err = "";
     child.stderr?.on("data", (c: Buffer) => (err += c.toString()));
     const timer = setTimeout(() => reject(new Error(`no "${want}" within ${timeoutMs} ms: ${err}`)), timeoutMs);
     readline.createInterface({ input: child.stdout! }).on("line", (line) => {
+      const [key, value] = line.trim().split(" ");
+      if (key !== undefined && value !== undefined && Number.isFinite(Number(value))) reported.set(key, Number(value));
       if (line.trim() === want) {
         clearTimeout(timer);
         resolve();
@@ -208,8 +213,10 @@ export async function run(): Promise<BenchReport> {
   const plainRate = rate("plain Node net server");
   const haproxyRate = rate("HAProxy (tcp mode)");
   const rows: BenchRow[] = [];
-  // The issue's bar: the original-destination lookup adds under 5% over the plain Node server.
-  rows.push(ratioRow("plain Node net + lookup vs plain Node", "conn/s", rate("plain Node net + original-dst lookup"), "plain Node net", plainRate, 0.95));
+  // The issue's bar (the lookup adds under 5% over the plain Node server) is checked on
+  // CPU below: on two cores shared with other work, conn/s swings more than 5% between
+  // rounds, because the load generator competes with the servers for the same cores.
+  rows.push(ratioRow("plain Node net + lookup vs plain Node", "conn/s", rate("plain Node net + original-dst lookup"), "plain Node net", plainRate));
   for (const ours of ["transparent listener (library)", "transparent in (Node-RED)"]) {
     rows.push(ratioRow(`${ours} vs plain Node`, "conn/s", rate(ours), "plain Node net", plainRate));
     rows.push(ratioRow(`${ours} vs HAProxy`, "conn/s", rate(ours), "HAProxy tcp", haproxyRate));
@@ -218,6 +225,15 @@ export async function run(): Promise<BenchReport> {
   // Throughput on two shared cores swings with the neighbours' load; the server's own CPU
   // per connection is the steadier measure of what the lookup and the message cost.
   const cpuRate = (name: string): number => median(perCpu.get(name)!.length > 0 ? perCpu.get(name)! : [0]);
+  // The steadiest figure: the lookup call timed alone (same redirected socket, 200k calls)
+  // as a share of the plain server's CPU per connection.
+  const lookupUs = reported.get("lookup-us");
+  const plainUsPerConn = 1e6 / cpuRate("plain Node net server");
+  if (lookupUs !== undefined && Number.isFinite(plainUsPerConn)) {
+    const share = (100 * lookupUs) / plainUsPerConn;
+    rows.push({ case: "lookup call, share of plain CPU/conn", unit: "%", ours: share, bar: "< 5%", pass: share < 5 });
+    notes.push(`lookup call (addresses + SO_ORIGINAL_DST, one native call): ${lookupUs.toFixed(2)} µs; plain Node server: ${plainUsPerConn.toFixed(1)} µs CPU per connection`);
+  }
   rows.push(ratioRow("plain Node net + lookup per server CPU-s", "conn/CPU-s", cpuRate("plain Node net + original-dst lookup"), "plain Node net", cpuRate("plain Node net server"), 0.95));
   // The whole listener (first-byte read, table, unclaimed timer, message) has no bar in
   // the issue: reported so its cost over the lookup is visible.
@@ -231,7 +247,7 @@ export async function run(): Promise<BenchReport> {
       : "not root: loopback without rules, so SO_ORIGINAL_DST finds no redirected entry (the syscall still runs)",
     `${CONCURRENCY} concurrent clients in a separate process, ${ROUNDS} rounds of ${ROUND_MS} ms per contender, median; each connection: connect, 4 bytes, answer, close`,
     "HAProxy 'tcp-request content reject' once 4 bytes are in: it accepts, reads and closes, without the answer",
-    "the bar (lookup adds < 5%) is checked on 'plain Node net + lookup': the same server plus the one native call that reads addresses and SO_ORIGINAL_DST",
+    "the bar (lookup adds < 5%) is checked on server CPU: the lookup call timed alone, and 'plain Node net + lookup' (the same server plus the one native call that reads addresses and SO_ORIGINAL_DST)",
     `failed connections: ${[...failures].map(([n, f]) => `${n} ${f}`).join(", ")}`,
   );
   return { name: "transparent listener: short-connection accept rate", rows, notes };
