@@ -126,11 +126,11 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
 /** Runs a program without a shell; rejects with its stderr. */
 function exec(command: string, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["pipe", "pipe", "pipe"], shell: false });
+    const child = spawn(command, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], shell: false });
     let out = "";
     let err = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
     child.on("error", (e: NodeJS.ErrnoException) =>
       reject(new TrafficError("ERR_NFT_FAILED", e.code === "ENOENT" ? `${command} is not installed (Debian: apt-get install ${command === "nft" ? "nftables" : "iproute2"})` : e.message, command)),
     );
@@ -142,7 +142,12 @@ function exec(command: string, args: readonly string[], input?: string): Promise
         reject(new TrafficError("ERR_NFT_FAILED", `${command} ${args.join(" ")} failed (${code}): ${text}${hint}`, command));
       }
     });
-    child.stdin.end(input ?? "");
+    if (input !== undefined && child.stdin !== null) {
+      // A program that exits before reading its input makes the write fail with EPIPE:
+      // its exit status tells what happened, the write error must not go uncaught.
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(input);
+    }
   });
 }
 
