@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { TrafficError } from "../errors";
 import { formatIPv4 } from "../net/ip";
-import { parseRangeList, splitList, type IpRange } from "../net/cidr";
+import { NAMED_RANGES, parseCidr, splitList, type IpRange } from "../net/cidr";
 
 /** Kernel rules a listener installs for itself while it runs. */
 export interface RuleSpec {
@@ -69,8 +69,34 @@ export function parsePorts(text: string | undefined): string[] {
   return out;
 }
 
-function rangeText(r: IpRange): string {
-  return r.family === 4 ? `${formatIPv4(r.network)}/${r.prefix}` : `${r.network.toString()}/${r.prefix}`;
+/**
+ * Destination CIDRs as nft text, split by family. Each entry is parsed first (a bad one
+ * throws); IPv4 is re-formatted from its parsed value (which also unwraps ::ffff: forms),
+ * IPv6 is the entry itself, lower-cased, once the parser accepted it and it holds only
+ * hex digits, colons, dots and the slash.
+ */
+function destinationTexts(list: string | readonly string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const entry of splitList(list)) {
+    const key = entry.toLowerCase();
+    const texts = Object.hasOwn(NAMED_RANGES, key) ? NAMED_RANGES[key]! : [entry];
+    for (const text of texts) {
+      let range: IpRange;
+      try {
+        range = parseCidr(text);
+      } catch (err) {
+        throw bad("destinations", (err as TrafficError).reason ?? String(err));
+      }
+      if (range.family === 4) {
+        v4.push(`${formatIPv4(range.network)}/${range.prefix}`);
+      } else {
+        if (!/^[0-9a-f:.]+(\/[0-9]{1,3})?$/.test(text.toLowerCase())) throw bad("destinations", `unexpected characters in ${JSON.stringify(text.slice(0, 64))}`);
+        v6.push(text.includes("/") ? text.toLowerCase() : `${text.toLowerCase()}/128`);
+      }
+    }
+  }
+  return { v4, v6 };
 }
 
 /**
@@ -82,19 +108,12 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   const table = tableName(owner);
   if (spec.mode !== "redirect" && spec.mode !== "tproxy") throw bad("mode", "must be redirect or tproxy");
   const port = uint(spec.port, "port", 1, 65535);
-  let ranges: IpRange[];
-  try {
-    ranges = parseRangeList(spec.destinations);
-  } catch (err) {
-    throw bad("destinations", (err as TrafficError).reason ?? String(err));
-  }
-  if (ranges.length === 0) throw bad("destinations", "name at least one destination CIDR to capture (0.0.0.0/0 for all IPv4)");
+  const { v4, v6 } = destinationTexts(spec.destinations);
+  if (v4.length + v6.length === 0) throw bad("destinations", "name at least one destination CIDR to capture (0.0.0.0/0 for all IPv4)");
   const ports = parsePorts(spec.ports);
   const exclude = spec.excludeMark === undefined ? null : uint(spec.excludeMark, "excludeMark", 1, 0xffffffff);
   const mark = spec.tproxyMark === undefined ? DEFAULT_TPROXY_MARK : uint(spec.tproxyMark, "tproxyMark", 1, 0xffffffff);
   const routeTable = spec.routeTable === undefined ? DEFAULT_ROUTE_TABLE : uint(spec.routeTable, "routeTable", 1, 0x7fffffff);
-  const v4 = ranges.filter((r) => r.family === 4).map(rangeText);
-  const v6 = ranges.filter((r) => r.family === 6).map(rangeText);
   const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
   const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
   const lines: string[] = [`table inet ${table} {`];

@@ -44,5 +44,12 @@ describe("managed nft rules: every value is parsed before it reaches nft", () =>
     expect(code(() => parsePorts("90-80"))).toBe("ERR_NFT_CONFIG");
     expect(code(() => parsePorts("0"))).toBe("ERR_NFT_CONFIG");
     expect(parsePorts(" 443,80 1000-2000")).toEqual(["443", "80", "1000-2000"]);
+    expect(code(() => buildRuleset("n", { mode: "redirect", port: 1, destinations: "2001:db8::/32%eth0" }))).toBe("ERR_NFT_CONFIG");
+  });
+
+  it("writes addresses in nft's terms: named ranges expanded, IPv4-mapped as IPv4, single addresses as /32 and /128", () => {
+    const r = buildRuleset("n", { mode: "redirect", port: 1, destinations: "loopback, ::ffff:198.51.100.0/120, 2001:DB8::1" });
+    expect(r.ruleset).toContain("ip daddr { 127.0.0.0/8, 198.51.100.0/24 }");
+    expect(r.ruleset).toContain("ip6 daddr { ::1/128, 2001:db8::1/128 }");
   });
 });
