@@ -33,14 +33,21 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
     inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
     inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "tua", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "tub", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "tva", "nodad"]);
+    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "tvb", "nodad"]);
+    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
+    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
+    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
   });
   afterAll(() => {
     for (const c of children) c.kill();
     ns.cleanup();
   });
 
-  const flow = (mode: string, destinations: string): object[] => [
-    { id: "node.1", type: "transparent in", port: PORT, family: "ipv4", mode, manageRules: true, ruleDestinations: destinations, rulePorts: "80", ruleMark: "", unclaimedTimeout: 1, wires: [["out"]] },
+  const flow = (mode: string, destinations: string, family = "ipv4"): object[] => [
+    { id: "node.1", type: "transparent in", port: PORT, family, mode, manageRules: true, ruleDestinations: destinations, rulePorts: "80", ruleMark: "", unclaimedTimeout: 1, wires: [["out"]] },
     { id: "out", type: "helper" },
   ];
 
@@ -90,19 +97,24 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
   });
 
   it("TPROXY: table, ip rule and local route exist while the node runs; the client's address is seen", async () => {
-    const red = startNodeRedChild(tg, flow("tproxy", "198.51.100.20/32"));
+    const red = startNodeRedChild(tg, flow("tproxy", "198.51.100.20/32, 2001:db8:5::20", "dual"));
     children.push(red);
     await started(red);
     expect(tables(tg)).toEqual(["table inet traffic_policy_node_1"]);
     expect(ipRules(tg)).toMatch(/fwmark 0x7470 lookup 7470/);
     expect(inNs(tg, "ip", ["route", "show", "table", "7470"])).toMatch(/local default dev lo/);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).toMatch(/fwmark 0x7470 lookup 7470/);
     const r = clientConnect(tc, { host: "198.51.100.20", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as { payload: Record<string, unknown> };
     expect(m.payload).toMatchObject({ remoteAddress: "203.0.113.10", remotePort: r.local.port, originalDst: { address: "198.51.100.20", port: 80, family: 4, method: "tproxy-local-address" } });
+    const r6 = clientConnect(tc, { host: "2001:db8:5::20", port: 80, send: "x", timeoutMs: 3000 });
+    const m6 = (await red.next(["message"])).msg as { payload: Record<string, unknown> };
+    expect(m6.payload).toMatchObject({ remoteAddress: "2001:db8:c::10", remotePort: r6.local.port, originalDst: { address: "2001:db8:5::20", port: 80, family: 6 } });
     red.send("close");
     await red.next(["closed"]);
     expect(tables(tg)).toEqual([]);
     expect(ipRules(tg)).not.toMatch(/fwmark 0x7470/);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(/fwmark 0x7470/);
     expect(inNs(tg, "ip", ["route", "show", "table", "7470"]).trim()).toBe("");
   });
 });

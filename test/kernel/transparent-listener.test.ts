@@ -77,14 +77,25 @@ describe.skipIf(skip)("transparent listener on the real kernel", () => {
     inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
     inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
     inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-    inNs(tg, "nft", ["-f", "-"], `table ip tpt_test {
+    // The same path for IPv6: client 2001:db8:c::10 → gateway → server 2001:db8:5::20.
+    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "txa", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "txb", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "tya", "nodad"]);
+    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "tyb", "nodad"]);
+    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
+    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
+    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    inNs(tg, "nft", ["-f", "-"], `table inet tpt_test {
   chain pre { type filter hook prerouting priority mangle; policy accept;
-    ip daddr 198.51.100.20 tcp dport 80 tproxy to :${PORT} meta mark set 1 accept
+    ip daddr 198.51.100.20 tcp dport 80 tproxy ip to :${PORT} meta mark set 1 accept
+    ip6 daddr 2001:db8:5::20 tcp dport 80 tproxy ip6 to :${PORT} meta mark set 1 accept
   }
 }
 `);
     inNs(tg, "ip", ["rule", "add", "fwmark", "1", "lookup", "100"]);
     inNs(tg, "ip", ["route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"]);
+    inNs(tg, "ip", ["-6", "rule", "add", "fwmark", "1", "lookup", "100"]);
+    inNs(tg, "ip", ["-6", "route", "add", "local", "::/0", "dev", "lo", "table", "100"]);
   });
 
   afterAll(() => {
@@ -166,6 +177,22 @@ describe.skipIf(skip)("transparent listener on the real kernel", () => {
     await new Promise((res) => setTimeout(res, 100));
     await expect(server.next(["server-accept"], 50)).rejects.toThrow(/no server-accept/);
     server.kill();
+  });
+
+  it("TPROXY over IPv6 and IPv4 into one dual-stack transparent listener", async () => {
+    const l = listener(tg, { port: PORT, family: "dual", mode: "tproxy" });
+    expect((await l.next(["listening", "error"])).event).toBe("listening");
+    const r6 = clientConnect(tc, { host: "2001:db8:5::20", port: 80, send: "x" });
+    expect(r6.error).toBeNull();
+    const i6 = await connection(l);
+    expect(i6).toMatchObject({ family: 6, remoteAddress: "2001:db8:c::10", remotePort: r6.local.port });
+    expect(i6.originalDst).toEqual({ address: "2001:db8:5::20", port: 80, family: 6, method: "tproxy-local-address" });
+    const r4 = clientConnect(tc, { host: "198.51.100.20", port: 80, send: "x" });
+    expect(r4.error).toBeNull();
+    const i4 = await connection(l);
+    expect(i4).toMatchObject({ family: 4, remoteAddress: "203.0.113.10" });
+    expect(i4.originalDst).toEqual({ address: "198.51.100.20", port: 80, family: 4, method: "tproxy-local-address" });
+    await closeChild(l);
   });
 
   it.skipIf(setpriv.skip)("without CAP_NET_ADMIN, TPROXY fails with a clear EPERM while REDIRECT still works", async () => {
