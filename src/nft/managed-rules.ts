@@ -31,8 +31,19 @@ export interface ManagedRules {
 
 /** Every table this package manages starts with this prefix; nothing else is ever touched. */
 export const TABLE_PREFIX = "traffic_policy_";
-const DEFAULT_TPROXY_MARK = 0x7470;
-const DEFAULT_ROUTE_TABLE = 7470;
+
+/**
+ * Default TPROXY mark and routing table of an owner: 0x7470xxxx with 16 bits from its
+ * table name, so that two listeners' rules never share (and one's close never removes)
+ * the other's `ip rule`.
+ */
+export function defaultRouting(owner: string): { mark: number; table: number } {
+  const name = tableName(owner);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  const value = (0x74700000 + (h & 0xffff)) >>> 0;
+  return { mark: value, table: value };
+}
 
 function bad(field: string, why: string): TrafficError {
   return new TrafficError("ERR_NFT_CONFIG", why, field);
@@ -112,8 +123,11 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   if (v4.length + v6.length === 0) throw bad("destinations", "name at least one destination CIDR to capture (0.0.0.0/0 for all IPv4)");
   const ports = parsePorts(spec.ports);
   const exclude = spec.excludeMark === undefined ? null : uint(spec.excludeMark, "excludeMark", 1, 0xffffffff);
-  const mark = spec.tproxyMark === undefined ? DEFAULT_TPROXY_MARK : uint(spec.tproxyMark, "tproxyMark", 1, 0xffffffff);
-  const routeTable = spec.routeTable === undefined ? DEFAULT_ROUTE_TABLE : uint(spec.routeTable, "routeTable", 1, 0x7fffffff);
+  const defaults = defaultRouting(owner);
+  const mark = spec.tproxyMark === undefined ? defaults.mark : uint(spec.tproxyMark, "tproxyMark", 1, 0xffffffff);
+  // 253-255 are the kernel's default, main and local tables.
+  const routeTable = spec.routeTable === undefined ? defaults.table : uint(spec.routeTable, "routeTable", 1, 0xfffffff0);
+  if (routeTable >= 253 && routeTable <= 255) throw bad("routeTable", "253-255 are the kernel's own routing tables");
   const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
   const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
   const lines: string[] = [`table inet ${table} {`];

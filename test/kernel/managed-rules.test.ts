@@ -2,6 +2,7 @@
 // and a table left by a crashed run replaced at the next start.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IS_ROOT, systemCommand } from "../support/system";
+import { defaultRouting } from "../../src/nft/managed-rules";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
@@ -97,13 +98,15 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
   });
 
   it("TPROXY: table, ip rule and local route exist while the node runs; the client's address is seen", async () => {
+    const { mark, table } = defaultRouting("node.1");
+    const markRule = new RegExp(`fwmark 0x${mark.toString(16)} lookup ${table}`);
     const red = startNodeRedChild(tg, flow("tproxy", "198.51.100.20/32, 2001:db8:5::20", "dual"));
     children.push(red);
     await started(red);
     expect(tables(tg)).toEqual(["table inet traffic_policy_node_1"]);
-    expect(ipRules(tg)).toMatch(/fwmark 0x7470 lookup 7470/);
-    expect(inNs(tg, "ip", ["route", "show", "table", "7470"])).toMatch(/local default dev lo/);
-    expect(inNs(tg, "ip", ["-6", "rule", "show"])).toMatch(/fwmark 0x7470 lookup 7470/);
+    expect(ipRules(tg)).toMatch(markRule);
+    expect(inNs(tg, "ip", ["route", "show", "table", String(table)])).toMatch(/local default dev lo/);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).toMatch(markRule);
     const r = clientConnect(tc, { host: "198.51.100.20", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as { payload: Record<string, unknown> };
     expect(m.payload).toMatchObject({ remoteAddress: "203.0.113.10", remotePort: r.local.port, originalDst: { address: "198.51.100.20", port: 80, family: 4, method: "tproxy-local-address" } });
@@ -113,8 +116,8 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     red.send("close");
     await red.next(["closed"]);
     expect(tables(tg)).toEqual([]);
-    expect(ipRules(tg)).not.toMatch(/fwmark 0x7470/);
-    expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(/fwmark 0x7470/);
-    expect(inNs(tg, "ip", ["route", "show", "table", "7470"]).trim()).toBe("");
+    expect(ipRules(tg)).not.toMatch(markRule);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(markRule);
+    expect(inNs(tg, "ip", ["route", "show", "table", String(table)]).trim()).toBe("");
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildRuleset, parsePorts, tableName } from "../../src/nft/managed-rules";
+import { buildRuleset, defaultRouting, parsePorts, tableName } from "../../src/nft/managed-rules";
 
 const code = (f: () => unknown): string | undefined => {
   try {
@@ -27,9 +27,14 @@ describe("managed nft rules: every value is parsed before it reaches nft", () =>
 
   it("builds a TPROXY table that marks packets for the local routing table", () => {
     const r = buildRuleset("n1", { mode: "tproxy", port: 15001, destinations: "198.51.100.20" });
-    expect(r.ruleset).toContain("meta l4proto tcp socket transparent 1 meta mark set 29808 accept");
-    expect(r.ruleset).toContain("ip daddr { 198.51.100.20/32 } meta l4proto tcp tproxy ip to :15001 meta mark set 29808 accept");
-    expect(r).toMatchObject({ v4: true, v6: false, mark: 0x7470, routeTable: 7470 });
+    const { mark, table } = defaultRouting("n1");
+    expect(r.ruleset).toContain(`meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`);
+    expect(r.ruleset).toContain(`ip daddr { 198.51.100.20/32 } meta l4proto tcp tproxy ip to :15001 meta mark set ${mark} accept`);
+    expect(r).toMatchObject({ v4: true, v6: false, mark, routeTable: table });
+    // Two listeners never share a mark or a routing table.
+    expect(defaultRouting("n2").mark).not.toBe(mark);
+    expect(mark >>> 16).toBe(0x7470);
+    expect(code(() => buildRuleset("n1", { mode: "tproxy", port: 1, destinations: "198.51.100.20", routeTable: 254 }))).toBe("ERR_NFT_CONFIG");
   });
 
   it("refuses anything that is not a plain value", () => {
