@@ -4,6 +4,7 @@ import { TrafficError } from "../../src/errors";
 import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
+import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { throttledStatus } from "../common/status";
 
@@ -141,6 +142,9 @@ export default function register(RED: NodeAPI): void {
       l.on("error", (err) => node.error(`listener: ${err.message}`));
       await l.start();
       listener = l;
+      if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
+        node.warn("unclaimed action is forward, but no forward node runs in this Node-RED: unclaimed connections will be closed");
+      }
       if (closing) {
         await l.close();
         return;
