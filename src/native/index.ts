@@ -53,21 +53,13 @@ export interface NativeAddon {
   getOriginalDst(fd: number): SocketAddress;
   getLocalAddress(fd: number): SocketAddress;
   getPeerAddress(fd: number): SocketAddress;
-  acceptedInfo(fd: number, readOriginalDst: boolean): AcceptedInfoTuple;
+  /** "family,address,port" of local and peer, then errno and the original destination: see native/transparent.cc. */
+  acceptedInfo(fd: number, readOriginalDst: boolean): string;
   describeErrno(errno: number, syscall: string): { code: string; message: string };
   closeFd(fd: number): void;
   socketOptions(fd: number): SocketOptionFlags;
   readonly abiVersion: number;
 }
-
-/**
- * acceptedInfo's flat result (one native call per connection, no objects or exceptions):
- * local family/address/port, peer family/address/port, then the errno of the
- * original-destination read (0: it follows as family/address/port).
- */
-export type AcceptedInfoTuple =
-  | readonly [4 | 6, string, number, 4 | 6, string, number]
-  | readonly [4 | 6, string, number, 4 | 6, string, number, number, (4 | 6)?, string?, number?];
 
 /** Facts about an accepted socket, read in one native call. */
 export interface AcceptedSocket {
@@ -82,15 +74,17 @@ export interface AcceptedSocket {
 /** Local address, peer and (optionally) original destination of an accepted socket; throws only when the socket is gone. */
 export function acceptedSocketInfo(target: number | net.Socket, readOriginalDst: boolean): AcceptedSocket {
   const addon = loadNative();
-  const t = addon.acceptedInfo(fdOf(target), readOriginalDst);
-  const local: SocketAddress = { family: t[0], address: t[1], port: t[2] };
-  const peer: SocketAddress = { family: t[3], address: t[4], port: t[5] };
+  // "family,address,port" for local and peer, then errno and the original destination.
+  const t = addon.acceptedInfo(fdOf(target), readOriginalDst).split(",");
+  const local: SocketAddress = { family: t[0] === "6" ? 6 : 4, address: t[1]!, port: Number(t[2]) };
+  const peer: SocketAddress = { family: t[3] === "6" ? 6 : 4, address: t[4]!, port: Number(t[5]) };
   if (t.length === 6) return { local, peer };
-  if (t[6] !== 0) {
+  const errno = Number(t[6]);
+  if (errno !== 0) {
     const syscall = local.family === 6 ? "getsockopt IP6T_SO_ORIGINAL_DST" : "getsockopt SO_ORIGINAL_DST";
-    return { local, peer, originalDstError: addon.describeErrno(t[6], syscall) };
+    return { local, peer, originalDstError: addon.describeErrno(errno, syscall) };
   }
-  return { local, peer, originalDst: { family: t[7]!, address: t[8]!, port: t[9]! } };
+  return { local, peer, originalDst: { family: t[7] === "6" ? 6 : 4, address: t[8]!, port: Number(t[9]) } };
 }
 
 const ADDON_FILE = path.join("build", "Release", "traffic_native.node");
