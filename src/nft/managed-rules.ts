@@ -156,10 +156,13 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   return { table, ruleset: `${lines.join("\n")}\n`, v4: v4.length > 0, v6: v6.length > 0, mark, routeTable };
 }
 
-/** Runs a program without a shell; rejects with its stderr. */
+/** How long one nft/ip command may take: the node's close must finish within Node-RED's 15 s. */
+const COMMAND_TIMEOUT_MS = 5000;
+
+/** Runs a program without a shell; rejects with its stderr, or when it hangs. */
 function exec(command: string, args: readonly string[], input?: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], shell: false });
+    const child = spawn(command, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], shell: false, timeout: COMMAND_TIMEOUT_MS, killSignal: "SIGKILL" });
     let out = "";
     let err = "";
     child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
@@ -167,8 +170,9 @@ function exec(command: string, args: readonly string[], input?: string): Promise
     child.on("error", (e: NodeJS.ErrnoException) =>
       reject(new TrafficError("ERR_NFT_FAILED", e.code === "ENOENT" ? `${command} is not installed (Debian: apt-get install ${command === "nft" ? "nftables" : "iproute2"})` : e.message, command)),
     );
-    child.on("close", (code) => {
+    child.on("close", (code, signal) => {
       if (code === 0) resolve(out);
+      else if (signal !== null) reject(new TrafficError("ERR_NFT_FAILED", `${command} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS} ms (${signal})`, command));
       else {
         const text = err.trim().split("\n").slice(0, 3).join(" ");
         const hint = /Operation not permitted|EPERM/i.test(text) ? ": managing kernel rules needs CAP_NET_ADMIN" : "";

@@ -6,6 +6,7 @@ import { defaultRouting } from "../../src/nft/managed-rules";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
+const setpriv = IS_ROOT ? systemCommand("setpriv") : { path: null, skip: true };
 const PORT = 15001;
 
 describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
@@ -119,5 +120,19 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(ipRules(tg)).not.toMatch(markRule);
     expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(markRule);
     expect(inNs(tg, "ip", ["route", "show", "table", String(table)]).trim()).toBe("");
+  });
+
+  it.skipIf(setpriv.skip)("without CAP_NET_ADMIN the node says so, adds nothing and does not listen", async () => {
+    const red = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"), true);
+    children.push(red);
+    await red.next(["loaded"]);
+    const err = await red.next(["error"]);
+    expect(err["message"]).toMatch(/needs CAP_NET_ADMIN/);
+    let status = await red.next(["status"]);
+    while ((status["status"] as { text?: string }).text === "starting") status = await red.next(["status"]);
+    expect(status["status"]).toMatchObject({ fill: "red", text: "nft rules failed" });
+    expect(tables(gw)).toEqual([]);
+    red.send("close");
+    await red.next(["closed"]);
   });
 });
