@@ -6,8 +6,13 @@ const path = require("node:path");
 
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
-  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
   { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
+  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
+  { command: "g++", pkg: "g++", usedBy: "building the native addon (npm install runs node-gyp)" },
+  { command: "make", pkg: "make", usedBy: "building the native addon (npm install runs node-gyp)" },
+  { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
+  { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
+  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: a listener without CAP_NET_ADMIN" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);

@@ -24,12 +24,19 @@ export interface ConnectionInfo {
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly originalDst?: { readonly address: string; readonly port: number; readonly family: 4 | 6; readonly method: OriginalDstMethod };
+  /**
+   * Why there is no `originalDst` in mode redirect/tproxy: `code` is the errno name
+   * (ENOENT: no conntrack entry) or ERR_NOT_REDIRECTED (the client dialled the listener itself).
+   */
+  readonly originalDstError?: { readonly code: string; readonly message: string };
   /** The PROXY protocol header the peer sent, when the listener expects one. */
   readonly proxy?: ProxyHeader;
   /** First bytes of the stream, kept by the listener for replay. */
   readonly firstBytes?: Buffer;
   /** Milliseconds since the epoch. */
   readonly acceptedAt: number;
+  /** When the listener finished reading the PROXY header and first bytes and sent the message. */
+  readonly readyAt?: number;
 }
 
 /** True when `msg` refers to a live connection from this package's listener. */

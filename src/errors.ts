@@ -11,7 +11,13 @@ export type TrafficErrorCode =
   | "ERR_PROXY_V2"
   | "ERR_RULE_CONFIG"
   | "ERR_CLASSIFY_INPUT"
-  | "ERR_CLASSIFY_CONFIG";
+  | "ERR_CLASSIFY_CONFIG"
+
+  | "ERR_NATIVE_UNAVAILABLE"
+  | "ERR_NO_FD"
+  | "ERR_LISTENER_CONFIG"
+  | "ERR_NFT_CONFIG"
+  | "ERR_NFT_FAILED";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

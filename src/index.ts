@@ -6,6 +6,7 @@
  * - PROXY protocol: `parseProxyHeader(bytes)` (incremental), `encodeProxyHeaderV1/V2`.
  * - Addresses: `parseIp`, `tryParseIp`, `parseCidr`, `parseRangeList`, `compileRanges`,
  *   `compileIpFilter(rules)`.
+ * - Transparent capture: `TransparentListener`, `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
  * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
  * - Host report: `capabilityReport()`.
  * Every error from bad input is a `TrafficError` with a `code` and a `reason`.
@@ -35,3 +36,4 @@ export { compileIpFilter, type IpRuleSpec, type IpFilter, type IpFilterVerdict }
 export { isTrafficSession, type ConnectionInfo, type TrafficSessionRef, type OriginalDstMethod } from "./connection";
 export { capabilityReport, effectiveCapabilities, formatCapabilityReport, type FeatureReport, type CapabilityName } from "./doctor";
 export * from "./classify";
+export * from "./listener";

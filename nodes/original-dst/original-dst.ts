@@ -1,0 +1,74 @@
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import { isTrafficSession, type ConnectionInfo, type OriginalDstMethod } from "../../src/connection";
+import { TrafficError } from "../../src/errors";
+import { getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../../src/native";
+import { connectionTable } from "../../src/session/table";
+import { throttledStatus } from "../common/status";
+
+interface OriginalDstDef extends NodeDef {
+  /** `auto`: the local address for connections accepted in tproxy mode, SO_ORIGINAL_DST otherwise. */
+  method: "auto" | "so_original_dst" | "local-address";
+  /** msg property that receives the result. */
+  property: string;
+}
+
+/** `msg.originalDst`: where the client meant to go, and how that was found out. */
+export interface OriginalDstResult {
+  readonly address: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+  readonly method: OriginalDstMethod;
+}
+
+/** Reads the original destination of a live connection from the kernel. */
+export function lookupOriginalDst(id: string, method: OriginalDstDef["method"]): OriginalDstResult {
+  const table = connectionTable();
+  const socket = table.socketOf(id);
+  const info: ConnectionInfo | undefined = table.info(id);
+  if (socket === undefined || info === undefined) {
+    throw new TrafficError("ERR_BAD_ADDRESS", `connection ${id} is gone (closed, or it belongs to another Node-RED process)`, "msg._session");
+  }
+  const useLocal = method === "local-address" || (method === "auto" && info.mode === "tproxy");
+  const fd = socketFd(socket);
+  const found: SocketAddress = useLocal ? getLocalAddress(fd) : getOriginalDst(fd);
+  return { address: found.address, port: found.port, family: found.family, method: useLocal ? "tproxy-local-address" : "so_original_dst" };
+}
+
+const STATUS: Record<string, string> = {
+  ENOENT: "not redirected",
+  ENOPROTOOPT: "no conntrack",
+  EBADF: "connection gone",
+  ENOTCONN: "connection gone",
+  ERR_NO_FD: "connection gone",
+  ERR_NATIVE_UNAVAILABLE: "addon missing",
+};
+
+export default function register(RED: NodeAPI): void {
+  function OriginalDstNode(this: Node, config: OriginalDstDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node);
+    const method = config.method || "auto";
+    const property = config.property || "originalDst";
+
+    node.on("input", (msg, send, done) => {
+      try {
+        const session = (msg as { _session?: unknown })._session;
+        if (!isTrafficSession(session)) {
+          throw new TrafficError("ERR_BAD_ADDRESS", "no connection: msg._session must come from a transparent in node", "msg._session");
+        }
+        const result = lookupOriginalDst(session.id, method);
+        RED.util.setMessageProperty(msg, property, result, true);
+        status.set({ fill: "green", shape: "dot", text: `${result.family === 6 ? `[${result.address}]` : result.address}:${result.port}` });
+        send(msg);
+        done();
+      } catch (err) {
+        const e = err as Error & { code?: string };
+        status.set({ fill: "red", shape: "ring", text: STATUS[e.code ?? ""] ?? "error" });
+        done(e);
+      }
+    });
+    node.on("close", () => status.clear());
+  }
+  RED.nodes.registerType("original dst", OriginalDstNode);
+}

@@ -1,0 +1,188 @@
+import type { Node, NodeAPI, NodeDef } from "node-red";
+import type { ConnectionInfo } from "../../src/connection";
+import { TrafficError } from "../../src/errors";
+import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
+import type { TransparentListenerConfig } from "../../src/listener/options";
+import { nativeAvailability } from "../../src/native";
+import { connectionTable } from "../../src/session/table";
+import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { throttledStatus } from "../common/status";
+
+interface TransparentInDef extends NodeDef {
+  port: string | number;
+  address: string;
+  family: "ipv4" | "ipv6" | "dual";
+  mode: "redirect" | "tproxy" | "plain";
+  maxConnections: string | number;
+  sniffBytes: string | number;
+  /** Seconds. */
+  sniffTimeout: string | number;
+  proxyProtocol: "off" | "optional" | "required";
+  proxyFrom: string;
+  /** Seconds; 0: wait forever. */
+  unclaimedTimeout: string | number;
+  unclaimedAction: "close" | "forward";
+  /** `keep`: connections a downstream node owns survive a redeploy; `close`: every one ends. */
+  onClose: "keep" | "close";
+  /** Install the node's own nft table (and TPROXY routing) while it runs. */
+  manageRules: boolean;
+  ruleDestinations: string;
+  rulePorts: string;
+  ruleMark: string | number;
+}
+
+/** Short status text for a start-up failure, by error code (the full text goes to the log). */
+export function shortReason(err: { code?: string; message?: string }): string {
+  switch (err.code) {
+    case "EADDRINUSE":
+      return "port in use";
+    case "EPERM":
+      return /TRANSPARENT/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : "not permitted";
+    case "EACCES":
+      return "port needs privilege";
+    case "EADDRNOTAVAIL":
+      return "address not here";
+    case "EAFNOSUPPORT":
+      return "no IPv6 here";
+    case "ERR_NATIVE_UNAVAILABLE":
+      return "addon missing";
+    case "ERR_LISTENER_CONFIG":
+    case "ERR_NFT_CONFIG":
+      return "bad config";
+    case "ERR_NFT_FAILED":
+      return "nft rules failed";
+    default:
+      return err.code ?? "error";
+  }
+}
+
+function seconds(value: string | number | undefined, fallback: number): number | string {
+  if (value === undefined || value === "") return fallback;
+  const n = Number(value);
+  // Leave a wrong value as text so the listener's own check names the field.
+  return Number.isFinite(n) ? Math.round(n * 1000) : String(value);
+}
+
+/** Listener settings from the editor's fields (times in the editor are seconds). */
+export function listenerConfigFrom(config: TransparentInDef): TransparentListenerConfig {
+  return {
+    port: Number(config.port),
+    address: config.address ?? "",
+    family: config.family || "ipv4",
+    mode: config.mode || "redirect",
+    maxConnections: config.maxConnections === "" || config.maxConnections === undefined ? 0 : Number(config.maxConnections),
+    sniffBytes: config.sniffBytes === "" || config.sniffBytes === undefined ? 0 : Number(config.sniffBytes),
+    sniffTimeoutMs: seconds(config.sniffTimeout, 1000) as number,
+    proxyProtocol: config.proxyProtocol || "off",
+    proxyFrom: config.proxyFrom ?? "",
+    unclaimedTimeoutMs: seconds(config.unclaimedTimeout, 10_000) as number,
+    unclaimedAction: config.unclaimedAction || "close",
+    keepClaimedOnClose: config.onClose !== "close",
+  };
+}
+
+export default function register(RED: NodeAPI): void {
+  function TransparentInNode(this: Node, config: TransparentInDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node);
+    let listener: TransparentListener | null = null;
+    let rules: ManagedRules | null = null;
+    let closing = false;
+    let label = "";
+    const rejected: Partial<Record<RejectReason, number>> = {};
+    let warnTimer: NodeJS.Timeout | null = null;
+
+    const showLive = (): void => {
+      if (listener === null || closing) return;
+      status.set({ fill: "green", shape: "dot", text: `${label} ${listener.liveCount()}` });
+    };
+
+    const fail = (err: Error & { code?: string }): void => {
+      node.error(err.message);
+      status.set({ fill: "red", shape: "ring", text: shortReason(err) });
+    };
+
+    // Rejections can come by the thousand: log a summary at most every ten seconds.
+    const noteRejected = (reason: RejectReason, detail: string): void => {
+      rejected[reason] = (rejected[reason] ?? 0) + 1;
+      if (warnTimer !== null) return;
+      node.warn(`connection refused (${reason}): ${detail}`);
+      warnTimer = setTimeout(() => {
+        warnTimer = null;
+        const summary = Object.entries(rejected).map(([k, v]) => `${k}: ${v}`).join(", ");
+        if (summary !== "") node.warn(`connections refused in the last 10 s: ${summary}`);
+        for (const k of Object.keys(rejected)) delete rejected[k as RejectReason];
+      }, 10_000);
+      warnTimer.unref();
+    };
+
+    const start = async (): Promise<void> => {
+      const native = nativeAvailability();
+      if (!native.available) throw new TrafficError("ERR_NATIVE_UNAVAILABLE", native.reason, "native addon");
+      const l = new TransparentListener(listenerConfigFrom(config), node.id);
+      const s = l.settings;
+      label = `${s.mode} :${s.port}`;
+      if (config.manageRules) {
+        const spec: RuleSpec = {
+          mode: s.mode === "tproxy" ? "tproxy" : "redirect",
+          port: s.port,
+          destinations: config.ruleDestinations ?? "",
+          ports: config.rulePorts ?? "",
+          ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
+        };
+        if (s.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
+        rules = await installRules(node.id, spec);
+      }
+      l.on("connection", (info: ConnectionInfo) => {
+        node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
+        showLive();
+      });
+      l.on("rejected", noteRejected);
+      l.on("error", (err) => node.error(`listener: ${err.message}`));
+      await l.start();
+      listener = l;
+      if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
+        node.warn("unclaimed action is forward, but no forward node runs in this Node-RED: unclaimed connections will be closed");
+      }
+      if (closing) {
+        await l.close();
+        return;
+      }
+      showLive();
+    };
+
+    // Connections end without telling the node; refresh the count while something is live.
+    const ticker = setInterval(() => {
+      if (listener !== null && listener.liveCount() > 0) showLive();
+    }, 1000);
+    ticker.unref();
+
+    status.set({ fill: "grey", shape: "ring", text: "starting" });
+    const started = start().catch(async (err: Error) => {
+      fail(err);
+      if (rules !== null) {
+        await removeRules(rules).catch(() => undefined);
+        rules = null;
+      }
+    });
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      closing = true;
+      clearInterval(ticker);
+      if (warnTimer !== null) clearTimeout(warnTimer);
+      status.clear();
+      const finish = async (): Promise<void> => {
+        await started;
+        if (listener !== null) await listener.close();
+        listener = null;
+        if (rules !== null) await removeRules(rules);
+        rules = null;
+      };
+      finish()
+        .catch((err: Error) => node.error(`close: ${err.message}`))
+        .finally(() => done());
+    });
+  }
+  RED.nodes.registerType("transparent in", TransparentInNode);
+}

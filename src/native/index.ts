@@ -1,0 +1,214 @@
+import fs from "node:fs";
+import type net from "node:net";
+import path from "node:path";
+import { TrafficError } from "../errors";
+
+/** An address and port as the kernel reports it; IPv4-mapped IPv6 is given as IPv4. */
+export interface SocketAddress {
+  readonly address: string;
+  readonly port: number;
+  readonly family: 4 | 6;
+}
+
+/** Options of a listening socket made by the addon. */
+export interface NativeListenOptions {
+  /** IPv4 or IPv6 address to bind; "::" with `v6Only: false` is dual-stack. */
+  readonly address: string;
+  readonly port: number;
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT: accept connections for foreign addresses (TPROXY). Needs CAP_NET_ADMIN. */
+  readonly transparent?: boolean;
+  /** IP_FREEBIND: bind an address not (yet) configured on this host. */
+  readonly freebind?: boolean;
+  /** SO_REUSEADDR, on by default like Node's own listeners. */
+  readonly reuseAddr?: boolean;
+  /** SO_REUSEPORT: several listeners share the port, the kernel spreads connections. */
+  readonly reusePort?: boolean;
+  /** IPV6_V6ONLY for IPv6 addresses (default false: dual-stack). */
+  readonly v6Only?: boolean;
+  readonly backlog?: number;
+}
+
+/** Socket options read back from a socket. */
+export interface SocketOptionFlags {
+  readonly transparent: boolean;
+  readonly freebind: boolean;
+  readonly reuseAddr: boolean;
+  readonly reusePort: boolean;
+  readonly v6Only: boolean;
+}
+
+/**
+ * An error of a system call in the addon: `code` is the errno name (ENOENT, EPERM, …),
+ * the message ends with what the operator can do about it.
+ */
+export interface SystemCallError extends Error {
+  readonly code: string;
+  readonly errno: number;
+  readonly syscall: string;
+}
+
+/** The addon's surface (native/transparent.cc). */
+export interface NativeAddon {
+  createListener(options: NativeListenOptions): number;
+  getOriginalDst(fd: number): SocketAddress;
+  getLocalAddress(fd: number): SocketAddress;
+  getPeerAddress(fd: number): SocketAddress;
+  /** "family,address,port" of local and peer, then errno and the original destination: see native/transparent.cc. */
+  acceptedInfo(fd: number, readOriginalDst: boolean): string;
+  describeErrno(errno: number, syscall: string): { code: string; message: string };
+  closeFd(fd: number): void;
+  socketOptions(fd: number): SocketOptionFlags;
+  readonly abiVersion: number;
+}
+
+/** Facts about an accepted socket, read in one native call. */
+export interface AcceptedSocket {
+  readonly local: SocketAddress;
+  readonly peer: SocketAddress;
+  /** Present when asked for and found (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). */
+  readonly originalDst?: SocketAddress;
+  /** Why the original destination could not be read: errno name and what to do. */
+  readonly originalDstError?: { readonly code: string; readonly message: string };
+}
+
+/** Local address, peer and (optionally) original destination of an accepted socket; throws only when the socket is gone. */
+export function acceptedSocketInfo(target: number | net.Socket, readOriginalDst: boolean): AcceptedSocket {
+  const addon = loadNative();
+  // "family,address,port" for local and peer, then errno and the original destination.
+  const t = addon.acceptedInfo(fdOf(target), readOriginalDst).split(",");
+  const local: SocketAddress = { family: t[0] === "6" ? 6 : 4, address: t[1]!, port: Number(t[2]) };
+  const peer: SocketAddress = { family: t[3] === "6" ? 6 : 4, address: t[4]!, port: Number(t[5]) };
+  if (t.length === 6) return { local, peer };
+  const errno = Number(t[6]);
+  if (errno !== 0) {
+    const syscall = local.family === 6 ? "getsockopt IP6T_SO_ORIGINAL_DST" : "getsockopt SO_ORIGINAL_DST";
+    return { local, peer, originalDstError: addon.describeErrno(errno, syscall) };
+  }
+  return { local, peer, originalDst: { family: t[7] === "6" ? 6 : 4, address: t[8]!, port: Number(t[9]) } };
+}
+
+const ADDON_FILE = path.join("build", "Release", "traffic_native.node");
+
+/** The package root: the nearest directory above this module that holds binding.gyp. */
+function packageRoot(): string | null {
+  let dir = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, "binding.gyp"))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+function onPath(command: string): boolean {
+  for (const dir of (process.env["PATH"] ?? "").split(":")) {
+    if (dir !== "" && fs.existsSync(path.join(dir, command))) return true;
+  }
+  return false;
+}
+
+/** Says, in one sentence, why the addon is not there and how to get it. */
+function diagnose(root: string | null, loadError: unknown): string {
+  if (process.platform !== "linux") {
+    return `the native addon is Linux-only (this is ${process.platform}): transparent in and original dst cannot run here`;
+  }
+  if (root === null) return "the native addon's build files (binding.gyp) are missing from the package: reinstall it";
+  const file = path.join(root, ADDON_FILE);
+  if (!fs.existsSync(file)) {
+    const missing = ["c++", "make", "python3"].filter((c) => !onPath(c));
+    const tools = missing.length > 0 ? `; missing build tools: ${missing.join(", ")} (Debian: apt-get install g++ make python3)` : "";
+    return `the native addon was not built (${file} is missing): run \`npm rebuild\` in ${root}${tools}`;
+  }
+  const why = loadError instanceof Error ? loadError.message : String(loadError);
+  if (/NODE_MODULE_VERSION|undefined symbol/.test(why)) {
+    return `the native addon was built for another Node.js: run \`npm rebuild\` in ${root} (${why.split("\n")[0]})`;
+  }
+  return `the native addon ${file} failed to load: ${why.split("\n")[0]}`;
+}
+
+let cached: NativeAddon | TrafficError | null = null;
+
+/** The loaded addon; throws ERR_NATIVE_UNAVAILABLE naming what is missing. Loads once. */
+export function loadNative(): NativeAddon {
+  if (cached === null) {
+    const root = packageRoot();
+    try {
+      if (process.platform !== "linux" || root === null) throw new Error("not loadable");
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const addon = require(path.join(root, ADDON_FILE)) as NativeAddon;
+      cached = addon;
+    } catch (err) {
+      cached = new TrafficError("ERR_NATIVE_UNAVAILABLE", diagnose(root, err), "native addon");
+    }
+  }
+  if (cached instanceof TrafficError) throw cached;
+  return cached;
+}
+
+/** Whether the addon loads, and if not why, without throwing (for status and doctor). */
+export function nativeAvailability(): { readonly available: true } | { readonly available: false; readonly reason: string } {
+  try {
+    loadNative();
+    return { available: true };
+  } catch (err) {
+    return { available: false, reason: (err as TrafficError).reason };
+  }
+}
+
+/**
+ * The file descriptor behind a TCP net.Socket or net.Server. Node does not expose it in
+ * its API; libuv keeps it in the handle, which is `_handle.fd` for TCP on Linux.
+ */
+export function socketFd(socket: net.Socket | net.Server): number {
+  const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  const fd = handle?.fd;
+  if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) {
+    throw new TrafficError(
+      "ERR_NO_FD",
+      handle === null || handle === undefined
+        ? "the socket has no handle: it is closed or not yet connected"
+        : "the socket has no file descriptor: it is not a TCP socket on Linux",
+      "socket",
+    );
+  }
+  return fd;
+}
+
+function fdOf(target: number | net.Socket): number {
+  return typeof target === "number" ? target : socketFd(target);
+}
+
+/** Creates a listening TCP socket with options Node cannot set before bind; returns its fd for `server.listen({ fd })`. */
+export function createListenerFd(options: NativeListenOptions): number {
+  return loadNative().createListener(options);
+}
+
+/** The destination a REDIRECT/DNAT rule rewrote (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST); ENOENT when conntrack has no entry. */
+export function getOriginalDst(target: number | net.Socket): SocketAddress {
+  return loadNative().getOriginalDst(fdOf(target));
+}
+
+/** The socket's own address (getsockname); under TPROXY this is the original destination. */
+export function getLocalAddress(target: number | net.Socket): SocketAddress {
+  return loadNative().getLocalAddress(fdOf(target));
+}
+
+/** The socket peer as the kernel reports it (getpeername). */
+export function getPeerAddress(target: number | net.Socket): SocketAddress {
+  return loadNative().getPeerAddress(fdOf(target));
+}
+
+/** Transparent/freebind/reuse flags actually set on a socket. */
+export function socketOptions(target: number | net.Socket | net.Server): SocketOptionFlags {
+  return loadNative().socketOptions(typeof target === "number" ? target : socketFd(target));
+}
+
+/** Closes a listener fd that never reached a net.Server (Node owns it after `listen({ fd })`). */
+export function closeListenerFd(fd: number): void {
+  loadNative().closeFd(fd);
+}
+
+/** True for errors the addon raised from a system call (code = errno name). */
+export function isSystemCallError(err: unknown): err is SystemCallError {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === "string" && typeof (err as { syscall?: unknown }).syscall === "string";
+}

@@ -1,0 +1,246 @@
+import { spawn } from "node:child_process";
+import { TrafficError } from "../errors";
+import { formatIPv4 } from "../net/ip";
+import { NAMED_RANGES, parseCidr, splitList, type IpRange } from "../net/cidr";
+
+/** Kernel rules a listener installs for itself while it runs. */
+export interface RuleSpec {
+  /** `redirect`: nat REDIRECT to the listener port; `tproxy`: mangle TPROXY plus policy routing. */
+  readonly mode: "redirect" | "tproxy";
+  /** The listener's port. */
+  readonly port: number;
+  /** Destination CIDRs to capture (named ranges allowed); at least one. */
+  readonly destinations: string | readonly string[];
+  /** Destination ports: "80, 443, 8000-8080"; empty captures every TCP port. */
+  readonly ports?: string;
+  /** Packets with this mark are never captured: the package's own upstream connections carry it (SO_MARK). */
+  readonly excludeMark?: number;
+  /** Also capture connections this host opens itself (redirect mode, nat output chain). */
+  readonly includeLocal?: boolean;
+  /** Mark TPROXY puts on captured packets, and the routing table that delivers them locally. */
+  readonly tproxyMark?: number;
+  readonly routeTable?: number;
+}
+
+/** What installRules put in place, enough to remove it. */
+export interface ManagedRules {
+  readonly table: string;
+  readonly routing: { readonly mark: number; readonly table: number; readonly v4: boolean; readonly v6: boolean } | null;
+  readonly ruleset: string;
+}
+
+/** Every table this package manages starts with this prefix; nothing else is ever touched. */
+export const TABLE_PREFIX = "traffic_policy_";
+
+/**
+ * Default TPROXY mark and routing table of an owner: 0x7470xxxx with 16 bits from its
+ * table name, so that two listeners' rules never share (and one's close never removes)
+ * the other's `ip rule`.
+ */
+export function defaultRouting(owner: string): { mark: number; table: number } {
+  const name = tableName(owner);
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  const value = (0x74700000 + (h & 0xffff)) >>> 0;
+  return { mark: value, table: value };
+}
+
+function bad(field: string, why: string): TrafficError {
+  return new TrafficError("ERR_NFT_CONFIG", why, field);
+}
+
+/** The nft table name of an owner (a node id): lower-case letters, digits and `_` only. */
+export function tableName(owner: string): string {
+  if (typeof owner !== "string" || !/^[A-Za-z0-9._-]{1,40}$/.test(owner)) throw bad("owner", `cannot name a table after ${JSON.stringify(String(owner).slice(0, 48))}`);
+  return TABLE_PREFIX + owner.toLowerCase().replace(/[^a-z0-9]/g, "_");
+}
+
+function uint(value: unknown, field: string, min: number, max: number): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
+    throw bad(field, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Parses "80, 443, 8000-8080" into nft set elements; every value checked. */
+export function parsePorts(text: string | undefined): string[] {
+  const out: string[] = [];
+  for (const item of splitList(text ?? "")) {
+    const m = /^(\d{1,5})(?:-(\d{1,5}))?$/.exec(item);
+    if (m === null) throw bad("ports", `not a port or range: ${JSON.stringify(item.slice(0, 32))}`);
+    const lo = uint(Number(m[1]), "ports", 1, 65535);
+    if (m[2] === undefined) {
+      out.push(String(lo));
+      continue;
+    }
+    const hi = uint(Number(m[2]), "ports", 1, 65535);
+    if (hi < lo) throw bad("ports", `range runs backwards: ${item}`);
+    out.push(`${lo}-${hi}`);
+  }
+  return out;
+}
+
+/**
+ * Destination CIDRs as nft text, split by family. Each entry is parsed first (a bad one
+ * throws); IPv4 is re-formatted from its parsed value (which also unwraps ::ffff: forms),
+ * IPv6 is the entry itself, lower-cased, once the parser accepted it and it holds only
+ * hex digits, colons, dots and the slash.
+ */
+function destinationTexts(list: string | readonly string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const entry of splitList(list)) {
+    const key = entry.toLowerCase();
+    const texts = Object.hasOwn(NAMED_RANGES, key) ? NAMED_RANGES[key]! : [entry];
+    for (const text of texts) {
+      let range: IpRange;
+      try {
+        range = parseCidr(text);
+      } catch (err) {
+        throw bad("destinations", (err as TrafficError).reason ?? String(err));
+      }
+      if (range.family === 4) {
+        v4.push(`${formatIPv4(range.network)}/${range.prefix}`);
+      } else {
+        if (!/^[0-9a-f:.]+(\/[0-9]{1,3})?$/.test(text.toLowerCase())) throw bad("destinations", `unexpected characters in ${JSON.stringify(text.slice(0, 64))}`);
+        v6.push(text.includes("/") ? text.toLowerCase() : `${text.toLowerCase()}/128`);
+      }
+    }
+  }
+  return { v4, v6 };
+}
+
+/**
+ * The nft ruleset for a spec. Every value in it comes out of a parser (addresses are
+ * re-formatted from their parsed form, ports and marks are integers), so nothing an
+ * operator typed reaches nft as text.
+ */
+export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ruleset: string; v4: boolean; v6: boolean; mark: number; routeTable: number } {
+  const table = tableName(owner);
+  if (spec.mode !== "redirect" && spec.mode !== "tproxy") throw bad("mode", "must be redirect or tproxy");
+  const port = uint(spec.port, "port", 1, 65535);
+  const { v4, v6 } = destinationTexts(spec.destinations);
+  if (v4.length + v6.length === 0) throw bad("destinations", "name at least one destination CIDR to capture (0.0.0.0/0 for all IPv4)");
+  const ports = parsePorts(spec.ports);
+  const exclude = spec.excludeMark === undefined ? null : uint(spec.excludeMark, "excludeMark", 1, 0xffffffff);
+  const defaults = defaultRouting(owner);
+  const mark = spec.tproxyMark === undefined ? defaults.mark : uint(spec.tproxyMark, "tproxyMark", 1, 0xffffffff);
+  // 253-255 are the kernel's default, main and local tables.
+  const routeTable = spec.routeTable === undefined ? defaults.table : uint(spec.routeTable, "routeTable", 1, 0xfffffff0);
+  if (routeTable >= 253 && routeTable <= 255) throw bad("routeTable", "253-255 are the kernel's own routing tables");
+  const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
+  const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
+  const lines: string[] = [`table inet ${table} {`];
+  const skipOwn = exclude === null ? [] : [`    meta mark ${exclude} return`];
+  if (spec.mode === "redirect") {
+    const body = (): string[] => [
+      ...skipOwn,
+      ...(v4.length > 0 ? [`    ${match("ip", v4)} redirect to :${port}`] : []),
+      ...(v6.length > 0 ? [`    ${match("ip6", v6)} redirect to :${port}`] : []),
+    ];
+    lines.push("  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;", ...body(), "  }");
+    if (spec.includeLocal === true) lines.push("  chain output {", "    type nat hook output priority -100; policy accept;", ...body(), "  }");
+  } else {
+    lines.push(
+      "  chain prerouting {",
+      "    type filter hook prerouting priority mangle; policy accept;",
+      ...skipOwn,
+      // Packets of connections a transparent socket already owns go straight to it.
+      `    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
+      ...(v4.length > 0 ? [`    ${match("ip", v4)} tproxy ip to :${port} meta mark set ${mark} accept`] : []),
+      ...(v6.length > 0 ? [`    ${match("ip6", v6)} tproxy ip6 to :${port} meta mark set ${mark} accept`] : []),
+      "  }",
+    );
+  }
+  lines.push("}");
+  return { table, ruleset: `${lines.join("\n")}\n`, v4: v4.length > 0, v6: v6.length > 0, mark, routeTable };
+}
+
+/** How long one nft/ip command may take: the node's close must finish within Node-RED's 15 s. */
+const COMMAND_TIMEOUT_MS = 5000;
+
+/** Runs a program without a shell; rejects with its stderr, or when it hangs. */
+function exec(command: string, args: readonly string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: [input === undefined ? "ignore" : "pipe", "pipe", "pipe"], shell: false, timeout: COMMAND_TIMEOUT_MS, killSignal: "SIGKILL" });
+    let out = "";
+    let err = "";
+    child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    child.on("error", (e: NodeJS.ErrnoException) =>
+      reject(new TrafficError("ERR_NFT_FAILED", e.code === "ENOENT" ? `${command} is not installed (Debian: apt-get install ${command === "nft" ? "nftables" : "iproute2"})` : e.message, command)),
+    );
+    child.on("close", (code, signal) => {
+      if (code === 0) resolve(out);
+      else if (signal !== null) reject(new TrafficError("ERR_NFT_FAILED", `${command} ${args.join(" ")} did not finish within ${COMMAND_TIMEOUT_MS} ms (${signal})`, command));
+      else {
+        const text = err.trim().split("\n").slice(0, 3).join(" ");
+        const hint = /Operation not permitted|EPERM/i.test(text) ? ": managing kernel rules needs CAP_NET_ADMIN" : "";
+        reject(new TrafficError("ERR_NFT_FAILED", `${command} ${args.join(" ")} failed (${code}): ${text}${hint}`, command));
+      }
+    });
+    if (input !== undefined && child.stdin !== null) {
+      // A program that exits before reading its input makes the write fail with EPIPE:
+      // its exit status tells what happened, the write error must not go uncaught.
+      child.stdin.on("error", () => undefined);
+      child.stdin.end(input);
+    }
+  });
+}
+
+const ipFamilies = (r: { v4: boolean; v6: boolean }): Array<"-4" | "-6"> => [...(r.v4 ? (["-4"] as const) : []), ...(r.v6 ? (["-6"] as const) : [])];
+
+async function removeRouting(routing: NonNullable<ManagedRules["routing"]>): Promise<void> {
+  for (const f of ipFamilies(routing)) {
+    // A crash may have left more than one copy of the rule: delete until none is left.
+    for (let i = 0; i < 16; i++) {
+      try {
+        await exec("ip", [f, "rule", "del", "fwmark", String(routing.mark), "lookup", String(routing.table)]);
+      } catch {
+        break;
+      }
+    }
+    await exec("ip", [f, "route", "flush", "table", String(routing.table)]).catch(() => undefined);
+  }
+}
+
+/** Deletes this owner's table if a crashed run left it behind. */
+export async function removeStaleTable(owner: string): Promise<boolean> {
+  const table = tableName(owner);
+  const list = await exec("nft", ["list", "tables", "inet"]);
+  if (!list.split("\n").some((line) => line.trim() === `table inet ${table}`)) return false;
+  await exec("nft", ["delete", "table", "inet", table]);
+  return true;
+}
+
+/**
+ * Installs the owner's table (replacing one a crash left behind) and, for TPROXY, the
+ * `ip rule`/`ip route` that deliver marked packets to local sockets. All or nothing:
+ * on failure whatever was added is removed again.
+ */
+export async function installRules(owner: string, spec: RuleSpec): Promise<ManagedRules> {
+  const built = buildRuleset(owner, spec);
+  await removeStaleTable(owner);
+  const routing = spec.mode === "tproxy" ? { mark: built.mark, table: built.routeTable, v4: built.v4, v6: built.v6 } : null;
+  const rules: ManagedRules = { table: built.table, routing, ruleset: built.ruleset };
+  try {
+    if (routing !== null) await removeRouting(routing);
+    await exec("nft", ["-f", "-"], built.ruleset);
+    if (routing !== null) {
+      for (const f of ipFamilies(routing)) {
+        await exec("ip", [f, "rule", "add", "fwmark", String(routing.mark), "lookup", String(routing.table)]);
+        await exec("ip", [f, "route", "replace", "local", f === "-4" ? "0.0.0.0/0" : "::/0", "dev", "lo", "table", String(routing.table)]);
+      }
+    }
+  } catch (err) {
+    await removeRules(rules).catch(() => undefined);
+    throw err;
+  }
+  return rules;
+}
+
+/** Removes what installRules added; missing pieces are not an error. */
+export async function removeRules(rules: ManagedRules): Promise<void> {
+  await exec("nft", ["delete", "table", "inet", rules.table]).catch(() => undefined);
+  if (rules.routing !== null) await removeRouting(rules.routing);
+}

@@ -1,0 +1,233 @@
+import type net from "node:net";
+import type { ConnectionInfo } from "../connection";
+
+/** What happens to a connection nobody claimed in time. */
+export type UnclaimedAction = "close" | "forward";
+
+/**
+ * Carries out an unclaimed action other than `close`: the forward node registers the
+ * `forward` handler (to the original destination). It owns the connection from then on.
+ */
+export type UnclaimedHandler = (connection: ClaimedConnection) => void;
+
+/**
+ * A live connection handed to one owner: the socket, its facts, and the bytes already
+ * read. The socket is paused: the owner pipes or resumes it (a paused socket never reads
+ * the peer's FIN, so it would never close) or destroys it.
+ */
+export interface ClaimedConnection {
+  readonly id: string;
+  readonly socket: net.Socket;
+  readonly info: ConnectionInfo;
+  /**
+   * Bytes the listener read (sniffing) that the socket will not deliver again: write them
+   * upstream first, in this order, then pipe the socket.
+   */
+  readonly replay: Buffer;
+  readonly owner: string;
+}
+
+interface Entry {
+  readonly id: string;
+  readonly socket: net.Socket;
+  readonly info: ConnectionInfo;
+  /** Which listener accepted it (node id or a library caller's name). */
+  readonly listener: string;
+  replay: Buffer;
+  owner: string | null;
+  timer: NodeJS.Timeout | null;
+  readonly timeoutMs: number;
+  readonly action: UnclaimedAction;
+}
+
+/** Counters of one table, for status and tests. */
+export interface TableStats {
+  readonly live: number;
+  readonly claimed: number;
+  readonly unclaimedClosed: number;
+  readonly unclaimedForwarded: number;
+}
+
+/**
+ * The process-wide table of live accepted connections. Node-RED clones messages, so
+ * sockets stay here and messages carry `msg._session.id`; downstream nodes claim the
+ * connection by id. A connection not claimed within its listener's timeout gets the
+ * listener's unclaimed action.
+ */
+export class ConnectionTable {
+  private readonly entries = new Map<string, Entry>();
+  private readonly handlers = new Map<UnclaimedAction, UnclaimedHandler>();
+  /** Live entries per listener: status asks for this on every connection. */
+  private readonly perListener = new Map<string, number>();
+  private unclaimedClosed = 0;
+  private unclaimedForwarded = 0;
+
+  /** Adds an accepted connection; it leaves the table when the socket closes. */
+  add(
+    socket: net.Socket,
+    info: ConnectionInfo,
+    options: { listener: string; replay: Buffer; unclaimedTimeoutMs: number; unclaimedAction: UnclaimedAction },
+  ): void {
+    const entry: Entry = {
+      id: info.id,
+      socket,
+      info,
+      listener: options.listener,
+      replay: options.replay,
+      owner: null,
+      timer: null,
+      timeoutMs: options.unclaimedTimeoutMs,
+      action: options.unclaimedAction,
+    };
+    this.entries.set(info.id, entry);
+    this.perListener.set(entry.listener, (this.perListener.get(entry.listener) ?? 0) + 1);
+    socket.once("close", () => this.forget(info.id));
+    this.arm(entry);
+  }
+
+  /** The facts of a live connection, or undefined when it is gone. */
+  info(id: string): ConnectionInfo | undefined {
+    return this.entries.get(id)?.info;
+  }
+
+  /**
+   * The socket of a live connection, for reading facts about it (addresses, socket
+   * options) without owning it: do not read from, write to or end it.
+   */
+  socketOf(id: string): net.Socket | undefined {
+    const entry = this.entries.get(id);
+    return entry === undefined || entry.socket.destroyed ? undefined : entry.socket;
+  }
+
+  /**
+   * Takes ownership of a live, unclaimed connection: the unclaimed timer stops and the
+   * caller must end or hand back the socket. Undefined when it is gone or already owned.
+   */
+  claim(id: string, owner: string): ClaimedConnection | undefined {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== null || entry.socket.destroyed) return undefined;
+    this.disarm(entry);
+    entry.owner = owner;
+    const replay = entry.replay;
+    // The replay bytes go to the first owner only: they are written upstream once.
+    entry.replay = Buffer.alloc(0);
+    return { id, socket: entry.socket, info: entry.info, replay, owner };
+  }
+
+  /**
+   * Hands a claimed connection back (the owner decided not to handle it); bytes it read
+   * and did not use go back in front of the replay buffer. The unclaimed timer restarts.
+   */
+  release(id: string, owner: string, unread: Buffer = Buffer.alloc(0)): boolean {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== owner) return false;
+    entry.owner = null;
+    entry.replay = unread.length > 0 ? Buffer.concat([unread, entry.replay]) : entry.replay;
+    this.arm(entry);
+    return true;
+  }
+
+  /** Ends a connection (any owner's) and removes it. */
+  destroy(id: string, reason?: Error): void {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return;
+    this.forget(id);
+    entry.socket.destroy(reason);
+  }
+
+  /**
+   * Ends the unclaimed connections of one listener, and the claimed ones too unless
+   * `keepClaimed`; returns how many were ended.
+   */
+  closeListener(listener: string, keepClaimed: boolean): number {
+    let ended = 0;
+    for (const entry of [...this.entries.values()]) {
+      if (entry.listener !== listener || (keepClaimed && entry.owner !== null)) continue;
+      this.destroy(entry.id);
+      ended++;
+    }
+    return ended;
+  }
+
+  /** Number of live connections, of one listener when given. */
+  count(listener?: string): number {
+    if (listener === undefined) return this.entries.size;
+    return this.perListener.get(listener) ?? 0;
+  }
+
+  stats(): TableStats {
+    let claimed = 0;
+    for (const entry of this.entries.values()) if (entry.owner !== null) claimed++;
+    return { live: this.entries.size, claimed, unclaimedClosed: this.unclaimedClosed, unclaimedForwarded: this.unclaimedForwarded };
+  }
+
+  /** Registers the handler of an unclaimed action (`forward`, by the forward node); returns an unregister function. */
+  setUnclaimedHandler(action: Exclude<UnclaimedAction, "close">, handler: UnclaimedHandler): () => void {
+    this.handlers.set(action, handler);
+    return () => {
+      if (this.handlers.get(action) === handler) this.handlers.delete(action);
+    };
+  }
+
+  /** True when an unclaimed action can be carried out in this process. */
+  canDo(action: UnclaimedAction): boolean {
+    return action === "close" || this.handlers.has(action);
+  }
+
+  private arm(entry: Entry): void {
+    this.disarm(entry);
+    if (entry.timeoutMs <= 0) return;
+    entry.timer = setTimeout(() => this.expire(entry.id), entry.timeoutMs);
+    entry.timer.unref();
+  }
+
+  private disarm(entry: Entry): void {
+    if (entry.timer !== null) clearTimeout(entry.timer);
+    entry.timer = null;
+  }
+
+  private expire(id: string): void {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== null) return;
+    entry.timer = null;
+    const handler = entry.action === "close" ? undefined : this.handlers.get(entry.action);
+    if (handler !== undefined) {
+      const claimed = this.claim(id, `unclaimed:${entry.action}`);
+      if (claimed !== undefined) {
+        this.unclaimedForwarded++;
+        try {
+          handler(claimed);
+          return;
+        } catch (err) {
+          this.destroy(id, err as Error);
+          return;
+        }
+      }
+    }
+    // `close`, or `forward` before any forward node exists: end it rather than hold it open.
+    this.unclaimedClosed++;
+    this.destroy(id);
+  }
+
+  private forget(id: string): void {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return;
+    this.disarm(entry);
+    this.entries.delete(id);
+    const left = (this.perListener.get(entry.listener) ?? 1) - 1;
+    if (left > 0) this.perListener.set(entry.listener, left);
+    else this.perListener.delete(entry.listener);
+  }
+}
+
+const KEY = Symbol.for("traffic-policy.connection-table");
+
+/**
+ * The one table of this process. Kept on globalThis so that two copies of the package
+ * code (dist and sources, or two install paths) still share it.
+ */
+export function connectionTable(): ConnectionTable {
+  const g = globalThis as { [KEY]?: ConnectionTable };
+  g[KEY] ??= new ConnectionTable();
+  return g[KEY];
+}

@@ -1,0 +1,138 @@
+// Managed nft rules in real namespaces: present while the node runs, gone after close,
+// and a table left by a crashed run replaced at the next start.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IS_ROOT, systemCommand } from "../support/system";
+import { defaultRouting } from "../../src/nft/managed-rules";
+import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
+
+const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
+const setpriv = IS_ROOT ? systemCommand("setpriv") : { path: null, skip: true };
+const PORT = 15001;
+
+describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
+  const ns = new Namespaces();
+  const children: NdjsonChild[] = [];
+  let client = "";
+  let gw = "";
+  let tc = "";
+  let tg = "";
+  let ts = "";
+
+  const tables = (n: string): string[] => inNs(n, "nft", ["list", "tables"]).split("\n").filter((l) => l.includes("traffic_policy_"));
+  const ipRules = (n: string): string => inNs(n, "ip", ["rule", "show"]);
+
+  beforeAll(() => {
+    ensureBuilt();
+    client = ns.add("mc");
+    gw = ns.add("mg");
+    ns.link(client, "192.0.2.2/24", gw, "192.0.2.1/24", "tm");
+    inNs(client, "ip", ["route", "add", "default", "via", "192.0.2.1"]);
+    tc = ns.add("mtc");
+    tg = ns.add("mtg");
+    ts = ns.add("mts");
+    ns.link(tc, "203.0.113.10/24", tg, "203.0.113.1/24", "tu");
+    ns.link(tg, "198.51.100.1/24", ts, "198.51.100.20/24", "tv");
+    inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
+    inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
+    inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "tua", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "tub", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "tva", "nodad"]);
+    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "tvb", "nodad"]);
+    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
+    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
+    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+  });
+  afterAll(() => {
+    for (const c of children) c.kill();
+    ns.cleanup();
+  });
+
+  const flow = (mode: string, destinations: string, family = "ipv4"): object[] => [
+    { id: "node.1", type: "transparent in", port: PORT, family, mode, manageRules: true, ruleDestinations: destinations, rulePorts: "80", ruleMark: "", unclaimedTimeout: 1, wires: [["out"]] },
+    { id: "out", type: "helper" },
+  ];
+
+  async function started(red: NdjsonChild): Promise<void> {
+    await red.next(["loaded"]);
+    for (;;) {
+      const s = await red.next(["status", "error"]);
+      if (s.event === "error") throw new Error(String(s["message"]));
+      const st = s["status"] as { fill?: string; text?: string };
+      if (st.text !== "starting") {
+        expect(st.fill).toBe("green");
+        return;
+      }
+    }
+  }
+
+  it("REDIRECT: the node's table captures traffic while it runs and is gone after close", async () => {
+    expect(tables(gw)).toEqual([]);
+    const red = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"));
+    children.push(red);
+    await started(red);
+    expect(tables(gw)).toEqual(["table inet traffic_policy_node_1"]);
+    clientConnect(client, { host: "198.51.100.7", port: 80, send: "x", timeoutMs: 3000 });
+    const m = (await red.next(["message"])).msg as { payload: { originalDst: unknown } };
+    expect(m.payload.originalDst).toEqual({ address: "198.51.100.7", port: 80, family: 4, method: "so_original_dst" });
+    red.send("close");
+    await red.next(["closed"]);
+    expect(tables(gw)).toEqual([]);
+  });
+
+  it("a table left by a crash is replaced at the next start and removed at close", async () => {
+    const first = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"));
+    children.push(first);
+    await started(first);
+    first.kill();
+    await first.exited();
+    expect(tables(gw)).toEqual(["table inet traffic_policy_node_1"]);
+    const second = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"));
+    children.push(second);
+    await started(second);
+    expect(tables(gw)).toEqual(["table inet traffic_policy_node_1"]);
+    // One copy of each rule, not two.
+    expect(inNs(gw, "nft", ["list", "table", "inet", "traffic_policy_node_1"]).match(/redirect to/g)).toHaveLength(1);
+    second.send("close");
+    await second.next(["closed"]);
+    expect(tables(gw)).toEqual([]);
+  });
+
+  it("TPROXY: table, ip rule and local route exist while the node runs; the client's address is seen", async () => {
+    const { mark, table } = defaultRouting("node.1");
+    const markRule = new RegExp(`fwmark 0x${mark.toString(16)} lookup ${table}`);
+    const red = startNodeRedChild(tg, flow("tproxy", "198.51.100.20/32, 2001:db8:5::20", "dual"));
+    children.push(red);
+    await started(red);
+    expect(tables(tg)).toEqual(["table inet traffic_policy_node_1"]);
+    expect(ipRules(tg)).toMatch(markRule);
+    expect(inNs(tg, "ip", ["route", "show", "table", String(table)])).toMatch(/local default dev lo/);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).toMatch(markRule);
+    const r = clientConnect(tc, { host: "198.51.100.20", port: 80, send: "x", timeoutMs: 3000 });
+    const m = (await red.next(["message"])).msg as { payload: Record<string, unknown> };
+    expect(m.payload).toMatchObject({ remoteAddress: "203.0.113.10", remotePort: r.local.port, originalDst: { address: "198.51.100.20", port: 80, family: 4, method: "tproxy-local-address" } });
+    const r6 = clientConnect(tc, { host: "2001:db8:5::20", port: 80, send: "x", timeoutMs: 3000 });
+    const m6 = (await red.next(["message"])).msg as { payload: Record<string, unknown> };
+    expect(m6.payload).toMatchObject({ remoteAddress: "2001:db8:c::10", remotePort: r6.local.port, originalDst: { address: "2001:db8:5::20", port: 80, family: 6 } });
+    red.send("close");
+    await red.next(["closed"]);
+    expect(tables(tg)).toEqual([]);
+    expect(ipRules(tg)).not.toMatch(markRule);
+    expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(markRule);
+    expect(inNs(tg, "ip", ["route", "show", "table", String(table)]).trim()).toBe("");
+  });
+
+  it.skipIf(setpriv.skip)("without CAP_NET_ADMIN the node says so, adds nothing and does not listen", async () => {
+    const red = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"), true);
+    children.push(red);
+    await red.next(["loaded"]);
+    const err = await red.next(["error"]);
+    expect(err["message"]).toMatch(/needs CAP_NET_ADMIN/);
+    let status = await red.next(["status"]);
+    while ((status["status"] as { text?: string }).text === "starting") status = await red.next(["status"]);
+    expect(status["status"]).toMatchObject({ fill: "red", text: "nft rules failed" });
+    expect(tables(gw)).toEqual([]);
+    red.send("close");
+    await red.next(["closed"]);
+  });
+});

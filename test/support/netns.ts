@@ -1,0 +1,168 @@
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import readline from "node:readline";
+
+const ROOT = path.resolve(__dirname, "..", "..");
+
+/** Runs a command without a shell; throws with its stderr on failure. */
+export function run(cmd: string, args: readonly string[], input?: string): string {
+  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], ...(input === undefined ? {} : { input }) });
+}
+
+/** Runs a command inside a namespace. */
+export function inNs(ns: string, cmd: string, args: readonly string[], input?: string): string {
+  return run("ip", ["netns", "exec", ns, cmd, ...args], input);
+}
+
+/**
+ * Network namespaces a test creates, named with a per-process prefix; `cleanup()` deletes
+ * every one of them (and with them their veths, nft tables, rules and routes).
+ */
+export class Namespaces {
+  private readonly made: string[] = [];
+  constructor(private readonly prefix = `tpt${process.pid % 100000}`) {}
+
+  /** Creates a namespace with loopback up; returns its name. */
+  add(short: string): string {
+    const name = `${this.prefix}-${short}`;
+    try {
+      run("ip", ["netns", "del", name]);
+    } catch {
+      // not there: fine
+    }
+    run("ip", ["netns", "add", name]);
+    this.made.push(name);
+    inNs(name, "ip", ["link", "set", "lo", "up"]);
+    return name;
+  }
+
+  /** Connects two namespaces with a veth pair and addresses them (CIDR strings). */
+  link(a: string, aAddr: string, b: string, bAddr: string, ifName: string): void {
+    run("ip", ["link", "add", `${ifName}a`, "netns", a, "type", "veth", "peer", "name", `${ifName}b`, "netns", b]);
+    inNs(a, "ip", ["addr", "add", aAddr, "dev", `${ifName}a`]);
+    inNs(b, "ip", ["addr", "add", bAddr, "dev", `${ifName}b`]);
+    inNs(a, "ip", ["link", "set", `${ifName}a`, "up"]);
+    inNs(b, "ip", ["link", "set", `${ifName}b`, "up"]);
+  }
+
+  cleanup(): void {
+    for (const name of this.made.splice(0)) {
+      try {
+        run("ip", ["netns", "del", name]);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+
+/** A JSON event line from a child process. */
+export type ChildEvent = { event: string } & Record<string, unknown>;
+
+/** A child process that speaks NDJSON on stdout (test/support/*-child.js). */
+export class NdjsonChild {
+  readonly child: ChildProcess;
+  private readonly events: ChildEvent[] = [];
+  private waiters: Array<() => void> = [];
+  stderr = "";
+
+  constructor(argv: readonly string[]) {
+    this.child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"] });
+    readline.createInterface({ input: this.child.stdout! }).on("line", (line) => {
+      try {
+        this.events.push(JSON.parse(line) as ChildEvent);
+      } catch {
+        this.stderr += `${line}\n`;
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.child.stderr!.on("data", (c: Buffer) => (this.stderr += c.toString()));
+    this.child.on("exit", () => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  /** Waits for the next event of one of the given kinds (earlier ones of other kinds are kept). */
+  async next(kinds: readonly string[], timeoutMs = 10_000): Promise<ChildEvent> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.events.findIndex((e) => kinds.includes(e.event));
+      if (i >= 0) return this.events.splice(i, 1)[0]!;
+      if (this.child.exitCode !== null) throw new Error(`child exited (${this.child.exitCode}) before ${kinds.join("/")}: ${this.stderr}`);
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`no ${kinds.join("/")} event within ${timeoutMs} ms; stderr: ${this.stderr}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  send(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  /** Ends the child by its pid, if it still runs. */
+  kill(): void {
+    if (this.child.exitCode === null && this.child.pid !== undefined) this.child.kill("SIGKILL");
+  }
+
+  exited(): Promise<number | null> {
+    if (this.child.exitCode !== null) return Promise.resolve(this.child.exitCode);
+    return new Promise((r) => this.child.once("exit", (code) => r(code)));
+  }
+}
+
+/** Command prefix that runs in a namespace, optionally without CAP_NET_ADMIN/CAP_NET_RAW. */
+export function nsPrefix(ns: string | null, dropNetAdmin = false): string[] {
+  const prefix = ns === null ? [] : ["ip", "netns", "exec", ns];
+  // Root keeps its uid, but with these gone from the bounding set the exec'd program
+  // cannot hold them: the position of an unprivileged Node-RED.
+  return dropNetAdmin ? [...prefix, "setpriv", "--inh-caps=-all", "--bounding-set=-net_admin,-net_raw", "--"] : prefix;
+}
+
+/** Starts test/support/listener-child.js with a listener config. */
+export function startListenerChild(ns: string | null, config: object, dropNetAdmin = false): NdjsonChild {
+  const script = path.join(ROOT, "test", "support", "listener-child.js");
+  return new NdjsonChild([...nsPrefix(ns, dropNetAdmin), process.execPath, script, JSON.stringify(config)]);
+}
+
+/** Opens one TCP connection from inside a namespace; resolves with what the client saw. */
+export function clientConnect(
+  ns: string,
+  opts: { host: string; port: number; send?: string; end?: boolean; localAddress?: string; timeoutMs?: number },
+): { error: string | null; local: { address: string; port: number }; response: string } {
+  const script = path.join(ROOT, "test", "support", "tcp-client.js");
+  return JSON.parse(inNs(ns, process.execPath, [script, JSON.stringify(opts)])) as never;
+}
+
+/** Builds dist/ when a source file is newer than the compiled output the children load. */
+export function ensureBuilt(): void {
+  const marker = path.join(ROOT, "dist", "src", "listener", "index.js");
+  const newest = (dir: string): number => {
+    let t = 0;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, entry.name);
+      t = Math.max(t, entry.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
+    }
+    return t;
+  };
+  const sources = Math.max(newest(path.join(ROOT, "src")), newest(path.join(ROOT, "nodes")), newest(path.join(ROOT, "native")));
+  let built = 0;
+  try {
+    built = fs.statSync(marker).mtimeMs;
+  } catch {
+    built = 0;
+  }
+  if (built < sources) execFileSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, stdio: "pipe" });
+}
+
+/** Starts test/support/node-red-child.js with a flow, in a namespace, optionally without CAP_NET_ADMIN. */
+export function startNodeRedChild(ns: string | null, flow: readonly object[], dropNetAdmin = false): NdjsonChild {
+  const script = path.join(ROOT, "test", "support", "node-red-child.js");
+  return new NdjsonChild([...nsPrefix(ns, dropNetAdmin), process.execPath, script, JSON.stringify(flow)]);
+}

@@ -1,0 +1,104 @@
+import net from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import type { ConnectionInfo } from "../../src/connection";
+import { ConnectionTable, connectionTable } from "../../src/session/table";
+
+const cleanup: Array<() => void> = [];
+afterEach(() => {
+  for (const f of cleanup.splice(0)) f();
+});
+
+/** A real loopback connection: the accepted side goes into the table. */
+async function pair(): Promise<{ accepted: net.Socket; client: net.Socket }> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const acceptedP = new Promise<net.Socket>((r) => server.once("connection", r));
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  client.on("error", () => undefined);
+  const accepted = await acceptedP;
+  server.close();
+  cleanup.push(() => {
+    client.destroy();
+    accepted.destroy();
+  });
+  return { accepted, client };
+}
+
+function info(id: string): ConnectionInfo {
+  return { id, mode: "plain", family: 4, localAddress: "127.0.0.1", localPort: 1, remoteAddress: "127.0.0.1", remotePort: 2, acceptedAt: Date.now() };
+}
+
+const wait = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe("connection table", () => {
+  it("hands a connection to one owner with its replay bytes, once", async () => {
+    const t = new ConnectionTable();
+    const { accepted } = await pair();
+    t.add(accepted, info("a"), { listener: "L", replay: Buffer.from("hello"), unclaimedTimeoutMs: 0, unclaimedAction: "close" });
+    const first = t.claim("a", "fwd");
+    expect(first?.replay.toString()).toBe("hello");
+    expect(t.claim("a", "other")).toBeUndefined();
+    expect(t.stats()).toMatchObject({ live: 1, claimed: 1 });
+    // Released with unread bytes: the next owner gets them in front of the rest.
+    expect(t.release("a", "other")).toBe(false);
+    expect(t.release("a", "fwd", Buffer.from("he"))).toBe(true);
+    expect(t.claim("a", "fwd2")?.replay.toString()).toBe("he");
+    expect(t.claim("missing", "x")).toBeUndefined();
+  });
+
+  it("closes connections nobody claims in time, and leaves claimed ones alone", async () => {
+    const t = new ConnectionTable();
+    const a = await pair();
+    const b = await pair();
+    t.add(a.accepted, info("a"), { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 30, unclaimedAction: "close" });
+    t.add(b.accepted, info("b"), { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 30, unclaimedAction: "close" });
+    t.claim("b", "owner");
+    const clientClosed = new Promise((r) => a.client.once("close", r));
+    await wait(80);
+    await clientClosed;
+    expect(a.accepted.destroyed).toBe(true);
+    expect(b.accepted.destroyed).toBe(false);
+    expect(t.stats()).toMatchObject({ live: 1, unclaimedClosed: 1 });
+  });
+
+  it("runs a registered forward handler for unclaimed connections, else closes them", async () => {
+    const t = new ConnectionTable();
+    const a = await pair();
+    t.add(a.accepted, info("a"), { listener: "L", replay: Buffer.from("x"), unclaimedTimeoutMs: 20, unclaimedAction: "forward" });
+    await wait(60);
+    expect(a.accepted.destroyed).toBe(true);
+    const seen: string[] = [];
+    const off = t.setUnclaimedHandler("forward", (c) => seen.push(`${c.id}:${c.replay.toString()}:${c.owner}`));
+    expect(t.canDo("forward")).toBe(true);
+    const b = await pair();
+    t.add(b.accepted, info("b"), { listener: "L", replay: Buffer.from("y"), unclaimedTimeoutMs: 20, unclaimedAction: "forward" });
+    await wait(60);
+    expect(seen).toEqual(["b:y:unclaimed:forward"]);
+    expect(b.accepted.destroyed).toBe(false);
+    off();
+    expect(t.canDo("forward")).toBe(false);
+  });
+
+  it("forgets closed sockets and ends a listener's connections on close", async () => {
+    const t = new ConnectionTable();
+    const a = await pair();
+    const b = await pair();
+    const c = await pair();
+    const opts = { replay: Buffer.alloc(0), unclaimedTimeoutMs: 0, unclaimedAction: "close" as const };
+    t.add(a.accepted, info("a"), { ...opts, listener: "L1" });
+    t.add(b.accepted, info("b"), { ...opts, listener: "L1" });
+    t.add(c.accepted, info("c"), { ...opts, listener: "L2" });
+    t.claim("b", "owner");
+    expect(t.closeListener("L1", true)).toBe(1);
+    expect(b.accepted.destroyed).toBe(false);
+    expect(t.count("L1")).toBe(1);
+    c.client.destroy();
+    await new Promise((r) => c.accepted.once("close", r));
+    expect(t.count("L2")).toBe(0);
+    expect(t.info("c")).toBeUndefined();
+  });
+
+  it("is one table per process", () => {
+    expect(connectionTable()).toBe(connectionTable());
+  });
+});
