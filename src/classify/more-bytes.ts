@@ -12,14 +12,16 @@ export interface MoreBytesSource {
   readMore(id: string, have: number, maxBytes: number, deadline: number): Promise<{ bytes: Buffer; ended: boolean } | null>;
 }
 
-let registered: MoreBytesSource | null = null;
+// On globalThis, like the connection table, so two copies of the package code share it.
+const KEY = Symbol.for("traffic-policy.more-bytes-source");
+type Holder = { [KEY]?: MoreBytesSource | null };
 
 /** Registers (or with null, removes) the process-wide source of more bytes. */
 export function setMoreBytesSource(source: MoreBytesSource | null): void {
-  registered = source;
+  (globalThis as Holder)[KEY] = source;
 }
 
 /** The registered source, or null when no listener offers more bytes. */
 export function moreBytesSource(): MoreBytesSource | null {
-  return registered;
+  return (globalThis as Holder)[KEY] ?? null;
 }

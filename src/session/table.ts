@@ -1,4 +1,5 @@
 import type net from "node:net";
+import { setMoreBytesSource } from "../classify/more-bytes";
 import type { ConnectionInfo } from "../connection";
 
 /** What happens to a connection nobody claimed in time. */
@@ -127,6 +128,49 @@ export class ConnectionTable {
     return true;
   }
 
+  /**
+   * Reads on in an unclaimed connection for a classifier that needs more of its first
+   * bytes: resolves once more than `have` bytes were read (or the peer ended the stream,
+   * or `deadline`, epoch ms, passed) with every byte read so far, up to `maxBytes`. The
+   * bytes stay in the replay buffer, so a forwarder still sends them upstream first.
+   * Resolves null when the connection is gone or owned.
+   */
+  readMore(id: string, have: number, maxBytes: number, deadline: number): Promise<{ bytes: Buffer; ended: boolean } | null> {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== null || entry.socket.destroyed) return Promise.resolve(null);
+    const socket = entry.socket;
+    const snapshot = (): { bytes: Buffer; ended: boolean } => ({
+      bytes: entry.replay.length > maxBytes ? entry.replay.subarray(0, maxBytes) : entry.replay,
+      ended: socket.readableEnded,
+    });
+    if (entry.replay.length > have || entry.replay.length >= maxBytes || socket.readableEnded || Date.now() >= deadline) {
+      return Promise.resolve(snapshot());
+    }
+    return new Promise((resolve) => {
+      const finish = (value: { bytes: Buffer; ended: boolean } | null): void => {
+        clearTimeout(timer);
+        socket.off("data", onData);
+        socket.off("end", onEnd);
+        socket.off("close", onClose);
+        // Back to rest until an owner claims it (or the unclaimed timer ends it).
+        if (!socket.destroyed) socket.pause();
+        resolve(value);
+      };
+      const onData = (chunk: Buffer): void => {
+        entry.replay = entry.replay.length === 0 ? chunk : Buffer.concat([entry.replay, chunk]);
+        if (entry.replay.length > have) finish(snapshot());
+      };
+      const onEnd = (): void => finish({ ...snapshot(), ended: true });
+      const onClose = (): void => finish(null);
+      const timer = setTimeout(() => finish(snapshot()), Math.max(0, deadline - Date.now()));
+      timer.unref();
+      socket.on("data", onData);
+      socket.once("end", onEnd);
+      socket.once("close", onClose);
+      socket.resume();
+    });
+  }
+
   /** Ends a connection (any owner's) and removes it. */
   destroy(id: string, reason?: Error): void {
     const entry = this.entries.get(id);
@@ -228,6 +272,10 @@ const KEY = Symbol.for("traffic-policy.connection-table");
  */
 export function connectionTable(): ConnectionTable {
   const g = globalThis as { [KEY]?: ConnectionTable };
-  g[KEY] ??= new ConnectionTable();
+  if (g[KEY] === undefined) {
+    g[KEY] = new ConnectionTable();
+    // Classifiers ask the table for more first bytes of a live connection.
+    setMoreBytesSource(g[KEY]);
+  }
   return g[KEY];
 }
