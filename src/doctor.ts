@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { nativeAvailability } from "./native";
 
 /** Linux capabilities this package's privileged features need, by bit number. */
 export const CAPABILITIES = {
@@ -42,12 +43,17 @@ function need(have: Set<CapabilityName>, caps: CapabilityName[]): string[] {
 }
 
 /** Reports which privileged capture and forwarding features this process can use on this host. */
-export function capabilityReport(options: { statusText?: string; btfPath?: string } = {}): FeatureReport[] {
+export function capabilityReport(
+  options: { statusText?: string; btfPath?: string; native?: { available: boolean; reason?: string } } = {},
+): FeatureReport[] {
   const have = effectiveCapabilities(options.statusText);
   const linux = process.platform === "linux";
   const btf = existsSync(options.btfPath ?? "/sys/kernel/btf/vmlinux");
-  const feature = (name: string, caps: CapabilityName[], extra: string | null, uses: string): FeatureReport => {
+  const native = options.native ?? nativeAvailability();
+  const nativeMissing = native.available ? null : `native addon not loaded: ${"reason" in native ? native.reason : "unknown"}`;
+  const feature = (name: string, caps: CapabilityName[], extra: string | null, uses: string, needsNative = true): FeatureReport => {
     if (!linux) return { feature: name, available: false, detail: "needs Linux" };
+    if (needsNative && nativeMissing !== null) return { feature: name, available: false, detail: nativeMissing };
     const missing = need(have, caps);
     if (missing.length > 0) {
       return { feature: name, available: false, detail: `missing ${missing.join(" + ")} (grant it with AmbientCapabilities=${caps.join(" ")})` };
@@ -58,7 +64,7 @@ export function capabilityReport(options: { statusText?: string; btfPath?: strin
   return [
     feature("REDIRECT capture with SO_ORIGINAL_DST", [], null, "no privilege needed to read the original destination"),
     feature("TPROXY capture (IP_TRANSPARENT)", ["CAP_NET_ADMIN"], null, "CAP_NET_ADMIN"),
-    feature("managed nft rules and policy routes", ["CAP_NET_ADMIN"], null, "CAP_NET_ADMIN"),
+    feature("managed nft rules and policy routes", ["CAP_NET_ADMIN"], null, "CAP_NET_ADMIN", false),
     feature("source-preserving forward (transparent bind, SO_MARK)", ["CAP_NET_ADMIN", "CAP_NET_RAW"], null, "CAP_NET_ADMIN + CAP_NET_RAW"),
     feature(
       "eBPF flow source",
