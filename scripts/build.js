@@ -5,6 +5,7 @@
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
+const { buildNative } = require("./build-native");
 
 const root = path.resolve(__dirname, "..");
 
@@ -57,6 +58,7 @@ function main() {
   }
   step("typescript", compileTypeScript);
   step("editor html", bundleEditorHtml);
+  step("native addons", () => buildNative());
 }
 
 main();

@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// Builds the C++ addons (binding.gyp; here the flow source's build/Release/flow.node) with
+// node-gyp. `npm install` runs it. A failed build does not fail the install: the flow
+// source then says what is missing (src/flow/native.ts) and the other nodes keep working.
+// Without clang/bpftool the addon still builds, without its BPF program (sock_diag only).
+"use strict";
+const { spawnSync } = require("node:child_process");
+const fs = require("node:fs");
+const path = require("node:path");
+
+const root = path.resolve(__dirname, "..");
+const ADDONS = [path.join(root, "build", "Release", "flow.node")];
+
+function listSources(dir) {
+  let out = [];
+  let entries = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const file = path.join(dir, e.name);
+    if (e.isDirectory()) out = out.concat(listSources(file));
+    else if (/\.(cc|h|c|js)$/.test(e.name)) out.push(file);
+  }
+  return out;
+}
+
+/** node-gyp as npm provides it to lifecycle scripts, else a local or npm-bundled copy. */
+function nodeGypScript() {
+  if (process.env.npm_config_node_gyp && fs.existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp;
+  const candidates = [
+    () => require.resolve("node-gyp/bin/node-gyp.js", { paths: [root] }),
+    () => path.join(path.dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js"),
+  ];
+  for (const candidate of candidates) {
+    try {
+      const file = candidate();
+      if (fs.existsSync(file)) return file;
+    } catch {
+      // next
+    }
+  }
+  return null;
+}
+
+/** Node's own headers when installed (Debian puts them in /usr/include/node): builds offline. */
+function nodedirArgs() {
+  if (process.env.npm_config_nodedir) return [];
+  const prefix = path.resolve(path.dirname(process.execPath), "..");
+  try {
+    const text = fs.readFileSync(path.join(prefix, "include", "node", "node_version.h"), "utf8");
+    const v = (name) => (text.match(new RegExp(`#define ${name} (\\d+)`)) || [])[1];
+    if (`v${v("NODE_MAJOR_VERSION")}.${v("NODE_MINOR_VERSION")}.${v("NODE_PATCH_VERSION")}` === process.version) return [`--nodedir=${prefix}`];
+  } catch {
+    // node-gyp fetches the headers
+  }
+  return [];
+}
+
+function upToDate() {
+  try {
+    const built = Math.min(...ADDONS.map((f) => fs.statSync(f).mtimeMs));
+    const sources = [path.join(root, "binding.gyp"), ...listSources(path.join(root, "native"))];
+    return sources.every((file) => fs.statSync(file).mtimeMs <= built);
+  } catch {
+    return false;
+  }
+}
+
+/** Builds the addons; returns true on success, prints what to do otherwise. */
+function buildNative({ force = false } = {}) {
+  if (process.platform !== "linux") {
+    process.stdout.write(`build: native addons skipped: Linux-only (this is ${process.platform})\n`);
+    return false;
+  }
+  if (!force && upToDate()) return true;
+  const gyp = nodeGypScript();
+  if (gyp === null) {
+    process.stdout.write("build: native addons NOT built: node-gyp not found (install npm or `npm i -g node-gyp`)\n");
+    return false;
+  }
+  const result = spawnSync(process.execPath, [gyp, "rebuild", ...nodedirArgs()], { cwd: root, stdio: ["ignore", "pipe", "pipe"], encoding: "utf8" });
+  const output = `${result.stdout || ""}${result.stderr || ""}`;
+  for (const line of output.split("\n")) if (line.startsWith("flow-bpf:")) process.stdout.write(`build: ${line}\n`);
+  if (result.status === 0 && ADDONS.every((f) => fs.existsSync(f))) return true;
+  process.stdout.write(output.split("\n").slice(-30).join("\n"));
+  process.stdout.write(
+    "\nbuild: native addons NOT built. It needs a C++ compiler, make and python3 (Debian: apt-get install g++ make python3);\n" +
+      "  eBPF capture also clang, llvm, libbpf-dev, bpftool, pkg-config. Then run: npm rebuild\n",
+  );
+  return false;
+}
+
+module.exports = { buildNative, ADDONS };
+
+if (require.main === module) {
+  buildNative({ force: process.argv.includes("--force") });
+  process.exit(0);
+}

@@ -1,0 +1,75 @@
+import fs from "node:fs";
+import { capabilityReport, effectiveCapabilities, type FeatureReport } from "../doctor";
+import { loadFlowAddon, type FlowAddon } from "./native";
+
+/** One capture feature of the flow source and whether it works here. */
+export type FlowFeatureReport = FeatureReport;
+
+/** Where cgroup v2 is mounted (the root the first-bytes hook would attach to), or null. */
+export function cgroupV2Root(mountinfo?: string): string | null {
+  let text = mountinfo;
+  if (text === undefined) {
+    try {
+      text = fs.readFileSync("/proc/self/mountinfo", "utf8");
+    } catch {
+      return null;
+    }
+  }
+  for (const line of text.split("\n")) {
+    const sep = line.indexOf(" - ");
+    if (sep < 0) continue;
+    const fstype = line.slice(sep + 3).split(" ")[0];
+    if (fstype === "cgroup2") return line.split(" ")[4] ?? null;
+  }
+  return null;
+}
+
+function verdict(value: boolean | string | undefined, what: string): { available: boolean; detail: string } {
+  if (value === true) return { available: true, detail: `${what} supported` };
+  if (value === false) return { available: false, detail: `${what} not supported by this kernel` };
+  if (value === "EPERM" || value === "EACCES") return { available: false, detail: `${what}: not permitted (needs CAP_BPF)` };
+  return { available: false, detail: `${what}: probe failed (${value ?? "not probed"})` };
+}
+
+/**
+ * Probes, feature by feature, what eBPF flow capture can use on this host: the built
+ * program, libbpf, kernel BTF, each tracepoint, sk_storage, the ring buffer, privilege,
+ * cgroup v2. Never touches tracefs, kprobes or fentry.
+ */
+export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
+  let a: FlowAddon;
+  try {
+    a = addon ?? loadFlowAddon();
+  } catch (err) {
+    const why = (err as { reason?: string }).reason ?? String(err);
+    return [{ feature: "flow addon", available: false, detail: why }];
+  }
+  const p = a.probe();
+  const out: FlowFeatureReport[] = [
+    { feature: "flow addon", available: true, detail: `loaded (record v${a.recordVersion}, ${a.recordSize} bytes)` },
+    { feature: "BPF program built", available: p.skeleton, detail: p.skeleton ? "compiled into the addon" : (p.skeletonReason ?? "not built") },
+    { feature: "libbpf", available: p.libbpf, detail: p.libbpf ? "linked" : "not found at build time (apt-get install libbpf-dev pkg-config; npm rebuild)" },
+  ];
+  if (p.libbpf) {
+    out.push({ feature: "kernel BTF", available: p.btf === true, detail: p.btf === true ? "/sys/kernel/btf/vmlinux" : "no /sys/kernel/btf/vmlinux: tp_btf cannot attach" });
+    for (const [name, present] of Object.entries(p.tracepoints ?? {})) {
+      const role = name === "inet_sock_set_state" ? "lifecycle (required)" : "owner PID of accepted sockets (optional: else taken at close)";
+      out.push({ feature: `tp_btf/${name}`, available: present, detail: present ? role : `not in this kernel's BTF: ${role}` });
+    }
+    out.push({ feature: "sk_storage", ...verdict(p.skStorage, "BPF_MAP_TYPE_SK_STORAGE") });
+    out.push({ feature: "ring buffer", ...verdict(p.ringbuf, "BPF_MAP_TYPE_RINGBUF") });
+  }
+  const caps = effectiveCapabilities();
+  const privileged = caps.has("CAP_BPF") && caps.has("CAP_PERFMON");
+  out.push({ feature: "privilege for eBPF", available: privileged, detail: privileged ? "CAP_BPF + CAP_PERFMON" : "missing CAP_BPF and/or CAP_PERFMON: the flow source uses sock_diag" });
+  const cg = cgroupV2Root();
+  out.push({ feature: "cgroup v2", available: cg !== null, detail: cg ?? "not mounted (cgroup ids and first-bytes capture need it)" });
+  out.push({ feature: "first payload bytes (cgroup_skb)", available: false, detail: "not implemented in this version" });
+  out.push({ feature: "sock_diag destroy multicast", available: true, detail: "no privilege needed; own network namespace only" });
+  return out;
+}
+
+/** The package's capability report plus the flow capture probes, for `doctor`. */
+export function doctorReport(): { readonly capabilities: FeatureReport[]; readonly flow: FlowFeatureReport[] } {
+  return { capabilities: capabilityReport(), flow: probeFlowFeatures() };
+}

@@ -1,0 +1,180 @@
+import { constants } from "node:os";
+import { formatIPv4, formatIPv6 } from "../net/ip";
+import type { FlowCloseEvent, FlowConnectionEvent, FlowEnd, FlowOwnerFrom, FlowSide, TcpStateName } from "./types";
+import { FLOW_SCHEMA_VERSION } from "./types";
+
+// Layout of struct flow_record (native/flow/flow.h); the addon reports its size and version.
+export const RECORD_VERSION = 1;
+export const RECORD_SIZE = 168;
+const KIND_OPEN = 1;
+const KIND_CLOSE = 2;
+const KIND_STATE = 3;
+const F_PARTIAL = 0x01;
+const F_FIN_IN = 0x02;
+const F_ESTABLISHED = 0x04;
+const RTT_NONE = 0xffffffff;
+
+/** Kernel TCP states (include/net/tcp_states.h), by number. */
+export const TCP_STATES: readonly TcpStateName[] = [
+  "UNKNOWN",
+  "ESTABLISHED",
+  "SYN_SENT",
+  "SYN_RECV",
+  "FIN_WAIT1",
+  "FIN_WAIT2",
+  "TIME_WAIT",
+  "CLOSE",
+  "CLOSE_WAIT",
+  "LAST_ACK",
+  "LISTEN",
+  "CLOSING",
+];
+
+/** The state name for a kernel state number. */
+export function tcpStateName(n: number): TcpStateName {
+  return TCP_STATES[n] ?? "UNKNOWN";
+}
+
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/** errno number → name (ECONNRESET …), or `E<n>` when unknown. */
+export function errnoName(n: number): string {
+  return ERRNO_NAMES.get(n) ?? `E${n}`;
+}
+
+/** How a connection ended, from the socket error and the state before CLOSE. */
+export function classifyEnd(error: number, lastState: TcpStateName): FlowEnd {
+  const e = constants.errno;
+  if (error === e.ECONNREFUSED) return "refused";
+  if (error === e.ECONNRESET || error === e.EPIPE) return "reset";
+  if (error === e.ETIMEDOUT || error === e.EHOSTUNREACH || error === e.ENETUNREACH) return error === e.ETIMEDOUT ? "timeout" : "error";
+  if (error !== 0) return "error";
+  // No error, straight to CLOSE from a state with data still flowing: this side sent RST.
+  if (lastState === "ESTABLISHED" || lastState === "CLOSE_WAIT" || lastState === "SYN_RECV" || lastState === "SYN_SENT") return "abort";
+  return "normal";
+}
+
+/** Converts kernel CLOCK_BOOTTIME nanoseconds to wall-clock time. */
+export interface ClockMap {
+  toIso(boottimeNs: bigint): string;
+}
+
+/** A clock map from one (boottime, realtime) pair read together. */
+export function clockMap(boottimeNs: bigint, realtimeNs: bigint): ClockMap {
+  const offset = realtimeNs - boottimeNs;
+  return { toIso: (ns) => new Date(Number((ns + offset) / 1_000_000n)).toISOString() };
+}
+
+const SIDES: readonly FlowSide[] = ["unknown", "client", "server"];
+const OWNERS: ReadonlyArray<FlowOwnerFrom | null> = [null, "connect", "io", "close"];
+
+/** Text of an address stored as 4 (IPv4) or 16 (IPv6) network-order bytes at `offset`. */
+export function addressText(buf: Buffer, offset: number, family: 4 | 6): string {
+  if (family === 4) return formatIPv4(buf.readUInt32BE(offset));
+  const groups = new Uint16Array(8);
+  for (let i = 0; i < 8; i++) groups[i] = buf.readUInt16BE(offset + 2 * i);
+  return formatIPv6(groups);
+}
+
+function comm(buf: Buffer, offset: number): string {
+  const raw = buf.subarray(offset, offset + 16);
+  const end = raw.indexOf(0);
+  return raw.toString("utf8", 0, end < 0 ? 16 : end);
+}
+
+function ms(fromNs: bigint, toNs: bigint): number {
+  return Number(toNs - fromNs) / 1e6;
+}
+
+/**
+ * Decodes a batch of records from the ring buffer. Records of another version or size are
+ * skipped (counted in `skipped`), never misread.
+ */
+export function decodeRecords(batch: Buffer, clock: ClockMap): { events: FlowConnectionEvent[]; skipped: number } {
+  const events: FlowConnectionEvent[] = [];
+  let skipped = 0;
+  let off = 0;
+  while (off + 4 <= batch.length) {
+    const version = batch.readUInt16LE(off);
+    const size = batch.readUInt16LE(off + 2);
+    if (size < 8 || off + size > batch.length) {
+      skipped++;
+      break;
+    }
+    if (version !== RECORD_VERSION || size !== RECORD_SIZE) {
+      skipped++;
+      off += size;
+      continue;
+    }
+    const event = decodeRecord(batch, off, clock);
+    if (event === null) skipped++;
+    else events.push(event);
+    off += size;
+  }
+  return { events, skipped };
+}
+
+function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEvent | null {
+  const kind = b[o + 4]!;
+  const flags = b[o + 7]!;
+  const family = b[o + 6] === 6 ? 6 : 4;
+  const ts = b.readBigUInt64LE(o + 16);
+  const start = b.readBigUInt64LE(o + 24);
+  const established = b.readBigUInt64LE(o + 32);
+  const cgroup = b.readBigUInt64LE(o + 40);
+  const pid = b.readUInt32LE(o + 52);
+  const ownerFrom = OWNERS[b[o + 60]!] ?? null;
+  const known = ownerFrom !== null && pid !== 0;
+  const netns = b.readUInt32LE(o + 48);
+  const base = {
+    schema: FLOW_SCHEMA_VERSION,
+    source: "ebpf" as const,
+    id: b.readBigUInt64LE(o + 8).toString(),
+    time: clock.toIso(ts),
+    side: SIDES[b[o + 5]!] ?? "unknown",
+    family: family as 4 | 6,
+    localIp: addressText(b, o + 80, family),
+    localPort: b.readUInt16LE(o + 112),
+    remoteIp: addressText(b, o + 96, family),
+    remotePort: b.readUInt16LE(o + 114),
+    pid: known ? pid : null,
+    command: known ? comm(b, o + 64) : null,
+    uid: known ? b.readUInt32LE(o + 56) : null,
+    ownerFrom: known ? ownerFrom : null,
+    cgroupId: cgroup === 0n ? null : cgroup.toString(),
+    netns: netns === 0 ? null : netns,
+    partial: (flags & F_PARTIAL) !== 0,
+  };
+  const oldState = tcpStateName(b[o + 61]!);
+  if (kind === KIND_OPEN) return { ...base, type: "flow.open" };
+  if (kind === KIND_STATE) return { ...base, type: "flow.state", oldState, newState: tcpStateName(b[o + 62]!) };
+  if (kind !== KIND_CLOSE) return null;
+  const error = b.readInt32LE(o + 116);
+  const sent = b.readBigUInt64LE(o + 120);
+  const retrans = b.readBigUInt64LE(o + 128);
+  const received = b.readBigUInt64LE(o + 136);
+  const srtt = b.readUInt32LE(o + 148);
+  const rttMin = b.readUInt32LE(o + 152);
+  const wasEstablished = (flags & F_ESTABLISHED) !== 0;
+  const close: FlowCloseEvent = {
+    ...base,
+    type: "flow.close",
+    end: classifyEnd(error, oldState),
+    error: error === 0 ? null : errnoName(error),
+    lastState: oldState,
+    established: wasEstablished,
+    // bytes_sent counts retransmitted bytes again; bytes_received counts the peer's FIN.
+    bytesSent: Number(sent - retrans),
+    bytesReceived: Number(received) - ((flags & F_FIN_IN) !== 0 && received > 0n ? 1 : 0),
+    bytesExact: true,
+    bytesRetransmitted: Number(retrans),
+    retransmits: b.readUInt32LE(o + 144),
+    srttUs: srtt === 0 ? null : srtt,
+    rttMinUs: rttMin === RTT_NONE || rttMin === 0 ? null : rttMin,
+    segmentsIn: b.readUInt32LE(o + 156),
+    segmentsOut: b.readUInt32LE(o + 160),
+    durationMs: start === 0n ? null : ms(start, ts),
+    handshakeMs: base.side === "client" && start !== 0n && established !== 0n ? ms(start, established) : null,
+  };
+  return close;
+}
