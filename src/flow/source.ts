@@ -77,6 +77,8 @@ export class FlowSource {
   private live = new Map<string, { readonly event: FlowOpenEvent; seen: number }>();
   private listeningPorts = new Set<number>();
   private dumpRound = 0;
+  // eBPF mode: sockets found by the start-up dump, to complete their partial eBPF events.
+  private preexisting = new Map<string, FlowOpenEvent>();
 
   constructor(
     options: FlowSourceOptions,
@@ -143,6 +145,7 @@ export class FlowSource {
       this.destroy = null;
     }
     this.live.clear();
+    this.preexisting.clear();
     this.running = null;
   }
 
@@ -194,6 +197,17 @@ export class FlowSource {
 
   private onBpfBatch(batch: Buffer): void {
     const { events } = decodeRecords(batch, this.clock!);
+    if (this.preexisting.size > 0) {
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i]!;
+        if (!e.partial) continue;
+        const old = this.preexisting.get(e.id);
+        if (old === undefined) continue;
+        // The kernel saw this socket only after it was created: side and owner come from the dump.
+        events[i] = { ...e, side: e.side === "unknown" ? old.side : e.side, ...(e.pid === null && old.pid !== null ? { pid: old.pid, command: old.command, uid: old.uid, ownerFrom: old.ownerFrom } : {}) };
+        if (e.type === "flow.close") this.preexisting.delete(e.id);
+      }
+    }
     this.emit(events);
   }
 
@@ -244,7 +258,10 @@ export class FlowSource {
     }
     // Sockets gone without a destroy message (missed or in another namespace): forget them.
     for (const [cookie, entry] of this.live) if (round - entry.seen > 2) this.live.delete(cookie);
-    if (this.bpf !== null) this.live.clear();
+    if (this.bpf !== null) {
+      for (const [cookie, entry] of this.live) this.preexisting.set(cookie, entry.event);
+      this.live.clear();
+    }
     this.emit(opened);
   }
 

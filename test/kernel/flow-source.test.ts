@@ -1,0 +1,363 @@
+import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
+import { loadFlowAddon } from "../../src/flow/native";
+import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/flow/types";
+import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
+import { freePort } from "../support/net";
+import {
+  bpfFds,
+  createNetns,
+  EventLog,
+  FIXTURES,
+  loadedPrograms,
+  NS_HOST_IP,
+  NS_INNER_IP,
+  netnsOf,
+  ROOT,
+  runClient,
+  startServer,
+  stopProcess,
+  threadCount,
+  type TestServer,
+} from "./flow-support";
+
+// eBPF needs root here; outside CI a non-root run skips, under CI it fails.
+const ebpfBuilt = (() => {
+  try {
+    return loadFlowAddon().ebpfBuilt;
+  } catch {
+    return false;
+  }
+})();
+if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow kernel suite must run as root with the BPF program built under CI");
+const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
+
+const servers: TestServer[] = [];
+const sources: FlowSource[] = [];
+
+function source(options: FlowSourceOptions, log: EventLog): FlowSource {
+  const s = new FlowSource({ reportExisting: false, ...options }, log.push);
+  sources.push(s);
+  const status = s.start();
+  if (options.mode === "ebpf") expect(status.mode).toBe("ebpf");
+  return s;
+}
+
+async function server(host: string, mode: Parameters<typeof startServer>[1], reply: number, netns?: string): Promise<TestServer> {
+  const s = await startServer(host, mode, reply, netns);
+  servers.push(s);
+  return s;
+}
+
+afterEach(() => {
+  for (const s of sources.splice(0)) s.stop();
+});
+
+afterAll(async () => {
+  for (const s of servers) await stopProcess(s.child);
+});
+
+function expectOrdered(events: FlowConnectionEvent[]): void {
+  const types = events.map((e) => e.type);
+  expect(types.indexOf("flow.open")).toBeGreaterThanOrEqual(0);
+  expect(types.indexOf("flow.open")).toBeLessThan(types.indexOf("flow.close"));
+  expect(types.filter((t) => t === "flow.close")).toHaveLength(1);
+  expect(new Set(events.map((e) => e.id)).size).toBe(1);
+}
+
+run("eBPF flow source on the real kernel", () => {
+  it("client closes first: both sockets with side, PID, command, tuple and exact payload bytes", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "after-client", 2345);
+    source({ mode: "ebpf", ports: [srv.port] }, log);
+    const cli = await runClient("127.0.0.1", srv.port, 1000);
+    expect(cli.received).toBe(2345);
+    await log.waitFor(() => log.closeOf(cli.localPort!) !== undefined && log.closeOf(srv.port, cli.localPort!) !== undefined, "both close events");
+
+    const client = log.of(cli.localPort!);
+    expectOrdered(client);
+    const cc = log.closeOf(cli.localPort!)!;
+    expect(cc).toMatchObject({
+      source: "ebpf",
+      side: "client",
+      pid: cli.pid,
+      command: "flowcli",
+      ownerFrom: "connect",
+      family: 4,
+      localIp: "127.0.0.1",
+      remoteIp: "127.0.0.1",
+      remotePort: srv.port,
+      bytesSent: 1000,
+      bytesReceived: 2345,
+      bytesExact: true,
+      end: "normal",
+      error: null,
+      established: true,
+      partial: false,
+    });
+    expect(cc.durationMs).toBeGreaterThan(0);
+    expect(cc.handshakeMs).toBeGreaterThan(0);
+    expect(cc.handshakeMs!).toBeLessThanOrEqual(cc.durationMs!);
+    expect(cc.netns).toBe(netnsOf("self"));
+
+    const accepted = log.of(srv.port, cli.localPort!);
+    expectOrdered(accepted);
+    expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({
+      side: "server",
+      pid: srv.pid,
+      command: "flowsrv",
+      ownerFrom: "io",
+      remotePort: cli.localPort,
+      bytesSent: 2345,
+      bytesReceived: 1000,
+      end: "normal",
+    });
+    // The two sockets are two connections' ends: different ids.
+    expect(cc.id).not.toBe(log.closeOf(srv.port, cli.localPort!)!.id);
+  });
+
+  it("server closes first: the accepted socket keeps the server's PID (compared with tcplife when it runs)", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "close-first", 777);
+    source({ mode: "ebpf", ports: [srv.port] }, log);
+    const tcplife = startTcplife(srv.port);
+    try {
+      await tcplife?.ready;
+      const cli = await runClient("127.0.0.1", srv.port, 10);
+      expect(cli.received).toBe(777);
+      await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined && log.closeOf(cli.localPort!) !== undefined, "close events");
+      const sc = log.closeOf(srv.port, cli.localPort!)!;
+      expect(sc).toMatchObject({ side: "server", pid: srv.pid, command: "flowsrv", bytesSent: 777, bytesReceived: 10, end: "normal" });
+      // The server sent its FIN first: its socket went through FIN_WAIT.
+      expect(["FIN_WAIT1", "FIN_WAIT2", "CLOSING"]).toContain(sc.lastState);
+      expect(log.closeOf(cli.localPort!)).toMatchObject({ side: "client", pid: cli.pid, lastState: "LAST_ACK", bytesReceived: 777 });
+      if (tcplife !== null) {
+        await new Promise((r) => setTimeout(r, 500));
+        const rows = await tcplife.stop();
+        const row = rows.find((r) => r.lport === srv.port && r.rport === cli.localPort);
+        console.log(`server-closes-first: server pid ${srv.pid}; flow source ${sc.pid}; tcplife ${row ? `${row.pid} (${row.comm})` : "no row"}`);
+        expect(row).toBeDefined();
+      }
+    } finally {
+      await tcplife?.stop();
+    }
+  });
+
+  it("a refused connect is one close event: client side, ECONNREFUSED, no open", async () => {
+    const log = new EventLog();
+    const port = await freePort();
+    source({ mode: "ebpf", ports: [port] }, log);
+    const cli = await runClient("127.0.0.1", port, 1);
+    expect(cli.error).toBe("ECONNREFUSED");
+    await log.waitFor(() => log.connections().some((e) => e.type === "flow.close" && e.remotePort === port), "refused close");
+    const events = log.connections().filter((e) => e.remotePort === port);
+    expect(events.map((e) => e.type)).toEqual(["flow.close"]);
+    expect(events[0]).toMatchObject({ side: "client", pid: cli.pid, command: "flowcli", end: "refused", error: "ECONNREFUSED", established: false, lastState: "SYN_SENT", bytesSent: 0, bytesReceived: 0 });
+  });
+
+  it("a reset: the client sees ECONNRESET, the server side is an abort", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "reset", 0);
+    source({ mode: "ebpf", ports: [srv.port] }, log);
+    const cli = await runClient("127.0.0.1", srv.port, 50);
+    await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined && log.closeOf(cli.localPort!) !== undefined, "reset close events");
+    expect(log.closeOf(cli.localPort!)).toMatchObject({ side: "client", pid: cli.pid, end: "reset", error: "ECONNRESET" });
+    expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({ side: "server", pid: srv.pid, end: "abort", error: null, bytesReceived: 50 });
+  });
+
+  it("an accepted connection closed without I/O still opens before it closes, with the closing process as owner", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "idle-close", 0);
+    source({ mode: "ebpf", ports: [srv.port] }, log);
+    const cli = await runClient("127.0.0.1", srv.port, 0);
+    await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined, "close");
+    const accepted = log.of(srv.port, cli.localPort!);
+    expectOrdered(accepted);
+    expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({ side: "server", pid: srv.pid, ownerFrom: "close", bytesSent: 0, bytesReceived: 0 });
+  });
+
+  describe("across network namespaces (203.0.113.200/30)", () => {
+    const ns = `flowt${process.pid}`;
+    let net: ReturnType<typeof createNetns> | null = null;
+    beforeAll(() => {
+      net = createNetns(ns);
+    });
+    afterAll(() => net?.remove());
+
+    it("a 1 MiB + 17 byte transfer to a server in another namespace: exact bytes, addresses, netns of each end", async () => {
+      const log = new EventLog();
+      const srv = await server(NS_INNER_IP, "after-client", 4321, ns);
+      source({ mode: "ebpf", ports: [srv.port], cidrs: ["203.0.113.200/30"] }, log);
+      const size = (1 << 20) + 17;
+      const cli = await runClient(NS_INNER_IP, srv.port, size);
+      expect(cli.received).toBe(4321);
+      await log.waitFor(() => log.closeOf(cli.localPort!) !== undefined && log.closeOf(srv.port, cli.localPort!) !== undefined, "close events");
+      const cc = log.closeOf(cli.localPort!)!;
+      const sc = log.closeOf(srv.port, cli.localPort!)!;
+      expect(cc).toMatchObject({ side: "client", localIp: NS_HOST_IP, remoteIp: NS_INNER_IP, pid: cli.pid, bytesSent: size, bytesReceived: 4321 });
+      expect(sc).toMatchObject({ side: "server", localIp: NS_INNER_IP, remoteIp: NS_HOST_IP, pid: srv.pid, command: "flowsrv", bytesSent: 4321, bytesReceived: size });
+      expect(cc.netns).toBe(netnsOf("self"));
+      expect(sc.netns).toBe(netnsOf(srv.pid));
+      expect(sc.netns).not.toBe(cc.netns);
+    });
+
+    it("the kernel CIDR filter drops connections outside the ranges", async () => {
+      const log = new EventLog();
+      const srv = await server(NS_INNER_IP, "after-client", 1, ns);
+      source({ mode: "ebpf", ports: [srv.port], cidrs: ["198.51.100.0/24"] }, log);
+      const cli = await runClient(NS_INNER_IP, srv.port, 5);
+      expect(cli.received).toBe(1);
+      await srv.closed(1);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(log.connections().filter((e) => e.localPort === srv.port || e.remotePort === srv.port)).toEqual([]);
+    });
+  });
+
+  it("connections open before start are reported from a sock_diag dump, marked partial; their close comes from eBPF", async () => {
+    const srv = await server("127.0.0.1", "after-client", 3);
+    const net = await import("node:net");
+    const sock = net.connect(srv.port, "127.0.0.1");
+    await new Promise((r) => sock.once("connect", r));
+    const log = new EventLog();
+    const s = new FlowSource({ mode: "ebpf", ports: [srv.port] }, log.push);
+    sources.push(s);
+    s.start();
+    const pre = log.connections().filter((e) => e.localPort === sock.localPort && e.type === "flow.open");
+    expect(pre).toHaveLength(1);
+    expect(pre[0]).toMatchObject({ source: "sockdiag", partial: true, side: "client", pid: process.pid, remotePort: srv.port });
+    const localPort = sock.localPort!;
+    sock.resume();
+    sock.end("abc");
+    await new Promise((r) => sock.once("close", r));
+    await log.waitFor(() => log.closeOf(localPort) !== undefined, "close of the old connection");
+    // Side and owner of the old socket come from the start-up dump, joined by cookie.
+    expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", id: pre[0]!.id, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
+  });
+
+  it("start/stop 100 times leaks no BPF link, map, program, fd or thread", () => {
+    const log = new EventLog();
+    const before = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };
+    const s = new FlowSource({ mode: "ebpf", reportExisting: false, ports: [9] }, log.push);
+    s.start();
+    const during = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };
+    s.stop();
+    // The counters see the capture while it runs (so a leak would show).
+    expect(during.fds["bpf_link"] ?? 0).toBeGreaterThan(before.fds["bpf_link"] ?? 0);
+    expect(during.fds["bpf-map"] ?? 0).toBeGreaterThan(before.fds["bpf-map"] ?? 0);
+    expect(during.threads).toBeGreaterThan(before.threads);
+    const fresh = (ids: Set<number> | null): number[] => [...(ids ?? [])].filter((id) => !(before.progs ?? new Set()).has(id));
+    if (before.progs !== null) expect(fresh(during.progs)).toHaveLength(1);
+    for (let i = 0; i < 99; i++) {
+      s.start();
+      s.stop();
+    }
+    expect(bpfFds()).toEqual(before.fds);
+    expect(threadCount()).toBe(before.threads);
+    if (before.progs !== null) {
+      // Programs are freed after their last fd closes, asynchronously in the kernel.
+      const until = Date.now() + 5000;
+      while (fresh(loadedPrograms("flow_state")).length > 0 && Date.now() < until) spawnSync("sleep", ["0.1"]);
+      expect(fresh(loadedPrograms("flow_state"))).toEqual([]);
+    }
+  }, 120_000);
+});
+
+const unprivileged = IS_ROOT ? describe : describe.skip;
+unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
+  it("auto mode falls back to sock_diag, says why, and close events still arrive", async () => {
+    const setpriv = systemCommand("setpriv");
+    if (setpriv.skip) return;
+    const dist = path.join(ROOT, "dist");
+    if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
+    const srv = await server("127.0.0.1", "after-client", 99);
+    const drop = "-bpf,-perfmon,-sys_admin";
+    const child = spawn(setpriv.path!, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, "auto", String(srv.port)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: Array<{ status?: { mode: string; ebpfUnavailable: string | null }; event?: FlowEvent; error?: unknown }> = [];
+    let buf = "";
+    child.stdout!.on("data", (c) => {
+      buf += c.toString();
+      const parts = buf.split("\n");
+      buf = parts.pop()!;
+      for (const p of parts) if (p.trim() !== "") lines.push(JSON.parse(p));
+    });
+    try {
+      const log = new EventLog();
+      await log.waitFor(() => lines.length > 0, "child status", 10_000);
+      expect(lines[0]!.error).toBeUndefined();
+      expect(lines[0]!.status!.mode).toBe("sockdiag");
+      expect(lines[0]!.status!.ebpfUnavailable).toMatch(/CAP_BPF/);
+      const cli = await runClient("127.0.0.1", srv.port, 42);
+      await log.waitFor(() => lines.some((l) => l.event?.type === "flow.close" && (l.event as FlowCloseEvent).localPort === cli.localPort), "sock_diag close event", 5000);
+      const close = lines.map((l) => l.event).find((e) => e?.type === "flow.close" && e.localPort === cli.localPort) as FlowCloseEvent;
+      expect(close).toMatchObject({ source: "sockdiag", side: "client", remotePort: srv.port, bytesSent: 42, bytesExact: false });
+      // The peer's FIN may be counted by tcp_info: 99 or 100.
+      expect(close.bytesReceived - 99).toBeGreaterThanOrEqual(0);
+      expect(close.bytesReceived - 99).toBeLessThanOrEqual(1);
+    } finally {
+      await stopProcess(child);
+    }
+  });
+});
+
+interface TcplifeRow {
+  readonly pid: number;
+  readonly comm: string;
+  readonly lport: number;
+  readonly rport: number;
+}
+
+/**
+ * Debian's libbpf-tools tcplife, when it can run: it needs tracefs, which this suite mounts
+ * for the duration and unmounts again if it was not mounted before.
+ */
+function startTcplife(port: number): { ready: Promise<void>; stop(): Promise<TcplifeRow[]> } | null {
+  const tool = "/usr/sbin/tcplife";
+  if (!fs.existsSync(tool)) {
+    console.warn("SKIP tcplife comparison: libbpf-tools is not installed");
+    return null;
+  }
+  const tracing = "/sys/kernel/tracing";
+  const mounted = fs.readFileSync("/proc/self/mounts", "utf8").includes(` ${tracing} tracefs`);
+  if (!mounted && spawnSync("mount", ["-t", "tracefs", "nodev", tracing]).status !== 0) {
+    console.warn("SKIP tcplife comparison: tracefs cannot be mounted");
+    return null;
+  }
+  // Line-buffered so rows arrive while it runs; SIGINT lets it exit cleanly.
+  const child = spawn("stdbuf", ["-oL", tool, "-L", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (c) => (out += c.toString()));
+  child.stderr!.on("data", (c) => (out += c.toString()));
+  let stopped: Promise<TcplifeRow[]> | null = null;
+  return {
+    ready: new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (/PID\s+COMM/.test(out) || child.exitCode !== null) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 20);
+    }),
+    stop: () => {
+      stopped ??= (async () => {
+        if (child.exitCode === null) {
+          child.kill("SIGINT");
+          await new Promise((r) => child.once("exit", r));
+        }
+        if (!mounted) spawnSync("umount", [tracing]);
+        const rows: TcplifeRow[] = [];
+        for (const line of out.split("\n")) {
+          const f = line.trim().split(/\s+/);
+          // PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS
+          if (f.length >= 9 && /^\d+$/.test(f[0]!)) rows.push({ pid: Number(f[0]), comm: f[1]!, lport: Number(f[3]), rport: Number(f[5]) });
+        }
+        return rows;
+      })();
+      return stopped;
+    },
+  };
+}
