@@ -36,6 +36,7 @@ if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow kernel suite mu
 const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
 
 const servers: TestServer[] = [];
+const tcplifes: Array<{ stop(): Promise<unknown> }> = [];
 const sources: FlowSource[] = [];
 
 function source(options: FlowSourceOptions, log: EventLog): FlowSource {
@@ -57,6 +58,8 @@ afterEach(() => {
 });
 
 afterAll(async () => {
+  // A tcplife left by a failed test must not outlive the suite (nor keep tracefs mounted).
+  for (const t of tcplifes) await t.stop();
   for (const s of servers) await stopProcess(s.child);
 });
 
@@ -333,7 +336,7 @@ function startTcplife(port: number): { ready: Promise<void>; stop(): Promise<Tcp
   child.stdout!.on("data", (c) => (out += c.toString()));
   child.stderr!.on("data", (c) => (out += c.toString()));
   let stopped: Promise<TcplifeRow[]> | null = null;
-  return {
+  const handle = {
     ready: new Promise<void>((resolve) => {
       const t = setInterval(() => {
         if (/PID\s+COMM/.test(out) || child.exitCode !== null) {
@@ -360,4 +363,6 @@ function startTcplife(port: number): { ready: Promise<void>; stop(): Promise<Tcp
       return stopped;
     },
   };
+  tcplifes.push(handle);
+  return handle;
 }
