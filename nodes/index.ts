@@ -1,4 +1,5 @@
 import type { NodeAPI } from "node-red";
+import registerFlowSource from "./flow-source/flow-source";
 import registerIpFilter from "./ip-filter/ip-filter";
 import registerRealIp from "./real-ip/real-ip";
 
@@ -6,4 +7,5 @@ import registerRealIp from "./real-ip/real-ip";
 export default function register(RED: NodeAPI): void {
   registerRealIp(RED);
   registerIpFilter(RED);
+  registerFlowSource(RED);
 }

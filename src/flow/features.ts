@@ -45,6 +45,8 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
     return [{ feature: "flow addon", available: false, detail: why }];
   }
   const p = a.probe();
+  const caps = effectiveCapabilities();
+  const privileged = caps.has("CAP_BPF") && caps.has("CAP_PERFMON");
   const out: FlowFeatureReport[] = [
     { feature: "flow addon", available: true, detail: `loaded (record v${a.recordVersion}, ${a.recordSize} bytes)` },
     { feature: "BPF program built", available: p.skeleton, detail: p.skeleton ? "compiled into the addon" : (p.skeletonReason ?? "not built") },
@@ -56,11 +58,12 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
       const role = name === "inet_sock_set_state" ? "lifecycle (required)" : "owner PID of accepted sockets (optional: else taken at close)";
       out.push({ feature: `tp_btf/${name}`, available: present, detail: present ? role : `not in this kernel's BTF: ${role}` });
     }
-    out.push({ feature: "sk_storage", ...verdict(p.skStorage, "BPF_MAP_TYPE_SK_STORAGE") });
-    out.push({ feature: "ring buffer", ...verdict(p.ringbuf, "BPF_MAP_TYPE_RINGBUF") });
+    // Map probes create a map: without CAP_BPF they fail whatever the kernel supports.
+    const mapProbe = (value: boolean | string | undefined, what: string): { available: boolean; detail: string } =>
+      value !== true && !privileged ? { available: false, detail: `${what}: cannot be probed without CAP_BPF` } : verdict(value, what);
+    out.push({ feature: "sk_storage", ...mapProbe(p.skStorage, "BPF_MAP_TYPE_SK_STORAGE") });
+    out.push({ feature: "ring buffer", ...mapProbe(p.ringbuf, "BPF_MAP_TYPE_RINGBUF") });
   }
-  const caps = effectiveCapabilities();
-  const privileged = caps.has("CAP_BPF") && caps.has("CAP_PERFMON");
   out.push({ feature: "privilege for eBPF", available: privileged, detail: privileged ? "CAP_BPF + CAP_PERFMON" : "missing CAP_BPF and/or CAP_PERFMON: the flow source uses sock_diag" });
   const cg = cgroupV2Root();
   out.push({ feature: "cgroup v2", available: cg !== null, detail: cg ?? "not mounted (cgroup ids and first-bytes capture need it)" });
@@ -69,7 +72,34 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
   return out;
 }
 
-/** The package's capability report plus the flow capture probes, for `doctor`. */
+/**
+ * Loads and attaches the BPF program once (with a filter that matches nothing) and
+ * releases it: the only proof that eBPF capture works here.
+ */
+export function trialLoad(addon?: FlowAddon): FlowFeatureReport {
+  const feature = "eBPF capture loads and attaches";
+  let a: FlowAddon;
+  try {
+    a = addon ?? loadFlowAddon();
+  } catch (err) {
+    return { feature, available: false, detail: (err as { reason?: string }).reason ?? String(err) };
+  }
+  if (!a.ebpfBuilt) return { feature, available: false, detail: a.probe().skeletonReason ?? "the BPF program was not built" };
+  const capture = new a.BpfCapture();
+  try {
+    const started = capture.start({ events: 0, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true }, () => undefined);
+    const attached = Object.entries(started.programs).map(([name, on]) => `${name} ${on ? "yes" : "no"}`);
+    return { feature, available: true, detail: `tp_btf: ${attached.join(", ")}` };
+  } catch (err) {
+    const e = err as { code?: string; message?: string };
+    const why = e.code === "EPERM" || e.code === "EACCES" ? "not permitted: needs CAP_BPF + CAP_PERFMON (or root)" : (e.message ?? String(err));
+    return { feature, available: false, detail: why };
+  } finally {
+    capture.stop();
+  }
+}
+
+/** The package's capability report plus the flow capture probes and a trial load, for `doctor`. */
 export function doctorReport(): { readonly capabilities: FeatureReport[]; readonly flow: FlowFeatureReport[] } {
-  return { capabilities: capabilityReport(), flow: probeFlowFeatures() };
+  return { capabilities: capabilityReport(), flow: [...probeFlowFeatures(), trialLoad()] };
 }

@@ -297,7 +297,8 @@ export class FlowSource {
     const netns = ownNetns();
     const out: FlowEvent[] = [];
     for (const s of parseDiagMessages(batch)) {
-      if (s.state === 10) continue; // a listener, not a connection
+      // Listeners and sockets that never connected (no peer port) are not connections.
+      if (s.state === 10 || s.remotePort === 0) continue;
       const known = this.live.get(s.cookie);
       this.live.delete(s.cookie);
       const base = known?.event ?? this.openFromDiag(s, null, netns, now, true);
