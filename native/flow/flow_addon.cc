@@ -271,8 +271,12 @@ class BpfReader : public BatchReader {
 
  protected:
   void PollOnce() override {
+    // The program wakes us only when the ring fills up (records are submitted without a
+    // wakeup), so consume whatever is there after every wait, woken or timed out.
     // EINTR is not an error here: the loop checks the stop flag and polls again.
-    if (ring != nullptr) ring_buffer__poll(ring, kPollMs);
+    if (ring == nullptr) return;
+    ring_buffer__poll(ring, kPollMs);
+    ring_buffer__consume(ring);
   }
 
   void Close() override {
