@@ -15,6 +15,7 @@ commands:
            --state                     also every TCP state change
            --no-open / --no-close      leave those events out
            --ring-kib <n>              eBPF ring buffer size (power of two, default 4096)
+           --first-bytes <n>           first payload bytes each way on close events (eBPF, ≤ 512)
            --duration <seconds>        stop after this long (default: until Ctrl-C)
   doctor   which capture and forwarding features work on this host, and why not
            --json                      as JSON
@@ -48,6 +49,7 @@ function flows(args: string[]): Promise<number> {
       "no-open": { type: "boolean" },
       "no-close": { type: "boolean" },
       "ring-kib": { type: "string", default: "4096" },
+      "first-bytes": { type: "string", default: "0" },
       duration: { type: "string" },
     },
   });
@@ -64,6 +66,7 @@ function flows(args: string[]): Promise<number> {
       open: values["no-open"] !== true,
       close: values["no-close"] !== true,
       ringBytes: Number(values["ring-kib"]) * 1024,
+      firstBytes: Number(values["first-bytes"]),
     },
     (events) => {
       let out = "";
@@ -72,7 +75,7 @@ function flows(args: string[]): Promise<number> {
     },
   );
   const status = source.start();
-  process.stderr.write(`flows: capturing with ${status.mode}${status.ebpfUnavailable !== null && mode !== "sockdiag" ? ` (eBPF unavailable: ${status.ebpfUnavailable})` : ""}\n`);
+  process.stderr.write(`flows: capturing with ${status.mode}${status.ebpfUnavailable !== null && mode !== "sockdiag" ? ` (eBPF unavailable: ${status.ebpfUnavailable})` : ""}${status.degraded !== null ? ` (without: ${status.degraded})` : ""}\n`);
   return new Promise((resolve) => {
     const finish = (): void => {
       source.stop();

@@ -38,6 +38,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SK_IGNORED 0x1
 #define SK_PARTIAL 0x2
 #define SK_OWNER 0x4
+#define SK_BYTES_OUT 0x8 /* first outgoing payload captured */
+#define SK_BYTES_IN 0x10 /* first incoming payload captured */
 
 struct flow_sk {
 	__u64 start_ns;
@@ -469,4 +471,112 @@ SEC("tp_btf/sock_recv_length")
 int BPF_PROG(flow_recv, struct sock *sk, int ret, int flags)
 {
 	return on_io(sk);
+}
+
+/*
+ * First payload bytes per direction, from cgroup_skb programs on the cgroup v2 root: they
+ * see every socket's packets with the socket attached, and their socket cookie is the
+ * one the lifecycle records carry. Only sockets the lifecycle program tracks (shared
+ * sk_storage) and only the first segment with payload each way are copied.
+ */
+static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
+{
+	struct bpf_sock *bsk = skb->sk;
+	struct flow_config *cfg = flow_cfg();
+	struct flow_bytes_record *r;
+	struct flow_sk *st;
+	__u32 flag = direction == FLOW_DIR_OUT ? SK_BYTES_OUT : SK_BYTES_IN;
+	__u32 ip_len, hdr, total, want;
+	__u8 first;
+
+	if (!cfg || cfg->first_bytes == 0 || !bsk)
+		return 1;
+	bsk = bpf_sk_fullsock(bsk);
+	if (!bsk || bsk->protocol != IPPROTO_TCP)
+		return 1;
+	st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+	if (!st || (st->flags & (SK_IGNORED | flag)))
+		return 1;
+
+	/* cgroup_skb data starts at the IP header. */
+	if (bpf_skb_load_bytes(skb, 0, &first, 1))
+		return 1;
+	if ((first >> 4) == 4) {
+		__u16 tot;
+		if (bpf_skb_load_bytes(skb, 2, &tot, 2))
+			return 1;
+		ip_len = (first & 0xf) * 4;
+		total = bpf_ntohs(tot);
+	} else if ((first >> 4) == 6) {
+		__u16 plen;
+		__u8 next;
+		if (bpf_skb_load_bytes(skb, 4, &plen, 2) || bpf_skb_load_bytes(skb, 6, &next, 1))
+			return 1;
+		if (next != IPPROTO_TCP) /* extension headers: not worth the parsing here */
+			return 1;
+		ip_len = 40;
+		total = 40 + bpf_ntohs(plen);
+	} else {
+		return 1;
+	}
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, ip_len + 12, &doff, 1))
+		return 1;
+	hdr = ip_len + (doff >> 4) * 4;
+	/* GSO packets report a total length of 0 or less than the skb: use the skb length then. */
+	if (total < hdr || total > skb->len)
+		total = skb->len;
+	if (total <= hdr)
+		return 1; /* no payload: SYN, ACK, FIN */
+	want = total - hdr;
+	if (want > cfg->first_bytes)
+		want = cfg->first_bytes;
+	if (want > FLOW_FIRST_BYTES_MAX)
+		want = FLOW_FIRST_BYTES_MAX;
+	if (want == 0)
+		return 1;
+	/* Only once per direction, even if two CPUs race on the same socket. */
+	if (__sync_fetch_and_or(&st->flags, flag) & flag)
+		return 1;
+
+	r = bpf_ringbuf_reserve(&flow_events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&flow_lost, 1);
+		return 1;
+	}
+	r->version = FLOW_RECORD_VERSION;
+	r->size = sizeof(*r);
+	r->kind = FLOW_KIND_BYTES;
+	r->direction = direction;
+	r->reserved0 = 0;
+	r->reserved1 = 0;
+	r->cookie = bpf_get_socket_cookie(skb);
+	r->ts_ns = bpf_ktime_get_boot_ns();
+	__builtin_memset(r->data, 0, sizeof(r->data));
+	/* The verifier needs the length bounded to the buffer: 1..FLOW_FIRST_BYTES_MAX. */
+	want &= (FLOW_FIRST_BYTES_MAX * 2 - 1);
+	if (want < 1 || want > FLOW_FIRST_BYTES_MAX) {
+		bpf_ringbuf_discard(r, 0);
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, hdr, r->data, want)) {
+		bpf_ringbuf_discard(r, 0);
+		return 1;
+	}
+	r->length = want;
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	return 1;
+}
+
+/* Never drops a packet: cgroup_skb returns 1 = allow. */
+SEC("cgroup_skb/egress")
+int flow_egress(struct __sk_buff *skb)
+{
+	return first_bytes(skb, FLOW_DIR_OUT);
+}
+
+SEC("cgroup_skb/ingress")
+int flow_ingress(struct __sk_buff *skb)
+{
+	return first_bytes(skb, FLOW_DIR_IN);
 }

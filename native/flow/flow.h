@@ -13,6 +13,12 @@
 #define FLOW_KIND_OPEN 1
 #define FLOW_KIND_CLOSE 2
 #define FLOW_KIND_STATE 3
+#define FLOW_KIND_BYTES 4 /* struct flow_bytes_record */
+
+/* Direction of a FLOW_KIND_BYTES record, seen from the socket. */
+#define FLOW_DIR_OUT 1 /* sent (cgroup egress) */
+#define FLOW_DIR_IN 2  /* received (cgroup ingress) */
+#define FLOW_FIRST_BYTES_MAX 512
 
 /* Who opened the connection, as seen from the observed socket. */
 #define FLOW_SIDE_UNKNOWN 0
@@ -78,6 +84,20 @@ struct flow_record {
 	__u32 reserved1;
 };
 
+/* The first payload bytes of one direction of a connection (cgroup_skb programs). */
+struct flow_bytes_record {
+	__u16 version;
+	__u16 size;
+	__u8 kind; /* FLOW_KIND_BYTES */
+	__u8 direction;
+	__u16 length; /* bytes valid in data */
+	__u32 reserved0;
+	__u32 reserved1;
+	__u64 cookie;
+	__u64 ts_ns;
+	__u8 data[FLOW_FIRST_BYTES_MAX];
+};
+
 /* Filters applied in the kernel before a record is reserved. */
 struct flow_config {
 	__u32 events;      /* FLOW_EV_* */
@@ -85,6 +105,8 @@ struct flow_config {
 	__u64 cgroup_id;   /* 0 = any cgroup */
 	__u32 port_filter; /* 1: the service port must be in flow_ports */
 	__u32 cidr_filter; /* 1: the remote address must match flow_cidr4/flow_cidr6 */
+	__u32 first_bytes; /* first payload bytes to capture per direction, 0..FLOW_FIRST_BYTES_MAX */
+	__u32 reserved;
 };
 
 struct flow_cidr4_key {

@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -36,6 +37,7 @@
 #include <linux/types.h>
 #include "flow.h"
 static_assert(sizeof(struct flow_record) % 8 == 0, "records stay 8-byte aligned in the ring");
+static_assert(sizeof(struct flow_bytes_record) % 8 == 0, "records stay 8-byte aligned in the ring");
 
 namespace {
 
@@ -354,6 +356,8 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
       cfg.cidr_filter = list.Length() > 0 ? 1 : 0;
     }
+    cfg.first_bytes = U32(opts, "firstBytes", 0);
+    if (cfg.first_bytes > FLOW_FIRST_BYTES_MAX) cfg.first_bytes = FLOW_FIRST_BYTES_MAX;
     __u32 zero = 0;
     if (bpf_map__update_elem(skel->maps.flow_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0) return errno;
     return 0;
@@ -383,18 +387,28 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     bool has_recv = VmlinuxHasTracepoint(vmlinux, "sock_recv_length");
     if (vmlinux != nullptr) btf__free(vmlinux);
 
-    // Load; when the optional I/O hooks are what fails, load again without them.
+    uint32_t first_bytes = U32(opts, "firstBytes", 0);
+    std::string cgroup_path;
+    if (opts.Get("cgroupPath").IsString()) cgroup_path = opts.Get("cgroupPath").As<Napi::String>().Utf8Value();
+    bool want_bytes = first_bytes > 0 && !cgroup_path.empty();
+
+    // Load; when an optional hook is what fails, load again without it (first bytes, then
+    // the I/O hooks), so the lifecycle still runs on kernels that lack them.
     struct flow_bpf* skel = nullptr;
     int err = 0;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    bool with_io = io && has_send && has_recv;
+    bool with_bytes = want_bytes;
+    std::string degraded;
+    for (;;) {
       skel = flow_bpf__open();
       if (skel == nullptr) {
         err = errno;
         break;
       }
-      bool with_io = io && has_send && has_recv && attempt == 0;
       bpf_program__set_autoload(skel->progs.flow_send, with_io);
       bpf_program__set_autoload(skel->progs.flow_recv, with_io);
+      bpf_program__set_autoload(skel->progs.flow_egress, with_bytes);
+      bpf_program__set_autoload(skel->progs.flow_ingress, with_bytes);
       bpf_map__set_max_entries(skel->maps.flow_events, ring_bytes);
       if (flow_bpf__load(skel) == 0) {
         err = 0;
@@ -403,7 +417,16 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       err = errno;
       flow_bpf__destroy(skel);
       skel = nullptr;
-      if (!with_io || err == EPERM) break;
+      if (err == EPERM) break;
+      if (with_bytes) {
+        with_bytes = false;
+        degraded += "cgroup_skb programs did not load; ";
+      } else if (with_io) {
+        with_io = false;
+        degraded += "sock_send_length/sock_recv_length programs did not load; ";
+      } else {
+        break;
+      }
     }
     if (skel == nullptr) {
       std::string log = TakeLog();
@@ -431,6 +454,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     };
     for (const Hook& hook : hooks) {
       bool attached = false;
+      if (hook.prog == nullptr) continue;
       if (bpf_program__autoload(hook.prog)) {
         struct bpf_link* link = bpf_program__attach(hook.prog);
         if (link != nullptr) {
@@ -445,6 +469,29 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
       programs.Set(hook.name, Napi::Boolean::New(env, attached));
     }
+    // First bytes: cgroup_skb on the cgroup v2 root (needs CAP_NET_ADMIN besides CAP_BPF).
+    bool bytes_attached = false;
+    if (with_bytes) {
+      int cg = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cg < 0) {
+        degraded += std::string("cannot open the cgroup v2 root ") + cgroup_path + ": " + std::strerror(errno) + "; ";
+      } else {
+        struct bpf_link* out = bpf_program__attach_cgroup(skel->progs.flow_egress, cg);
+        int out_err = out == nullptr ? errno : 0;
+        struct bpf_link* in = out != nullptr ? bpf_program__attach_cgroup(skel->progs.flow_ingress, cg) : nullptr;
+        int in_err = in == nullptr ? errno : 0;
+        close(cg);
+        if (out != nullptr && in != nullptr) {
+          skel->links.flow_egress = out;
+          skel->links.flow_ingress = in;
+          bytes_attached = true;
+        } else {
+          if (out != nullptr) bpf_link__destroy(out);
+          degraded += std::string("cgroup_skb attach failed: ") + std::strerror(out_err != 0 ? out_err : in_err) + " (needs CAP_NET_ADMIN); ";
+        }
+      }
+    }
+    programs.Set("cgroup_skb", Napi::Boolean::New(env, bytes_attached));
 
     struct ring_buffer* ring = nullptr;
     auto reader = std::make_unique<BpfReader>();
@@ -464,6 +511,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     out.Set("programs", programs);
     out.Set("ringBytes", Napi::Number::New(env, bpf_map__max_entries(skel->maps.flow_events)));
     out.Set("recordSize", Napi::Number::New(env, sizeof(struct flow_record)));
+    out.Set("degraded", Napi::String::New(env, degraded));
     return out;
 #else
     Napi::Error e = Napi::Error::New(env, FLOW_SKEL_MISSING_REASON);
@@ -698,6 +746,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("abiVersion", Napi::Number::New(env, kAbiVersion));
   exports.Set("recordVersion", Napi::Number::New(env, FLOW_RECORD_VERSION));
   exports.Set("recordSize", Napi::Number::New(env, sizeof(struct flow_record)));
+  exports.Set("bytesRecordSize", Napi::Number::New(env, sizeof(struct flow_bytes_record)));
   exports.Set("ebpfBuilt", Napi::Boolean::New(env, FLOW_SKEL_AVAILABLE != 0));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("clocks", Napi::Function::New(env, Clocks));

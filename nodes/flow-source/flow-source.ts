@@ -22,6 +22,8 @@ interface FlowSourceDef extends NodeDef {
   ringKiB: number | string;
   /** sock_diag dump interval (ms). */
   dumpMs: number | string;
+  /** First payload bytes per direction on close events (0 = off, ≤ 512; eBPF only). */
+  firstBytes: number | string;
 }
 
 /** Parses the editor's port list ("80, 443 8080"). */
@@ -36,6 +38,8 @@ export function portsFromConfig(text: string | undefined): number[] {
 export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOptions {
   const ringKiB = Number(config.ringKiB ?? 4096);
   const dumpMs = Number(config.dumpMs ?? 1000);
+  const firstBytes = Number(config.firstBytes ?? 0);
+  if (!Number.isInteger(firstBytes) || firstBytes < 0 || firstBytes > 512) throw new Error("first bytes must be 0-512");
   if (!Number.isInteger(dumpMs) || dumpMs < 100) throw new Error("dump interval must be at least 100 ms");
   return {
     mode: config.mode ?? "auto",
@@ -48,6 +52,7 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
     cgroupId: String(config.cgroupId ?? "").trim() || null,
     ringBytes: ringKiB * 1024,
     dumpIntervalMs: dumpMs,
+    firstBytes,
   };
 }
 
@@ -97,6 +102,7 @@ export default function register(RED: NodeAPI): void {
       const started = source.start();
       mode = started.mode;
       if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(`eBPF capture unavailable, using sock_diag: ${started.ebpfUnavailable}`);
+      if (started.degraded !== null) node.warn(`eBPF capture runs without: ${started.degraded}`);
       showStatus();
     } catch (err) {
       source = null;

@@ -67,7 +67,12 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
   out.push({ feature: "privilege for eBPF", available: privileged, detail: privileged ? "CAP_BPF + CAP_PERFMON" : "missing CAP_BPF and/or CAP_PERFMON: the flow source uses sock_diag" });
   const cg = cgroupV2Root();
   out.push({ feature: "cgroup v2", available: cg !== null, detail: cg ?? "not mounted (cgroup ids and first-bytes capture need it)" });
-  out.push({ feature: "first payload bytes (cgroup_skb)", available: false, detail: "not implemented in this version" });
+  const net = caps.has("CAP_NET_ADMIN");
+  out.push({
+    feature: "first payload bytes (cgroup_skb)",
+    available: cg !== null && net && privileged && p.skeleton,
+    detail: cg === null ? "needs cgroup v2" : !net ? "needs CAP_NET_ADMIN to attach to the cgroup v2 root" : `cgroup_skb ingress/egress on ${cg}`,
+  });
   out.push({ feature: "sock_diag destroy multicast", available: true, detail: "no privilege needed; own network namespace only" });
   return out;
 }

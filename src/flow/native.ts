@@ -22,6 +22,10 @@ export interface NativeBpfOptions {
   readonly cidrs: ReadonlyArray<{ readonly address: Buffer; readonly prefix: number }>;
   readonly ringBytes: number;
   readonly ownerFromIo: boolean;
+  /** First payload bytes per direction (0 = off, at most 512); needs `cgroupPath`. */
+  readonly firstBytes?: number;
+  /** The cgroup v2 root the first-bytes programs attach to. */
+  readonly cgroupPath?: string;
 }
 
 /** What an eBPF capture attached. */
@@ -29,6 +33,8 @@ export interface NativeBpfStart {
   readonly programs: Readonly<Record<string, boolean>>;
   readonly ringBytes: number;
   readonly recordSize: number;
+  /** Optional parts that did not load or attach, and why ("" when none). */
+  readonly degraded: string;
 }
 
 export interface NativeBpfStats {
@@ -57,6 +63,7 @@ export interface FlowAddon {
   readonly abiVersion: number;
   readonly recordVersion: number;
   readonly recordSize: number;
+  readonly bytesRecordSize: number;
   /** Whether the BPF program was compiled into the addon (clang, bpftool, libbpf at build). */
   readonly ebpfBuilt: boolean;
   probe(): NativeProbe;

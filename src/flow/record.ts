@@ -6,6 +6,9 @@ import { FLOW_SCHEMA_VERSION } from "./types";
 // Layout of struct flow_record (native/flow/flow.h); the addon reports its size and version.
 export const RECORD_VERSION = 1;
 export const RECORD_SIZE = 168;
+/** struct flow_bytes_record: the first payload bytes of one direction. */
+export const BYTES_RECORD_SIZE = 544;
+const KIND_BYTES = 4;
 const KIND_OPEN = 1;
 const KIND_CLOSE = 2;
 const KIND_STATE = 3;
@@ -86,11 +89,18 @@ function ms(fromNs: bigint, toNs: bigint): number {
   return Number(toNs - fromNs) / 1e6;
 }
 
+/** First payload bytes of one direction of a connection, by socket cookie. */
+export interface FirstBytes {
+  readonly id: string;
+  readonly direction: "sent" | "received";
+  readonly data: Buffer;
+}
+
 /**
  * Decodes a batch of records from the ring buffer. Records of another version or size are
- * skipped (counted in `skipped`), never misread.
+ * skipped (counted in `skipped`), never misread. First-bytes records go to `onBytes`.
  */
-export function decodeRecords(batch: Buffer, clock: ClockMap): { events: FlowConnectionEvent[]; skipped: number } {
+export function decodeRecords(batch: Buffer, clock: ClockMap, onBytes?: (bytes: FirstBytes) => void): { events: FlowConnectionEvent[]; skipped: number } {
   const events: FlowConnectionEvent[] = [];
   let skipped = 0;
   let off = 0;
@@ -100,6 +110,16 @@ export function decodeRecords(batch: Buffer, clock: ClockMap): { events: FlowCon
     if (size < 8 || off + size > batch.length) {
       skipped++;
       break;
+    }
+    if (version === RECORD_VERSION && size === BYTES_RECORD_SIZE && batch[off + 4] === KIND_BYTES) {
+      const length = Math.min(batch.readUInt16LE(off + 6), BYTES_RECORD_SIZE - 32);
+      onBytes?.({
+        id: batch.readBigUInt64LE(off + 16).toString(),
+        direction: batch[off + 5] === 1 ? "sent" : "received",
+        data: Buffer.from(batch.subarray(off + 32, off + 32 + length)),
+      });
+      off += size;
+      continue;
     }
     if (version !== RECORD_VERSION || size !== RECORD_SIZE) {
       skipped++;

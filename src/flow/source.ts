@@ -1,6 +1,6 @@
 import { compileFlowFilter, type FlowFilter, type FlowFilterSpec } from "./filter";
 import { loadFlowAddon, type FlowAddon, type NativeBpfCapture, type NativeDestroyListener } from "./native";
-import { clockMap, decodeRecords, tcpStateName, type ClockMap } from "./record";
+import { BYTES_RECORD_SIZE, clockMap, decodeRecords, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap } from "./record";
 import {
   AF_INET,
   AF_INET6,
@@ -13,7 +13,7 @@ import {
   type ProcOwner,
 } from "./sockdiag";
 import { FLOW_SCHEMA_VERSION, type FlowCloseEvent, type FlowEvent, type FlowEventSource, type FlowLostEvent, type FlowOpenEvent, type FlowSide } from "./types";
-import { probeFlowFeatures, type FlowFeatureReport } from "./features";
+import { cgroupV2Root, probeFlowFeatures, type FlowFeatureReport } from "./features";
 
 /** Which capture to use. `auto`: eBPF when it loads here, sock_diag otherwise. */
 export type FlowMode = "auto" | "ebpf" | "sockdiag";
@@ -32,6 +32,8 @@ export interface FlowSourceOptions extends FlowFilterSpec {
   readonly reportExisting?: boolean;
   /** How often lost counts are checked (ms); default 1000. */
   readonly lostCheckMs?: number;
+  /** First payload bytes to capture per direction (eBPF only; 0 = off, at most 512). */
+  readonly firstBytes?: number;
 }
 
 /** What a started source runs, and why not eBPF when it fell back. */
@@ -39,6 +41,8 @@ export interface FlowSourceStatus {
   readonly mode: FlowEventSource;
   /** Why eBPF is not used (mode sockdiag); null when it is. */
   readonly ebpfUnavailable: string | null;
+  /** Optional eBPF parts that are not active, and why (null when all requested parts run). */
+  readonly degraded: string | null;
   readonly features: readonly FlowFeatureReport[];
 }
 
@@ -79,6 +83,9 @@ export class FlowSource {
   private dumpRound = 0;
   // eBPF mode: sockets found by the start-up dump, to complete their partial eBPF events.
   private preexisting = new Map<string, FlowOpenEvent>();
+  // First payload bytes by cookie until the connection's close event takes them.
+  private firstBytes = new Map<string, { sent?: string; received?: string }>();
+  private degraded: string | null = null;
 
   constructor(
     options: FlowSourceOptions,
@@ -86,6 +93,8 @@ export class FlowSource {
   ) {
     this.opts = options;
     this.filter = compileFlowFilter(options);
+    const fb = options.firstBytes ?? 0;
+    if (!Number.isInteger(fb) || fb < 0 || fb > 512) throw new Error(`firstBytes must be 0-512, got ${fb}`);
     const ring = options.ringBytes ?? DEFAULT_RING;
     if (!validRing(ring)) throw new Error(`ringBytes must be a power of two between 4096 and 1 GiB, got ${ring}`);
   }
@@ -127,7 +136,7 @@ export class FlowSource {
     const t = setInterval(() => this.checkLost(), lostEvery);
     t.unref();
     this.timers.push(t);
-    this.running = { mode: this.bpf !== null ? "ebpf" : "sockdiag", ebpfUnavailable, features };
+    this.running = { mode: this.bpf !== null ? "ebpf" : "sockdiag", ebpfUnavailable, degraded: this.degraded, features };
     return this.running;
   }
 
@@ -146,6 +155,8 @@ export class FlowSource {
     }
     this.live.clear();
     this.preexisting.clear();
+    this.firstBytes.clear();
+    this.degraded = null;
     this.running = null;
   }
 
@@ -176,11 +187,13 @@ export class FlowSource {
       e.code = "ENOTSUP";
       throw e;
     }
-    if (addon.recordSize !== 168 || addon.recordVersion !== 1) throw new Error(`addon record layout ${addon.recordVersion}/${addon.recordSize} does not match this package: npm rebuild`);
+    if (addon.recordSize !== RECORD_SIZE || addon.bytesRecordSize !== BYTES_RECORD_SIZE || addon.recordVersion !== RECORD_VERSION) throw new Error(`addon record layout ${addon.recordVersion}/${addon.recordSize} does not match this package: npm rebuild`);
     const events = (this.opts.open !== false ? 1 : 0) | (this.opts.close !== false ? 2 : 0) | (this.opts.state === true ? 4 : 0);
     const capture = new addon.BpfCapture();
     const k = this.filter.kernel;
-    capture.start(
+    const firstBytes = this.opts.firstBytes ?? 0;
+    const cgroupPath = firstBytes > 0 ? cgroupV2Root() : null;
+    const started = capture.start(
       {
         events,
         sides: k.sides,
@@ -189,14 +202,35 @@ export class FlowSource {
         ...(k.cgroupId !== undefined ? { cgroupId: k.cgroupId } : {}),
         ringBytes: this.opts.ringBytes ?? DEFAULT_RING,
         ownerFromIo: true,
+        ...(cgroupPath !== null ? { firstBytes, cgroupPath } : {}),
       },
       (batch) => this.onBpfBatch(batch),
     );
+    const missing: string[] = [];
+    if (started.degraded !== "") missing.push(started.degraded.replace(/; $/, ""));
+    if (firstBytes > 0 && cgroupPath === null) missing.push("first bytes off: cgroup v2 is not mounted");
+    this.degraded = missing.length > 0 ? missing.join("; ") : null;
     this.bpf = capture;
   }
 
   private onBpfBatch(batch: Buffer): void {
-    const { events } = decodeRecords(batch, this.clock!);
+    const { events } = decodeRecords(batch, this.clock!, (b) => {
+      // Bounded: entries of connections whose close was filtered or lost must not pile up.
+      if (this.firstBytes.size >= 65536) this.firstBytes.delete(this.firstBytes.keys().next().value as string);
+      const entry = this.firstBytes.get(b.id) ?? {};
+      entry[b.direction] = b.data.toString("base64");
+      this.firstBytes.set(b.id, entry);
+    });
+    if (this.firstBytes.size > 0) {
+      for (let i = 0; i < events.length; i++) {
+        const e = events[i]!;
+        if (e.type !== "flow.close") continue;
+        const fb = this.firstBytes.get(e.id);
+        if (fb === undefined) continue;
+        this.firstBytes.delete(e.id);
+        events[i] = { ...e, firstBytes: fb };
+      }
+    }
     if (this.preexisting.size > 0) {
       for (let i = 0; i < events.length; i++) {
         const e = events[i]!;

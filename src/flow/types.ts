@@ -95,6 +95,11 @@ export interface FlowCloseEvent extends FlowEventBase {
   readonly durationMs: number | null;
   /** SYN sent → ESTABLISHED on the client side; null otherwise. */
   readonly handshakeMs: number | null;
+  /**
+   * The first payload bytes each way (base64), when first-bytes capture is on (eBPF with
+   * cgroup_skb on the cgroup v2 root): enough to name the protocol or read a TLS SNI.
+   */
+  readonly firstBytes?: { readonly sent?: string; readonly received?: string };
 }
 
 /** Events the source could not deliver, by where they were lost. */

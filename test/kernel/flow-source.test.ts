@@ -129,7 +129,7 @@ run("eBPF flow source on the real kernel", () => {
     const tcplife = startTcplife(srv.port);
     try {
       await tcplife?.ready;
-      const cli = await runClient("127.0.0.1", srv.port, 10);
+      const cli = await runClient("127.0.0.1", srv.port, 10, undefined, true);
       expect(cli.received).toBe(777);
       await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined && log.closeOf(cli.localPort!) !== undefined, "close events");
       const sc = log.closeOf(srv.port, cli.localPort!)!;
@@ -180,6 +180,45 @@ run("eBPF flow source on the real kernel", () => {
     const accepted = log.of(srv.port, cli.localPort!);
     expectOrdered(accepted);
     expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({ side: "server", pid: srv.pid, ownerFrom: "close", bytesSent: 0, bytesReceived: 0 });
+  });
+
+  it("first payload bytes each way, joined to the close event by cookie (cgroup_skb on the cgroup v2 root)", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "after-client", 300);
+    const s = new FlowSource({ mode: "ebpf", ports: [srv.port], firstBytes: 16, reportExisting: false }, log.push);
+    sources.push(s);
+    expect(s.start().degraded).toBeNull();
+    const cli = await runClient("127.0.0.1", srv.port, 200);
+    await log.waitFor(() => log.closeOf(cli.localPort!) !== undefined && log.closeOf(srv.port, cli.localPort!) !== undefined, "close events");
+    const b64 = (text: string): string => Buffer.from(text).toString("base64");
+    expect(log.closeOf(cli.localPort!)!.firstBytes).toEqual({ sent: b64("b".repeat(16)), received: b64("a".repeat(16)) });
+    expect(log.closeOf(srv.port, cli.localPort!)!.firstBytes).toEqual({ sent: b64("a".repeat(16)), received: b64("b".repeat(16)) });
+  });
+
+  it("first bytes of a TLS connection carry the ClientHello with its SNI", async () => {
+    const net = await import("node:net");
+    const tls = await import("node:tls");
+    // A plain TCP server: it reads the ClientHello and hangs up; no certificate needed.
+    const plain = net.createServer((c) => c.once("data", () => c.destroy()));
+    await new Promise<void>((r) => plain.listen(0, "127.0.0.1", () => r()));
+    const port = (plain.address() as import("node:net").AddressInfo).port;
+    const log = new EventLog();
+    const s = new FlowSource({ mode: "ebpf", ports: [port], side: "client", firstBytes: 512, reportExisting: false }, log.push);
+    sources.push(s);
+    s.start();
+    try {
+      const sock = tls.connect({ host: "127.0.0.1", port, servername: "api.example.test" });
+      sock.on("error", () => undefined); // the server hangs up mid-handshake on purpose
+      const localPort = await new Promise<number>((r) => sock.once("connect", () => r(sock.localPort!)));
+      await new Promise((r) => sock.once("close", r));
+      await log.waitFor(() => log.closeOf(localPort) !== undefined, "close of the TLS client");
+      const sent = Buffer.from(log.closeOf(localPort)!.firstBytes!.sent!, "base64");
+      expect(sent[0]).toBe(0x16); // TLS handshake record
+      expect(sent[5]).toBe(0x01); // ClientHello
+      expect(sent.includes(Buffer.from("api.example.test"))).toBe(true);
+    } finally {
+      await new Promise((r) => plain.close(r));
+    }
   });
 
   describe("across network namespaces (203.0.113.200/30)", () => {

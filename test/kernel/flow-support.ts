@@ -57,8 +57,8 @@ export interface ClientResult {
 }
 
 /** Runs client.js in its own process: connect, send `bytes`, read to the end, close. */
-export function runClient(host: string, port: number, bytes: number, netns?: string): Promise<ClientResult> {
-  const args = [path.join(FIXTURES, "client.js"), host, String(port), String(bytes)];
+export function runClient(host: string, port: number, bytes: number, netns?: string, hold = false): Promise<ClientResult> {
+  const args = [path.join(FIXTURES, "client.js"), host, String(port), String(bytes), ...(hold ? ["hold"] : [])];
   const child = netns === undefined ? spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }) : spawn("ip", ["netns", "exec", netns, process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (c) => (out += c.toString()));

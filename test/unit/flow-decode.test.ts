@@ -116,6 +116,21 @@ describe("flow record decoding", () => {
     expect(e).toMatchObject({ family: 6, localIp: "2001:db8::1", end: "refused", error: "ECONNREFUSED", lastState: "SYN_SENT", handshakeMs: null });
   });
 
+  it("hands first-bytes records to the callback, in ring order with the events", () => {
+    const bytes = Buffer.alloc(544);
+    bytes.writeUInt16LE(1, 0);
+    bytes.writeUInt16LE(544, 2);
+    bytes[4] = 4;
+    bytes[5] = 2; // received
+    bytes.writeUInt16LE(5, 6);
+    bytes.writeBigUInt64LE(42n, 16);
+    bytes.write("hello", 32);
+    const seen: Array<{ id: string; direction: string; data: string }> = [];
+    const { events } = decodeRecords(Buffer.concat([bytes, record({ kind: 2 })]), clock, (b) => seen.push({ ...b, data: b.data.toString() }));
+    expect(seen).toEqual([{ id: "42", direction: "received", data: "hello" }]);
+    expect(events).toHaveLength(1);
+  });
+
   it("skips records of another version and stops at a truncated one", () => {
     const batch = Buffer.concat([record({ kind: 1, version: 9 }), record({ kind: 1, cookie: 5n }), record({ kind: 1 }).subarray(0, 100)]);
     const { events, skipped } = decodeRecords(batch, clock);
