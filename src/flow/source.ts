@@ -228,7 +228,8 @@ export class FlowSource {
         const fb = this.firstBytes.get(e.id);
         if (fb === undefined) continue;
         this.firstBytes.delete(e.id);
-        events[i] = { ...e, firstBytes: fb };
+        // Fresh from the decoder and not yet shared: completed in place (no copy per event).
+        (e as { firstBytes?: typeof fb }).firstBytes = fb;
       }
     }
     if (this.preexisting.size > 0) {
@@ -237,8 +238,16 @@ export class FlowSource {
         if (!e.partial) continue;
         const old = this.preexisting.get(e.id);
         if (old === undefined) continue;
-        // The kernel saw this socket only after it was created: side and owner come from the dump.
-        events[i] = { ...e, side: e.side === "unknown" ? old.side : e.side, ...(e.pid === null && old.pid !== null ? { pid: old.pid, command: old.command, uid: old.uid, ownerFrom: old.ownerFrom } : {}) };
+        // The kernel saw this socket only after it was created: side and owner come from the
+        // dump. The event is fresh from the decoder and not yet shared: completed in place.
+        const w = e as { -readonly [K in keyof typeof e]: (typeof e)[K] };
+        if (w.side === "unknown") w.side = old.side;
+        if (w.pid === null && old.pid !== null) {
+          w.pid = old.pid;
+          w.command = old.command;
+          w.uid = old.uid;
+          w.ownerFrom = old.ownerFrom;
+        }
         if (e.type === "flow.close") this.preexisting.delete(e.id);
       }
     }
@@ -338,19 +347,30 @@ export class FlowSource {
       const base = known?.event ?? this.openFromDiag(s, null, netns, now, true);
       const info = s.info;
       const close: FlowCloseEvent = {
-        ...base,
+        schema: FLOW_SCHEMA_VERSION,
         type: "flow.close",
+        source: "sockdiag",
+        id: s.cookie,
         time: now,
-        // Addresses from the destroy message: the open may have been seen before bind completed.
+        side: base.side,
+        family: s.family,
+        // Addresses from the destroy message: the dump may have seen the socket before bind completed.
         localIp: s.localIp,
         localPort: s.localPort,
         remoteIp: s.remoteIp,
         remotePort: s.remotePort,
+        pid: base.pid,
+        command: base.command,
+        uid: base.uid,
+        ownerFrom: base.ownerFrom,
+        cgroupId: s.cgroupId ?? base.cgroupId,
+        netns: base.netns,
         partial: known === undefined ? true : base.partial,
         end: "unknown",
         error: null,
         lastState: tcpStateName(s.state),
         established: info !== null ? info.bytesReceived > 0 || info.segsIn > 1 : false,
+        // tcp_info counts retransmitted bytes in bytes_sent and may count the peer's FIN.
         bytesSent: info !== null ? info.bytesSent - info.bytesRetrans : 0,
         bytesReceived: info?.bytesReceived ?? 0,
         bytesExact: false,
