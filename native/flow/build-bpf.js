@@ -3,7 +3,8 @@
 // (binding.gyp action) with the output directory as argument. It always writes
 // <out>/flow_skel_gen.h: either the real skeleton, or a stub saying why there is none,
 // so the addon builds and loads without a BPF toolchain (the flow source then uses
-// sock_diag and says why eBPF is unavailable).
+// sock_diag and says why eBPF is unavailable). FLOW_BPF_CLANG, FLOW_BPF_BPFTOOL and
+// FLOW_BPF_LLVM_STRIP name the tools when they are not on PATH under those names.
 "use strict";
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -13,7 +14,10 @@ const here = __dirname;
 const out = path.resolve(process.argv[2] || path.join(here, "..", "..", "build", "flow-bpf"));
 const btf = "/sys/kernel/btf/vmlinux";
 
+/** A build tool: FLOW_BPF_<NAME> overrides the lookup (say, clang-16), else PATH and the sbin dirs. */
 function find(command) {
+  const override = process.env[`FLOW_BPF_${command.toUpperCase().replace(/-/g, "_")}`];
+  if (override !== undefined) return fs.existsSync(override) ? override : null;
   const dirs = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
   for (const dir of dirs) {
     if (dir && fs.existsSync(path.join(dir, command))) return path.join(dir, command);
