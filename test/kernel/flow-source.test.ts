@@ -279,6 +279,35 @@ run("eBPF flow source on the real kernel", () => {
     expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", id: pre[0]!.id, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
   });
 
+  it("a burst of closes larger than the ring: every close is either delivered or counted lost, and the loss is reported", async () => {
+    const n = 1000;
+    const child = spawn(process.execPath, [path.join(FIXTURES, "burst.js"), String(n)], { stdio: ["pipe", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (c) => (out += c.toString()));
+    const log = new EventLog();
+    try {
+      await log.waitFor(() => /ready \d+/.test(out), "burst connections", 20_000);
+      const port = Number(/ready (\d+)/.exec(out)![1]);
+      // The smallest ring (one page, 24 records) and only close events of this server's port.
+      const s = new FlowSource({ mode: "ebpf", ports: [port], open: false, close: true, ringBytes: 4096, reportExisting: false, lostCheckMs: 100 }, log.push);
+      sources.push(s);
+      s.start();
+      child.stdin!.write("go\n");
+      await new Promise((r) => child.once("exit", r));
+      const closes = (): number => log.connections().filter((e) => e.type === "flow.close").length;
+      const lost = (): number => log.events.filter((e) => e.type === "flow.lost").reduce((sum, e) => sum + (e.type === "flow.lost" ? e.count : 0), 0);
+      await log.waitFor(() => closes() + lost() >= 2 * n, "every close delivered or counted", 10_000);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(closes() + lost()).toBe(2 * n);
+      const stats = s.stats();
+      expect(stats.kernelLost + stats.jsLost).toBe(lost());
+      console.log(`burst of ${2 * n} closes into a 4 KiB ring: ${closes()} delivered, ${lost()} lost (kernel ${stats.kernelLost}, js ${stats.jsLost})`);
+      if (lost() > 0) expect(log.events.some((e) => e.type === "flow.lost" && e.where === "kernel" && e.source === "ebpf")).toBe(true);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  }, 60_000);
+
   it("start/stop 100 times leaks no BPF link, map, program, fd or thread", () => {
     const log = new EventLog();
     const before = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import fs from "node:fs";
 import { createRequire } from "node:module";
 import net from "node:net";
@@ -11,7 +12,7 @@ import type { FlowCloseEvent, FlowEvent } from "../../src/flow/types";
 import { freePort } from "../support/net";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
 import { IN_CI, IS_ROOT } from "../support/system";
-import { bpfFds, runClient } from "../kernel/flow-support";
+import { bpfFds, FIXTURES, runClient } from "../kernel/flow-support";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -108,6 +109,30 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       for (const c of clients) expect(closes().find((e) => e.localPort === c.localPort)).toMatchObject({ side: "client", bytesSent: c.received });
     } finally {
       await srv.close();
+    }
+  });
+
+  it("reports lost events as messages and in its status", async () => {
+    const child = spawn(process.execPath, [path.join(FIXTURES, "burst.js"), "1000"], { stdio: ["pipe", "pipe", "inherit"] });
+    let out = "";
+    child.stdout!.on("data", (c) => (out += c.toString()));
+    try {
+      await until(() => /ready \d+/.test(out), 20_000, "burst connections");
+      const port = /ready (\d+)/.exec(out)![1]!;
+      await helper.load(registerFlowSource, [
+        { id: "fs", type: "flow source", mode: "ebpf", ports: port, eventOpen: false, eventClose: true, ringKiB: 4, delivery: "event", wires: [["out"]] },
+        { id: "out", type: "helper" },
+      ]);
+      const node = helper.getNode("fs");
+      const statuses: Array<{ text?: string }> = [];
+      onCall(node, "status", (st) => statuses.push(st as { text?: string }));
+      const seen = collect({ out: helper.getNode("out") });
+      child.stdin!.write("go\n");
+      await until(() => seen["out"]!.some((m) => m["topic"] === "flow.lost"), 5000, "a flow.lost message");
+      const lost = seen["out"]!.filter((m) => m["topic"] === "flow.lost").reduce((n, m) => n + (m["payload"] as { count: number }).count, 0);
+      await until(() => statuses.some((st) => st.text === `ebpf lost ${lost}`), 5000, `status "ebpf lost ${lost}"`);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
     }
   });
 
