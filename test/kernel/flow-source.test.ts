@@ -182,6 +182,55 @@ run("eBPF flow source on the real kernel", () => {
     expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({ side: "server", pid: srv.pid, ownerFrom: "close", bytesSent: 0, bytesReceived: 0 });
   });
 
+  it("IPv6 loopback and IPv4-mapped dual-stack sockets: addresses in their own family", async () => {
+    const log = new EventLog();
+    const v6 = await server("::1", "after-client", 7);
+    const dual = await server("::", "after-client", 8);
+    source({ mode: "ebpf", ports: [v6.port, dual.port] }, log);
+    const a = await runClient("::1", v6.port, 3);
+    const b = await runClient("127.0.0.1", dual.port, 4);
+    await log.waitFor(() => log.closeOf(a.localPort!) !== undefined && log.closeOf(dual.port, b.localPort!) !== undefined, "close events");
+    expect(log.closeOf(a.localPort!)).toMatchObject({ family: 6, localIp: "::1", remoteIp: "::1", remotePort: v6.port, bytesSent: 3, bytesReceived: 7 });
+    // The accepted socket is AF_INET6 talking to an IPv4 peer (::ffff:127.0.0.1): reported as IPv4.
+    expect(log.closeOf(dual.port, b.localPort!)).toMatchObject({ family: 4, side: "server", localIp: "127.0.0.1", remoteIp: "127.0.0.1", pid: dual.pid, bytesReceived: 4, bytesSent: 8 });
+  });
+
+  it("state events follow the TCP state machine of each socket, in order", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "after-client", 1);
+    source({ mode: "ebpf", ports: [srv.port], state: true, open: false, close: false }, log);
+    const cli = await runClient("127.0.0.1", srv.port, 1);
+    const states = (local: number, remote?: number): string[] =>
+      log.of(local, remote).flatMap((e) => (e.type === "flow.state" ? [`${e.oldState}>${e.newState}`] : []));
+    await log.waitFor(() => states(cli.localPort!).some((t) => t.endsWith(">CLOSE")) && states(srv.port, cli.localPort!).some((t) => t.endsWith(">CLOSE")), "final states");
+    // The SYN_SENT event comes before the local port is bound.
+    expect(log.connections().filter((e) => e.type === "flow.state" && e.remotePort === srv.port && e.newState === "SYN_SENT")).toHaveLength(1);
+    // The client half-closes first (active close, TIME_WAIT is a separate minisocket);
+    // the server answers its FIN (passive close).
+    expect(states(cli.localPort!)).toEqual(["SYN_SENT>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>CLOSE"]);
+    expect(states(srv.port, cli.localPort!)).toEqual(["LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE"]);
+  });
+
+  it("sock_diag mode as root: side from listeners, PID from /proc for a connection seen by a dump, close from the destroy multicast", async () => {
+    const log = new EventLog();
+    const srv = await server("127.0.0.1", "after-client", 5);
+    source({ mode: "sockdiag", ports: [srv.port], dumpIntervalMs: 100 }, log);
+    const net = await import("node:net");
+    const sock = net.connect(srv.port, "127.0.0.1");
+    const localPort = await new Promise<number>((r) => sock.once("connect", () => r(sock.localPort!)));
+    await log.waitFor(() => log.of(localPort).some((e) => e.type === "flow.open") && log.of(srv.port, localPort).some((e) => e.type === "flow.open"), "open events from a dump");
+    expect(log.of(localPort)[0]).toMatchObject({ type: "flow.open", source: "sockdiag", side: "client", pid: process.pid, ownerFrom: "proc", partial: false });
+    expect(log.of(srv.port, localPort)[0]).toMatchObject({ type: "flow.open", source: "sockdiag", side: "server", pid: srv.pid, command: "flowsrv" });
+    sock.resume();
+    sock.end("12345678");
+    await new Promise((r) => sock.once("close", r));
+    await log.waitFor(() => log.closeOf(localPort) !== undefined, "close from the destroy multicast");
+    const close = log.closeOf(localPort)!;
+    expect(close).toMatchObject({ source: "sockdiag", side: "client", pid: process.pid, bytesSent: 8, end: "unknown", bytesExact: false });
+    expect(close.id).toBe(log.of(localPort)[0]!.id);
+    expect(close.durationMs).toBeGreaterThan(0);
+  });
+
   it("first payload bytes each way, joined to the close event by cookie (cgroup_skb on the cgroup v2 root)", async () => {
     const log = new EventLog();
     const srv = await server("127.0.0.1", "after-client", 300);
