@@ -24,6 +24,17 @@ export function cgroupV2Root(mountinfo?: string): string | null {
   return null;
 }
 
+const CAP_SYS_ADMIN = 21;
+
+function hasSysAdmin(): boolean {
+  try {
+    const line = /^CapEff:\s*([0-9a-f]+)$/im.exec(fs.readFileSync("/proc/self/status", "utf8"));
+    return line !== null && ((BigInt(`0x${line[1]}`) >> BigInt(CAP_SYS_ADMIN)) & 1n) === 1n;
+  } catch {
+    return false;
+  }
+}
+
 function verdict(value: boolean | string | undefined, what: string): { available: boolean; detail: string } {
   if (value === true) return { available: true, detail: `${what} supported` };
   if (value === false) return { available: false, detail: `${what} not supported by this kernel` };
@@ -67,11 +78,12 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
   out.push({ feature: "privilege for eBPF", available: privileged, detail: privileged ? "CAP_BPF + CAP_PERFMON" : "missing CAP_BPF and/or CAP_PERFMON: the flow source uses sock_diag" });
   const cg = cgroupV2Root();
   out.push({ feature: "cgroup v2", available: cg !== null, detail: cg ?? "not mounted (cgroup ids and first-bytes capture need it)" });
-  const net = caps.has("CAP_NET_ADMIN");
+  // The kernel lets cgroup programs attach with CAP_NET_ADMIN or CAP_SYS_ADMIN.
+  const net = caps.has("CAP_NET_ADMIN") || hasSysAdmin();
   out.push({
     feature: "first payload bytes (cgroup_skb)",
     available: cg !== null && net && privileged && p.skeleton,
-    detail: cg === null ? "needs cgroup v2" : !net ? "needs CAP_NET_ADMIN to attach to the cgroup v2 root" : `cgroup_skb ingress/egress on ${cg}`,
+    detail: cg === null ? "needs cgroup v2" : !net ? "needs CAP_NET_ADMIN (or CAP_SYS_ADMIN) to attach to the cgroup v2 root" : `cgroup_skb ingress/egress on ${cg}`,
   });
   out.push({ feature: "sock_diag destroy multicast", available: true, detail: "no privilege needed; own network namespace only" });
   return out;
@@ -92,9 +104,14 @@ export function trialLoad(addon?: FlowAddon): FlowFeatureReport {
   if (!a.ebpfBuilt) return { feature, available: false, detail: a.probe().skeletonReason ?? "the BPF program was not built" };
   const capture = new a.BpfCapture();
   try {
-    const started = capture.start({ events: 0, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true }, () => undefined);
+    const cgroupPath = cgroupV2Root();
+    const started = capture.start(
+      { events: 0, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true, ...(cgroupPath !== null ? { firstBytes: 1, cgroupPath } : {}) },
+      () => undefined,
+    );
     const attached = Object.entries(started.programs).map(([name, on]) => `${name} ${on ? "yes" : "no"}`);
-    return { feature, available: true, detail: `tp_btf: ${attached.join(", ")}` };
+    const degraded = started.degraded === "" ? "" : ` (${started.degraded.replace(/; $/, "")})`;
+    return { feature, available: true, detail: `attached: ${attached.join(", ")}${degraded}` };
   } catch (err) {
     const e = err as { code?: string; message?: string };
     const why = e.code === "EPERM" || e.code === "EACCES" ? "not permitted: needs CAP_BPF + CAP_PERFMON (or root)" : (e.message ?? String(err));
