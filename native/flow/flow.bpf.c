@@ -119,24 +119,29 @@ static __always_inline bool is_v4_mapped(const __u8 *a)
 /*
  * The 4-tuple. Traps: at SYN_SENT the local port is still 0 (read again later);
  * at TCP_CLOSE skc_num can already be 0, so the local port comes from inet_sport.
+ * tp_btf hands us a trusted socket pointer: fields are plain loads, not probe-read calls,
+ * which matters on the per-event path.
  */
 static __always_inline void read_addrs(const struct sock *sk, struct flow_addrs *a)
 {
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	__u16 family = sk->__sk_common.skc_family;
 
 	__builtin_memset(a, 0, sizeof(*a));
-	a->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	a->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (tp)
+		a->sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	a->dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (family == AF_INET) {
 		a->family = 4;
-		bpf_core_read(a->saddr, 4, &sk->__sk_common.skc_rcv_saddr);
-		bpf_core_read(a->daddr, 4, &sk->__sk_common.skc_daddr);
+		__u32 src = sk->__sk_common.skc_rcv_saddr;
+		__u32 dst = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(a->saddr, &src, 4);
+		__builtin_memcpy(a->daddr, &dst, 4);
 		return;
 	}
 	a->family = 6;
-	bpf_core_read(a->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-	bpf_core_read(a->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	bpf_probe_read_kernel(a->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	bpf_probe_read_kernel(a->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	if (is_v4_mapped(a->daddr) || (is_v4_mapped(a->saddr))) {
 		a->family = 4;
 		__builtin_memcpy(a->saddr, a->saddr + 12, 4);
@@ -148,7 +153,9 @@ static __always_inline void read_addrs(const struct sock *sk, struct flow_addrs 
 
 static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	struct cgroup *cg = sk->sk_cgrp_data.cgroup;
+
+	return cg ? cg->kn->id : 0;
 }
 
 static __always_inline struct flow_config *flow_cfg(void)
@@ -260,7 +267,7 @@ static __always_inline void fill(struct flow_record *r, __u8 kind, const struct 
 	r->sport = a->sport;
 	r->dport = a->dport;
 	r->cgroup_id = sock_cgroup_id(sk);
-	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	r->netns = sk->__sk_common.skc_net.net->ns.inum;
 	if (st) {
 		r->side = st->side;
 		r->start_ns = st->start_ns;
@@ -299,9 +306,8 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st, int oldstate,
 				       const struct flow_addrs *a, __u64 now)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	struct flow_record *r;
-	unsigned long sk_flags;
 
 	r = reserve();
 	if (!r)
@@ -309,23 +315,23 @@ static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st
 	fill(r, FLOW_KIND_CLOSE, sk, st, a, now);
 	r->old_state = oldstate;
 	r->new_state = S_CLOSE;
-	r->error = BPF_CORE_READ(sk, sk_err);
-	r->bytes_sent = BPF_CORE_READ(tp, bytes_sent);
-	r->bytes_retrans = BPF_CORE_READ(tp, bytes_retrans);
-	r->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	r->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	r->rtt_min_us = BPF_CORE_READ(tp, rtt_min.s[0].v);
-	r->segs_in = BPF_CORE_READ(tp, segs_in);
-	r->segs_out = BPF_CORE_READ(tp, segs_out);
+	r->error = sk->sk_err;
+	if (tp) {
+		r->bytes_sent = tp->bytes_sent;
+		r->bytes_retrans = tp->bytes_retrans;
+		r->bytes_received = tp->bytes_received;
+		r->total_retrans = tp->total_retrans;
+		r->srtt_us = tp->srtt_us >> 3;
+		r->rtt_min_us = tp->rtt_min.s[0].v;
+		r->segs_in = tp->segs_in;
+		r->segs_out = tp->segs_out;
+	}
 	/* bytes_received counts the peer's FIN; SOCK_DONE is set only when it arrived. */
-	sk_flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-	if (sk_flags & (1UL << SOCK_DONE_BIT))
+	if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE_BIT))
 		r->flags |= FLOW_F_FIN_IN;
 	submit(r);
 }
 
-/* Runs on every send/receive of the host: plain BTF loads, no probe-read helper calls. */
 static __always_inline bool tcp_inet(const struct sock *sk)
 {
 	__u16 family = sk->__sk_common.skc_family;
@@ -391,7 +397,7 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 		 */
 		if (!(st->flags & SK_OWNER) &&
 		    (newstate == S_FIN_WAIT1 || newstate == S_LAST_ACK ||
-		     (newstate == S_CLOSE && BPF_CORE_READ(sk, sk_err) == 0 &&
+		     (newstate == S_CLOSE && sk->sk_err == 0 &&
 		      (oldstate == S_ESTABLISHED || oldstate == S_CLOSE_WAIT))))
 			take_owner(st, FLOW_OWNER_CLOSE);
 	}
@@ -439,7 +445,7 @@ static __always_inline int on_io(struct sock *sk)
 		return 0;
 	st = bpf_sk_storage_get(&flow_sockets, sk, 0, 0);
 	if (!st) {
-		int state = BPF_CORE_READ(sk, __sk_common.skc_state);
+		int state = sk->__sk_common.skc_state;
 		struct flow_addrs a;
 
 		if (state != S_ESTABLISHED && state != S_CLOSE_WAIT)
