@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
 import { loadFlowAddon } from "../../src/flow/native";
+import { cgroupV2Root } from "../../src/flow/features";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/flow/types";
 import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
 import { freePort } from "../support/net";
@@ -229,6 +230,40 @@ run("eBPF flow source on the real kernel", () => {
     expect(close).toMatchObject({ source: "sockdiag", side: "client", pid: process.pid, bytesSent: 8, end: "unknown", bytesExact: false });
     expect(close.id).toBe(log.of(localPort)[0]!.id);
     expect(close.durationMs).toBeGreaterThan(0);
+  });
+
+  it("the kernel cgroup filter keeps only sockets of the given cgroup v2 id", async () => {
+    const root = cgroupV2Root();
+    if (root === null) {
+      console.warn("SKIP: cgroup v2 is not mounted");
+      return;
+    }
+    const dir = path.join(root, `flowtest-${process.pid}`);
+    fs.mkdirSync(dir);
+    try {
+      // cgroup v2 ids are the kernfs inode numbers of the cgroup directories.
+      const id = String(fs.statSync(dir).ino);
+      // The server joins the cgroup before it creates its listening socket.
+      const child = spawn("sh", ["-c", `echo $$ > ${dir}/cgroup.procs && exec "${process.execPath}" ${path.join(FIXTURES, "server.js")} 127.0.0.1 0 after-client 2`], { stdio: ["ignore", "pipe", "inherit"] });
+      let out = "";
+      child.stdout!.on("data", (c) => (out += c.toString()));
+      try {
+        const log = new EventLog();
+        await log.waitFor(() => /listening \d+/.test(out), "server in the cgroup");
+        const port = Number(/listening (\d+)/.exec(out)![1]);
+        source({ mode: "ebpf", ports: [port], cgroupId: id }, log);
+        const cli = await runClient("127.0.0.1", port, 3);
+        await log.waitFor(() => log.closeOf(port, cli.localPort!) !== undefined, "server close");
+        await new Promise((r) => setTimeout(r, 200));
+        // Only the accepted socket is in the cgroup; the client (root cgroup) is filtered out.
+        expect(log.closeOf(port, cli.localPort!)).toMatchObject({ side: "server", cgroupId: id, pid: child.pid });
+        expect(log.of(cli.localPort!)).toEqual([]);
+      } finally {
+        await stopProcess(child);
+      }
+    } finally {
+      fs.rmdirSync(dir);
+    }
   });
 
   it("first payload bytes each way, joined to the close event by cookie (cgroup_skb on the cgroup v2 root)", async () => {
