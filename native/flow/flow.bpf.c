@@ -41,6 +41,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SK_BYTES_OUT 0x8 /* first outgoing payload captured */
 #define SK_BYTES_IN 0x10 /* first incoming payload captured */
 
+/* flow_sk.open_sent: the open record is emitted exactly once, by whichever path comes first. */
+#define OPEN_NONE 0
+#define OPEN_CLAIMED 1 /* a CPU is emitting it right now */
+#define OPEN_DONE 2    /* emitted, or there is none to emit (partial sockets) */
+
 struct flow_sk {
 	__u64 start_ns;
 	__u64 established_ns;
@@ -48,7 +53,7 @@ struct flow_sk {
 	__u32 uid;
 	char comm[FLOW_COMM_LEN];
 	__u32 flags;
-	__u32 open_sent; /* 0 → 1 once, by whoever emits the open record */
+	__u32 open_sent; /* OPEN_* below */
 	__u8 side;
 	__u8 owner_from;
 };
@@ -289,18 +294,19 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 	struct flow_addrs a;
 	struct flow_record *r;
 
-	if (__sync_val_compare_and_swap(&st->open_sent, 0, 1) != 0)
+	if (__sync_val_compare_and_swap(&st->open_sent, OPEN_NONE, OPEN_CLAIMED) != OPEN_NONE)
 		return;
-	if (!event_on(FLOW_EV_OPEN))
-		return;
-	r = reserve();
-	if (!r)
-		return;
-	read_addrs(sk, &a);
-	fill(r, FLOW_KIND_OPEN, sk, st, &a, now);
-	r->old_state = S_SYN_RECV;
-	r->new_state = S_ESTABLISHED;
-	submit(r);
+	if (event_on(FLOW_EV_OPEN)) {
+		r = reserve();
+		if (r) {
+			read_addrs(sk, &a);
+			fill(r, FLOW_KIND_OPEN, sk, st, &a, now);
+			r->old_state = S_SYN_RECV;
+			r->new_state = S_ESTABLISHED;
+			submit(r);
+		}
+	}
+	st->open_sent = OPEN_DONE;
 }
 
 static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st, int oldstate,
@@ -326,6 +332,12 @@ static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st
 		r->segs_in = tp->segs_in;
 		r->segs_out = tp->segs_out;
 	}
+	/*
+	 * Another CPU may be emitting the open record this very moment (first I/O racing the
+	 * close): the close could then reach the ring first. Say so; the reader reorders.
+	 */
+	if (st && st->open_sent == OPEN_CLAIMED)
+		r->flags |= FLOW_F_OPEN_PENDING;
 	/* bytes_received counts the peer's FIN; SOCK_DONE is set only when it arrived. */
 	if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE_BIT))
 		r->flags |= FLOW_F_FIN_IN;
@@ -384,7 +396,7 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 			if (!st)
 				return 0;
 			st->flags |= SK_PARTIAL;
-			st->open_sent = 1;
+			st->open_sent = OPEN_DONE;
 			read_addrs(sk, &a);
 			if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
 				st->flags |= SK_IGNORED;
@@ -454,7 +466,7 @@ static __always_inline int on_io(struct sock *sk)
 		if (!st)
 			return 0;
 		st->flags |= SK_PARTIAL;
-		st->open_sent = 1;
+		st->open_sent = OPEN_DONE;
 		read_addrs(sk, &a);
 		if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
 			st->flags |= SK_IGNORED;

@@ -35,6 +35,7 @@
 #define FLOW_F_PARTIAL 0x01     /* the socket existed before capture started */
 #define FLOW_F_FIN_IN 0x02      /* the peer's FIN was received (counted in bytes_received) */
 #define FLOW_F_ESTABLISHED 0x04 /* the connection reached ESTABLISHED */
+#define FLOW_F_OPEN_PENDING 0x08 /* close record: the open record may follow it in the ring */
 
 /* Event selection bits in flow_config.events. */
 #define FLOW_EV_OPEN 0x1

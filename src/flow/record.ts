@@ -15,6 +15,7 @@ const KIND_STATE = 3;
 const F_PARTIAL = 0x01;
 const F_FIN_IN = 0x02;
 const F_ESTABLISHED = 0x04;
+const F_OPEN_PENDING = 0x08;
 const RTT_NONE = 0xffffffff;
 
 /** Kernel TCP states (include/net/tcp_states.h), by number. */
@@ -112,8 +113,13 @@ export interface FirstBytes {
  * Decodes a batch of records from the ring buffer. Records of another version or size are
  * skipped (counted in `skipped`), never misread. First-bytes records go to `onBytes`.
  */
-export function decodeRecords(batch: Buffer, clock: ClockMap, onBytes?: (bytes: FirstBytes) => void): { events: FlowConnectionEvent[]; skipped: number } {
+export function decodeRecords(
+  batch: Buffer,
+  clock: ClockMap,
+  onBytes?: (bytes: FirstBytes) => void,
+): { events: FlowConnectionEvent[]; skipped: number; openPending: Set<string> } {
   const events: FlowConnectionEvent[] = [];
+  const openPending = new Set<string>();
   let skipped = 0;
   let off = 0;
   while (off + 4 <= batch.length) {
@@ -140,10 +146,63 @@ export function decodeRecords(batch: Buffer, clock: ClockMap, onBytes?: (bytes: 
     }
     const event = decodeRecord(batch, off, clock);
     if (event === null) skipped++;
-    else events.push(event);
+    else {
+      events.push(event);
+      if (event.type === "flow.close" && (batch[off + 7]! & F_OPEN_PENDING) !== 0) openPending.add(event.id);
+    }
     off += size;
   }
-  return { events, skipped };
+  return { events, skipped, openPending };
+}
+
+/**
+ * Keeps each connection's open before its close. The kernel flags a close whose open was
+ * being written by another CPU at that moment (the first I/O racing the close): such a
+ * close is held until its open arrives, or for `holdMs` when the open never comes.
+ */
+export class OpenBeforeClose {
+  private readonly held = new Map<string, { readonly event: FlowConnectionEvent; readonly since: number }>();
+
+  constructor(private readonly holdMs = 200) {}
+
+  /** Events of one batch in delivery order; `pending` are ids of flagged closes. */
+  order(events: readonly FlowConnectionEvent[], pending: ReadonlySet<string>, now = Date.now()): FlowConnectionEvent[] {
+    if (pending.size === 0 && this.held.size === 0) return events as FlowConnectionEvent[];
+    const out: FlowConnectionEvent[] = [];
+    const opened = new Set<string>();
+    for (const e of events) {
+      if (e.type === "flow.open") {
+        out.push(e);
+        opened.add(e.id);
+        const h = this.held.get(e.id);
+        if (h !== undefined) {
+          this.held.delete(e.id);
+          out.push(h.event);
+        }
+      } else if (e.type === "flow.close" && pending.has(e.id) && !opened.has(e.id)) {
+        this.held.set(e.id, { event: e, since: now });
+      } else {
+        out.push(e);
+      }
+    }
+    return out;
+  }
+
+  /** Held closes whose open did not come within `holdMs` (filtered or lost): release them. */
+  expire(now = Date.now(), all = false): FlowConnectionEvent[] {
+    const out: FlowConnectionEvent[] = [];
+    for (const [id, h] of this.held) {
+      if (all || now - h.since >= this.holdMs) {
+        out.push(h.event);
+        this.held.delete(id);
+      }
+    }
+    return out;
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
 }
 
 // Events are built as object literals with every field in one place: object spread of

@@ -1,6 +1,6 @@
 import { compileFlowFilter, type FlowFilter, type FlowFilterSpec } from "./filter";
 import { loadFlowAddon, type FlowAddon, type NativeBpfCapture, type NativeDestroyListener } from "./native";
-import { BYTES_RECORD_SIZE, clockMap, decodeRecords, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap } from "./record";
+import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap } from "./record";
 import {
   AF_INET,
   AF_INET6,
@@ -86,6 +86,8 @@ export class FlowSource {
   // First payload bytes by cookie until the connection's close event takes them.
   private firstBytes = new Map<string, { sent?: string; received?: string }>();
   private degraded: string | null = null;
+  private order = new OpenBeforeClose();
+  private orderTimer: NodeJS.Timeout | null = null;
 
   constructor(
     options: FlowSourceOptions,
@@ -144,10 +146,14 @@ export class FlowSource {
   stop(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.orderTimer !== null) clearTimeout(this.orderTimer);
+    this.orderTimer = null;
     if (this.bpf !== null) {
       this.checkLost();
       this.bpf.stop();
       this.bpf = null;
+      // Closes still waiting for their open go out rather than vanish.
+      this.emit(this.order.expire(Date.now(), true));
     }
     if (this.destroy !== null) {
       this.destroy.stop();
@@ -214,7 +220,7 @@ export class FlowSource {
   }
 
   private onBpfBatch(batch: Buffer): void {
-    const { events } = decodeRecords(batch, this.clock!, (b) => {
+    const { events: decoded, openPending } = decodeRecords(batch, this.clock!, (b) => {
       // Bounded: entries of connections whose close was filtered or lost must not pile up.
       if (this.firstBytes.size >= 65536) this.firstBytes.delete(this.firstBytes.keys().next().value as string);
       const entry = this.firstBytes.get(b.id) ?? {};
@@ -222,8 +228,8 @@ export class FlowSource {
       this.firstBytes.set(b.id, entry);
     });
     if (this.firstBytes.size > 0) {
-      for (let i = 0; i < events.length; i++) {
-        const e = events[i]!;
+      for (let i = 0; i < decoded.length; i++) {
+        const e = decoded[i]!;
         if (e.type !== "flow.close") continue;
         const fb = this.firstBytes.get(e.id);
         if (fb === undefined) continue;
@@ -233,8 +239,8 @@ export class FlowSource {
       }
     }
     if (this.preexisting.size > 0) {
-      for (let i = 0; i < events.length; i++) {
-        const e = events[i]!;
+      for (let i = 0; i < decoded.length; i++) {
+        const e = decoded[i]!;
         if (!e.partial) continue;
         const old = this.preexisting.get(e.id);
         if (old === undefined) continue;
@@ -250,6 +256,15 @@ export class FlowSource {
         }
         if (e.type === "flow.close") this.preexisting.delete(e.id);
       }
+    }
+    // Without open events there is no open to wait for.
+    const events = this.opts.open === false ? decoded : this.order.order(decoded, openPending);
+    if (this.order.size > 0 && this.orderTimer === null) {
+      this.orderTimer = setTimeout(() => {
+        this.orderTimer = null;
+        this.emit(this.order.expire());
+      }, 250);
+      this.orderTimer.unref();
     }
     this.emit(events);
   }

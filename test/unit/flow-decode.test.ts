@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { compileFlowFilter } from "../../src/flow/filter";
 import { cgroupV2Root } from "../../src/flow/features";
 import { loadFlowAddon } from "../../src/flow/native";
-import { classifyEnd, clockMap, decodeRecords, errnoName, RECORD_SIZE } from "../../src/flow/record";
+import { classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_SIZE } from "../../src/flow/record";
 import { AF_INET, findSocketOwners, parseDiagMessages, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
 import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/flow/types";
 
@@ -147,6 +147,31 @@ describe("flow record decoding", () => {
     expect(classifyEnd(113, "SYN_SENT")).toBe("error");
     expect(errnoName(111)).toBe("ECONNREFUSED");
     expect(errnoName(99999)).toBe("E99999");
+  });
+});
+
+describe("open before close", () => {
+  it("holds a close the kernel flagged as racing its open until the open arrives", () => {
+    const { events, openPending } = decodeRecords(Buffer.concat([record({ kind: 2, cookie: 7n, flags: 0x08 }), record({ kind: 2, cookie: 8n })]), clock);
+    expect([...openPending]).toEqual(["7"]);
+    const order = new OpenBeforeClose(200);
+    expect(order.order(events, openPending, 1000).map((e) => `${e.type} ${e.id}`)).toEqual(["flow.close 8"]);
+    const next = decodeRecords(record({ kind: 1, cookie: 7n }), clock);
+    expect(order.order(next.events, next.openPending, 1050).map((e) => `${e.type} ${e.id}`)).toEqual(["flow.open 7", "flow.close 7"]);
+    expect(order.size).toBe(0);
+  });
+
+  it("releases a held close after the hold time when its open never comes", () => {
+    const { events, openPending } = decodeRecords(record({ kind: 2, cookie: 9n, flags: 0x08 }), clock);
+    const order = new OpenBeforeClose(200);
+    expect(order.order(events, openPending, 1000)).toEqual([]);
+    expect(order.expire(1100)).toEqual([]);
+    expect(order.expire(1200).map((e) => e.id)).toEqual(["9"]);
+  });
+
+  it("does not hold a flagged close whose open came earlier in the same batch", () => {
+    const { events, openPending } = decodeRecords(Buffer.concat([record({ kind: 1, cookie: 5n }), record({ kind: 2, cookie: 5n, flags: 0x08 })]), clock);
+    expect(new OpenBeforeClose().order(events, openPending).map((e) => e.type)).toEqual(["flow.open", "flow.close"]);
   });
 });
 
