@@ -135,7 +135,22 @@ class BatchReader {
       std::unique_ptr<Batch> owned(b);
       if (env == nullptr || fn.IsEmpty()) return;
       Napi::Buffer<uint8_t> buffer = Napi::Buffer<uint8_t>::Copy(env, owned->bytes.data(), owned->bytes.size());
-      fn.Call({buffer});
+      // A throwing JS handler must not take the process down from a native callback:
+      // the error is handed back to JS as a warning instead.
+      try {
+        fn.Call({buffer});
+      } catch (const Napi::Error& e) {
+        Napi::Value process = env.Global().Get("process");
+        if (process.IsObject()) {
+          Napi::Value warn = process.As<Napi::Object>().Get("emitWarning");
+          if (warn.IsFunction()) {
+            try {
+              warn.As<Napi::Function>().Call(process, {Napi::String::New(env, std::string("flow batch handler threw: ") + e.Message())});
+            } catch (const Napi::Error&) {
+            }
+          }
+        }
+      }
     });
     if (status != napi_ok) {
       // The JS side is behind (queue full) or closing: count what it will never see.

@@ -34,6 +34,8 @@ export interface FlowSourceOptions extends FlowFilterSpec {
   readonly lostCheckMs?: number;
   /** First payload bytes to capture per direction (eBPF only; 0 = off, at most 512). */
   readonly firstBytes?: number;
+  /** Errors thrown while handling a batch (by `onEvents`, say); default: a process warning. */
+  readonly onError?: (err: Error) => void;
 }
 
 /** What a started source runs, and why not eBPF when it fell back. */
@@ -180,6 +182,16 @@ export class FlowSource {
     };
   }
 
+  /** Runs a batch handler; an error (a throwing listener) is reported, never fatal. */
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      if (this.opts.onError !== undefined) this.opts.onError(err as Error);
+      else process.emitWarning(`flow source: ${(err as Error).message}`);
+    }
+  }
+
   private emit(events: FlowEvent[]): void {
     if (events.length === 0) return;
     this.delivered += events.length;
@@ -210,7 +222,7 @@ export class FlowSource {
         ownerFromIo: true,
         ...(cgroupPath !== null ? { firstBytes, cgroupPath } : {}),
       },
-      (batch) => this.onBpfBatch(batch),
+      (batch) => this.guard(() => this.onBpfBatch(batch)),
     );
     const missing: string[] = [];
     if (started.degraded !== "") missing.push(started.degraded.replace(/; $/, ""));
@@ -272,7 +284,7 @@ export class FlowSource {
   private startSockDiag(): void {
     const addon = this.addon!;
     const listener = new addon.DiagDestroyListener();
-    listener.start((batch) => this.onDestroyBatch(batch));
+    listener.start((batch) => this.guard(() => this.onDestroyBatch(batch)));
     this.destroy = listener;
     this.dump(this.opts.reportExisting !== false);
     const every = this.opts.dumpIntervalMs ?? 1000;

@@ -392,6 +392,33 @@ run("eBPF flow source on the real kernel", () => {
     }
   }, 60_000);
 
+  it("a throwing event listener is reported through onError and the capture keeps running", async () => {
+    const srv = await server("127.0.0.1", "after-client", 1);
+    const errors: Error[] = [];
+    let calls = 0;
+    const s = new FlowSource(
+      {
+        mode: "ebpf",
+        ports: [srv.port],
+        reportExisting: false,
+        onError: (e) => errors.push(e),
+      },
+      () => {
+        calls++;
+        throw new Error("listener failed");
+      },
+    );
+    sources.push(s);
+    s.start();
+    await runClient("127.0.0.1", srv.port, 1);
+    const log = new EventLog();
+    await log.waitFor(() => errors.length > 0, "onError");
+    expect(errors[0]!.message).toBe("listener failed");
+    await runClient("127.0.0.1", srv.port, 1);
+    const before = calls;
+    await log.waitFor(() => calls > before, "a later batch still delivered");
+  });
+
   it("start/stop 100 times leaks no BPF link, map, program, fd or thread", () => {
     const log = new EventLog();
     const before = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };
