@@ -414,8 +414,8 @@ run("eBPF flow source on the real kernel", () => {
     const log = new EventLog();
     await log.waitFor(() => errors.length > 0, "onError");
     expect(errors[0]!.message).toBe("listener failed");
-    await runClient("127.0.0.1", srv.port, 1);
     const before = calls;
+    await runClient("127.0.0.1", srv.port, 1);
     await log.waitFor(() => calls > before, "a later batch still delivered");
   });
 
