@@ -6,6 +6,7 @@
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
+const { buildNative } = require("./build-native");
 
 const { buildNative } = require("./build-native");
 
@@ -61,6 +62,7 @@ function main() {
   step("native addon", () => buildNative());
   step("typescript", compileTypeScript);
   step("editor html", bundleEditorHtml);
+  step("native addons", () => buildNative());
 }
 
 main();

@@ -4,22 +4,27 @@
 const fs = require("node:fs");
 const path = require("node:path");
 
-/** @type {{ command: string, pkg: string, usedBy: string }[]} */
+/**
+ * `command` is looked up on PATH; an absolute path (a header, a library) is checked as a file.
+ * @type {{ command: string, pkg: string, usedBy: string }[]}
+ */
 const SYSTEM_DEPS = [
-  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
-  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
-  { command: "g++", pkg: "g++", usedBy: "building the native addon (npm install runs node-gyp)" },
-  { command: "make", pkg: "make", usedBy: "building the native addon (npm install runs node-gyp)" },
+  // Build: the native addons (npm install runs node-gyp) and the eBPF flow program.
+  { command: "g++", pkg: "g++", usedBy: "building the native addons (npm install runs node-gyp)" },
+  { command: "make", pkg: "make", usedBy: "building the native addons (npm install runs node-gyp)" },
+  { command: "clang", pkg: "clang", usedBy: "building the eBPF flow program" },
+  { command: "llvm-strip", pkg: "llvm", usedBy: "stripping the eBPF flow program" },
+  { command: "bpftool", pkg: "bpftool", usedBy: "vmlinux.h and the libbpf skeleton of the flow program" },
+  { command: "pkg-config", pkg: "pkg-config", usedBy: "finding libbpf when building the flow addon" },
+  { command: "/usr/include/bpf/libbpf.h", pkg: "libbpf-dev", usedBy: "the flow addon (libbpf loader)" },
+  // Kernel suites: namespaces, rules, dropped privileges, the tcplife anchor.
   { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
   { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
-  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: a listener without CAP_NET_ADMIN" },
-];
-
-const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
-
-// Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts);
-// the browser among them is chromium, listed above for the editor tests.
-SYSTEM_DEPS.push(
+  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege" },
+  { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },
+  // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
+  { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
+  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
   { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
   { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client)" },
   { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },
@@ -28,10 +33,13 @@ SYSTEM_DEPS.push(
   { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
   { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
   { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
-);
+];
+
+const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
 
 /** Absolute path of `command`, or null when it is not installed. */
 function findCommand(command) {
+  if (path.isAbsolute(command)) return fs.existsSync(command) ? command : null;
   for (const dir of SEARCH_PATH) {
     if (!dir) continue;
     const file = path.join(dir, command);

@@ -71,8 +71,9 @@ export function capabilityReport(
       ["CAP_BPF", "CAP_PERFMON"],
       btf ? null : "kernel has no BTF (/sys/kernel/btf/vmlinux missing)",
       "CAP_BPF + CAP_PERFMON, kernel BTF",
+      false,
     ),
-    feature("sock_diag flow source (fallback)", [], null, "no privilege needed"),
+    feature("sock_diag flow source (fallback)", [], null, "no privilege needed", false),
   ];
 }
 

@@ -9,6 +9,8 @@
  * - Transparent capture: `TransparentListener`, `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
  * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
  * - Host report: `capabilityReport()`.
+ * - TCP flows of the host: `new FlowSource(options, onEvents)` (eBPF, else sock_diag),
+ *   `probeFlowFeatures()`, `doctorReport()`; event types `FlowEvent` and friends.
  * Every error from bad input is a `TrafficError` with a `code` and a `reason`.
  */
 export { TrafficError, isTrafficError, type TrafficErrorCode } from "./errors";
@@ -37,3 +39,20 @@ export { isTrafficSession, type ConnectionInfo, type TrafficSessionRef, type Ori
 export { capabilityReport, effectiveCapabilities, formatCapabilityReport, type FeatureReport, type CapabilityName } from "./doctor";
 export * from "./classify";
 export * from "./listener";
+export { FlowSource, explainBpfFailure, type FlowMode, type FlowSourceOptions, type FlowSourceStatus, type FlowSourceStats } from "./flow/source";
+export { compileFlowFilter, type FlowFilterSpec, type FlowFilter } from "./flow/filter";
+export { probeFlowFeatures, trialLoad, doctorReport, cgroupV2Root, type FlowFeatureReport } from "./flow/features";
+export {
+  FLOW_SCHEMA_VERSION,
+  type FlowEvent,
+  type FlowConnectionEvent,
+  type FlowOpenEvent,
+  type FlowCloseEvent,
+  type FlowStateEvent,
+  type FlowLostEvent,
+  type FlowSide,
+  type FlowEnd,
+  type FlowEventSource,
+  type FlowOwnerFrom,
+  type TcpStateName,
+} from "./flow/types";

@@ -1,0 +1,600 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * TCP connection lifecycle, one record per open/close (and optionally per state change).
+ *
+ * Only hooks that load without tracefs, kprobes or fentry: BTF-typed tracepoints
+ * (tp_btf), which the kernel resolves from its own BTF. Per-socket state lives in
+ * sk_storage, freed with the socket, so there is no fixed-size table to overflow.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "flow.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define SOCK_STREAM 1
+#define SOCK_DONE_BIT 1
+
+/* Kernel TCP states (include/net/tcp_states.h). */
+#define S_ESTABLISHED 1
+#define S_SYN_SENT 2
+#define S_SYN_RECV 3
+#define S_FIN_WAIT1 4
+#define S_FIN_WAIT2 5
+#define S_TIME_WAIT 6
+#define S_CLOSE 7
+#define S_CLOSE_WAIT 8
+#define S_LAST_ACK 9
+#define S_LISTEN 10
+#define S_CLOSING 11
+
+/* Per-socket state flags. */
+#define SK_IGNORED 0x1
+#define SK_PARTIAL 0x2
+#define SK_OWNER 0x4
+#define SK_BYTES_OUT 0x8 /* first outgoing payload captured */
+#define SK_BYTES_IN 0x10 /* first incoming payload captured */
+
+/* flow_sk.open_sent: the open record is emitted exactly once, by whichever path comes first. */
+#define OPEN_NONE 0
+#define OPEN_CLAIMED 1 /* a CPU is emitting it right now */
+#define OPEN_DONE 2    /* emitted, or there is none to emit (partial sockets) */
+
+struct flow_sk {
+	__u64 start_ns;
+	__u64 established_ns;
+	__u32 pid;
+	__u32 uid;
+	char comm[FLOW_COMM_LEN];
+	__u32 flags;
+	__u32 open_sent; /* OPEN_* below */
+	__u8 side;
+	__u8 owner_from;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct flow_sk);
+} flow_sockets SEC(".maps");
+
+/* Size set by the loader (ring size option) before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} flow_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct flow_config);
+} flow_config_map SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} flow_ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct flow_cidr4_key);
+	__type(value, __u8);
+} flow_cidr4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, struct flow_cidr6_key);
+	__type(value, __u8);
+} flow_cidr6 SEC(".maps");
+
+/* Ring buffers have no lost-sample callback: failed reservations are counted here. */
+__u64 flow_lost = 0;
+
+struct flow_addrs {
+	__u8 family;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+};
+
+static __always_inline bool is_v4_mapped(const __u8 *a)
+{
+	/* ::ffff:a.b.c.d — dual-stack sockets talking IPv4 */
+	for (int i = 0; i < 10; i++)
+		if (a[i] != 0)
+			return false;
+	return a[10] == 0xff && a[11] == 0xff;
+}
+
+/*
+ * The 4-tuple. Traps: at SYN_SENT the local port is still 0 (read again later);
+ * at TCP_CLOSE skc_num can already be 0, so the local port comes from inet_sport.
+ * tp_btf hands us a trusted socket pointer: fields are plain loads, not probe-read calls,
+ * which matters on the per-event path.
+ */
+static __always_inline void read_addrs(const struct sock *sk, struct flow_addrs *a)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	__u16 family = sk->__sk_common.skc_family;
+
+	__builtin_memset(a, 0, sizeof(*a));
+	if (tp)
+		a->sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	a->dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (family == AF_INET) {
+		a->family = 4;
+		__u32 src = sk->__sk_common.skc_rcv_saddr;
+		__u32 dst = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(a->saddr, &src, 4);
+		__builtin_memcpy(a->daddr, &dst, 4);
+		return;
+	}
+	a->family = 6;
+	bpf_probe_read_kernel(a->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+	bpf_probe_read_kernel(a->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	if (is_v4_mapped(a->daddr) || (is_v4_mapped(a->saddr))) {
+		a->family = 4;
+		__builtin_memcpy(a->saddr, a->saddr + 12, 4);
+		__builtin_memcpy(a->daddr, a->daddr + 12, 4);
+		__builtin_memset(a->saddr + 4, 0, 12);
+		__builtin_memset(a->daddr + 4, 0, 12);
+	}
+}
+
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+{
+	struct cgroup *cg = sk->sk_cgrp_data.cgroup;
+
+	return cg ? cg->kn->id : 0;
+}
+
+static __always_inline struct flow_config *flow_cfg(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&flow_config_map, &zero);
+}
+
+/*
+ * Kernel-side filter, decided once per socket. The port is the service port: the
+ * remote port of a client socket, the local port of an accepted one. CIDRs match
+ * the remote address.
+ */
+static __always_inline bool wanted(const struct sock *sk, __u8 side, const struct flow_addrs *a)
+{
+	struct flow_config *cfg = flow_cfg();
+
+	if (!cfg)
+		return true;
+	if (cfg->sides) {
+		if (side == FLOW_SIDE_CLIENT && !(cfg->sides & FLOW_SIDES_CLIENT))
+			return false;
+		if (side == FLOW_SIDE_SERVER && !(cfg->sides & FLOW_SIDES_SERVER))
+			return false;
+		if (side == FLOW_SIDE_UNKNOWN && cfg->sides != (FLOW_SIDES_CLIENT | FLOW_SIDES_SERVER))
+			return false;
+	}
+	if (cfg->cgroup_id && sock_cgroup_id(sk) != cfg->cgroup_id)
+		return false;
+	if (cfg->port_filter) {
+		__u16 port = side == FLOW_SIDE_SERVER ? a->sport : a->dport;
+		__u16 other = side == FLOW_SIDE_SERVER ? a->dport : a->sport;
+		bool hit = bpf_map_lookup_elem(&flow_ports, &port) != NULL;
+		/* Side unknown (socket older than the capture): either port may be the service. */
+		if (!hit && side == FLOW_SIDE_UNKNOWN)
+			hit = bpf_map_lookup_elem(&flow_ports, &other) != NULL;
+		if (!hit)
+			return false;
+	}
+	if (cfg->cidr_filter) {
+		if (a->family == 4) {
+			struct flow_cidr4_key k = { .prefixlen = 32 };
+			__builtin_memcpy(k.addr, a->daddr, 4);
+			if (!bpf_map_lookup_elem(&flow_cidr4, &k))
+				return false;
+		} else {
+			struct flow_cidr6_key k = { .prefixlen = 128 };
+			__builtin_memcpy(k.addr, a->daddr, 16);
+			if (!bpf_map_lookup_elem(&flow_cidr6, &k))
+				return false;
+		}
+	}
+	return true;
+}
+
+static __always_inline bool event_on(__u32 bit)
+{
+	struct flow_config *cfg = flow_cfg();
+	return !cfg || (cfg->events & bit);
+}
+
+static __always_inline void take_owner(struct flow_sk *st, __u8 from)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	st->pid = pid_tgid >> 32;
+	st->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	st->owner_from = from;
+	st->flags |= SK_OWNER;
+}
+
+/*
+ * Waking the reader for every record costs a context switch per event on a busy host.
+ * The reader polls every few tens of milliseconds anyway; wake it early only when the
+ * ring is a quarter full.
+ */
+static __always_inline void submit(struct flow_record *r)
+{
+	__u64 avail = bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&flow_events, BPF_RB_RING_SIZE);
+
+	bpf_ringbuf_submit(r, avail >= size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
+static __always_inline struct flow_record *reserve(void)
+{
+	struct flow_record *r = bpf_ringbuf_reserve(&flow_events, sizeof(*r), 0);
+
+	if (!r) {
+		__sync_fetch_and_add(&flow_lost, 1);
+		return NULL;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->version = FLOW_RECORD_VERSION;
+	r->size = sizeof(*r);
+	return r;
+}
+
+static __always_inline void fill(struct flow_record *r, __u8 kind, const struct sock *sk,
+				 const struct flow_sk *st, const struct flow_addrs *a, __u64 now)
+{
+	r->kind = kind;
+	r->cookie = bpf_get_socket_cookie((void *)sk);
+	r->ts_ns = now;
+	r->family = a->family;
+	__builtin_memcpy(r->saddr, a->saddr, 16);
+	__builtin_memcpy(r->daddr, a->daddr, 16);
+	r->sport = a->sport;
+	r->dport = a->dport;
+	r->cgroup_id = sock_cgroup_id(sk);
+	r->netns = sk->__sk_common.skc_net.net->ns.inum;
+	if (st) {
+		r->side = st->side;
+		r->start_ns = st->start_ns;
+		r->established_ns = st->established_ns;
+		r->pid = st->pid;
+		r->uid = st->uid;
+		r->owner_from = st->owner_from;
+		__builtin_memcpy(r->comm, st->comm, FLOW_COMM_LEN);
+		if (st->flags & SK_PARTIAL)
+			r->flags |= FLOW_F_PARTIAL;
+		if (st->established_ns)
+			r->flags |= FLOW_F_ESTABLISHED;
+	}
+}
+
+/* Emits the open record exactly once per socket, whichever path gets there first. */
+static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st, __u64 now)
+{
+	struct flow_addrs a;
+	struct flow_record *r;
+
+	if (__sync_val_compare_and_swap(&st->open_sent, OPEN_NONE, OPEN_CLAIMED) != OPEN_NONE)
+		return;
+	if (event_on(FLOW_EV_OPEN)) {
+		r = reserve();
+		if (r) {
+			read_addrs(sk, &a);
+			fill(r, FLOW_KIND_OPEN, sk, st, &a, now);
+			r->old_state = S_SYN_RECV;
+			r->new_state = S_ESTABLISHED;
+			submit(r);
+		}
+	}
+	st->open_sent = OPEN_DONE;
+}
+
+static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st, int oldstate,
+				       const struct flow_addrs *a, __u64 now)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	struct flow_record *r;
+
+	r = reserve();
+	if (!r)
+		return;
+	fill(r, FLOW_KIND_CLOSE, sk, st, a, now);
+	r->old_state = oldstate;
+	r->new_state = S_CLOSE;
+	r->error = sk->sk_err;
+	if (tp) {
+		r->bytes_sent = tp->bytes_sent;
+		r->bytes_retrans = tp->bytes_retrans;
+		r->bytes_received = tp->bytes_received;
+		r->total_retrans = tp->total_retrans;
+		r->srtt_us = tp->srtt_us >> 3;
+		r->rtt_min_us = tp->rtt_min.s[0].v;
+		r->segs_in = tp->segs_in;
+		r->segs_out = tp->segs_out;
+	}
+	/*
+	 * Another CPU may be emitting the open record this very moment (first I/O racing the
+	 * close): the close could then reach the ring first. Say so; the reader reorders.
+	 */
+	if (st && st->open_sent == OPEN_CLAIMED)
+		r->flags |= FLOW_F_OPEN_PENDING;
+	/* bytes_received counts the peer's FIN; SOCK_DONE is set only when it arrived. */
+	if (sk->__sk_common.skc_flags & (1UL << SOCK_DONE_BIT))
+		r->flags |= FLOW_F_FIN_IN;
+	submit(r);
+}
+
+static __always_inline bool tcp_inet(const struct sock *sk)
+{
+	__u16 family = sk->__sk_common.skc_family;
+
+	if (family != AF_INET && family != AF_INET6)
+		return false;
+	return sk->sk_protocol == IPPROTO_TCP && sk->sk_type == SOCK_STREAM;
+}
+
+/*
+ * Every TCP state change. CLOSE→SYN_SENT runs inside connect() (process context: the
+ * owner is current); LISTEN→SYN_RECV is the accepted child being created (softirq:
+ * current is unrelated, so the server's owner is taken later in process context).
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	struct flow_sk *st;
+	struct flow_addrs a;
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	/* Listening sockets are not connections. */
+	if (newstate == S_LISTEN || (oldstate == S_LISTEN && newstate == S_CLOSE))
+		return 0;
+
+	if (newstate == S_SYN_SENT || (oldstate == S_LISTEN && newstate == S_SYN_RECV)) {
+		__u8 side = newstate == S_SYN_SENT ? FLOW_SIDE_CLIENT : FLOW_SIDE_SERVER;
+
+		st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return 0;
+		/* A socket can connect again after disconnect (connect(AF_UNSPEC)): start over. */
+		__builtin_memset(st, 0, sizeof(*st));
+		st->side = side;
+		st->start_ns = now;
+		read_addrs(sk, &a);
+		if (!wanted(sk, side, &a)) {
+			st->flags |= SK_IGNORED;
+			return 0;
+		}
+		if (side == FLOW_SIDE_CLIENT)
+			take_owner(st, FLOW_OWNER_CONNECT);
+	} else {
+		st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, 0);
+		if (!st) {
+			/* Older than the capture: track it from now on, marked partial. */
+			st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (!st)
+				return 0;
+			st->flags |= SK_PARTIAL;
+			st->open_sent = OPEN_DONE;
+			read_addrs(sk, &a);
+			if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
+				st->flags |= SK_IGNORED;
+		}
+		if (st->flags & SK_IGNORED)
+			return 0;
+		/*
+		 * These transitions run in the closing process: close()/shutdown() sends our FIN
+		 * (→FIN_WAIT1, →LAST_ACK) or aborts with RST (→CLOSE without a socket error).
+		 */
+		if (!(st->flags & SK_OWNER) &&
+		    (newstate == S_FIN_WAIT1 || newstate == S_LAST_ACK ||
+		     (newstate == S_CLOSE && sk->sk_err == 0 &&
+		      (oldstate == S_ESTABLISHED || oldstate == S_CLOSE_WAIT))))
+			take_owner(st, FLOW_OWNER_CLOSE);
+	}
+
+	if (newstate == S_ESTABLISHED) {
+		st->established_ns = now;
+		/* Clients know their owner already; servers open at their first I/O or close. */
+		if (st->side == FLOW_SIDE_CLIENT)
+			emit_open(sk, st, now);
+	}
+
+	if (event_on(FLOW_EV_STATE)) {
+		struct flow_record *r = reserve();
+		if (r) {
+			read_addrs(sk, &a);
+			fill(r, FLOW_KIND_STATE, sk, st, &a, now);
+			r->old_state = oldstate;
+			r->new_state = newstate;
+			submit(r);
+		}
+	}
+
+	if (newstate == S_CLOSE) {
+		/* An accepted connection that closes before any I/O still opens first. */
+		if (st->established_ns)
+			emit_open(sk, st, now);
+		if (event_on(FLOW_EV_CLOSE)) {
+			read_addrs(sk, &a);
+			emit_close(sk, st, oldstate, &a, now);
+		}
+	}
+	return 0;
+}
+
+/*
+ * First send/receive: runs in the process that does the I/O, so this is where an
+ * accepted socket learns its owner (tcplife takes the server PID from whatever task
+ * the state change ran in, which is wrong when the server closes first).
+ */
+static __always_inline int on_io(struct sock *sk)
+{
+	struct flow_sk *st;
+
+	if (!sk || !tcp_inet(sk))
+		return 0;
+	st = bpf_sk_storage_get(&flow_sockets, sk, 0, 0);
+	if (!st) {
+		int state = sk->__sk_common.skc_state;
+		struct flow_addrs a;
+
+		if (state != S_ESTABLISHED && state != S_CLOSE_WAIT)
+			return 0;
+		st = bpf_sk_storage_get(&flow_sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return 0;
+		st->flags |= SK_PARTIAL;
+		st->open_sent = OPEN_DONE;
+		read_addrs(sk, &a);
+		if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
+			st->flags |= SK_IGNORED;
+	}
+	if (st->flags & (SK_IGNORED | SK_OWNER))
+		return 0;
+	take_owner(st, FLOW_OWNER_IO);
+	if (st->established_ns)
+		emit_open(sk, st, bpf_ktime_get_boot_ns());
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(flow_send, struct sock *sk, int ret, int flags)
+{
+	return on_io(sk);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(flow_recv, struct sock *sk, int ret, int flags)
+{
+	return on_io(sk);
+}
+
+/*
+ * First payload bytes per direction, from cgroup_skb programs on the cgroup v2 root: they
+ * see every socket's packets with the socket attached, and their socket cookie is the
+ * one the lifecycle records carry. Only sockets the lifecycle program tracks (shared
+ * sk_storage) and only the first segment with payload each way are copied.
+ */
+static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
+{
+	struct bpf_sock *bsk = skb->sk;
+	struct flow_config *cfg = flow_cfg();
+	struct flow_bytes_record *r;
+	struct flow_sk *st;
+	__u32 flag = direction == FLOW_DIR_OUT ? SK_BYTES_OUT : SK_BYTES_IN;
+	__u32 ip_len, hdr, total, want;
+	__u8 first;
+
+	if (!cfg || cfg->first_bytes == 0 || !bsk)
+		return 1;
+	bsk = bpf_sk_fullsock(bsk);
+	if (!bsk || bsk->protocol != IPPROTO_TCP)
+		return 1;
+	st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+	if (!st || (st->flags & (SK_IGNORED | flag)))
+		return 1;
+
+	/* cgroup_skb data starts at the IP header. */
+	if (bpf_skb_load_bytes(skb, 0, &first, 1))
+		return 1;
+	if ((first >> 4) == 4) {
+		__u16 tot;
+		if (bpf_skb_load_bytes(skb, 2, &tot, 2))
+			return 1;
+		ip_len = (first & 0xf) * 4;
+		total = bpf_ntohs(tot);
+	} else if ((first >> 4) == 6) {
+		__u16 plen;
+		__u8 next;
+		if (bpf_skb_load_bytes(skb, 4, &plen, 2) || bpf_skb_load_bytes(skb, 6, &next, 1))
+			return 1;
+		if (next != IPPROTO_TCP) /* extension headers: not worth the parsing here */
+			return 1;
+		ip_len = 40;
+		total = 40 + bpf_ntohs(plen);
+	} else {
+		return 1;
+	}
+	__u8 doff;
+	if (bpf_skb_load_bytes(skb, ip_len + 12, &doff, 1))
+		return 1;
+	hdr = ip_len + (doff >> 4) * 4;
+	/* GSO packets report a total length of 0 or less than the skb: use the skb length then. */
+	if (total < hdr || total > skb->len)
+		total = skb->len;
+	if (total <= hdr)
+		return 1; /* no payload: SYN, ACK, FIN */
+	want = total - hdr;
+	if (want > cfg->first_bytes)
+		want = cfg->first_bytes;
+	if (want > FLOW_FIRST_BYTES_MAX)
+		want = FLOW_FIRST_BYTES_MAX;
+	if (want == 0)
+		return 1;
+	/* Only once per direction, even if two CPUs race on the same socket. */
+	if (__sync_fetch_and_or(&st->flags, flag) & flag)
+		return 1;
+
+	r = bpf_ringbuf_reserve(&flow_events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&flow_lost, 1);
+		return 1;
+	}
+	r->version = FLOW_RECORD_VERSION;
+	r->size = sizeof(*r);
+	r->kind = FLOW_KIND_BYTES;
+	r->direction = direction;
+	r->reserved0 = 0;
+	r->reserved1 = 0;
+	r->cookie = bpf_get_socket_cookie(skb);
+	r->ts_ns = bpf_ktime_get_boot_ns();
+	__builtin_memset(r->data, 0, sizeof(r->data));
+	/* The verifier needs the length bounded to the buffer: 1..FLOW_FIRST_BYTES_MAX. */
+	want &= (FLOW_FIRST_BYTES_MAX * 2 - 1);
+	if (want < 1 || want > FLOW_FIRST_BYTES_MAX) {
+		bpf_ringbuf_discard(r, 0);
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, hdr, r->data, want)) {
+		bpf_ringbuf_discard(r, 0);
+		return 1;
+	}
+	r->length = want;
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	return 1;
+}
+
+/* Never drops a packet: cgroup_skb returns 1 = allow. */
+SEC("cgroup_skb/egress")
+int flow_egress(struct __sk_buff *skb)
+{
+	return first_bytes(skb, FLOW_DIR_OUT);
+}
+
+SEC("cgroup_skb/ingress")
+int flow_ingress(struct __sk_buff *skb)
+{
+	return first_bytes(skb, FLOW_DIR_IN);
+}

@@ -1,0 +1,127 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
+import { splitList } from "../../src/net/cidr";
+import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
+import type { FlowEvent } from "../../src/flow/types";
+import { throttledStatus } from "../common/status";
+
+interface FlowSourceDef extends NodeDef {
+  mode: FlowMode;
+  eventOpen: boolean;
+  eventClose: boolean;
+  eventState: boolean;
+  /** Service ports, comma/space separated ("" = all). */
+  ports: string;
+  /** Remote address ranges ("" = all). */
+  cidrs: string;
+  side: "any" | "client" | "server";
+  cgroupId: string;
+  /** `event`: one message per event; `batch`: one message with an array every batchMs. */
+  delivery: "event" | "batch";
+  batchMs: number | string;
+  /** eBPF ring buffer size in KiB (power of two). */
+  ringKiB: number | string;
+  /** sock_diag dump interval (ms). */
+  dumpMs: number | string;
+  /** First payload bytes per direction on close events (0 = off, ≤ 512; eBPF only). */
+  firstBytes: number | string;
+}
+
+/** Parses the editor's port list ("80, 443 8080"). */
+export function portsFromConfig(text: string | undefined): number[] {
+  return splitList(String(text ?? "")).map((p) => {
+    if (!/^[0-9]{1,5}$/.test(p)) throw new Error(`bad port "${p}"`);
+    return Number(p);
+  });
+}
+
+/** Builds flow source options from the node's configuration; throws on bad values. */
+export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOptions {
+  const ringKiB = Number(config.ringKiB ?? 4096);
+  const dumpMs = Number(config.dumpMs ?? 1000);
+  const firstBytes = Number(config.firstBytes ?? 0);
+  if (!Number.isInteger(firstBytes) || firstBytes < 0 || firstBytes > 512) throw new Error("first bytes must be 0-512");
+  if (!Number.isInteger(dumpMs) || dumpMs < 100) throw new Error("dump interval must be at least 100 ms");
+  return {
+    mode: config.mode ?? "auto",
+    open: config.eventOpen !== false,
+    close: config.eventClose !== false,
+    state: config.eventState === true,
+    ports: portsFromConfig(config.ports),
+    cidrs: splitList(String(config.cidrs ?? "")),
+    side: config.side ?? "any",
+    cgroupId: String(config.cgroupId ?? "").trim() || null,
+    ringBytes: ringKiB * 1024,
+    dumpIntervalMs: dumpMs,
+    firstBytes,
+  };
+}
+
+export default function register(RED: NodeAPI): void {
+  function FlowSourceNode(this: Node, config: FlowSourceDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node, 1000);
+    const batchMs = Math.max(10, Number(config.batchMs) || 500);
+    let pending: FlowEvent[] = [];
+    let flushTimer: NodeJS.Timeout | null = null;
+    let mode = "";
+    let lost = 0;
+
+    const showStatus = (): void => {
+      const text = lost > 0 ? `${mode} lost ${lost}` : mode;
+      status.set({ fill: lost > 0 ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
+    };
+
+    const flush = (): void => {
+      flushTimer = null;
+      if (pending.length === 0) return;
+      const batch = pending;
+      pending = [];
+      node.send({ topic: "flow.batch", payload: batch } as NodeMessage);
+    };
+
+    const onEvents = (events: FlowEvent[]): void => {
+      for (const e of events) {
+        if (e.type === "flow.lost") {
+          lost += e.count;
+          showStatus();
+          node.warn(`lost ${e.count} flow events (${e.where}, ${e.source})`);
+        }
+      }
+      if (config.delivery === "batch") {
+        pending.push(...events);
+        if (flushTimer === null) flushTimer = setTimeout(flush, batchMs);
+        return;
+      }
+      for (const e of events) node.send({ topic: e.type, payload: e } as NodeMessage);
+    };
+
+    let source: FlowSource | null = null;
+    try {
+      source = new FlowSource(optionsFromConfig(config), onEvents);
+      const started = source.start();
+      mode = started.mode;
+      if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(`eBPF capture unavailable, using sock_diag: ${started.ebpfUnavailable}`);
+      if (started.degraded !== null) node.warn(`eBPF capture runs without: ${started.degraded}`);
+      showStatus();
+    } catch (err) {
+      source = null;
+      const e = err as Error;
+      node.error(`flow source not started: ${e.message}`);
+      status.set({ fill: "red", shape: "ring", text: /CAP_BPF|EPERM/.test(e.message) ? "no CAP_BPF" : "not started" });
+    }
+
+    node.on("close", (_removed: boolean, done: () => void) => {
+      try {
+        source?.stop();
+      } finally {
+        source = null;
+        if (flushTimer !== null) clearTimeout(flushTimer);
+        pending = [];
+        status.clear();
+        done();
+      }
+    });
+  }
+  RED.nodes.registerType("flow source", FlowSourceNode);
+}

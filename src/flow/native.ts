@@ -1,0 +1,127 @@
+import fs from "node:fs";
+import path from "node:path";
+
+/** What `probe()` found: which parts of eBPF capture this kernel and process can use. */
+export interface NativeProbe {
+  readonly skeleton: boolean;
+  readonly skeletonReason?: string;
+  readonly libbpf: boolean;
+  readonly btf?: boolean;
+  readonly tracepoints?: Readonly<Record<string, boolean>>;
+  /** true / false, or the errno name when probing failed (EPERM without CAP_BPF). */
+  readonly ringbuf?: boolean | string;
+  readonly skStorage?: boolean | string;
+}
+
+/** Kernel-side filters and options of an eBPF capture. */
+export interface NativeBpfOptions {
+  readonly events: number;
+  readonly sides: number;
+  readonly cgroupId?: bigint;
+  readonly ports: readonly number[];
+  readonly cidrs: ReadonlyArray<{ readonly address: Buffer; readonly prefix: number }>;
+  readonly ringBytes: number;
+  readonly ownerFromIo: boolean;
+  /** First payload bytes per direction (0 = off, at most 512); needs `cgroupPath`. */
+  readonly firstBytes?: number;
+  /** The cgroup v2 root the first-bytes programs attach to. */
+  readonly cgroupPath?: string;
+}
+
+/** What an eBPF capture attached. */
+export interface NativeBpfStart {
+  readonly programs: Readonly<Record<string, boolean>>;
+  readonly ringBytes: number;
+  readonly recordSize: number;
+  /** Optional parts that did not load or attach, and why ("" when none). */
+  readonly degraded: string;
+}
+
+export interface NativeBpfStats {
+  readonly kernelLost: number;
+  readonly jsLost: number;
+  readonly delivered: number;
+  readonly batches: number;
+}
+
+/** The eBPF capture: a loaded program, its links and a ring-buffer reader thread. */
+export interface NativeBpfCapture {
+  start(options: NativeBpfOptions, onBatch: (batch: Buffer) => void): NativeBpfStart;
+  stop(): void;
+  stats(): NativeBpfStats;
+}
+
+/** The sock_diag "TCP socket destroyed" multicast reader. */
+export interface NativeDestroyListener {
+  start(onBatch: (batch: Buffer) => void): void;
+  stop(): void;
+  stats(): { readonly kernelOverruns: number; readonly jsLost: number; readonly delivered: number };
+}
+
+/** The flow addon's surface (native/flow/flow_addon.cc). */
+export interface FlowAddon {
+  readonly abiVersion: number;
+  readonly recordVersion: number;
+  readonly recordSize: number;
+  readonly bytesRecordSize: number;
+  /** Whether the BPF program was compiled into the addon (clang, bpftool, libbpf at build). */
+  readonly ebpfBuilt: boolean;
+  probe(): NativeProbe;
+  clocks(): { readonly boottimeNs: bigint; readonly realtimeNs: bigint };
+  /** Raw netlink replies of an inet_diag dump (tcp_info included). */
+  diagDump(family: 2 | 10, states: number): Buffer;
+  readonly BpfCapture: new () => NativeBpfCapture;
+  readonly DiagDestroyListener: new () => NativeDestroyListener;
+}
+
+const ADDON_FILE = path.join("build", "Release", "flow.node");
+
+/** Thrown when the addon is not there or does not load; `reason` says what to do. */
+export class FlowAddonUnavailable extends Error {
+  readonly code = "ERR_FLOW_ADDON";
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = "FlowAddonUnavailable";
+  }
+}
+
+function packageRoot(): string | null {
+  let dir = __dirname;
+  for (;;) {
+    if (fs.existsSync(path.join(dir, "package.json")) && fs.existsSync(path.join(dir, "binding.gyp"))) return dir;
+    const up = path.dirname(dir);
+    if (up === dir) return null;
+    dir = up;
+  }
+}
+
+function diagnose(root: string | null, err: unknown): string {
+  if (process.platform !== "linux") return `the flow addon is Linux-only (this is ${process.platform})`;
+  if (root === null) return "the flow addon's build files (binding.gyp) are missing from the package: reinstall it";
+  const file = path.join(root, ADDON_FILE);
+  if (!fs.existsSync(file)) {
+    return `the flow addon was not built (${file} is missing): run \`npm rebuild\` in ${root} (needs g++, make, python3; eBPF also clang, llvm, libbpf-dev, bpftool)`;
+  }
+  const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  if (/libbpf\.so/.test(why ?? "")) return `the flow addon needs the libbpf shared library: apt-get install libbpf1 (${why})`;
+  if (/NODE_MODULE_VERSION|undefined symbol/.test(why ?? "")) return `the flow addon was built for another Node.js: run \`npm rebuild\` in ${root} (${why})`;
+  return `the flow addon ${file} failed to load: ${why}`;
+}
+
+let cached: FlowAddon | FlowAddonUnavailable | null = null;
+
+/** The loaded flow addon; throws FlowAddonUnavailable saying what is missing. Loads once. */
+export function loadFlowAddon(): FlowAddon {
+  if (cached === null) {
+    const root = packageRoot();
+    try {
+      if (process.platform !== "linux" || root === null) throw new Error("not loadable here");
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      cached = require(path.join(root, ADDON_FILE)) as FlowAddon;
+    } catch (err) {
+      cached = new FlowAddonUnavailable(diagnose(root, err));
+    }
+  }
+  if (cached instanceof FlowAddonUnavailable) throw cached;
+  return cached;
+}

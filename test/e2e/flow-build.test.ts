@@ -1,0 +1,71 @@
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+
+const root = path.resolve(__dirname, "..", "..");
+const nodeGyp = path.join(path.dirname(process.execPath), "..", "lib", "node_modules", "npm", "node_modules", "node-gyp", "bin", "node-gyp.js");
+const dirs: string[] = [];
+
+/** Builds the flow addon from a copy of the package's native sources with `env` changes. */
+function buildCopy(env: Record<string, string>): { dir: string; output: string; status: number | null } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-flow-build-"));
+  dirs.push(dir);
+  fs.copyFileSync(path.join(root, "binding.gyp"), path.join(dir, "binding.gyp"));
+  fs.cpSync(path.join(root, "native"), path.join(dir, "native"), { recursive: true });
+  fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir");
+  const r = spawnSync(process.execPath, [nodeGyp, "rebuild", `--nodedir=${path.resolve(path.dirname(process.execPath), "..")}`], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+    encoding: "utf8",
+  });
+  return { dir, output: `${r.stdout}${r.stderr}`, status: r.status };
+}
+
+/** Loads a built addon in a fresh process and reports what it offers. */
+function inspect(dir: string): { ebpfBuilt: boolean; probe: Record<string, unknown>; startError: { code?: string; message: string }; dumpOk: boolean } {
+  const script = `
+    const a = require(${JSON.stringify(path.join(dir, "build", "Release", "flow.node"))});
+    let startError = null;
+    try { new a.BpfCapture().start({ events: 3, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true }, () => {}); }
+    catch (e) { startError = { code: e.code, message: e.message }; }
+    const dumpOk = Buffer.isBuffer(a.diagDump(2, 1 << 10));
+    process.stdout.write(JSON.stringify({ ebpfBuilt: a.ebpfBuilt, probe: a.probe(), startError, dumpOk }));`;
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+afterAll(() => {
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+const canBuild = fs.existsSync(nodeGyp) && fs.existsSync(path.join(root, "node_modules", "node-addon-api"));
+
+(canBuild ? describe : describe.skip)("flow addon build without the BPF toolchain", () => {
+  it("without clang: builds, loads, says why eBPF is missing, and sock_diag works", () => {
+    const b = buildCopy({ FLOW_BPF_CLANG: "/nonexistent/clang" });
+    expect(b.status, b.output).toBe(0);
+    expect(b.output).toMatch(/flow-bpf: eBPF capture not built: missing clang/);
+    const r = inspect(b.dir);
+    expect(r.ebpfBuilt).toBe(false);
+    expect(r.probe["skeleton"]).toBe(false);
+    expect(String(r.probe["skeletonReason"])).toMatch(/apt-get install clang/);
+    expect(r.startError.code).toBe("ENOTSUP");
+    expect(r.dumpOk).toBe(true);
+  }, 180_000);
+
+  it("without libbpf: builds and loads without any eBPF code, sock_diag works", () => {
+    const b = buildCopy({ PKG_CONFIG_LIBDIR: "/nonexistent", PKG_CONFIG_PATH: "" });
+    expect(b.status, b.output).toBe(0);
+    const r = inspect(b.dir);
+    expect(r.ebpfBuilt).toBe(false);
+    expect(r.probe["libbpf"]).toBe(false);
+    expect(r.startError.message).toMatch(/libbpf was not found at build time/);
+    expect(r.dumpOk).toBe(true);
+    // Not linked against libbpf at all: the runtime needs no libbpf then.
+    const ldd = spawnSync("ldd", [path.join(b.dir, "build", "Release", "flow.node")], { encoding: "utf8" });
+    expect(ldd.stdout).not.toMatch(/libbpf/);
+  }, 180_000);
+});

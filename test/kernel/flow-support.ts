@@ -1,0 +1,176 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { stopProcess } from "../support/net";
+import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/flow/types";
+
+export const FIXTURES = path.resolve(__dirname, "..", "fixtures", "flow");
+export const ROOT = path.resolve(__dirname, "..", "..");
+
+/** Server behaviours of test/fixtures/flow/server.js. */
+export type ServerMode = "after-client" | "close-first" | "reset" | "idle-close";
+
+export interface TestServer {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  /** Resolves after the server saw `n` connections close. */
+  closed(n: number): Promise<void>;
+}
+
+/** Starts server.js in its own process (inside `netns` when given) and waits until it listens. */
+export function startServer(host: string, mode: ServerMode, replyBytes: number, netns?: string): Promise<TestServer> {
+  const args = [path.join(FIXTURES, "server.js"), host, "0", mode, String(replyBytes)];
+  const child = netns === undefined ? spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }) : spawn("ip", ["netns", "exec", netns, process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let done = 0;
+  const waiters: Array<{ n: number; resolve: () => void }> = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${out}`)), 10_000);
+    child.stderr!.on("data", (c) => (out += c.toString()));
+    child.stdout!.on("data", (c) => {
+      out += c.toString();
+      done = (out.match(/^done$/gm) ?? []).length;
+      for (const w of waiters.splice(0)) if (done >= w.n) w.resolve();
+      else waiters.push(w);
+      const m = /listening (\d+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve({
+          child,
+          // `ip netns exec` execs node in place: the same pid.
+          pid: child.pid!,
+          port: Number(m[1]),
+          closed: (n) => (done >= n ? Promise.resolve() : new Promise((r) => waiters.push({ n, resolve: r }))),
+        });
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`server exited (${code}): ${out}`)));
+  });
+}
+
+export interface ClientResult {
+  readonly pid: number;
+  readonly localPort: number | null;
+  readonly received: number;
+  readonly error: string | null;
+}
+
+/** Runs client.js in its own process: connect, send `bytes`, read to the end, close. */
+export function runClient(host: string, port: number, bytes: number, netns?: string, hold = false): Promise<ClientResult> {
+  const args = [path.join(FIXTURES, "client.js"), host, String(port), String(bytes), ...(hold ? ["hold"] : [])];
+  const child = netns === undefined ? spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] }) : spawn("ip", ["netns", "exec", netns, process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (c) => (out += c.toString()));
+  child.stderr!.on("data", (c) => (out += c.toString()));
+  return new Promise((resolve, reject) => {
+    child.once("exit", () => {
+      try {
+        const r = JSON.parse(out.trim().split("\n").pop()!) as Omit<ClientResult, "pid">;
+        resolve({ ...r, pid: child.pid! });
+      } catch {
+        reject(new Error(`client output: ${out}`));
+      }
+    });
+  });
+}
+
+export { stopProcess };
+
+/** Collects events from a source callback. */
+export class EventLog {
+  readonly events: FlowEvent[] = [];
+  readonly push = (batch: FlowEvent[]): void => {
+    this.events.push(...batch);
+  };
+
+  connections(): FlowConnectionEvent[] {
+    return this.events.filter((e): e is FlowConnectionEvent => e.type !== "flow.lost");
+  }
+
+  /** Events of the connection whose local port is `localPort` (and remote port `remotePort`). */
+  of(localPort: number, remotePort?: number): FlowConnectionEvent[] {
+    return this.connections().filter((e) => e.localPort === localPort && (remotePort === undefined || e.remotePort === remotePort));
+  }
+
+  closeOf(localPort: number, remotePort?: number): FlowCloseEvent | undefined {
+    return this.of(localPort, remotePort).find((e): e is FlowCloseEvent => e.type === "flow.close");
+  }
+
+  async waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!check()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(this.events.slice(-10), null, 1)}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/**
+ * A network namespace with a veth pair: host 203.0.113.201/30 ⇄ namespace 203.0.113.202/30
+ * (192.0.2.0/24 is this host's own uplink). Removed by `remove()`.
+ */
+export const NS_HOST_IP = "203.0.113.201";
+export const NS_INNER_IP = "203.0.113.202";
+
+export function createNetns(name: string): { readonly name: string; remove(): void } {
+  const host = `${name.slice(0, 10)}h`;
+  const inner = `${name.slice(0, 10)}n`;
+  const ip = (...args: string[]): void => {
+    const r = spawnSync("ip", args, { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`ip ${args.join(" ")}: ${r.stderr}`);
+  };
+  const remove = (): void => {
+    spawnSync("ip", ["link", "del", host]);
+    spawnSync("ip", ["netns", "del", name]);
+  };
+  remove();
+  try {
+    ip("netns", "add", name);
+    ip("link", "add", host, "type", "veth", "peer", "name", inner);
+    ip("link", "set", inner, "netns", name);
+    ip("addr", "add", `${NS_HOST_IP}/30`, "dev", host);
+    ip("link", "set", host, "up");
+    ip("-n", name, "addr", "add", `${NS_INNER_IP}/30`, "dev", inner);
+    ip("-n", name, "link", "set", inner, "up");
+    ip("-n", name, "link", "set", "lo", "up");
+  } catch (err) {
+    remove();
+    throw err;
+  }
+  return { name, remove };
+}
+
+/** Inode of a process's network namespace. */
+export function netnsOf(pid: number | "self"): number {
+  return fs.statSync(`/proc/${pid}/ns/net`).ino;
+}
+
+/** File descriptors of this process that hold BPF objects or epoll instances, by kind. */
+export function bpfFds(): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    let link: string;
+    try {
+      link = fs.readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    const m = /^anon_inode:\[?(bpf[-_a-z]*|eventpoll)\]?$/.exec(link);
+    if (m !== null) counts[m[1]!] = (counts[m[1]!] ?? 0) + 1;
+  }
+  return counts;
+}
+
+/** Threads of this process. */
+export function threadCount(): number {
+  return fs.readdirSync("/proc/self/task").length;
+}
+
+/** Ids of the BPF programs loaded on the host with this name (bpftool), or null when bpftool is missing. */
+export function loadedPrograms(name: string): Set<number> | null {
+  const r = spawnSync("bpftool", ["-j", "prog", "show"], { encoding: "utf8", maxBuffer: 64 << 20 });
+  if (r.status !== 0) return null;
+  const progs = JSON.parse(r.stdout) as Array<{ id: number; name?: string }>;
+  return new Set(progs.filter((p) => p.name === name).map((p) => p.id));
+}
