@@ -1,13 +1,11 @@
 #!/usr/bin/env node
 // Builds everything Node-RED loads: compiled CommonJS in dist/, and traffic.html
 // (every node's editor file, nodes/<name>/<name>.html, in one file beside traffic.js),
-// and the native addon when its sources changed (scripts/build-native.js).
+// and the native addons when their sources changed (scripts/build-native.js).
 "use strict";
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { buildNative } = require("./build-native");
-
 const { buildNative } = require("./build-native");
 
 const root = path.resolve(__dirname, "..");
@@ -59,10 +57,9 @@ function main() {
     process.stdout.write("build: no TypeScript sources or compiler here, using the shipped dist/\n");
     return;
   }
-  step("native addon", () => buildNative());
+  step("native addons", () => buildNative());
   step("typescript", compileTypeScript);
   step("editor html", bundleEditorHtml);
-  step("native addons", () => buildNative());
 }
 
 main();
