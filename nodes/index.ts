@@ -1,4 +1,5 @@
 import type { NodeAPI } from "node-red";
+import { registerAdminEndpoints } from "./common/admin";
 import registerClassify from "./classify/classify";
 import registerFlowSource from "./flow-source/flow-source";
 import registerIpFilter from "./ip-filter/ip-filter";
@@ -8,6 +9,7 @@ import registerTransparentIn from "./transparent-in/transparent-in";
 
 /** Registers every node type of the package with the Node-RED runtime. */
 export default function register(RED: NodeAPI): void {
+  registerAdminEndpoints(RED);
   registerRealIp(RED);
   registerIpFilter(RED);
   registerClassify(RED);

@@ -13,7 +13,7 @@ const pkg = require(path.join(root, "package.json"));
  * the user dir's node_modules so Node-RED loads it as an installed module, and writes
  * flows.json when `flows` is given.
  */
-function prepareUserDir(userDir, { port, host = "127.0.0.1", flows, overwriteFlows = true, logLevel = "info" }) {
+function prepareUserDir(userDir, { port, host = "127.0.0.1", flows, overwriteFlows = true, logLevel = "info", settings: extra = {} }) {
   fs.mkdirSync(userDir, { recursive: true });
   const settings = {
     uiHost: host,
@@ -25,6 +25,7 @@ function prepareUserDir(userDir, { port, host = "127.0.0.1", flows, overwriteFlo
     diagnostics: { enabled: false },
     logging: { console: { level: logLevel, metrics: false, audit: false } },
     externalModules: { autoInstall: false, palette: { allowInstall: false }, modules: { allowInstall: false } },
+    ...extra,
   };
   fs.writeFileSync(path.join(userDir, "settings.js"), `module.exports = ${JSON.stringify(settings, null, 2)};\n`);
   fs.writeFileSync(
@@ -48,14 +49,17 @@ function prepareUserDir(userDir, { port, host = "127.0.0.1", flows, overwriteFlo
 
 /**
  * Starts Node-RED on a prepared user dir; resolves once flows have started. `node` and
- * `redScript` run another Node.js binary or Node-RED release (the compatibility suite).
+ * `redScript` run another Node.js binary or Node-RED release (the compatibility suite);
+ * `wrap` is a command line to run it under (setpriv, to drop capabilities).
  */
 function startNodeRed(
   userDir,
-  { port, host = "127.0.0.1", stdio = "pipe", timeoutMs = 60000, env = process.env, node = process.execPath, redScript } = {},
+  { port, host = "127.0.0.1", stdio = "pipe", timeoutMs = 60000, env = process.env, node = process.execPath, redScript, wrap = [] } = {},
 ) {
   const red = redScript || require.resolve("node-red/red.js", { paths: [root] });
-  const child = spawn(node, [red, "--userDir", userDir, "--port", String(port)], {
+  // `wrap` runs Node-RED under another program first, e.g. setpriv dropping capabilities.
+  const argv = [...wrap, node, red, "--userDir", userDir, "--port", String(port)];
+  const child = spawn(argv[0], argv.slice(1), {
     cwd: userDir,
     env,
     stdio: ["ignore", stdio, stdio],
