@@ -1,15 +1,7 @@
-import type { ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addNodeAndOpen, launchChromium, snapshot } from "../support/browser";
-import { freePort } from "../support/net";
+import { addNodeAndOpen, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { IS_ROOT, systemCommand } from "../support/system";
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const chromiumPath = systemCommand("chromium");
 const setpriv = systemCommand("setpriv");
@@ -17,26 +9,16 @@ const setpriv = systemCommand("setpriv");
 // Node-RED runs without CAP_NET_ADMIN; the dialog asks the admin endpoint what this host
 // allows and warns before the operator deploys a TPROXY listener that cannot work.
 describe.skipIf(chromiumPath.skip || setpriv.skip || !IS_ROOT)("transparent in dialog warns about a missing capability", () => {
-  let dir = "";
-  let red: { child: ChildProcess; url: string } | undefined;
-  let browser: { browser: Browser; close(): Promise<void> } | undefined;
+  let editor: EditorSession | undefined;
   let page: Page;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-caps-"));
-    const port = await freePort();
-    prepareUserDir(dir, { port, flows: [{ id: "t1", type: "tab", label: "Flow 1" }] });
-    red = await startNodeRed(dir, { port, wrap: [setpriv.path!, "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"] });
-    browser = await launchChromium(chromiumPath.path!);
-    page = await browser.browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${red!.url}/`);
-    await page.locator(`.red-ui-palette-node[data-palette-type="transparent in"]`).waitFor({ timeout: 60_000 });
+    editor = await openEditor(chromiumPath.path!, { paletteType: "transparent in", wrap: [setpriv.path!, "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"] });
+    page = editor.page;
   }, 120_000);
 
   afterAll(async () => {
-    if (browser) await browser.close();
-    if (red) await stopNodeRed(red.child);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await editor?.close();
   });
 
   it("names CAP_NET_ADMIN when TPROXY is chosen, and says nothing for plain", async () => {

@@ -1,43 +1,23 @@
-import type { ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addNodeAndOpen, launchChromium, snapshot } from "../support/browser";
-import { freePort } from "../support/net";
+import { addNodeAndOpen, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { systemCommand } from "../support/system";
-
-const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const chromiumPath = systemCommand("chromium");
 
 describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", () => {
-  let dir = "";
-  let url = "";
-  let red: { child: ChildProcess } | undefined;
-  let browser: { browser: Browser; close(): Promise<void> } | undefined;
+  let editor: EditorSession | undefined;
   let page: Page;
-  const errors: string[] = [];
+  let url = "";
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-"));
-    const port = await freePort();
-    prepareUserDir(dir, { port, flows: [{ id: "t1", type: "tab", label: "Flow 1" }] });
-    const started = await startNodeRed(dir, { port });
-    red = started;
-    url = started.url;
-    browser = await launchChromium(chromiumPath.path!);
-    page = await browser.browser.newPage({ viewport: { width: 1400, height: 900 } });
-    page.on("pageerror", (e) => errors.push(String(e)));
-    await page.goto(`${url}/`);
-    await page.locator(`.red-ui-palette-node[data-palette-type="classify"]`).waitFor({ timeout: 60_000 });
+    editor = await openEditor(chromiumPath.path!, { paletteType: "classify" });
+    page = editor.page;
+    url = editor.url;
   }, 120_000);
 
   afterAll(async () => {
-    if (browser) await browser.close();
-    if (red) await stopNodeRed(red.child);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await editor?.close();
   });
 
   it("shows classify in the traffic category with its icon", async () => {
@@ -87,6 +67,6 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", 
       { name: "tls", protocols: "tls", hosts: "api.example.test" },
       { name: "web", protocols: "tls, http2", hosts: "*.example.test" },
     ]);
-    expect(errors).toEqual([]);
+    expect(editor!.pageErrors).toEqual([]);
   }, 60_000);
 });

@@ -1,42 +1,23 @@
-import type { ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addNodeAndOpen, launchChromium, snapshot } from "../support/browser";
-import { freePort } from "../support/net";
+import { addNodeAndOpen, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { IS_ROOT, systemCommand } from "../support/system";
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const chromiumPath = systemCommand("chromium");
 
 describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: flow source", () => {
-  let dir = "";
-  let url = "";
-  let red: { child: ChildProcess } | undefined;
-  let browser: { browser: Browser; close(): Promise<void> } | undefined;
+  let editor: EditorSession | undefined;
   let page: Page;
+  let url = "";
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-flow-"));
-    const port = await freePort();
-    prepareUserDir(dir, { port, flows: [{ id: "t1", type: "tab", label: "Flow 1" }] });
-    const started = await startNodeRed(dir, { port });
-    red = started;
-    url = started.url;
-    browser = await launchChromium(chromiumPath.path!);
-    page = await browser.browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${url}/`);
-    await page.locator(`.red-ui-palette-node[data-palette-type="flow source"]`).waitFor({ timeout: 60_000 });
+    editor = await openEditor(chromiumPath.path!, { paletteType: "flow source" });
+    page = editor.page;
+    url = editor.url;
   }, 120_000);
 
   afterAll(async () => {
-    if (browser) await browser.close();
-    if (red) await stopNodeRed(red.child);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await editor?.close();
   });
 
   it("is in the traffic category with its icon and help", async () => {

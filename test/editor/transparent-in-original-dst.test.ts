@@ -1,46 +1,28 @@
 // The transparent in and original dst dialogs in Debian chromium against a real Node-RED:
 // rows follow the choices, bad values are flagged, a deployed listener shows its status.
-import type { ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import type { Browser, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { addNodeAndOpen, launchChromium, snapshot } from "../support/browser";
+import { addNodeAndOpen, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { freePort } from "../support/net";
 import { systemCommand } from "../support/system";
-
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const chromiumPath = systemCommand("chromium");
 
 describe.skipIf(chromiumPath.skip)("editor dialogs in a real browser: transparent in and original dst", () => {
-  let dir = "";
+  let editor: EditorSession | undefined;
+  let page: Page;
   let url = "";
   let listenPort = 0;
-  let red: { child: ChildProcess } | undefined;
-  let browser: { browser: Browser; close(): Promise<void> } | undefined;
-  let page: Page;
 
   beforeAll(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-"));
-    const port = await freePort();
     listenPort = await freePort();
-    prepareUserDir(dir, { port, flows: [{ id: "t1", type: "tab", label: "Flow 1" }] });
-    const started = await startNodeRed(dir, { port });
-    red = started;
-    url = started.url;
-    browser = await launchChromium(chromiumPath.path!);
-    page = await browser.browser.newPage({ viewport: { width: 1400, height: 900 } });
-    await page.goto(`${url}/`);
-    await page.locator(`.red-ui-palette-node[data-palette-type="transparent in"]`).waitFor({ timeout: 60_000 });
+    editor = await openEditor(chromiumPath.path!, { paletteType: "transparent in" });
+    page = editor.page;
+    url = editor.url;
   }, 120_000);
 
   afterAll(async () => {
-    if (browser) await browser.close();
-    if (red) await stopNodeRed(red.child);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await editor?.close();
   });
 
   it("shows both nodes in the traffic category with their icons", async () => {

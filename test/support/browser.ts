@@ -1,6 +1,8 @@
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { freePort } from "./net";
 
 /** Where screenshots of editor tests go (kept as test artifacts). */
 export const ARTIFACTS = path.resolve(__dirname, "..", "..", "test-artifacts");
@@ -57,4 +59,49 @@ export async function addNodeAndOpen(page: Page, type: string, x: number, y: num
   );
   await nodes.nth(before).dblclick();
   await page.locator("#node-dialog-ok").waitFor({ state: "visible" });
+}
+
+/** A Node-RED editor open in headless chromium, on a fresh user dir. */
+export interface EditorSession {
+  readonly page: Page;
+  /** Node-RED's base URL (http://127.0.0.1:<port>). */
+  readonly url: string;
+  /** Uncaught errors of the editor page. */
+  readonly pageErrors: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Starts Node-RED with an empty flow (under `wrap`, e.g. setpriv, when given), opens its
+ * editor in chromium and waits until the palette shows `paletteType`.
+ */
+export async function openEditor(
+  chromiumPath: string,
+  { paletteType, wrap = [] }: { paletteType: string; wrap?: string[] },
+): Promise<EditorSession> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-"));
+  const port = await freePort();
+  prepareUserDir(dir, { port, flows: [{ id: "t1", type: "tab", label: "Flow 1" }] });
+  let red: { child: import("node:child_process").ChildProcess; url: string } | undefined;
+  let browser: { browser: Browser; close(): Promise<void> } | undefined;
+  const close = async (): Promise<void> => {
+    if (browser) await browser.close();
+    if (red) await stopNodeRed(red.child);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    red = await startNodeRed(dir, { port, wrap });
+    browser = await launchChromium(chromiumPath);
+    const page = await browser.browser.newPage({ viewport: { width: 1400, height: 900 } });
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(String(e)));
+    await page.goto(`${red!.url}/`);
+    await page.locator(`.red-ui-palette-node[data-palette-type="${paletteType}"]`).waitFor({ timeout: 60_000 });
+    return { page, url: red!.url, pageErrors, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
