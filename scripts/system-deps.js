@@ -7,6 +7,8 @@ const path = require("node:path");
 /** @type {{ command: string, pkg: string, usedBy: string }[]} */
 const SYSTEM_DEPS = [
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
+  { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
+  { command: "mosquitto_sub", pkg: "mosquitto-clients", usedBy: "MQTT event tests with a command-line subscriber" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);

@@ -9,7 +9,10 @@ export type TrafficErrorCode =
   | "ERR_REAL_IP_SYNTAX"
   | "ERR_PROXY_V1"
   | "ERR_PROXY_V2"
-  | "ERR_RULE_CONFIG";
+  | "ERR_RULE_CONFIG"
+  | "ERR_TOPIC"
+  | "ERR_MQTT_CONFIG"
+  | "ERR_SPOOL";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

@@ -1,0 +1,201 @@
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { connectAsync, type MqttClient } from "mqtt";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import registerNodes from "../../nodes/index";
+import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
+import { assertValidEvent } from "../support/events";
+import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
+import { systemCommand } from "../support/system";
+
+const require_ = createRequire(__filename);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require_("node-red-node-test-helper") as {
+  init(path: string): void;
+  load(node: unknown, flow: object[], credentials?: object): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): { receive(msg: object): void; on(ev: string, fn: (msg: object) => void): void; status?: unknown } | null;
+  startServer(): Promise<void>;
+  stopServer(): Promise<void>;
+};
+helper.init(require_.resolve("node-red"));
+
+const mosquittoBin = systemCommand("mosquitto");
+const mosquittoSub = systemCommand("mosquitto_sub");
+
+function flowEvent(i: number, side: "client" | "server"): FlowOpenEvent {
+  return makeEvent<FlowOpenEvent>(
+    { type: "flow-open", flowId: `f${i}`, protocol: "tcp", side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
+    { host: "agent-a", id: `ev-${i}` },
+  );
+}
+
+/** Collects `count` messages from `mosquitto_sub`, one JSON object a line with its topic. */
+function mosquittoSubCollect(port: number, topic: string, count: number): { ready: Promise<void>; done: Promise<Array<{ topic: string; payload: unknown }>>; stop(): void } {
+  // stdbuf: mosquitto_sub's stdout is a pipe here, so without it lines would wait in its buffer.
+  const child = spawn("stdbuf", ["-oL", mosquittoSub.path as string, "-h", "127.0.0.1", "-p", String(port), "-t", topic, "-q", "1", "-C", String(count), "-F", "%t %p", "-d"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString();
+    if (out.includes("SUBACK")) ready();
+  });
+  const done = new Promise<Array<{ topic: string; payload: unknown }>>((resolve, reject) => {
+    child.once("exit", () => {
+      const lines = out.split("\n").filter((l) => l.startsWith("traffic/"));
+      try {
+        resolve(lines.map((l) => ({ topic: l.slice(0, l.indexOf(" ")), payload: JSON.parse(l.slice(l.indexOf(" ") + 1)) as unknown })));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+  return { ready: readyP, done, stop: () => child.kill("SIGTERM") };
+}
+
+/** MQTT topic filter match (+ one level, # the rest). */
+function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length || (f[i] !== "+" && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+async function collect(client: MqttClient, filter: string, count: number, timeoutMs = 20_000): Promise<Array<{ topic: string; payload: unknown }>> {
+  const got: Array<{ topic: string; payload: unknown }> = [];
+  await client.subscribeAsync(filter, { qos: 1 });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`received ${got.length} of ${count}`)), timeoutMs);
+    client.on("message", (topic, payload) => {
+      if (!topicMatches(filter, topic)) return;
+      got.push({ topic, payload: JSON.parse(payload.toString()) as unknown });
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+  });
+}
+
+function flowFor(brokerNode: object, extra: object = {}): object[] {
+  return [
+    brokerNode,
+    { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{side}", qos: "1", maxQueued: 100000, maxInFlight: 100, statsInterval: 0, wires: [["out"]], ...extra },
+    { id: "out", type: "helper" },
+  ];
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kind) => {
+  let mosquitto: Mosquitto | null = null;
+  let port = 0;
+  const skip = kind === "mosquitto" ? mosquittoBin.skip : false;
+
+  beforeAll(async () => {
+    if (skip) return;
+    await helper.startServer();
+    if (kind === "mosquitto") {
+      mosquitto = await startMosquitto(mosquittoBin.path as string);
+      port = mosquitto.port;
+    } else {
+      port = await freePort();
+    }
+  });
+  afterEach(async () => {
+    if (!skip) await helper.unload();
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await helper.stopServer();
+    await mosquitto?.dispose();
+  });
+
+  it.skipIf(skip)("subscribers (mqtt.js and mosquitto_sub) receive exactly the events sent, schema-valid, in order per topic", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, statusTopic: "traffic/{host}/status", agentHost: "agent-a" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", statusTopic: "traffic/{host}/status", agentHost: "agent-a" };
+    await helper.load(registerNodes, flowFor(broker));
+    // The broker node connects (and the embedded one listens) when its first user registers.
+    const status = await (async () => {
+      const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100, connectTimeout: 5000 }).catch(async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        return connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100 });
+      });
+      return c;
+    })();
+    const retained = await new Promise<unknown>((resolve) => {
+      status.on("message", (_t, p) => resolve(JSON.parse(p.toString())));
+      void status.subscribeAsync("traffic/agent-a/status", { qos: 1 });
+    });
+    assertValidEvent(retained);
+    expect(retained).toMatchObject({ type: "agent-status", status: "online", host: "agent-a" });
+    await status.endAsync();
+
+    const n = kind === "embedded" ? 2000 : 5000;
+    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const viaJs = collect(sub, "traffic/agent-a/flow-open/#", n);
+    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(port, "traffic/agent-a/flow-open/#", n);
+    await viaCli?.ready;
+    await new Promise((r) => setTimeout(r, 100));
+    const node = helper.getNode("ev");
+    if (!node) throw new Error("node not loaded");
+    const sent: TrafficEvent[] = [];
+    for (let i = 0; i < n; i++) {
+      const ev = flowEvent(i, i % 3 === 0 ? "client" : "server");
+      sent.push(ev);
+      node.receive({ payload: ev });
+    }
+    for (const got of [await viaJs, ...(viaCli ? [await viaCli.done] : [])]) {
+      expect(got.length).toBe(n);
+      for (const m of got) assertValidEvent(m.payload);
+      expect(new Set(got.map((m) => (m.payload as TrafficEvent).id))).toEqual(new Set(sent.map((e) => e.id)));
+      for (const side of ["client", "server"]) {
+        const topic = `traffic/agent-a/flow-open/${side}`;
+        const ids = got.filter((m) => m.topic === topic).map((m) => (m.payload as TrafficEvent).id);
+        expect(ids).toEqual(sent.filter((e) => (e as FlowOpenEvent).side === side).map((e) => e.id));
+      }
+    }
+    await sub.endAsync();
+    await helper.unload();
+  });
+
+  it.skipIf(skip)("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "agent-b" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", agentHost: "agent-b" };
+    await helper.load(registerNodes, flowFor(broker, { statsInterval: 1 }));
+    await new Promise((r) => setTimeout(r, 300));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const overridden = collect(sub, "custom/override", 1);
+    const statsOnBroker = new Promise<unknown>((resolve) => {
+      sub.on("message", (t, p) => {
+        if (t === "traffic/agent-b/mqtt-stats/none") resolve(JSON.parse(p.toString()));
+      });
+    });
+    await sub.subscribeAsync("traffic/agent-b/#", { qos: 1 });
+    const out = helper.getNode("out");
+    const fromOutput = new Promise<{ payload: unknown }>((resolve) => out?.on("input", (m) => resolve(m as { payload: unknown })));
+    helper.getNode("ev")?.receive({ topic: "custom/override", payload: { hello: 1 } });
+    expect((await overridden)[0]?.payload).toEqual({ hello: 1 });
+    const stats = (await fromOutput).payload;
+    assertValidEvent(stats);
+    expect(stats).toMatchObject({ type: "mqtt-stats", host: "agent-b", connected: true });
+    assertValidEvent(await statsOnBroker);
+    await waitFor(() => true);
+    await sub.endAsync();
+    await helper.unload();
+  });
+});
