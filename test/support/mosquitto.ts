@@ -63,7 +63,9 @@ export async function startMosquitto(binary: string, port?: number): Promise<Mos
       `persistence_location ${dir}/`,
       "autosave_interval 0",
       "max_queued_messages 0",
-      "max_inflight_messages 0",
+      // Not unlimited: mosquitto 2.0 does not keep messages it has in flight to a
+      // persistent subscriber across a restart when the window is unbounded.
+      "max_inflight_messages 20",
       "log_dest none",
       "",
     ].join("\n"),
