@@ -86,6 +86,7 @@ export class Publisher {
   private sent = 0;
   private dropped = 0;
   private closed = false;
+  private pumping = false;
   private drainWaiters: Array<() => void> = [];
   private readonly spool: (Spool & { readonly nextSeq: number }) | undefined;
 
@@ -224,7 +225,20 @@ export class Publisher {
 
   private pump(): void {
     const transport = this.transport;
-    if (transport === null) return;
+    // mqtt.js may run a QoS 0 callback synchronously inside publish(): the loop below then
+    // simply goes on, instead of recursing once per message.
+    if (transport === null || this.pumping) return;
+    this.pumping = true;
+    try {
+      this.pumpLoop(transport);
+    } finally {
+      this.pumping = false;
+    }
+    this.compactWaiting();
+    this.admitBlocked();
+  }
+
+  private pumpLoop(transport: PublishTransport): void {
     while (this.inFlight.size < this.window && this.head < this.waiting.length && this.transport === transport) {
       const entry = this.waiting[this.head] as Entry;
       this.waiting[this.head] = undefined as unknown as Entry;
@@ -235,8 +249,6 @@ export class Publisher {
       if (m.properties !== undefined) opts.properties = m.properties;
       transport.publish(m.topic, m.payload, opts, (err) => this.settled(entry, err ?? undefined));
     }
-    this.compactWaiting();
-    this.admitBlocked();
   }
 
   private settled(entry: Entry, err: Error | undefined): void {

@@ -63,10 +63,10 @@ export async function startMosquitto(binary: string, port?: number): Promise<Mos
       `persistence_location ${dir}/`,
       "autosave_interval 0",
       "max_queued_messages 0",
-      // Not unlimited: mosquitto 2.0 does not keep messages it has in flight to a
-      // persistent subscriber across a restart when the window is unbounded.
-      "max_inflight_messages 20",
       "log_dest none",
+      // Started as root, mosquitto drops to the mosquitto user, which cannot write its
+      // persistence file into this root-owned temp folder.
+      ...(process.getuid?.() === 0 ? ["user root"] : []),
       "",
     ].join("\n"),
   );
