@@ -51,7 +51,7 @@ export interface Mosquitto {
  * queues are unlimited and persistence is on, so a persistent subscriber session keeps
  * what it was sent across a broker restart.
  */
-export async function startMosquitto(binary: string, port?: number): Promise<Mosquitto> {
+export async function startMosquitto(binary: string, port?: number, extraConfig: string[] = []): Promise<Mosquitto> {
   const dir = mkdtempSync(join(tmpdir(), "traffic-mosquitto-"));
   const p = port ?? (await freePort());
   writeFileSync(
@@ -67,6 +67,7 @@ export async function startMosquitto(binary: string, port?: number): Promise<Mos
       // Started as root, mosquitto drops to the mosquitto user, which cannot write its
       // persistence file into this root-owned temp folder.
       ...(process.getuid?.() === 0 ? ["user root"] : []),
+      ...extraConfig,
       "",
     ].join("\n"),
   );
