@@ -198,4 +198,79 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     await sub.endAsync();
     await helper.unload();
   });
+
 });
+
+describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, redeploy", () => {
+  let mosquitto: Mosquitto;
+  beforeAll(async () => {
+    await helper.startServer();
+    mosquitto = await startMosquitto(mosquittoBin.path as string);
+  });
+  afterEach(async () => {
+    await helper.unload();
+  });
+  afterAll(async () => {
+    await helper.stopServer();
+    await mosquitto?.dispose();
+  });
+  const external = (host: string) => ({ id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${mosquitto.port}`, protocolVersion: "5", agentHost: host, statusTopic: "" });
+
+  it("sends content type, user properties and message expiry with MQTT 5", async () => {
+    await helper.load(registerNodes, flowFor(external("p5"), { userProperties: "site=dc1\nsite=dc2\nrole=edge", expiry: "120" }));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { protocolVersion: 5 });
+    const packet = new Promise<{ properties?: Record<string, unknown> }>((resolve) => sub.on("message", (_t, _p, pk) => resolve(pk as { properties?: Record<string, unknown> })));
+    await sub.subscribeAsync("traffic/agent-a/#", { qos: 1 });
+    await waitFor(() => true);
+    await new Promise((r) => setTimeout(r, 200));
+    helper.getNode("ev")?.receive({ payload: flowEvent(1, "client"), userProperties: { flow: "f1" } });
+    const props = (await packet).properties ?? {};
+    expect(props["contentType"]).toBe("application/json");
+    expect(props["userProperties"]).toEqual({ site: ["dc1", "dc2"], role: "edge", flow: "f1" });
+    expect(props["messageExpiryInterval"]).toBeGreaterThan(100);
+    await sub.endAsync();
+  });
+
+  it("batches N events per topic into one JSON array message", async () => {
+    await helper.load(registerNodes, flowFor(external("batch"), { batchSize: 50, batchMs: 200 }));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { protocolVersion: 5 });
+    const arrays: unknown[][] = [];
+    sub.on("message", (_t, p) => arrays.push(JSON.parse(p.toString()) as unknown[]));
+    await sub.subscribeAsync("traffic/agent-a/flow-open/server", { qos: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    const node = helper.getNode("ev");
+    const sent = Array.from({ length: 120 }, (_, i) => flowEvent(i, "server"));
+    for (const e of sent) node?.receive({ payload: e });
+    await waitFor(() => arrays.flat().length === 120);
+    // 50 + 50 by count, the last 20 by time.
+    expect(arrays.map((a) => a.length)).toEqual([50, 50, 20]);
+    for (const e of arrays.flat()) assertValidEvent(e);
+    expect(arrays.flat().map((e) => (e as TrafficEvent).id)).toEqual(sent.map((e) => e.id));
+    await sub.endAsync();
+  });
+
+  it("a redeploy closes the connection and the embedded broker, so the next deploy gets the port again", async () => {
+    const port = await freePort();
+    const embedded = { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "re" };
+    for (let deploy = 0; deploy < 3; deploy++) {
+      await helper.load(registerNodes, flowFor(embedded));
+      const sub = await (async () => {
+        for (let i = 0; ; i++) {
+          try {
+            return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 });
+          } catch (err) {
+            if (i > 50) throw err;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      })();
+      const got = collect(sub, "traffic/re/flow-open/client", 1);
+      await new Promise((r) => setTimeout(r, 100));
+      helper.getNode("ev")?.receive({ payload: { ...flowEvent(deploy, "client"), host: "re" } });
+      expect(((await got)[0]?.payload as TrafficEvent).id).toBe(`ev-${deploy}`);
+      await sub.endAsync(true);
+      await helper.unload();
+    }
+  });
+});
+
