@@ -1,7 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectAsync, type MqttClient } from "mqtt";
+import { connect, connectAsync, type IConnackPacket, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TrafficError } from "../../src/errors";
 import { Publisher, type PublisherOptions } from "../../src/mqtt/publisher";
@@ -94,8 +94,10 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
   });
 
   it("never has more in flight than the broker's receive maximum", async () => {
-    const c = await client(small.port);
-    const receiveMaximum = c.connackPacket?.properties?.receiveMaximum;
+    const c = connect(`mqtt://127.0.0.1:${small.port}`, { protocolVersion: 5 });
+    clients.push(c);
+    const connack = await new Promise<IConnackPacket>((resolve) => c.once("connect", resolve));
+    const receiveMaximum = connack.properties?.receiveMaximum;
     expect(receiveMaximum).toBe(5);
     const publisher = new Publisher({ maxQueued: 10_000, overflow: "drop-oldest", maxInFlight: 1000 });
     // Watch the window from the transport's side: count publishes not yet called back.
