@@ -98,6 +98,7 @@ export default function register(RED: NodeAPI): void {
     let statusTimer: NodeJS.Timeout | null = null;
     let statsIntervalMs = 0;
     let reportedDropped = 0;
+    let publishedDropped = 0;
 
     try {
       if (!broker) throw new TrafficError("ERR_MQTT_CONFIG", "no traffic broker selected", "broker");
@@ -162,6 +163,11 @@ export default function register(RED: NodeAPI): void {
       void publisher.enqueue(message);
     };
 
+    // Stats and lost events go to the output every interval, and to the broker only while
+    // connected: queued behind a backlog they would be stale, and under drop-oldest they
+    // would push out the very events they count.
+    const lostEvent = (count: number, host: string): LostEvent =>
+      makeEvent<LostEvent>({ type: "lost", source: "publisher-queue", count, reason: "publisher queue full (drop-oldest)" }, { host });
     const emitStats = (): void => {
       if (!publisher || !broker) return;
       const s = publisher.stats();
@@ -171,15 +177,14 @@ export default function register(RED: NodeAPI): void {
         { host },
       );
       node.send({ topic: "mqtt-stats", payload: stats });
-      publishEvent(stats, { host, type: "mqtt-stats" });
+      if (s.connected) publishEvent(stats, { host, type: "mqtt-stats" });
       if (s.dropped > reportedDropped) {
-        const lost = makeEvent<LostEvent>(
-          { type: "lost", source: "publisher-queue", count: s.dropped - reportedDropped, reason: "publisher queue full (drop-oldest)" },
-          { host },
-        );
+        node.send({ topic: "lost", payload: lostEvent(s.dropped - reportedDropped, host) });
         reportedDropped = s.dropped;
-        node.send({ topic: "lost", payload: lost });
-        publishEvent(lost, { host, type: "lost" });
+      }
+      if (s.connected && s.dropped > publishedDropped) {
+        publishEvent(lostEvent(s.dropped - publishedDropped, host), { host, type: "lost" });
+        publishedDropped = s.dropped;
       }
     };
 

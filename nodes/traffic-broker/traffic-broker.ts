@@ -108,9 +108,23 @@ interface EmbeddedBroker {
   close(): Promise<void>;
 }
 
+/**
+ * Loads aedes, which ships only as an ES module. Node 20.19+ and 22.12+ require() it;
+ * older 20.x and 22.x need a real import(), which TypeScript would compile to require()
+ * under CommonJS, hence the Function wrapper.
+ */
+async function loadAedes(): Promise<typeof import("aedes")> {
+  try {
+    return require("aedes") as typeof import("aedes");
+  } catch (err) {
+    if ((err as { code?: string }).code !== "ERR_REQUIRE_ESM") throw err;
+    const importModule = new Function("specifier", "return import(specifier)") as (s: string) => Promise<typeof import("aedes")>;
+    return importModule("aedes");
+  }
+}
+
 async function startEmbeddedBroker(host: string, port: number): Promise<EmbeddedBroker> {
-  // aedes ships as an ES module; Node 20.19+ and 22+ load it with require().
-  const { Aedes } = require("aedes") as typeof import("aedes");
+  const { Aedes } = await loadAedes();
   const broker = await Aedes.createBroker();
   const server = createServer(broker.handle);
   await new Promise<void>((resolve, reject) => {

@@ -272,5 +272,19 @@ describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, re
       await helper.unload();
     }
   });
+
+  it("while the broker is unreachable it queues, drops the oldest beyond the bound, and says so in stats and lost events", async () => {
+    const closedPort = await freePort();
+    const unreachable = { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${closedPort}`, protocolVersion: "5", agentHost: "down", reconnectPeriod: 200 };
+    await helper.load(registerNodes, flowFor(unreachable, { maxQueued: 5, statsInterval: 1 }));
+    const outputs: Array<{ payload: TrafficEvent }> = [];
+    helper.getNode("out")?.on("input", (m) => outputs.push(m as { payload: TrafficEvent }));
+    for (let i = 0; i < 8; i++) helper.getNode("ev")?.receive({ payload: flowEvent(i, "client") });
+    await waitFor(() => outputs.some((m) => m.payload.type === "lost"), 5000);
+    for (const m of outputs) assertValidEvent(m.payload);
+    const stats = outputs.find((m) => m.payload.type === "mqtt-stats")?.payload;
+    expect(stats).toMatchObject({ connected: false, queued: 5, dropped: 3, sent: 0 });
+    expect(outputs.find((m) => m.payload.type === "lost")?.payload).toMatchObject({ source: "publisher-queue", count: 3, host: "down" });
+  });
 });
 
