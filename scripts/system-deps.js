@@ -9,6 +9,8 @@ const SYSTEM_DEPS = [
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy" },
   { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
   { command: "mosquitto_sub", pkg: "mosquitto-clients", usedBy: "MQTT event tests with a command-line subscriber" },
+  { command: "mosquitto_passwd", pkg: "mosquitto", usedBy: "MQTT broker credential tests" },
+  { command: "openssl", pkg: "openssl", usedBy: "MQTT over TLS tests (a CA made per run)" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);

@@ -72,10 +72,11 @@ function compact(n: number): string {
 }
 
 /** Status text and colour from the publisher's counts. */
-export function statusFromStats(s: PublisherStats, state: BrokerState["state"]): { fill: "green" | "yellow" | "red" | "grey"; shape: "dot" | "ring"; text: string } {
+export function statusFromStats(s: PublisherStats, state: BrokerState["state"], stateText: string = state): { fill: "green" | "yellow" | "red" | "grey"; shape: "dot" | "ring"; text: string } {
   if (!s.connected) {
     const fill = state === "error" ? "red" : "yellow";
-    return { fill, shape: "ring", text: s.queued > 0 ? `${compact(s.queued)} queued` : state };
+    // The broker's words (refused, not authorized, …) say more than a count, unless events wait.
+    return { fill, shape: "ring", text: s.queued > 0 ? `${compact(s.queued)} queued` : stateText };
   }
   if (s.dropped > 0) return { fill: "yellow", shape: "dot", text: `${compact(s.sent)} sent ${compact(s.dropped)} drop` };
   if (s.queued > 0) return { fill: "green", shape: "dot", text: `${compact(s.queued)} queued` };
@@ -89,6 +90,7 @@ export default function register(RED: NodeAPI): void {
     const status = throttledStatus(node);
     const broker = RED.nodes.getNode(config.broker) as TrafficBrokerNode | null;
     let brokerState: BrokerState["state"] = "disconnected";
+    let brokerText = "disconnected";
     let publisher: Publisher | null = null;
     let batcher: Batcher | null = null;
     let topicOf: ((values: TopicValues) => string) | null = null;
@@ -138,13 +140,14 @@ export default function register(RED: NodeAPI): void {
     }
 
     const refreshStatus = (): void => {
-      if (publisher) status.set(statusFromStats(publisher.stats(), brokerState));
+      if (publisher) status.set(statusFromStats(publisher.stats(), brokerState, brokerText));
     };
 
     const user: BrokerUser = {
       id: node.id,
       brokerState(state: BrokerState): void {
         brokerState = state.state;
+        brokerText = state.text;
         if (publisher) {
           if (state.state === "connected" && state.client) {
             publisher.connected(state.client as unknown as PublishTransport, state.receiveMaximum);

@@ -144,6 +144,19 @@ async function startEmbeddedBroker(host: string, port: number): Promise<Embedded
   };
 }
 
+/** Status text for a connection error: errno names, and CONNACK refusals in words. */
+export function errorText(err: Error & { code?: string | number }): string {
+  const code = err.code;
+  if (typeof code === "number") {
+    // CONNACK return codes: MQTT 3.1.1 4/5, MQTT 5 0x86/0x87 are bad credentials / not authorised.
+    if (code === 4 || code === 5 || code === 0x86 || code === 0x87) return "not authorized";
+    return `refused (${code})`;
+  }
+  if (code === "ECONNREFUSED") return "refused";
+  if (typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return "TLS cert rejected";
+  return typeof code === "string" ? code.toLowerCase().slice(0, 19) : "error";
+}
+
 /** Races `work` against a timer, so a close handler always finishes. */
 function bounded(work: Promise<unknown>, ms: number): Promise<void> {
   return new Promise((resolve) => {
@@ -239,8 +252,7 @@ export default function register(RED: NodeAPI): void {
       if (state.state === "connected" || state.state === "connecting") setState({ state: "disconnected", text: "disconnected" });
     };
     const onError = (err: Error & { code?: string | number }): void => {
-      const code = typeof err.code === "string" ? err.code : "error";
-      setState({ state: "error", text: code === "ECONNREFUSED" ? "refused" : code.toLowerCase().slice(0, 19) });
+      setState({ state: "error", text: errorText(err) });
     };
 
     async function start(): Promise<void> {
