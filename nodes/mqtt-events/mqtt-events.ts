@@ -4,9 +4,10 @@ import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { TrafficError } from "../../src/errors";
 import { makeEvent, type LostEvent, type MqttStatsEvent } from "../../src/events";
 import { Batcher } from "../../src/mqtt/batcher";
-import { OutgoingMessage, OverflowPolicy, PublishProperties, Publisher, PublisherStats, type PublishTransport } from "../../src/mqtt/publisher";
+import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishProperties, type PublisherStats, type PublishTransport } from "../../src/mqtt/publisher";
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
+import { intSetting } from "../common/settings";
 import { throttledStatus } from "../common/status";
 import type { BrokerState, BrokerUser, TrafficBrokerNode } from "../traffic-broker/traffic-broker";
 
@@ -34,14 +35,6 @@ interface MqttEventsDef extends NodeDef {
   batchMs: string | number;
   /** Seconds between stats events; 0 = none. */
   statsInterval: string | number;
-}
-
-function intSetting(value: string | number | undefined, fallback: number, min: number, max: number, input: string): number {
-  const text = String(value ?? "").trim();
-  if (text === "") return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new TrafficError("ERR_MQTT_CONFIG", `must be an integer from ${min} to ${max}`, input);
-  return n;
 }
 
 /** Parses `name=value` lines into MQTT 5 user properties; a repeated name keeps every value. */

@@ -7,6 +7,7 @@ import { TrafficError } from "../../src/errors";
 import { makeEvent, type AgentStatusEvent } from "../../src/events";
 import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { PACKAGE } from "../../src/package-info";
+import { intSetting } from "../common/settings";
 
 
 interface TrafficBrokerDef extends NodeDef {
@@ -78,14 +79,6 @@ export function availableFeatures(): string[] {
     if (report.available && name !== undefined) out.push(name);
   }
   return out;
-}
-
-function intSetting(value: string | number | undefined, fallback: number, min: number, max: number, input: string): number {
-  const text = String(value ?? "").trim();
-  if (text === "") return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min || n > max) throw new TrafficError("ERR_MQTT_CONFIG", `must be an integer from ${min} to ${max}`, input);
-  return n;
 }
 
 /** Checks the broker URL: mqtt, mqtts, ws and wss are the schemes mqtt.js speaks. */
