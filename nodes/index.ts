@@ -3,8 +3,10 @@ import { registerAdminEndpoints } from "./common/admin";
 import registerClassify from "./classify/classify";
 import registerFlowSource from "./flow-source/flow-source";
 import registerIpFilter from "./ip-filter/ip-filter";
+import registerMqttEvents from "./mqtt-events/mqtt-events";
 import registerOriginalDst from "./original-dst/original-dst";
 import registerRealIp from "./real-ip/real-ip";
+import registerTrafficBroker from "./traffic-broker/traffic-broker";
 import registerTransparentIn from "./transparent-in/transparent-in";
 
 /** Registers every node type of the package with the Node-RED runtime. */
@@ -16,4 +18,6 @@ export default function register(RED: NodeAPI): void {
   registerTransparentIn(RED);
   registerOriginalDst(RED);
   registerFlowSource(RED);
+  registerTrafficBroker(RED);
+  registerMqttEvents(RED);
 }

@@ -44,6 +44,10 @@ function bundleEditorHtml() {
   fs.writeFileSync(path.join(root, "traffic.html"), banner + parts.join("\n"));
 }
 
+function generateSchemas() {
+  require("./schemas").writeSchemas();
+}
+
 function main() {
   // An installed tarball already carries dist/ and has no TypeScript: nothing to do.
   const hasSources = fs.existsSync(path.join(root, "tsconfig.build.json"));
@@ -60,6 +64,14 @@ function main() {
   step("native addons", () => buildNative());
   step("typescript", compileTypeScript);
   step("editor html", bundleEditorHtml);
+  // Event JSON Schemas come from src/events/types.ts; the generator is a dev dependency.
+  let hasSchemaGenerator = true;
+  try {
+    require.resolve("typescript-json-schema", { paths: [root] });
+  } catch {
+    hasSchemaGenerator = false;
+  }
+  if (hasSchemaGenerator) step("json schemas", generateSchemas);
 }
 
 main();

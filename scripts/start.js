@@ -43,6 +43,7 @@ async function main() {
   console.log(`Editor:  ${started.url}/`);
   console.log(`Demo:    curl ${started.url}/whoami`);
   console.log(`         curl -H 'X-Forwarded-For: 203.0.113.7' ${started.url}/whoami   (denied: 403)`);
+  console.log("MQTT:    mosquitto_sub -h 127.0.0.1 -t 'traffic/#' -v   (the embedded broker on 127.0.0.1:1883)");
   console.log("Stop with Ctrl-C.");
 }
 

@@ -25,8 +25,11 @@ const SYSTEM_DEPS = [
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
   { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
+  { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
+  { command: "mosquitto_passwd", pkg: "mosquitto", usedBy: "MQTT broker credential tests" },
+  { command: "mosquitto_sub", pkg: "mosquitto-clients", usedBy: "MQTT event tests with a command-line subscriber" },
   { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
-  { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client)" },
+  { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client); MQTT over TLS tests (a CA made per run)" },
   { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },
   { command: "redis-cli", pkg: "redis-tools", usedBy: "classify: Redis RESP" },
   { command: "psql", pkg: "postgresql-client", usedBy: "classify: PostgreSQL startup and SSLRequest" },

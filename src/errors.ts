@@ -12,12 +12,14 @@ export type TrafficErrorCode =
   | "ERR_RULE_CONFIG"
   | "ERR_CLASSIFY_INPUT"
   | "ERR_CLASSIFY_CONFIG"
-
   | "ERR_NATIVE_UNAVAILABLE"
   | "ERR_NO_FD"
   | "ERR_LISTENER_CONFIG"
   | "ERR_NFT_CONFIG"
-  | "ERR_NFT_FAILED";
+  | "ERR_NFT_FAILED"
+  | "ERR_TOPIC"
+  | "ERR_MQTT_CONFIG"
+  | "ERR_SPOOL";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

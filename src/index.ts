@@ -8,6 +8,8 @@
  *   `compileIpFilter(rules)`.
  * - Transparent capture: `TransparentListener`, `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
  * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
+ * - Events and MQTT: event types and `eventSchema(type)`, `makeEvent`, `Publisher` (ordered,
+ *   bounded, optional `FileSpool`), `compileTopicTemplate`, `Batcher`.
  * - Host report: `capabilityReport()`.
  * - TCP flows of the host: `new FlowSource(options, onEvents)` (eBPF, else sock_diag),
  *   `probeFlowFeatures()`, `doctorReport()`; event types `FlowEvent` and friends.
@@ -56,3 +58,16 @@ export {
   type FlowOwnerFrom,
   type TcpStateName,
 } from "./flow/types";
+export * from "./events";
+export {
+  Publisher,
+  type PublisherOptions,
+  type PublisherStats,
+  type PublishTransport,
+  type OutgoingMessage,
+  type PublishProperties,
+  type OverflowPolicy,
+} from "./mqtt/publisher";
+export { FileSpool, type Spool, type SpoolRecord } from "./mqtt/spool";
+export { compileTopicTemplate, validatePublishTopic, TOPIC_PLACEHOLDERS, type TopicPlaceholder, type TopicValues } from "./mqtt/topic";
+export { Batcher } from "./mqtt/batcher";

@@ -1,0 +1,152 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, connectAsync, type IConnackPacket, type MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TrafficError } from "../../src/errors";
+import { Publisher, type PublisherOptions } from "../../src/mqtt/publisher";
+import { FileSpool } from "../../src/mqtt/spool";
+import { compileTopicTemplate, validatePublishTopic } from "../../src/mqtt/topic";
+import { startMosquitto, type Mosquitto } from "../support/mosquitto";
+import { systemCommand } from "../support/system";
+
+const mosquittoBin = systemCommand("mosquitto");
+
+describe("topic templates", () => {
+  it("fills placeholders and keeps values inside one level", () => {
+    const t = compileTopicTemplate("traffic/{host}/{type}/{side}");
+    expect(t({ host: "h1", type: "flow-open", side: "client" })).toBe("traffic/h1/flow-open/client");
+    expect(t({ host: "a/b+#", type: "lost" })).toBe("traffic/a_b__/lost/none");
+  });
+  it("rejects unknown placeholders, wildcards, unbalanced braces and $ topics", () => {
+    for (const bad of ["traffic/{nope}", "traffic/+/x", "traffic/#", "traffic/{host", "$SYS/x", ""]) {
+      expect(() => compileTopicTemplate(bad), bad).toThrow(TrafficError);
+    }
+    expect(() => validatePublishTopic("a/+/b")).toThrow(/must not contain/);
+  });
+});
+
+describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
+  let broker: Mosquitto;
+  let small: Mosquitto;
+  const clients: MqttClient[] = [];
+  const dirs: string[] = [];
+
+  beforeAll(async () => {
+    broker = await startMosquitto(mosquittoBin.path as string);
+    // A broker that allows 5 unacknowledged QoS 1 messages per client (MQTT 5 receive maximum).
+    small = await startMosquitto(mosquittoBin.path as string, undefined, ["max_inflight_messages 5"]);
+  });
+  afterAll(async () => {
+    for (const c of clients) await c.endAsync(true).catch(() => undefined);
+    await broker?.dispose();
+    await small?.dispose();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  async function client(port: number, opts: Record<string, unknown> = {}): Promise<MqttClient> {
+    const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, ...opts });
+    clients.push(c);
+    return c;
+  }
+
+  async function receive(port: number, topic: string, count: number): Promise<{ messages: string[]; done: Promise<void> }> {
+    const sub = await client(port);
+    const messages: string[] = [];
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    sub.on("message", (t, p) => {
+      if (t !== topic) return;
+      messages.push(p.toString());
+      if (messages.length === count) resolve();
+    });
+    await sub.subscribeAsync(topic, { qos: 1 });
+    return { messages, done };
+  }
+
+  const msg = (topic: string, n: number) => ({ topic, payload: JSON.stringify({ n }), qos: 1 as const, retain: false });
+
+  it("drop-oldest keeps the newest messages while disconnected, counts the dropped, then drains in order", async () => {
+    const publisher = new Publisher({ maxQueued: 10, overflow: "drop-oldest", maxInFlight: 100 });
+    for (let i = 0; i < 25; i++) expect(publisher.enqueue(msg("q/drop", i))).toBeUndefined();
+    expect(publisher.stats()).toMatchObject({ connected: false, queued: 10, dropped: 15, sent: 0 });
+    const got = await receive(broker.port, "q/drop", 10);
+    publisher.connected(await client(broker.port));
+    await got.done;
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([15, 16, 17, 18, 19, 20, 21, 22, 23, 24]);
+    expect(await publisher.drain(5000)).toBe(true);
+    expect(publisher.stats()).toMatchObject({ sent: 10, dropped: 15, queued: 0, inFlight: 0 });
+    publisher.close();
+  });
+
+  it("block holds producers until there is room and loses nothing", async () => {
+    const publisher = new Publisher({ maxQueued: 5, overflow: "block", maxInFlight: 2 });
+    const pending = Array.from({ length: 12 }, (_, i) => publisher.enqueue(msg("q/block", i)));
+    expect(pending.filter((p) => p !== undefined)).toHaveLength(7);
+    expect(publisher.stats()).toMatchObject({ queued: 5, blocked: 7, dropped: 0 });
+    const got = await receive(broker.port, "q/block", 12);
+    publisher.connected(await client(broker.port));
+    await Promise.all(pending);
+    await got.done;
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(12).keys()]);
+    expect(publisher.stats()).toMatchObject({ dropped: 0, blocked: 0 });
+    publisher.close();
+  });
+
+  it("never has more in flight than the broker's receive maximum", async () => {
+    const c = connect(`mqtt://127.0.0.1:${small.port}`, { protocolVersion: 5 });
+    clients.push(c);
+    const connack = await new Promise<IConnackPacket>((resolve) => c.once("connect", resolve));
+    const receiveMaximum = connack.properties?.receiveMaximum;
+    expect(receiveMaximum).toBe(5);
+    const publisher = new Publisher({ maxQueued: 10_000, overflow: "drop-oldest", maxInFlight: 1000 });
+    // Watch the window from the transport's side: count publishes not yet called back.
+    let outstanding = 0;
+    let peak = 0;
+    const watched = {
+      publish: (topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain: boolean }, cb: (err?: Error | null) => void) => {
+        outstanding++;
+        peak = Math.max(peak, outstanding);
+        c.publish(topic, payload, options, (err) => {
+          outstanding--;
+          cb(err);
+        });
+      },
+    };
+    const got = await receive(small.port, "q/window", 2000);
+    publisher.connected(watched, receiveMaximum);
+    for (let i = 0; i < 2000; i++) publisher.enqueue(msg("q/window", i));
+    await got.done;
+    expect(await publisher.drain(10_000)).toBe(true);
+    expect(peak).toBe(5);
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(2000).keys()]);
+    publisher.close();
+  });
+
+  it("a spool keeps what was queued across a close and reopen, then empties itself", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "traffic-spool-"));
+    dirs.push(dir);
+    const file = join(dir, "events.ndjson");
+    const options = (): PublisherOptions => ({ maxQueued: 1000, overflow: "drop-oldest", maxInFlight: 50, spool: new FileSpool(file) });
+    const first = new Publisher(options());
+    for (let i = 0; i < 300; i++) first.enqueue({ ...msg("q/spool", i), properties: { contentType: "application/json" } });
+    first.close();
+    expect(readFileSync(file, "utf8").trim().split("\n")).toHaveLength(300);
+
+    const second = new Publisher(options());
+    expect(second.stats()).toMatchObject({ queued: 300, spooled: 300 });
+    second.enqueue(msg("q/spool", 300));
+    const got = await receive(broker.port, "q/spool", 301);
+    second.connected(await client(broker.port));
+    await got.done;
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(301).keys()]);
+    expect(await second.drain(5000)).toBe(true);
+    second.close();
+    // Everything was acknowledged: the spool file is empty and a third start has nothing to send.
+    expect(statSync(file).size).toBe(0);
+    expect(existsSync(`${file}.acked`)).toBe(true);
+    const third = new Publisher(options());
+    expect(third.stats()).toMatchObject({ queued: 0, spooled: 0 });
+    third.close();
+  });
+});

@@ -1,0 +1,290 @@
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { connectAsync, type MqttClient } from "mqtt";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import registerNodes from "../../nodes/index";
+import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
+import { assertValidEvent } from "../support/events";
+import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
+import { systemCommand } from "../support/system";
+
+const require_ = createRequire(__filename);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const helper = require_("node-red-node-test-helper") as {
+  init(path: string): void;
+  load(node: unknown, flow: object[], credentials?: object): Promise<void>;
+  unload(): Promise<void>;
+  getNode(id: string): { receive(msg: object): void; on(ev: string, fn: (msg: object) => void): void; status?: unknown } | null;
+  startServer(): Promise<void>;
+  stopServer(): Promise<void>;
+};
+helper.init(require_.resolve("node-red"));
+
+const mosquittoBin = systemCommand("mosquitto");
+const mosquittoSub = systemCommand("mosquitto_sub");
+
+function flowEvent(i: number, side: "client" | "server"): FlowOpenEvent {
+  return makeEvent<FlowOpenEvent>(
+    { type: "flow-open", flowId: `f${i}`, protocol: "tcp", side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
+    { host: "agent-a", id: `ev-${i}` },
+  );
+}
+
+/** Collects `count` messages from `mosquitto_sub`, one JSON object a line with its topic. */
+function mosquittoSubCollect(port: number, topic: string, count: number): { ready: Promise<void>; done: Promise<Array<{ topic: string; payload: unknown }>>; stop(): void } {
+  // stdbuf: mosquitto_sub's stdout is a pipe here, so without it lines would wait in its buffer.
+  const child = spawn("stdbuf", ["-oL", mosquittoSub.path as string, "-h", "127.0.0.1", "-p", String(port), "-t", topic, "-q", "1", "-C", String(count), "-F", "%t %p", "-d"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let ready!: () => void;
+  const readyP = new Promise<void>((r) => (ready = r));
+  child.stdout.on("data", (c: Buffer) => {
+    out += c.toString();
+    if (out.includes("SUBACK")) ready();
+  });
+  const done = new Promise<Array<{ topic: string; payload: unknown }>>((resolve, reject) => {
+    child.once("exit", () => {
+      const lines = out.split("\n").filter((l) => l.startsWith("traffic/"));
+      try {
+        resolve(lines.map((l) => ({ topic: l.slice(0, l.indexOf(" ")), payload: JSON.parse(l.slice(l.indexOf(" ") + 1)) as unknown })));
+      } catch (e) {
+        reject(e);
+      }
+    });
+  });
+  return { ready: readyP, done, stop: () => child.kill("SIGTERM") };
+}
+
+/** MQTT topic filter match (+ one level, # the rest). */
+function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length || (f[i] !== "+" && f[i] !== t[i])) return false;
+  }
+  return f.length === t.length;
+}
+
+async function collect(client: MqttClient, filter: string, count: number, timeoutMs = 20_000): Promise<Array<{ topic: string; payload: unknown }>> {
+  const got: Array<{ topic: string; payload: unknown }> = [];
+  await client.subscribeAsync(filter, { qos: 1 });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`received ${got.length} of ${count}`)), timeoutMs);
+    client.on("message", (topic, payload) => {
+      if (!topicMatches(filter, topic)) return;
+      got.push({ topic, payload: JSON.parse(payload.toString()) as unknown });
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+  });
+}
+
+function flowFor(brokerNode: object, extra: object = {}): object[] {
+  return [
+    brokerNode,
+    { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{side}", qos: "1", maxQueued: 100000, maxInFlight: 100, statsInterval: 0, wires: [["out"]], ...extra },
+    { id: "out", type: "helper" },
+  ];
+}
+
+async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > until) throw new Error("timed out");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kind) => {
+  let mosquitto: Mosquitto | null = null;
+  let port = 0;
+  const skip = kind === "mosquitto" ? mosquittoBin.skip : false;
+
+  beforeAll(async () => {
+    if (skip) return;
+    await helper.startServer();
+    if (kind === "mosquitto") {
+      mosquitto = await startMosquitto(mosquittoBin.path as string);
+      port = mosquitto.port;
+    } else {
+      port = await freePort();
+    }
+  });
+  afterEach(async () => {
+    if (!skip) await helper.unload();
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await helper.stopServer();
+    await mosquitto?.dispose();
+  });
+
+  it.skipIf(skip)("subscribers (mqtt.js and mosquitto_sub) receive exactly the events sent, schema-valid, in order per topic", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, statusTopic: "traffic/{host}/status", agentHost: "agent-a" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", statusTopic: "traffic/{host}/status", agentHost: "agent-a" };
+    await helper.load(registerNodes, flowFor(broker));
+    // The broker node connects (and the embedded one listens) when its first user registers.
+    const status = await (async () => {
+      const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100, connectTimeout: 5000 }).catch(async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        return connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100 });
+      });
+      return c;
+    })();
+    const retained = await new Promise<unknown>((resolve) => {
+      status.on("message", (_t, p) => resolve(JSON.parse(p.toString())));
+      void status.subscribeAsync("traffic/agent-a/status", { qos: 1 });
+    });
+    assertValidEvent(retained);
+    expect(retained).toMatchObject({ type: "agent-status", status: "online", host: "agent-a" });
+    await status.endAsync();
+
+    const n = kind === "embedded" ? 2000 : 5000;
+    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const viaJs = collect(sub, "traffic/agent-a/flow-open/#", n);
+    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(port, "traffic/agent-a/flow-open/#", n);
+    await viaCli?.ready;
+    await new Promise((r) => setTimeout(r, 100));
+    const node = helper.getNode("ev");
+    if (!node) throw new Error("node not loaded");
+    const sent: TrafficEvent[] = [];
+    for (let i = 0; i < n; i++) {
+      const ev = flowEvent(i, i % 3 === 0 ? "client" : "server");
+      sent.push(ev);
+      node.receive({ payload: ev });
+    }
+    for (const got of [await viaJs, ...(viaCli ? [await viaCli.done] : [])]) {
+      expect(got.length).toBe(n);
+      for (const m of got) assertValidEvent(m.payload);
+      expect(new Set(got.map((m) => (m.payload as TrafficEvent).id))).toEqual(new Set(sent.map((e) => e.id)));
+      for (const side of ["client", "server"]) {
+        const topic = `traffic/agent-a/flow-open/${side}`;
+        const ids = got.filter((m) => m.topic === topic).map((m) => (m.payload as TrafficEvent).id);
+        expect(ids).toEqual(sent.filter((e) => (e as FlowOpenEvent).side === side).map((e) => e.id));
+      }
+    }
+    await sub.endAsync();
+    await helper.unload();
+  });
+
+  it.skipIf(skip)("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "agent-b" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", agentHost: "agent-b" };
+    await helper.load(registerNodes, flowFor(broker, { statsInterval: 1 }));
+    await new Promise((r) => setTimeout(r, 300));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const overridden = collect(sub, "custom/override", 1);
+    const statsOnBroker = new Promise<unknown>((resolve) => {
+      sub.on("message", (t, p) => {
+        if (t === "traffic/agent-b/mqtt-stats/none") resolve(JSON.parse(p.toString()));
+      });
+    });
+    await sub.subscribeAsync("traffic/agent-b/#", { qos: 1 });
+    const out = helper.getNode("out");
+    const fromOutput = new Promise<{ payload: unknown }>((resolve) => out?.on("input", (m) => resolve(m as { payload: unknown })));
+    helper.getNode("ev")?.receive({ topic: "custom/override", payload: { hello: 1 } });
+    expect((await overridden)[0]?.payload).toEqual({ hello: 1 });
+    const stats = (await fromOutput).payload;
+    assertValidEvent(stats);
+    expect(stats).toMatchObject({ type: "mqtt-stats", host: "agent-b", connected: true });
+    assertValidEvent(await statsOnBroker);
+    await waitFor(() => true);
+    await sub.endAsync();
+    await helper.unload();
+  });
+
+});
+
+describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, redeploy", () => {
+  let mosquitto: Mosquitto;
+  beforeAll(async () => {
+    await helper.startServer();
+    mosquitto = await startMosquitto(mosquittoBin.path as string);
+  });
+  afterEach(async () => {
+    await helper.unload();
+  });
+  afterAll(async () => {
+    await helper.stopServer();
+    await mosquitto?.dispose();
+  });
+  const external = (host: string) => ({ id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${mosquitto.port}`, protocolVersion: "5", agentHost: host, statusTopic: "" });
+
+  it("sends content type, user properties and message expiry with MQTT 5", async () => {
+    await helper.load(registerNodes, flowFor(external("p5"), { userProperties: "site=dc1\nsite=dc2\nrole=edge", expiry: "120" }));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { protocolVersion: 5 });
+    const packet = new Promise<{ properties?: Record<string, unknown> }>((resolve) => sub.on("message", (_t, _p, pk) => resolve(pk as { properties?: Record<string, unknown> })));
+    await sub.subscribeAsync("traffic/agent-a/#", { qos: 1 });
+    await waitFor(() => true);
+    await new Promise((r) => setTimeout(r, 200));
+    helper.getNode("ev")?.receive({ payload: flowEvent(1, "client"), userProperties: { flow: "f1" } });
+    const props = (await packet).properties ?? {};
+    expect(props["contentType"]).toBe("application/json");
+    expect(props["userProperties"]).toEqual({ site: ["dc1", "dc2"], role: "edge", flow: "f1" });
+    expect(props["messageExpiryInterval"]).toBeGreaterThan(100);
+    await sub.endAsync();
+  });
+
+  it("batches N events per topic into one JSON array message", async () => {
+    await helper.load(registerNodes, flowFor(external("batch"), { batchSize: 50, batchMs: 200 }));
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { protocolVersion: 5 });
+    const arrays: unknown[][] = [];
+    sub.on("message", (_t, p) => arrays.push(JSON.parse(p.toString()) as unknown[]));
+    await sub.subscribeAsync("traffic/agent-a/flow-open/server", { qos: 1 });
+    await new Promise((r) => setTimeout(r, 200));
+    const node = helper.getNode("ev");
+    const sent = Array.from({ length: 120 }, (_, i) => flowEvent(i, "server"));
+    for (const e of sent) node?.receive({ payload: e });
+    await waitFor(() => arrays.flat().length === 120);
+    // 50 + 50 by count, the last 20 by time.
+    expect(arrays.map((a) => a.length)).toEqual([50, 50, 20]);
+    for (const e of arrays.flat()) assertValidEvent(e);
+    expect(arrays.flat().map((e) => (e as TrafficEvent).id)).toEqual(sent.map((e) => e.id));
+    await sub.endAsync();
+  });
+
+  it("a redeploy closes the connection and the embedded broker, so the next deploy gets the port again", async () => {
+    const port = await freePort();
+    const embedded = { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "re" };
+    for (let deploy = 0; deploy < 3; deploy++) {
+      await helper.load(registerNodes, flowFor(embedded));
+      const sub = await (async () => {
+        for (let i = 0; ; i++) {
+          try {
+            return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 });
+          } catch (err) {
+            if (i > 50) throw err;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      })();
+      const got = collect(sub, "traffic/re/flow-open/client", 1);
+      await new Promise((r) => setTimeout(r, 100));
+      helper.getNode("ev")?.receive({ payload: { ...flowEvent(deploy, "client"), host: "re" } });
+      expect(((await got)[0]?.payload as TrafficEvent).id).toBe(`ev-${deploy}`);
+      await sub.endAsync(true);
+      await helper.unload();
+    }
+  });
+
+  it("while the broker is unreachable it queues, drops the oldest beyond the bound, and says so in stats and lost events", async () => {
+    const closedPort = await freePort();
+    const unreachable = { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${closedPort}`, protocolVersion: "5", agentHost: "down", reconnectPeriod: 200 };
+    await helper.load(registerNodes, flowFor(unreachable, { maxQueued: 5, statsInterval: 1 }));
+    const outputs: Array<{ payload: TrafficEvent }> = [];
+    helper.getNode("out")?.on("input", (m) => outputs.push(m as { payload: TrafficEvent }));
+    for (let i = 0; i < 8; i++) helper.getNode("ev")?.receive({ payload: flowEvent(i, "client") });
+    await waitFor(() => outputs.some((m) => m.payload.type === "lost"), 5000);
+    for (const m of outputs) assertValidEvent(m.payload);
+    const stats = outputs.find((m) => m.payload.type === "mqtt-stats")?.payload;
+    expect(stats).toMatchObject({ connected: false, queued: 5, dropped: 3, sent: 0 });
+    expect(outputs.find((m) => m.payload.type === "lost")?.payload).toMatchObject({ source: "publisher-queue", count: 3, host: "down" });
+  });
+});
+
