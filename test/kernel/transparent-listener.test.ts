@@ -127,7 +127,8 @@ describe.skipIf(skip)("transparent listener on the real kernel", () => {
     expect(direct.originalDstError?.code).toBe("ERR_NOT_REDIRECTED");
 
     const closed = await closeChild(l);
-    expect(closed.fds).toBe(closed.fdsBefore);
+    // No leak: as many descriptors as before or fewer (an unrelated one may have closed meanwhile).
+    expect(closed.fds).toBeLessThanOrEqual(closed.fdsBefore);
   });
 
   it("REDIRECT: IPv4-only and IPv6-only listeners", async () => {
@@ -244,7 +245,8 @@ describe.skipIf(skip)("transparent listener on the real kernel", () => {
     await hold.next(["open"]);
     await a.next(["connection"]);
     const closed = await closeChild(a);
-    expect(closed.fds).toBe(closed.fdsBefore);
+    // No leak: as many descriptors as before or fewer (an unrelated one may have closed meanwhile).
+    expect(closed.fds).toBeLessThanOrEqual(closed.fdsBefore);
     const again = listener(gw, { port: PORT, mode: "redirect" });
     expect((await again.next(["listening", "error"])).event).toBe("listening");
     await closeChild(again);
