@@ -5,6 +5,9 @@ import { huffmanCodeLengths } from "../../src/classify/hpack";
 import { TrafficError } from "../../src/errors";
 import { loadVectors } from "../support/classify-vectors";
 
+// FUZZ_RUNS (npm run fuzz) raises every property to at least that many runs.
+const runs = (ci: number): number => Math.max(ci, Number(process.env["FUZZ_RUNS"] ?? 0));
+
 const VECTORS = loadVectors().filter((v) => v.bytes.length > 0);
 const OUTCOMES = new Set(["unknown", "incomplete", "server-first"]);
 
@@ -44,7 +47,7 @@ describe("classify under random input", () => {
         if (r !== null) wellFormed(r, b.length);
         for (const s of DEFAULT_SNIFFERS) expect(["match", "no", "more"]).toContain(s.sniff(b, final).kind);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -55,7 +58,7 @@ describe("classify under random input", () => {
         const b = Buffer.concat([heads[i]!, Buffer.from(tail)]);
         wellFormed(classifyBytes(b), b.length);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -64,7 +67,7 @@ describe("classify under random input", () => {
       fc.property(mutated, (b) => {
         wellFormed(classifyBytes(b), b.length);
       }),
-      { numRuns: 5000 },
+      { numRuns: runs(5000) },
     );
   });
 
@@ -83,7 +86,7 @@ describe("classify under random input", () => {
         r ??= s.end();
         wellFormed(r, maxBytes);
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 
@@ -95,7 +98,7 @@ describe("classify under random input", () => {
         const s = huffmanDecode(bytes, 0, bytes.length);
         expect(s === null || typeof s === "string").toBe(true);
       }),
-      { numRuns: 5000 },
+      { numRuns: runs(5000) },
     );
   });
 
@@ -124,7 +127,7 @@ describe("classify under random input", () => {
         const enc = encode(bytes);
         expect(huffmanDecode(enc, 0, enc.length)).toBe(Buffer.from(bytes).toString("latin1"));
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -139,7 +142,7 @@ describe("classify under random input", () => {
           expect(err).toBeInstanceOf(TrafficError);
         }
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 });
