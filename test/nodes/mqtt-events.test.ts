@@ -25,7 +25,7 @@ const mosquittoSub = systemCommand("mosquitto_sub");
 
 function flowEvent(i: number, side: "client" | "server"): FlowOpenEvent {
   return makeEvent<FlowOpenEvent>(
-    { type: "flow-open", flowId: `f${i}`, protocol: "tcp", side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
+    { type: "flow-open", flowId: String(i + 1), protocol: "tcp", source: "ebpf", pid: null, comm: null, uid: null, ownerFrom: null, cgroupId: null, netns: null, partial: false, side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
     { host: "agent-a", id: `ev-${i}` },
   );
 }
