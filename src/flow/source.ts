@@ -13,7 +13,7 @@ import {
   type DiagSocket,
   type ProcOwner,
 } from "./sockdiag";
-import { eventIdSource, makeEvent } from "../events";
+import { eventIdSource, makeEvent } from "../events/make";
 import { EVENT_SCHEMA_VERSION, type FlowCapture, type FlowCloseEvent, type FlowEvent, type FlowOpenEvent, type FlowSide, type LostEvent } from "../events/types";
 import { cgroupV2Root, probeFlowFeatures, type FlowFeatureReport } from "./features";
 
