@@ -206,7 +206,9 @@ export default function register(RED: NodeAPI): void {
         const payload: unknown = event ?? msg.payload;
         const fields = payload !== null && typeof payload === "object" && !Buffer.isBuffer(payload) ? (payload as Record<string, unknown>) : {};
         const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-        const override = config.topicFromMsg !== false && typeof msg.topic === "string" && msg.topic !== "" ? msg.topic : undefined;
+        // This package's nodes label their messages in msg.topic (`ip:port`, the event type):
+        // for an event that label is not a topic, so events always take the template.
+        const override = event === null && config.topicFromMsg !== false && typeof msg.topic === "string" && msg.topic !== "" ? msg.topic : undefined;
         const topic = override !== undefined
           ? validatePublishTopic(override, "msg.topic")
           : topicOf({ host: str(fields["host"]) ?? broker.agentHost, type: str(fields["type"]) ?? "message", side: str(fields["side"]), protocol: str(fields["protocol"]) });
