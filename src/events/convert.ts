@@ -243,18 +243,24 @@ export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOpt
   );
 }
 
+const FLOW_TYPES: ReadonlySet<string> = new Set(["flow-open", "flow-state", "flow-close"]);
+
 /**
  * The event a message stands for, or null when it is none of the known kinds (publish it
- * as it is). In order: a payload that already is an event (returned unchanged), a forward
- * summary, a classified message (`msg.classification`), a `transparent in` connection
- * message (`msg._session` + connection info).
+ * as it is). In order: a payload that already is an event other than a flow event
+ * (returned unchanged), a forward summary, a classified message (`msg.classification`:
+ * its payload, a connection or a flow event, gives the addresses), a flow event (unchanged),
+ * a `transparent in` connection message (`msg._session` + connection info).
  */
 export function toEvent(msg: EventSourceMessage, options: ToEventOptions): TrafficEvent | null {
   const payload = msg.payload;
-  if (isTrafficEvent(payload)) return payload;
+  const event = isTrafficEvent(payload);
+  if (event && !FLOW_TYPES.has(payload.type)) return payload;
   if (isForwardSummary(payload)) return forwardSummaryEvent(payload, options);
   const classification = msg.classification;
+  // A flow event that went through classify stands for its classification.
   if (isClassification(classification)) return classificationEvent({ ...msg, classification }, options);
+  if (event) return payload;
   if (isTrafficSession(msg._session) && isConnectionInfo(payload)) return connectionAcceptedEvent(payload, options);
   return null;
 }
