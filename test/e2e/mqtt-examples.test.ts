@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
-import { freePort } from "../support/mosquitto";
+import { freePort, waitForPort } from "../support/mosquitto";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -80,6 +80,8 @@ describe("MQTT example flows, as the demo deploys them", () => {
     cleanup.push(() => env.stopNodeRed(red.child));
 
     const received: Array<{ topic: string; event: { type: string } & Record<string, unknown> }> = [];
+    // Node-RED is up; its embedded brokers and the listener start listening moments later.
+    for (const p of [logPort, connPort, listenPort]) await waitForPort(p, 20_000);
     for (const mqttPort of [logPort, connPort]) {
       const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
       cleanup.push(() => sub.endAsync(true).then(() => undefined));
@@ -92,15 +94,16 @@ describe("MQTT example flows, as the demo deploys them", () => {
     const localPort = await new Promise<number>((r) => client.once("connect", () => r(client.localPort!)));
     const has = (type: string, pred: (e: Record<string, unknown>) => boolean = () => true): boolean => received.some((m) => m.event.type === type && pred(m.event));
     const end = Date.now() + 20_000;
-    while (!(has("connection-accepted") && has("classification")) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    const mine = (e: Record<string, unknown>): boolean => e["remotePort"] === localPort;
+    while (!(has("connection-accepted", mine) && has("classification", mine)) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     client.destroy();
     // The host-wide log reports the client socket's close (eBPF as root, sock_diag otherwise).
     while (!has("flow-close", (e) => e["localPort"] === localPort) && Date.now() < end + 10_000) await new Promise((r) => setTimeout(r, 50));
     for (const m of received) assertValidEvent(m.event);
-    const accepted = received.find((m) => m.event.type === "connection-accepted");
+    const accepted = received.find((m) => m.event.type === "connection-accepted" && mine(m.event));
     expect(accepted?.event).toMatchObject({ mode: "plain", localPort: listenPort, remotePort: localPort });
     expect(accepted?.topic).toMatch(/^traffic\/[^/]+\/connection-accepted\/none$/);
-    const classified = received.find((m) => m.event.type === "classification");
+    const classified = received.find((m) => m.event.type === "classification" && mine(m.event));
     expect(classified?.event).toMatchObject({ protocol: "http1", rule: "web", remotePort: localPort, fields: { host: "example.test" } });
     expect(classified?.topic).toMatch(/^traffic\/[^/]+\/classification\/http1$/);
     const close = received.find((m) => m.event.type === "flow-close" && m.event["localPort"] === localPort);
