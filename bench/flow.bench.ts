@@ -2,7 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { FlowSource } from "../src/flow/source";
-import type { FlowEvent } from "../src/flow/types";
+import type { FlowEvent } from "../src/events/types";
 import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 
 // Bounded load: each phase runs at most PHASE_MS and MAX_CONNECTIONS connections.
@@ -81,8 +81,8 @@ export async function run(): Promise<BenchReport> {
       let closes = 0;
       const source = new FlowSource({ mode: "auto", ports: [server.port], open: false, close: true, reportExisting: false }, (events: FlowEvent[]) => {
         for (const e of events) {
-          if (e.type === "flow.close") closes++;
-          else if (e.type === "flow.lost") lost += e.count;
+          if (e.type === "flow-close") closes++;
+          else if (e.type === "lost") lost += e.count;
         }
       });
       mode = source.start().mode;

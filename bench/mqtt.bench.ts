@@ -52,7 +52,7 @@ async function waitForPort(port: number): Promise<void> {
 function sampleEvents(n: number): FlowOpenEvent[] {
   return Array.from({ length: n }, (_, i) =>
     makeEvent<FlowOpenEvent>(
-      { type: "flow-open", flowId: `f${i}`, protocol: "tcp", side: i % 2 === 0 ? "client" : "server", family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 20000), remoteIp: "198.51.100.7", remotePort: 443 },
+      { type: "flow-open", flowId: String(i + 1), protocol: "tcp", source: "ebpf", pid: null, comm: null, uid: null, ownerFrom: null, cgroupId: null, netns: null, partial: false, side: i % 2 === 0 ? "client" : "server", family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 20000), remoteIp: "198.51.100.7", remotePort: 443 },
       { host: "bench", id: `b-${i}` },
     ),
   );

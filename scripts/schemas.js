@@ -24,7 +24,7 @@ function eventInterfaces() {
 /** Returns { "<file>.json": text } for every schema, without writing anything. */
 function generateSchemas() {
   const TJS = require("typescript-json-schema");
-  const program = TJS.getProgramFromFiles([typesFile], { strict: true, skipLibCheck: true, types: [] }, root);
+  const program = TJS.getProgramFromFiles([typesFile], { strict: true, skipLibCheck: true, types: ["node"] }, root);
   const generator = TJS.buildGenerator(program, {
     required: true,
     noExtraProps: true,

@@ -8,11 +8,11 @@
  *   `compileIpFilter(rules)`.
  * - Transparent capture: `TransparentListener`, `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
  * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
- * - Events and MQTT: event types and `eventSchema(type)`, `makeEvent`, `Publisher` (ordered,
+ * - Events and MQTT: event types (every event, flow events included) and `eventSchema(type)`, `makeEvent`, `toEvent(msg)`, `Publisher` (ordered,
  *   bounded, optional `FileSpool`), `compileTopicTemplate`, `Batcher`.
  * - Host report: `capabilityReport()`.
  * - TCP flows of the host: `new FlowSource(options, onEvents)` (eBPF, else sock_diag),
- *   `probeFlowFeatures()`, `doctorReport()`; event types `FlowEvent` and friends.
+ *   `probeFlowFeatures()`, `doctorReport()`; it emits the flow events of `./events`.
  * Every error from bad input is a `TrafficError` with a `code` and a `reason`.
  */
 export { TrafficError, isTrafficError, type TrafficErrorCode } from "./errors";
@@ -44,20 +44,6 @@ export * from "./listener";
 export { FlowSource, explainBpfFailure, type FlowMode, type FlowSourceOptions, type FlowSourceStatus, type FlowSourceStats } from "./flow/source";
 export { compileFlowFilter, type FlowFilterSpec, type FlowFilter } from "./flow/filter";
 export { probeFlowFeatures, trialLoad, doctorReport, cgroupV2Root, type FlowFeatureReport } from "./flow/features";
-export {
-  FLOW_SCHEMA_VERSION,
-  type FlowEvent,
-  type FlowConnectionEvent,
-  type FlowOpenEvent,
-  type FlowCloseEvent,
-  type FlowStateEvent,
-  type FlowLostEvent,
-  type FlowSide,
-  type FlowEnd,
-  type FlowEventSource,
-  type FlowOwnerFrom,
-  type TcpStateName,
-} from "./flow/types";
 export * from "./events";
 export {
   Publisher,

@@ -97,6 +97,29 @@ function endpointsOf(info: Record<string, unknown>): Endpoints {
   return out;
 }
 
+/**
+ * A flow source event (`flow-close` with first-bytes capture on): its `firstBytes` are
+ * base64 per direction. The client's first bytes are what a client socket sent, or what an
+ * accepted socket received; the destination is the remote end of a client socket and the
+ * local end of an accepted one.
+ */
+function flowInput(info: Record<string, unknown>): Input | null {
+  const fb = info["firstBytes"];
+  if (typeof info["flowId"] !== "string" || fb === null || typeof fb !== "object" || Buffer.isBuffer(fb) || Array.isArray(fb)) return null;
+  const side = info["side"];
+  const text = (fb as { sent?: unknown; received?: unknown })[side === "server" ? "received" : "sent"];
+  const bytes = typeof text === "string" ? Buffer.from(text, "base64") : Buffer.alloc(0);
+  const client = side === "server";
+  const endpoints: Endpoints = {};
+  const dst = info[client ? "localIp" : "remoteIp"];
+  const dport = info[client ? "localPort" : "remotePort"];
+  const src = info[client ? "remoteIp" : "localIp"];
+  if (typeof dst === "string") endpoints.destinationAddress = dst;
+  if (typeof dport === "number") endpoints.destinationPort = dport;
+  if (typeof src === "string") endpoints.clientAddress = src;
+  return { bytes, endpoints, sessionId: null };
+}
+
 interface Input {
   bytes: Buffer;
   endpoints: Endpoints;
@@ -136,6 +159,8 @@ export default function register(RED: NodeAPI): void {
       if (auto && m.payload !== null && typeof m.payload === "object" && !Buffer.isBuffer(m.payload)) {
         const info = m.payload as Record<string, unknown>;
         const session = isTrafficSession(m._session) ? m._session.id : null;
+        const flow = flowInput(info);
+        if (flow !== null) return flow;
         if ("firstBytes" in info || session !== null) {
           // A live connection may not have sent anything yet: that is zero bytes, not an error.
           const bytes = info["firstBytes"] === undefined ? Buffer.alloc(0) : bytesOf(info["firstBytes"]);

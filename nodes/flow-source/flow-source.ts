@@ -1,7 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
-import type { FlowEvent } from "../../src/flow/types";
+import type { FlowEvent } from "../../src/events/types";
 import { throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
@@ -77,15 +77,15 @@ export default function register(RED: NodeAPI): void {
       if (pending.length === 0) return;
       const batch = pending;
       pending = [];
-      node.send({ topic: "flow.batch", payload: batch } as NodeMessage);
+      node.send({ topic: "flow-batch", payload: batch } as NodeMessage);
     };
 
     const onEvents = (events: FlowEvent[]): void => {
       for (const e of events) {
-        if (e.type === "flow.lost") {
+        if (e.type === "lost") {
           lost += e.count;
           showStatus();
-          node.warn(`lost ${e.count} flow events (${e.where}, ${e.source})`);
+          node.warn(`lost ${e.count} flow events (${e.source}, ${e.capture ?? mode})`);
         }
       }
       if (config.delivery === "batch") {

@@ -2,7 +2,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { TrafficError } from "../../src/errors";
-import { makeEvent, type LostEvent, type MqttStatsEvent } from "../../src/events";
+import { makeEvent, toEvent, type LostEvent, type MqttStatsEvent } from "../../src/events";
 import { Batcher } from "../../src/mqtt/batcher";
 import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishProperties, type PublisherStats, type PublishTransport } from "../../src/mqtt/publisher";
 import { FileSpool } from "../../src/mqtt/spool";
@@ -35,6 +35,11 @@ interface MqttEventsDef extends NodeDef {
   batchMs: string | number;
   /** Seconds between stats events; 0 = none. */
   statsInterval: string | number;
+  /**
+   * Convert known messages (a `transparent in` connection, a `classify` result, a forward
+   * summary) to the package's events before publishing; default on.
+   */
+  convert: boolean;
 }
 
 /** Parses `name=value` lines into MQTT 5 user properties; a repeated name keeps every value. */
@@ -196,10 +201,14 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       try {
-        const payload = msg.payload;
+        // A known message becomes its event; an event or any other payload goes as it is.
+        const event = config.convert !== false ? toEvent(msg, { host: broker.agentHost }) : null;
+        const payload: unknown = event ?? msg.payload;
         const fields = payload !== null && typeof payload === "object" && !Buffer.isBuffer(payload) ? (payload as Record<string, unknown>) : {};
         const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-        const override = config.topicFromMsg !== false && typeof msg.topic === "string" && msg.topic !== "" ? msg.topic : undefined;
+        // This package's nodes label their messages in msg.topic (`ip:port`, the event type):
+        // for an event that label is not a topic, so events always take the template.
+        const override = event === null && config.topicFromMsg !== false && typeof msg.topic === "string" && msg.topic !== "" ? msg.topic : undefined;
         const topic = override !== undefined
           ? validatePublishTopic(override, "msg.topic")
           : topicOf({ host: str(fields["host"]) ?? broker.agentHost, type: str(fields["type"]) ?? "message", side: str(fields["side"]), protocol: str(fields["protocol"]) });

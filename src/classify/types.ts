@@ -44,16 +44,21 @@ export interface ClassificationFields {
   /** ALPN offers HTTP (h2 or http/1.x): HTTPS over TCP rather than some other TLS protocol. */
   https?: boolean;
   // HTTP/1.x and HTTP/2
+  /** HTTP request method (GET, POST, PRI for the HTTP/2 preface). */
   method?: string;
   /** Host header (HTTP/1) or :authority (HTTP/2), lower-cased, port kept. */
   host?: string;
+  /** HTTP request path (HTTP/1 request target or HTTP/2 :path). */
   path?: string;
   /** "1.0", "1.1" or "2". */
   httpVersion?: string;
+  /** HTTP Content-Type header value. */
   contentType?: string;
   /** HTTP/1 Upgrade header value (websocket, h2c, …). */
   upgrade?: string;
+  /** gRPC service name, from the HTTP/2 :path. */
   grpcService?: string;
+  /** gRPC method name, from the HTTP/2 :path. */
   grpcMethod?: string;
   // SSH
   /** Protocol version from the banner ("2.0"). */
@@ -71,28 +76,44 @@ export interface ClassificationFields {
   // PostgreSQL
   /** `startup`, `ssl` (SSLRequest), `gssenc` (GSSENCRequest) or `cancel`. */
   pgRequest?: "startup" | "ssl" | "gssenc" | "cancel";
+  /** PostgreSQL startup user name. */
   user?: string;
+  /** PostgreSQL startup database name. */
   database?: string;
+  /** PostgreSQL startup application_name. */
   applicationName?: string;
   // Kafka
+  /** Kafka request API key. */
   apiKey?: number;
+  /** Kafka request API name (Metadata, ApiVersions, …). */
   apiName?: string;
+  /** Kafka request API version. */
   apiVersion?: number;
+  /** Kafka request correlation id. */
   correlationId?: number;
   // Dubbo
+  /** Dubbo serialization id from the header flags. */
   serialization?: number;
+  /** Dubbo two-way (request expects a response) flag. */
   twoWay?: boolean;
+  /** Dubbo event (heartbeat) flag. */
   event?: boolean;
   // SOCKS
+  /** SOCKS request command. */
   socksCommand?: "connect" | "bind" | "udp-associate";
   /** SOCKS5 authentication methods offered. */
   socksMethods?: number[];
+  /** SOCKS target host (name or address). */
   targetHost?: string;
+  /** SOCKS target port. */
   targetPort?: number;
   // PROXY protocol
+  /** PROXY protocol header version. */
   proxyVersion?: 1 | 2;
   // DNS over TCP
+  /** DNS question name. */
   dnsName?: string;
+  /** DNS question type (A, AAAA, …). */
   dnsType?: string;
   // Outcomes
   /** For `incomplete`: the sniffers that still wanted more bytes. */

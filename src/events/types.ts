@@ -1,6 +1,10 @@
 // Every event this package publishes. scripts/schemas.js generates schemas/<type>.json
 // from the interfaces below (one per event, plus schemas/event.json for the union), so
-// the JSDoc here is what subscribers read in the schema `description`s.
+// the JSDoc here is what subscribers read in the schema `description`s. This is the one
+// declaration of every event: producers (flow source, listener messages through
+// `toEvent`, the MQTT nodes) build these types and nothing else.
+
+import type { ClassificationFields, ClassifiedAs } from "../classify/types";
 
 /**
  * Version of the event contracts. Raised when a field is removed or changes meaning;
@@ -59,6 +63,7 @@ export interface Endpoint {
   /** IPv4 dotted quad or IPv6 text (RFC 5952 form, IPv4-mapped addresses as `::ffff:a.b.c.d`). */
   ip: string;
   /**
+   * Port number.
    * @minimum 0
    * @maximum 65535
    */
@@ -72,6 +77,7 @@ export interface SocketAddresses {
   /** Address of this end of the observed socket (the address it is bound to). */
   localIp: string;
   /**
+   * Port of this end of the socket.
    * @minimum 0
    * @maximum 65535
    */
@@ -79,6 +85,7 @@ export interface SocketAddresses {
   /** Address of the other end of the observed socket (its peer, before any PROXY header or forwarding header). */
   remoteIp: string;
   /**
+   * Port of the other end of the socket.
    * @minimum 0
    * @maximum 65535
    */
@@ -87,9 +94,11 @@ export interface SocketAddresses {
 
 /** A transparent listener accepted a connection. */
 export interface ConnectionAcceptedEvent extends EventBase, SocketAddresses {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "connection-accepted";
   /**
-   * Id of the live connection (`msg._session.id`).
+   * Id of the live connection (`msg._session.id`); classification and forward-summary
+   * events of the same connection carry it too.
    * @minLength 1
    */
   connectionId: string;
@@ -98,145 +107,413 @@ export interface ConnectionAcceptedEvent extends EventBase, SocketAddresses {
   /** An accepted socket: the peer opened the connection. */
   side: "server";
   /** Where the client meant to connect before redirection, when known. */
-  originalDst?: Endpoint & {
-    /** How the listener learned it. */
-    method: "so_original_dst" | "tproxy-local-address" | "proxy-protocol";
+  originalDst?: OriginalDst;
+  /** Why there is no `originalDst` in mode redirect/tproxy: `code` is the errno name (ENOENT: no conntrack entry) or ERR_NOT_REDIRECTED. */
+  originalDstError?: {
+    /** errno name or error code. */
+    code: string;
+    /** The error in words. */
+    message: string;
   };
-  /** The real client address (PROXY header or trusted forwarding headers), when it differs from `remoteIp`. */
+  /** The real client address from the PROXY protocol header, when the peer sent one with addresses. */
   clientIp?: string;
+  /**
+   * Port of the real client from the PROXY protocol header.
+   * @minimum 0
+   * @maximum 65535
+   */
+  clientPort?: number;
+  /**
+   * PROXY protocol version the peer used, when it sent a header.
+   */
+  proxyVersion?: 1 | 2;
+  /**
+   * First bytes of the stream the listener read before handing the connection on (a count; the bytes stay with the connection).
+   * @minimum 0
+   */
+  firstBytesLength?: number;
 }
 
-/** The protocol of a connection was recognised from its first bytes. */
+/** Where a redirected client meant to connect. */
+export interface OriginalDst extends Endpoint {
+  /** How the listener learned it. */
+  method: "so_original_dst" | "tproxy-local-address" | "proxy-protocol";
+}
+
+/**
+ * The protocol of a connection was recognised from its first bytes (the `classify` node's
+ * `msg.classification`, with the connection's addresses when the message carried them).
+ */
 export interface ClassificationEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "classification";
-  /** @minLength 1 */
-  connectionId: string;
-  /** The side of the classified socket (see Side). */
-  side: Side;
-  /** Recognised protocol (`tls`, `http1`, `http2`, `grpc`, `ssh`, `mqtt`, `redis`, `postgresql`, `kafka`, `dubbo`, `proxy`), or `unknown`. */
-  protocol: string;
-  /** TLS ClientHello server name, when the protocol is TLS and it sent one. */
-  sni?: string;
-  /** TLS ALPN protocols offered, in the client's order. */
-  alpn?: string[];
-  /** HTTP Host (HTTP/1) or :authority (HTTP/2). */
-  httpHost?: string;
-  /** Name of the rule that matched, or `default` when none did (unknown traffic is routed, never dropped). */
-  rule: string;
   /**
-   * Index of the output the message left by.
+   * Id of the live connection (`msg._session.id`) when the bytes came from a transparent listener.
+   * @minLength 1
+   */
+  connectionId?: string;
+  /**
+   * Id of the flow (socket cookie) when the bytes came from a flow event's first bytes.
+   * @pattern ^[0-9]+$
+   */
+  flowId?: string;
+  /** Side of the socket whose first bytes were classified (see FlowSide), when known. */
+  side?: FlowSide;
+  /** IP family of that socket, when known. */
+  family?: 4 | 6;
+  /** Address of this end of the socket (see SocketAddresses), when known. */
+  localIp?: string;
+  /**
+   * Port of this end of the socket.
+   * @minimum 0
+   * @maximum 65535
+   */
+  localPort?: number;
+  /** Address of the other end of the socket, when known. */
+  remoteIp?: string;
+  /**
+   * Port of the other end of the socket.
+   * @minimum 0
+   * @maximum 65535
+   */
+  remotePort?: number;
+  /** Where the client meant to connect before redirection, when known. */
+  originalDst?: OriginalDst;
+  /**
+   * What the stream is: a protocol (`tls`, `http1`, `http2`, `grpc`, `ssh`, `mqtt`, `redis`,
+   * `postgresql`, `kafka`, `dubbo`, `socks4`, `socks5`, `proxy`, `dns`), or an outcome:
+   * `unknown` (no sniffer matched), `incomplete` (the byte cap or deadline came first),
+   * `server-first` (the client sent nothing; the server speaks first).
+   */
+  protocol: ClassifiedAs;
+  /**
+   * 1 when the bytes passed the protocol's full structural checks; lower when they were cut short or the signature is weak.
+   * @minimum 0
+   * @maximum 1
+   */
+  confidence: number;
+  /** Facts read from the first bytes (TLS SNI and ALPN, HTTP host and path, …); only those the protocol carries. */
+  fields: ClassificationFields;
+  /** Name of the routing rule that matched, or null when none did (the "other" output: unknown traffic is routed, never dropped). */
+  rule: string | null;
+  /**
+   * Index (0-based) of the output the message left by.
    * @minimum 0
    */
   output: number;
   /**
-   * Bytes inspected before deciding.
+   * Bytes examined before deciding.
    * @minimum 0
    */
   bytesInspected: number;
 }
 
-/** A forwarded connection ended; totals for both directions. */
-export interface ForwardSummaryEvent extends EventBase, SocketAddresses {
+/**
+ * How a forwarded connection ended: `normal` (both directions closed), `reset` (either side
+ * reset it), `refused` (the target refused the connect), `timeout` (connect or idle
+ * timeout), `error` (another error, see `error`), `rejected` (policy rejected it, no upstream).
+ */
+export type ForwardEnd = "normal" | "reset" | "refused" | "timeout" | "error" | "rejected";
+
+/**
+ * How the client's identity was passed to the target: `none`, a PROXY protocol header
+ * (`proxy-v1`, `proxy-v2`), or `source` (the upstream connection used the client's own
+ * address, transparent bind).
+ */
+export type ForwardIdentity = "none" | "proxy-v1" | "proxy-v2" | "source";
+
+/** A forwarded (or rejected) connection ended; totals for both directions. */
+export interface ForwardSummaryEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "forward-summary";
-  /** @minLength 1 */
-  connectionId: string;
-  /** Side of the downstream (client-facing) socket whose addresses this event carries. */
-  side: Side;
-  /** Where the connection was forwarded to (absent when rejected). */
-  upstream?: Endpoint;
-  /** What the forward did: `forwarded` to an upstream, `rejected` by policy, or `failed` to connect. */
-  action: "forwarded" | "rejected" | "failed";
-  /** Whether the upstream connection used the client's source address (transparent bind). */
-  preservedSource: boolean;
-  /** Whether a PROXY protocol header was sent upstream. */
-  proxyHeader: boolean;
   /**
-   * Bytes from the client towards the upstream.
+   * Id of the live connection (`msg._session.id`).
+   * @minLength 1
+   */
+  connectionId: string;
+  /** What the forward did: `forward` to a target, or `reject` by policy. */
+  action: "forward" | "reject";
+  /** Where the connection was forwarded to (absent when rejected). */
+  target?: ForwardTarget;
+  /** How the client's identity was passed on (see ForwardIdentity). */
+  identity: ForwardIdentity;
+  /**
+   * Payload bytes from the client towards the target.
    * @minimum 0
    */
   bytesUp: number;
   /**
-   * Bytes from the upstream towards the client.
+   * Payload bytes from the target towards the client.
    * @minimum 0
    */
   bytesDown: number;
   /**
-   * Milliseconds from accept to the close of both directions.
+   * Milliseconds from the forward's start to the close of both directions.
    * @minimum 0
    */
   durationMs: number;
-  /** errno name (ECONNREFUSED, ETIMEDOUT, …) when the forward failed. */
+  /** How it ended (see ForwardEnd). */
+  end: ForwardEnd;
+  /** errno name (ECONNREFUSED, ETIMEDOUT, …) or error code when it ended with an error. */
   error?: string;
+  /** Side of the client-facing socket whose addresses follow: always `server` (it was accepted). */
+  side?: "server";
+  /** IP family of the client-facing socket, when the summary carried its addresses. */
+  family?: 4 | 6;
+  /** Address of the listener end of the client-facing socket. */
+  localIp?: string;
+  /**
+   * Port of this end of the socket.
+   * @minimum 0
+   * @maximum 65535
+   */
+  localPort?: number;
+  /** The client (peer of the accepted socket). */
+  remoteIp?: string;
+  /**
+   * Port of the other end of the socket.
+   * @minimum 0
+   * @maximum 65535
+   */
+  remotePort?: number;
 }
 
-/** Fields of the flow events (eBPF flow source or its sock_diag fallback). */
-export interface FlowFields extends SocketAddresses {
+/** A forward target: host name or IP, and port. */
+export interface ForwardTarget {
   /**
-   * Id of the flow, the same on its open, state and close events.
+   * Host name or IP address as configured.
    * @minLength 1
    */
-  flowId: string;
-  protocol: "tcp" | "udp";
-  /** Who opened the flow, seen from the observed socket (see Side). */
-  side: Side;
-  /** Process that owns the socket, when the source knows it. */
-  pid?: number;
-  /** Command name of that process (kernel `comm`, at most 15 characters). */
-  comm?: string;
-  /** cgroup v2 id of the socket's owner, when the source knows it. */
-  cgroupId?: string;
+  host: string;
+  /**
+   * Port number.
+   * @minimum 1
+   * @maximum 65535
+   */
+  port: number;
 }
 
-/** A flow was opened. */
+/**
+ * Who opened a flow, seen from the observed socket (see Side); `unknown` when the source
+ * saw the socket only after it was created and nothing told its side (partial flows).
+ */
+export type FlowSide = Side | "unknown";
+
+/** Which capture produced a flow event: the eBPF programs, or the sock_diag fallback. */
+export type FlowCapture = "ebpf" | "sockdiag";
+
+/**
+ * Where the owner (pid, comm, uid) was taken, in the owner's process context: `connect`
+ * (the client's connect), `io` (the first send or receive of an accepted socket), `close`
+ * (the close of a socket that never did I/O), `proc` (matched by socket inode in /proc,
+ * sock_diag fallback).
+ */
+export type FlowOwnerFrom = "connect" | "io" | "close" | "proc";
+
+/**
+ * How a flow ended: `normal` (FIN), `reset` (the peer reset it: ECONNRESET/EPIPE),
+ * `abort` (this side reset it: close with unread data, SO_LINGER 0), `refused`
+ * (ECONNREFUSED), `timeout` (ETIMEDOUT), `error` (another socket error, see `error`),
+ * `unknown` (sock_diag does not say).
+ */
+export type FlowEnd = "normal" | "reset" | "abort" | "refused" | "timeout" | "error" | "unknown";
+
+/** TCP state names, as `ss` prints them (`UNKNOWN` for a number the kernel added later). */
+export type TcpStateName =
+  | "ESTABLISHED"
+  | "SYN_SENT"
+  | "SYN_RECV"
+  | "FIN_WAIT1"
+  | "FIN_WAIT2"
+  | "TIME_WAIT"
+  | "CLOSE"
+  | "CLOSE_WAIT"
+  | "LAST_ACK"
+  | "LISTEN"
+  | "CLOSING"
+  | "UNKNOWN";
+
+/**
+ * Fields of the flow events (the `flow source`: eBPF, or its sock_diag fallback). Every
+ * field is always present; `null` means the source does not know it.
+ */
+export interface FlowFields extends SocketAddresses {
+  /**
+   * Id of the flow: the socket cookie, decimal. The same on the flow's open, state and close
+   * events, and the same from eBPF and sock_diag. The two ends of one loopback connection are
+   * two sockets, so two flows.
+   * @pattern ^[0-9]+$
+   */
+  flowId: string;
+  /** Transport protocol: the flow source observes TCP. */
+  protocol: "tcp";
+  /** Which capture reported the event (see FlowCapture). */
+  source: FlowCapture;
+  /** Who opened the flow (see FlowSide). */
+  side: FlowSide;
+  /**
+   * Process (thread group id) that owns the socket; null when not known.
+   * @minimum 1
+   */
+  pid: number | null;
+  /** Command name of that process (kernel `comm`, at most 15 bytes); null when not known. */
+  comm: string | null;
+  /**
+   * User id of that process (eBPF) or of the socket (sock_diag); null when not known.
+   * @minimum 0
+   */
+  uid: number | null;
+  /** Where the owner was taken (see FlowOwnerFrom); null when the owner is not known. */
+  ownerFrom: FlowOwnerFrom | null;
+  /**
+   * cgroup v2 id of the socket (decimal); null when not known.
+   * @pattern ^[0-9]+$
+   */
+  cgroupId: string | null;
+  /**
+   * Inode of the socket's network namespace (as `stat /proc/<pid>/ns/net` shows); null when not known.
+   * @minimum 1
+   */
+  netns: number | null;
+  /**
+   * The flow existed before capture started (or was first seen by a periodic dump): its
+   * start time, handshake and early counters are missing.
+   */
+  partial: boolean;
+}
+
+/** A flow reached ESTABLISHED (an accepted socket: reported once its owner is known). */
 export interface FlowOpenEvent extends EventBase, FlowFields {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "flow-open";
 }
 
-/** A TCP flow changed state. */
+/** A TCP state change of a flow (only when state events are selected). */
 export interface FlowStateEvent extends EventBase, FlowFields {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "flow-state";
-  /** Previous TCP state (`SYN_SENT`, `ESTABLISHED`, …). */
-  oldState: string;
-  /** New TCP state. */
-  newState: string;
+  /** State before the change. */
+  oldState: TcpStateName;
+  /** State after the change. */
+  newState: TcpStateName;
 }
 
-/** A flow was closed. */
-export interface FlowCloseEvent extends EventBase, FlowFields {
-  type: "flow-close";
+/** First payload bytes of a flow, each direction, base64 (RFC 4648, with padding). */
+export interface FlowFirstBytes {
   /**
-   * Bytes this socket sent.
+   * First bytes this socket sent, base64.
+   * @pattern ^[A-Za-z0-9+/]*={0,2}$
+   */
+  sent?: string;
+  /**
+   * First bytes this socket received, base64.
+   * @pattern ^[A-Za-z0-9+/]*={0,2}$
+   */
+  received?: string;
+}
+
+/** A flow closed, with its final counters. */
+export interface FlowCloseEvent extends EventBase, FlowFields {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
+  type: "flow-close";
+  /** How it ended (see FlowEnd). */
+  end: FlowEnd;
+  /** The socket error as an errno name (ECONNREFUSED, ECONNRESET, ETIMEDOUT, …); null when none. */
+  error: string | null;
+  /** The state before CLOSE. */
+  lastState: TcpStateName;
+  /** Whether the flow ever reached ESTABLISHED. */
+  established: boolean;
+  /**
+   * Payload bytes this socket sent (retransmissions counted once, no SYN/FIN).
    * @minimum 0
    */
   bytesSent: number;
   /**
-   * Bytes this socket received.
+   * Payload bytes this socket received (no SYN/FIN).
    * @minimum 0
    */
   bytesReceived: number;
+  /** True when the byte counts are exact payload; false when they may include the peer's FIN (sock_diag cannot tell). */
+  bytesExact: boolean;
   /**
-   * Milliseconds the flow was open, when its open was seen.
+   * Bytes sent again by retransmission.
    * @minimum 0
    */
-  durationMs?: number;
+  bytesRetransmitted: number;
+  /**
+   * Segments retransmitted.
+   * @minimum 0
+   */
+  retransmits: number;
+  /**
+   * Smoothed round-trip time in microseconds; null when never measured.
+   * @minimum 0
+   */
+  srttUs: number | null;
+  /**
+   * Minimum round-trip time in microseconds; null when there was no sample.
+   * @minimum 0
+   */
+  rttMinUs: number | null;
+  /**
+   * Segments received.
+   * @minimum 0
+   */
+  segmentsIn: number;
+  /**
+   * Segments sent.
+   * @minimum 0
+   */
+  segmentsOut: number;
+  /**
+   * Milliseconds from the SYN (client) or the accepted socket's creation (server) to the
+   * close; null when partial.
+   * @minimum 0
+   */
+  durationMs: number | null;
+  /**
+   * Milliseconds from SYN sent to ESTABLISHED, client side only; null otherwise.
+   * @minimum 0
+   */
+  handshakeMs: number | null;
+  /** First payload bytes each way, when first-bytes capture is on (eBPF with cgroup_skb on the cgroup v2 root). */
+  firstBytes?: FlowFirstBytes;
 }
 
-/** Events were lost before they could be published; says where and how many. */
+/**
+ * Where events were lost: `kernel` (the eBPF ring buffer was full), `js` (batches the JS
+ * thread could not take), `netlink` (sock_diag multicast overrun: the count is unknown,
+ * each overrun counts 1), `publisher-queue` (the MQTT publisher's queue overflowed,
+ * drop-oldest), `input` (a node could not take its input).
+ */
+export type LostWhere = "kernel" | "js" | "netlink" | "publisher-queue" | "input";
+
+/** Events were lost before they could be delivered or published; says where and how many. */
 export interface LostEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "lost";
-  /** Where they were lost: the kernel ring buffer, the publisher queue (overflow), or a node's input. */
-  source: "ring-buffer" | "publisher-queue" | "input";
+  /** Where they were lost (see LostWhere). */
+  source: LostWhere;
+  /** The flow capture that lost them (kernel, js, netlink), when a flow source did. */
+  capture?: FlowCapture;
   /**
    * Events lost since the previous lost event from this source.
    * @minimum 1
    */
   count: number;
+  /**
+   * Events lost at this place since the producer started, when it counts them.
+   * @minimum 1
+   */
+  total?: number;
   /** Why, in words an operator can act on. */
   reason?: string;
 }
 
 /** The agent's status, published retained as the birth message and as the last will. */
 export interface AgentStatusEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "agent-status";
   /** `online` (birth), `offline` (clean shutdown or last will set by the broker). */
   status: "online" | "offline";
@@ -248,6 +525,7 @@ export interface AgentStatusEvent extends EventBase {
 
 /** Counts of one publisher, sent periodically. */
 export interface MqttStatsEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "mqtt-stats";
   /** Whether the broker connection is up. */
   connected: boolean;
@@ -282,6 +560,12 @@ export interface MqttStatsEvent extends EventBase {
    */
   intervalMs: number;
 }
+
+/** The flow events of one connection. */
+export type FlowConnectionEvent = FlowOpenEvent | FlowStateEvent | FlowCloseEvent;
+
+/** Everything a flow source emits: flow events and its lost counts. */
+export type FlowEvent = FlowConnectionEvent | LostEvent;
 
 /** Any event of this package. */
 export type TrafficEvent =

@@ -2,7 +2,7 @@ import { parseCidr, type IpRange } from "../net/cidr";
 import { tryParseIp } from "../net/ip";
 import { compileRanges } from "../net/cidr";
 import { TrafficError } from "../errors";
-import type { FlowConnectionEvent } from "./types";
+import type { FlowConnectionEvent } from "../events/types";
 
 /** Which connections a flow source reports. Empty lists mean "all". */
 export interface FlowFilterSpec {

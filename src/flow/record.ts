@@ -1,7 +1,12 @@
 import { constants } from "node:os";
 import { formatIPv4, formatIPv6 } from "../net/ip";
-import type { FlowCloseEvent, FlowConnectionEvent, FlowEnd, FlowOwnerFrom, FlowSide, TcpStateName } from "./types";
-import { FLOW_SCHEMA_VERSION } from "./types";
+import { EVENT_SCHEMA_VERSION, type FlowCloseEvent, type FlowConnectionEvent, type FlowEnd, type FlowOwnerFrom, type FlowSide, type TcpStateName } from "../events/types";
+
+/** What a producer stamps on every event: the host that observed it and a unique event id. */
+export interface EventStamp {
+  readonly host: string;
+  nextId(): string;
+}
 
 // Layout of struct flow_record (native/flow/flow.h); the addon reports its size and version.
 export const RECORD_VERSION = 1;
@@ -92,7 +97,7 @@ export function addressText(buf: Buffer, offset: number, family: 4 | 6): string 
   return formatIPv6(groups);
 }
 
-function comm(buf: Buffer, offset: number): string {
+function commAt(buf: Buffer, offset: number): string {
   const raw = buf.subarray(offset, offset + 16);
   const end = raw.indexOf(0);
   return raw.toString("utf8", 0, end < 0 ? 16 : end);
@@ -104,7 +109,8 @@ function ms(fromNs: bigint, toNs: bigint): number {
 
 /** First payload bytes of one direction of a connection, by socket cookie. */
 export interface FirstBytes {
-  readonly id: string;
+  /** Socket cookie, decimal (the flow id). */
+  readonly flowId: string;
   readonly direction: "sent" | "received";
   readonly data: Buffer;
 }
@@ -116,6 +122,7 @@ export interface FirstBytes {
 export function decodeRecords(
   batch: Buffer,
   clock: ClockMap,
+  stamp: EventStamp,
   onBytes?: (bytes: FirstBytes) => void,
 ): { events: FlowConnectionEvent[]; skipped: number; openPending: Set<string> } {
   const events: FlowConnectionEvent[] = [];
@@ -132,7 +139,7 @@ export function decodeRecords(
     if (version === RECORD_VERSION && size === BYTES_RECORD_SIZE && batch[off + 4] === KIND_BYTES) {
       const length = Math.min(batch.readUInt16LE(off + 6), BYTES_RECORD_SIZE - 32);
       onBytes?.({
-        id: batch.readBigUInt64LE(off + 16).toString(),
+        flowId: batch.readBigUInt64LE(off + 16).toString(),
         direction: batch[off + 5] === 1 ? "sent" : "received",
         data: Buffer.from(batch.subarray(off + 32, off + 32 + length)),
       });
@@ -144,11 +151,11 @@ export function decodeRecords(
       off += size;
       continue;
     }
-    const event = decodeRecord(batch, off, clock);
+    const event = decodeRecord(batch, off, clock, stamp);
     if (event === null) skipped++;
     else {
       events.push(event);
-      if (event.type === "flow.close" && (batch[off + 7]! & F_OPEN_PENDING) !== 0) openPending.add(event.id);
+      if (event.type === "flow-close" && (batch[off + 7]! & F_OPEN_PENDING) !== 0) openPending.add(event.flowId);
     }
     off += size;
   }
@@ -171,16 +178,16 @@ export class OpenBeforeClose {
     const out: FlowConnectionEvent[] = [];
     const opened = new Set<string>();
     for (const e of events) {
-      if (e.type === "flow.open") {
+      if (e.type === "flow-open") {
         out.push(e);
-        opened.add(e.id);
-        const h = this.held.get(e.id);
+        opened.add(e.flowId);
+        const h = this.held.get(e.flowId);
         if (h !== undefined) {
-          this.held.delete(e.id);
+          this.held.delete(e.flowId);
           out.push(h.event);
         }
-      } else if (e.type === "flow.close" && pending.has(e.id) && !opened.has(e.id)) {
-        this.held.set(e.id, { event: e, since: now });
+      } else if (e.type === "flow-close" && pending.has(e.flowId) && !opened.has(e.flowId)) {
+        this.held.set(e.flowId, { event: e, since: now });
       } else {
         out.push(e);
       }
@@ -207,7 +214,7 @@ export class OpenBeforeClose {
 
 // Events are built as object literals with every field in one place: object spread of
 // a large object costs microseconds per event in V8, which a busy host cannot afford.
-function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEvent | null {
+function decodeRecord(b: Buffer, o: number, clock: ClockMap, stamp: EventStamp): FlowConnectionEvent | null {
   const kind = b[o + 4]!;
   const flags = b[o + 7]!;
   const family = b[o + 6] === 6 ? 6 : 4;
@@ -217,7 +224,7 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEven
   const owner = OWNERS[b[o + 60]!] ?? null;
   const known = owner !== null && rawPid !== 0;
   const netnsRaw = b.readUInt32LE(o + 48);
-  const id = b.readBigUInt64LE(o + 8).toString();
+  const flowId = b.readBigUInt64LE(o + 8).toString();
   const time = clock.toIso(ts);
   const side = SIDES[b[o + 5]!] ?? "unknown";
   const localIp = addressText(b, o + 80, family);
@@ -225,21 +232,25 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEven
   const remoteIp = addressText(b, o + 96, family);
   const remotePort = b.readUInt16LE(o + 114);
   const pid = known ? rawPid : null;
-  const command = known ? comm(b, o + 64) : null;
+  const comm = known ? commAt(b, o + 64) : null;
   const uid = known ? b.readUInt32LE(o + 56) : null;
   const ownerFrom = known ? owner : null;
   const cgroupId = cgroup === 0n ? null : cgroup.toString();
   const netns = netnsRaw === 0 ? null : netnsRaw;
   const partial = (flags & F_PARTIAL) !== 0;
   const oldState = tcpStateName(b[o + 61]!);
-  const schema = FLOW_SCHEMA_VERSION;
+  const schemaVersion = EVENT_SCHEMA_VERSION;
   const source = "ebpf" as const;
+  const protocol = "tcp" as const;
+  const host = stamp.host;
   if (kind === KIND_OPEN) {
-    return { schema, source, type: "flow.open", id, time, side, family, localIp, localPort, remoteIp, remotePort, pid, command, uid, ownerFrom, cgroupId, netns, partial };
+    const id = stamp.nextId();
+    return { schemaVersion, type: "flow-open", id, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial };
   }
   if (kind === KIND_STATE) {
+    const id = stamp.nextId();
     const newState = tcpStateName(b[o + 62]!);
-    return { schema, source, type: "flow.state", id, time, side, family, localIp, localPort, remoteIp, remotePort, pid, command, uid, ownerFrom, cgroupId, netns, partial, oldState, newState };
+    return { schemaVersion, type: "flow-state", id, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial, oldState, newState };
   }
   if (kind !== KIND_CLOSE) return null;
   const start = b.readBigUInt64LE(o + 24);
@@ -251,11 +262,14 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEven
   const srtt = b.readUInt32LE(o + 148);
   const rttMin = b.readUInt32LE(o + 152);
   const close: FlowCloseEvent = {
-    schema,
-    source,
-    type: "flow.close",
-    id,
+    schemaVersion,
+    type: "flow-close",
+    id: stamp.nextId(),
     time,
+    host,
+    flowId,
+    protocol,
+    source,
     side,
     family,
     localIp,
@@ -263,7 +277,7 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap): FlowConnectionEven
     remoteIp,
     remotePort,
     pid,
-    command,
+    comm,
     uid,
     ownerFrom,
     cgroupId,

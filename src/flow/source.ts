@@ -1,6 +1,7 @@
 import { compileFlowFilter, type FlowFilter, type FlowFilterSpec } from "./filter";
 import { loadFlowAddon, type FlowAddon, type NativeBpfCapture, type NativeDestroyListener } from "./native";
-import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap } from "./record";
+import { hostname } from "node:os";
+import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap, type EventStamp } from "./record";
 import {
   AF_INET,
   AF_INET6,
@@ -12,7 +13,8 @@ import {
   type DiagSocket,
   type ProcOwner,
 } from "./sockdiag";
-import { FLOW_SCHEMA_VERSION, type FlowCloseEvent, type FlowEvent, type FlowEventSource, type FlowLostEvent, type FlowOpenEvent, type FlowSide } from "./types";
+import { eventIdSource, makeEvent } from "../events/make";
+import { EVENT_SCHEMA_VERSION, type FlowCapture, type FlowCloseEvent, type FlowEvent, type FlowOpenEvent, type FlowSide, type LostEvent } from "../events/types";
 import { cgroupV2Root, probeFlowFeatures, type FlowFeatureReport } from "./features";
 
 /** Which capture to use. `auto`: eBPF when it loads here, sock_diag otherwise. */
@@ -34,13 +36,15 @@ export interface FlowSourceOptions extends FlowFilterSpec {
   readonly lostCheckMs?: number;
   /** First payload bytes to capture per direction (eBPF only; 0 = off, at most 512). */
   readonly firstBytes?: number;
+  /** Host name stamped on every event; default the machine's host name. */
+  readonly host?: string;
   /** Errors thrown while handling a batch (by `onEvents`, say); default: a process warning. */
   readonly onError?: (err: Error) => void;
 }
 
 /** What a started source runs, and why not eBPF when it fell back. */
 export interface FlowSourceStatus {
-  readonly mode: FlowEventSource;
+  readonly mode: FlowCapture;
   /** Why eBPF is not used (mode sockdiag); null when it is. */
   readonly ebpfUnavailable: string | null;
   /** Optional eBPF parts that are not active, and why (null when all requested parts run). */
@@ -90,6 +94,7 @@ export class FlowSource {
   private degraded: string | null = null;
   private order = new OpenBeforeClose();
   private orderTimer: NodeJS.Timeout | null = null;
+  private readonly stamp: EventStamp;
 
   constructor(
     options: FlowSourceOptions,
@@ -97,6 +102,9 @@ export class FlowSource {
   ) {
     this.opts = options;
     this.filter = compileFlowFilter(options);
+    const host = options.host ?? hostname();
+    if (typeof host !== "string" || host === "") throw new Error("host must be a non-empty string");
+    this.stamp = { host, nextId: eventIdSource() };
     const fb = options.firstBytes ?? 0;
     if (!Number.isInteger(fb) || fb < 0 || fb > 512) throw new Error(`firstBytes must be 0-512, got ${fb}`);
     const ring = options.ringBytes ?? DEFAULT_RING;
@@ -232,20 +240,20 @@ export class FlowSource {
   }
 
   private onBpfBatch(batch: Buffer): void {
-    const { events: decoded, openPending } = decodeRecords(batch, this.clock!, (b) => {
+    const { events: decoded, openPending } = decodeRecords(batch, this.clock!, this.stamp, (b) => {
       // Bounded: entries of connections whose close was filtered or lost must not pile up.
       if (this.firstBytes.size >= 65536) this.firstBytes.delete(this.firstBytes.keys().next().value as string);
-      const entry = this.firstBytes.get(b.id) ?? {};
+      const entry = this.firstBytes.get(b.flowId) ?? {};
       entry[b.direction] = b.data.toString("base64");
-      this.firstBytes.set(b.id, entry);
+      this.firstBytes.set(b.flowId, entry);
     });
     if (this.firstBytes.size > 0) {
       for (let i = 0; i < decoded.length; i++) {
         const e = decoded[i]!;
-        if (e.type !== "flow.close") continue;
-        const fb = this.firstBytes.get(e.id);
+        if (e.type !== "flow-close") continue;
+        const fb = this.firstBytes.get(e.flowId);
         if (fb === undefined) continue;
-        this.firstBytes.delete(e.id);
+        this.firstBytes.delete(e.flowId);
         // Fresh from the decoder and not yet shared: completed in place (no copy per event).
         (e as { firstBytes?: typeof fb }).firstBytes = fb;
       }
@@ -254,7 +262,7 @@ export class FlowSource {
       for (let i = 0; i < decoded.length; i++) {
         const e = decoded[i]!;
         if (!e.partial) continue;
-        const old = this.preexisting.get(e.id);
+        const old = this.preexisting.get(e.flowId);
         if (old === undefined) continue;
         // The kernel saw this socket only after it was created: side and owner come from the
         // dump. The event is fresh from the decoder and not yet shared: completed in place.
@@ -262,11 +270,11 @@ export class FlowSource {
         if (w.side === "unknown") w.side = old.side;
         if (w.pid === null && old.pid !== null) {
           w.pid = old.pid;
-          w.command = old.command;
+          w.comm = old.comm;
           w.uid = old.uid;
           w.ownerFrom = old.ownerFrom;
         }
-        if (e.type === "flow.close") this.preexisting.delete(e.id);
+        if (e.type === "flow-close") this.preexisting.delete(e.flowId);
       }
     }
     // Without open events there is no open to wait for.
@@ -341,11 +349,14 @@ export class FlowSource {
 
   private openFromDiag(s: DiagSocket, owner: ProcOwner | null, netns: number | null, time: string, partial: boolean): FlowOpenEvent {
     return {
-      schema: FLOW_SCHEMA_VERSION,
-      type: "flow.open",
-      source: "sockdiag",
-      id: s.cookie,
+      schemaVersion: EVENT_SCHEMA_VERSION,
+      type: "flow-open",
+      id: this.stamp.nextId(),
       time,
+      host: this.stamp.host,
+      flowId: s.cookie,
+      protocol: "tcp",
+      source: "sockdiag",
       side: this.sideOf(s),
       family: s.family,
       localIp: s.localIp,
@@ -353,7 +364,7 @@ export class FlowSource {
       remoteIp: s.remoteIp,
       remotePort: s.remotePort,
       pid: owner?.pid ?? null,
-      command: owner?.command ?? null,
+      comm: owner?.command ?? null,
       uid: s.uid,
       ownerFrom: owner !== null ? "proc" : null,
       cgroupId: s.cgroupId,
@@ -374,11 +385,14 @@ export class FlowSource {
       const base = known?.event ?? this.openFromDiag(s, null, netns, now, true);
       const info = s.info;
       const close: FlowCloseEvent = {
-        schema: FLOW_SCHEMA_VERSION,
-        type: "flow.close",
-        source: "sockdiag",
-        id: s.cookie,
+        schemaVersion: EVENT_SCHEMA_VERSION,
+        type: "flow-close",
+        id: this.stamp.nextId(),
         time: now,
+        host: this.stamp.host,
+        flowId: s.cookie,
+        protocol: "tcp",
+        source: "sockdiag",
         side: base.side,
         family: s.family,
         // Addresses from the destroy message: the dump may have seen the socket before bind completed.
@@ -387,7 +401,7 @@ export class FlowSource {
         remoteIp: s.remoteIp,
         remotePort: s.remotePort,
         pid: base.pid,
-        command: base.command,
+        comm: base.comm,
         uid: base.uid,
         ownerFrom: base.ownerFrom,
         cgroupId: s.cgroupId ?? base.cgroupId,
@@ -416,13 +430,13 @@ export class FlowSource {
   }
 
   private checkLost(): void {
-    const out: FlowLostEvent[] = [];
-    const time = new Date().toISOString();
-    const push = (where: FlowLostEvent["where"], source: FlowEventSource, total: number): void => {
+    const out: LostEvent[] = [];
+    const time = new Date();
+    const push = (where: "kernel" | "js" | "netlink", capture: FlowCapture, total: number): void => {
       const count = total - this.lostSeen[where];
       if (count > 0) {
         this.lostSeen[where] = total;
-        out.push({ schema: FLOW_SCHEMA_VERSION, type: "flow.lost", source, time, where, count, total });
+        out.push(makeEvent<LostEvent>({ type: "lost", source: where, capture, count, total, reason: LOST_REASONS[where] }, { host: this.stamp.host, id: this.stamp.nextId(), time }));
       }
     };
     if (this.bpf !== null) {
@@ -438,6 +452,12 @@ export class FlowSource {
     if (out.length > 0) this.onEvents(out);
   }
 }
+
+const LOST_REASONS = {
+  kernel: "the eBPF ring buffer was full: raise the ring size or filter in the kernel",
+  js: "JavaScript did not keep up with the capture's batches",
+  netlink: "sock_diag multicast overrun (each overrun counts 1; the real count is unknown)",
+} as const;
 
 /** A one-line reason for a failed eBPF start, naming the missing privilege when that is it. */
 export function explainBpfFailure(err: unknown): string {

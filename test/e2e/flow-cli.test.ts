@@ -2,7 +2,8 @@ import { spawn, spawnSync } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { FlowCloseEvent, FlowEvent } from "../../src/flow/types";
+import { assertValidEvent } from "../support/events";
+import type { FlowCloseEvent, FlowEvent } from "../../src/events/types";
 import { until } from "../support/node-red-helper";
 import { IS_ROOT } from "../support/system";
 
@@ -43,12 +44,14 @@ describe("traffic-policy CLI", () => {
       sock.resume();
       const localPort = await new Promise<number>((r) => sock.once("connect", () => r(sock.localPort!)));
       await new Promise((r) => sock.once("close", r));
-      await until(() => out.includes('"flow.close"'), 5000, `close event; stderr: ${err}`);
+      await until(() => out.includes('"flow-close"'), 5000, `close event; stderr: ${err}`);
       const events = out
         .trim()
         .split("\n")
         .map((l) => JSON.parse(l) as FlowEvent);
-      const close = events.find((e): e is FlowCloseEvent => e.type === "flow.close" && e.localPort === localPort);
+      // The NDJSON lines are the package's events: each valid against its schema.
+      for (const e of events) assertValidEvent(e);
+      const close = events.find((e): e is FlowCloseEvent => e.type === "flow-close" && e.localPort === localPort);
       expect(close).toMatchObject({ side: "client", remotePort: port, bytesSent: 4, pid: process.pid });
       expect(err).toMatch(IS_ROOT ? /capturing with ebpf/ : /capturing with sockdiag/);
       await new Promise((r) => child.once("exit", r));

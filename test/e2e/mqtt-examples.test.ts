@@ -2,11 +2,12 @@ import { execFileSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
+import net from "node:net";
 import { join } from "node:path";
 import { connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
-import { freePort } from "../support/mosquitto";
+import { freePort, waitForPort } from "../support/mosquitto";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -54,6 +55,60 @@ describe("MQTT example flows, as the demo deploys them", () => {
     const until = Date.now() + 10_000;
     while (!/mqtt-broker:local broker\] Connected to broker/.test(red.log()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(red.log()).toMatch(/mqtt-broker:local broker\] Connected to broker/);
+    expect(red.log()).not.toMatch(/\[error\]/);
+  });
+
+  it("the connection-log and transparent in → classify examples publish schema-valid flow, connection and classification events", { timeout: 120_000 }, async () => {
+    if (!existsSync(join(env.root, "dist", "nodes", "index.js"))) execFileSync(process.execPath, [join(env.root, "scripts", "build.js")], { stdio: "inherit" });
+    // Each example has its own embedded broker (1884, 1885) and the listener 15080: moved to free ports.
+    const logPort = await freePort();
+    const connPort = await freePort();
+    const listenPort = await freePort();
+    const flows = demoFlows()
+      .filter((n) => /^(f10e0c10|7c1a55e0)/.test(String(n["id"])) || (n["type"] === "tab" && /^(flow-source-connection-log|transparent-in-classify-mqtt)$/.test(String(n["label"]))))
+      .map((n) => {
+        if (n["type"] === "traffic broker") return { ...n, embeddedPort: String(n["id"]).startsWith("f10e0c10") ? logPort : connPort };
+        if (n["type"] === "transparent in") return { ...n, port: listenPort };
+        return n;
+      });
+    expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(2);
+    const userDir = mkdtempSync(join(tmpdir(), "traffic-red-examples-"));
+    cleanup.push(() => rmSync(userDir, { recursive: true, force: true }));
+    const port = await freePort();
+    env.prepareUserDir(userDir, { port, flows });
+    const red = await env.startNodeRed(userDir, { port, timeoutMs: 90_000 });
+    cleanup.push(() => env.stopNodeRed(red.child));
+
+    const received: Array<{ topic: string; event: { type: string } & Record<string, unknown> }> = [];
+    // Node-RED is up; its embedded brokers and the listener start listening moments later.
+    for (const p of [logPort, connPort, listenPort]) await waitForPort(p, 20_000);
+    for (const mqttPort of [logPort, connPort]) {
+      const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
+      cleanup.push(() => sub.endAsync(true).then(() => undefined));
+      sub.on("message", (topic, payload) => received.push({ topic, event: JSON.parse(payload.toString()) as { type: string } }));
+      await sub.subscribeAsync("traffic/#", { qos: 1 });
+    }
+    const client = net.connect(listenPort, "127.0.0.1", () => client.write("GET / HTTP/1.1\r\nHost: example.test\r\n\r\n"));
+    client.on("error", () => {});
+    client.resume();
+    const localPort = await new Promise<number>((r) => client.once("connect", () => r(client.localPort!)));
+    const has = (type: string, pred: (e: Record<string, unknown>) => boolean = () => true): boolean => received.some((m) => m.event.type === type && pred(m.event));
+    const end = Date.now() + 20_000;
+    const mine = (e: Record<string, unknown>): boolean => e["remotePort"] === localPort;
+    while (!(has("connection-accepted", mine) && has("classification", mine)) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    client.destroy();
+    // The host-wide log reports the client socket's close (eBPF as root, sock_diag otherwise).
+    while (!has("flow-close", (e) => e["localPort"] === localPort) && Date.now() < end + 10_000) await new Promise((r) => setTimeout(r, 50));
+    for (const m of received) assertValidEvent(m.event);
+    const accepted = received.find((m) => m.event.type === "connection-accepted" && mine(m.event));
+    expect(accepted?.event).toMatchObject({ mode: "plain", localPort: listenPort, remotePort: localPort });
+    expect(accepted?.topic).toMatch(/^traffic\/[^/]+\/connection-accepted\/none$/);
+    const classified = received.find((m) => m.event.type === "classification" && mine(m.event));
+    expect(classified?.event).toMatchObject({ protocol: "http1", rule: "web", remotePort: localPort, fields: { host: "example.test" } });
+    expect(classified?.topic).toMatch(/^traffic\/[^/]+\/classification\/http1$/);
+    const close = received.find((m) => m.event.type === "flow-close" && m.event["localPort"] === localPort);
+    expect(close?.event).toMatchObject({ side: "client", remotePort: listenPort, pid: process.pid, bytesSent: 38 });
+    expect(close?.topic).toMatch(/^traffic\/[^/]+\/flow-close\/client$/);
     expect(red.log()).not.toMatch(/\[error\]/);
   });
 });

@@ -36,7 +36,7 @@ function agentFlow(host: string, brokerPort: number, spoolDir: string | null): o
 function events(host: string, n: number): FlowCloseEvent[] {
   return Array.from({ length: n }, (_, i) =>
     makeEvent<FlowCloseEvent>(
-      { type: "flow-close", flowId: `${host}-${i}`, protocol: "tcp", side: "server", family: 6, localIp: "2001:db8::1", localPort: 443, remoteIp: "2001:db8::2", remotePort: 30000 + i, bytesSent: i, bytesReceived: 2 * i },
+      { type: "flow-close", flowId: String(i + 1), protocol: "tcp", source: "ebpf", pid: null, comm: null, uid: null, ownerFrom: null, cgroupId: null, netns: null, partial: false, end: "normal", error: null, lastState: "FIN_WAIT2", established: true, bytesExact: true, bytesRetransmitted: 0, retransmits: 0, srttUs: null, rttMinUs: null, segmentsIn: 0, segmentsOut: 0, durationMs: null, handshakeMs: null, side: "server", family: 6, localIp: "2001:db8::1", localPort: 443, remoteIp: "2001:db8::2", remotePort: 30000 + i, bytesSent: i, bytesReceived: 2 * i },
       { host, id: `${host}-${i}` },
     ),
   );

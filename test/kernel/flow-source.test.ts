@@ -5,8 +5,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
 import { loadFlowAddon } from "../../src/flow/native";
 import { cgroupV2Root } from "../../src/flow/features";
-import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/flow/types";
+import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
 import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
+import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import {
   bpfFds,
@@ -56,6 +57,8 @@ async function server(host: string, mode: Parameters<typeof startServer>[1], rep
 
 afterEach(() => {
   for (const s of sources.splice(0)) s.stop();
+  // Every event a test received was checked against the schemas as it arrived.
+  for (const log of EventLog.all.splice(0)) expect(log.invalid).toEqual([]);
 });
 
 afterAll(async () => {
@@ -66,10 +69,12 @@ afterAll(async () => {
 
 function expectOrdered(events: FlowConnectionEvent[]): void {
   const types = events.map((e) => e.type);
-  expect(types.indexOf("flow.open")).toBeGreaterThanOrEqual(0);
-  expect(types.indexOf("flow.open")).toBeLessThan(types.indexOf("flow.close"));
-  expect(types.filter((t) => t === "flow.close")).toHaveLength(1);
-  expect(new Set(events.map((e) => e.id)).size).toBe(1);
+  expect(types.indexOf("flow-open")).toBeGreaterThanOrEqual(0);
+  expect(types.indexOf("flow-open")).toBeLessThan(types.indexOf("flow-close"));
+  expect(types.filter((t) => t === "flow-close")).toHaveLength(1);
+  expect(new Set(events.map((e) => e.flowId)).size).toBe(1);
+  // Each event is one event: its own id.
+  expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
 }
 
 run("eBPF flow source on the real kernel", () => {
@@ -88,7 +93,7 @@ run("eBPF flow source on the real kernel", () => {
       source: "ebpf",
       side: "client",
       pid: cli.pid,
-      command: "flowcli",
+      comm: "flowcli",
       ownerFrom: "connect",
       family: 4,
       localIp: "127.0.0.1",
@@ -112,7 +117,7 @@ run("eBPF flow source on the real kernel", () => {
     expect(log.closeOf(srv.port, cli.localPort!)).toMatchObject({
       side: "server",
       pid: srv.pid,
-      command: "flowsrv",
+      comm: "flowsrv",
       ownerFrom: "io",
       remotePort: cli.localPort,
       bytesSent: 2345,
@@ -120,7 +125,7 @@ run("eBPF flow source on the real kernel", () => {
       end: "normal",
     });
     // The two sockets are two connections' ends: different ids.
-    expect(cc.id).not.toBe(log.closeOf(srv.port, cli.localPort!)!.id);
+    expect(cc.flowId).not.toBe(log.closeOf(srv.port, cli.localPort!)!.flowId);
   });
 
   it("server closes first: the accepted socket keeps the server's PID (compared with tcplife when it runs)", async () => {
@@ -134,7 +139,7 @@ run("eBPF flow source on the real kernel", () => {
       expect(cli.received).toBe(777);
       await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined && log.closeOf(cli.localPort!) !== undefined, "close events");
       const sc = log.closeOf(srv.port, cli.localPort!)!;
-      expect(sc).toMatchObject({ side: "server", pid: srv.pid, command: "flowsrv", bytesSent: 777, bytesReceived: 10, end: "normal" });
+      expect(sc).toMatchObject({ side: "server", pid: srv.pid, comm: "flowsrv", bytesSent: 777, bytesReceived: 10, end: "normal" });
       // The server sent its FIN first: its socket went through FIN_WAIT.
       expect(["FIN_WAIT1", "FIN_WAIT2", "CLOSING"]).toContain(sc.lastState);
       expect(log.closeOf(cli.localPort!)).toMatchObject({ side: "client", pid: cli.pid, lastState: "LAST_ACK", bytesReceived: 777 });
@@ -156,10 +161,10 @@ run("eBPF flow source on the real kernel", () => {
     source({ mode: "ebpf", ports: [port] }, log);
     const cli = await runClient("127.0.0.1", port, 1);
     expect(cli.error).toBe("ECONNREFUSED");
-    await log.waitFor(() => log.connections().some((e) => e.type === "flow.close" && e.remotePort === port), "refused close");
+    await log.waitFor(() => log.connections().some((e) => e.type === "flow-close" && e.remotePort === port), "refused close");
     const events = log.connections().filter((e) => e.remotePort === port);
-    expect(events.map((e) => e.type)).toEqual(["flow.close"]);
-    expect(events[0]).toMatchObject({ side: "client", pid: cli.pid, command: "flowcli", end: "refused", error: "ECONNREFUSED", established: false, lastState: "SYN_SENT", bytesSent: 0, bytesReceived: 0 });
+    expect(events.map((e) => e.type)).toEqual(["flow-close"]);
+    expect(events[0]).toMatchObject({ side: "client", pid: cli.pid, comm: "flowcli", end: "refused", error: "ECONNREFUSED", established: false, lastState: "SYN_SENT", bytesSent: 0, bytesReceived: 0 });
   });
 
   it("a reset: the client sees ECONNRESET, the server side is an abort", async () => {
@@ -202,10 +207,10 @@ run("eBPF flow source on the real kernel", () => {
     source({ mode: "ebpf", ports: [srv.port], state: true, open: false, close: false }, log);
     const cli = await runClient("127.0.0.1", srv.port, 1);
     const states = (local: number, remote?: number): string[] =>
-      log.of(local, remote).flatMap((e) => (e.type === "flow.state" ? [`${e.oldState}>${e.newState}`] : []));
+      log.of(local, remote).flatMap((e) => (e.type === "flow-state" ? [`${e.oldState}>${e.newState}`] : []));
     await log.waitFor(() => states(cli.localPort!).some((t) => t.endsWith(">CLOSE")) && states(srv.port, cli.localPort!).some((t) => t.endsWith(">CLOSE")), "final states");
     // The SYN_SENT event comes before the local port is bound.
-    expect(log.connections().filter((e) => e.type === "flow.state" && e.remotePort === srv.port && e.newState === "SYN_SENT")).toHaveLength(1);
+    expect(log.connections().filter((e) => e.type === "flow-state" && e.remotePort === srv.port && e.newState === "SYN_SENT")).toHaveLength(1);
     // The client half-closes first (active close, TIME_WAIT is a separate minisocket);
     // the server answers its FIN (passive close).
     expect(states(cli.localPort!)).toEqual(["SYN_SENT>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>CLOSE"]);
@@ -219,16 +224,16 @@ run("eBPF flow source on the real kernel", () => {
     const net = await import("node:net");
     const sock = net.connect(srv.port, "127.0.0.1");
     const localPort = await new Promise<number>((r) => sock.once("connect", () => r(sock.localPort!)));
-    await log.waitFor(() => log.of(localPort).some((e) => e.type === "flow.open") && log.of(srv.port, localPort).some((e) => e.type === "flow.open"), "open events from a dump");
-    expect(log.of(localPort)[0]).toMatchObject({ type: "flow.open", source: "sockdiag", side: "client", pid: process.pid, ownerFrom: "proc", partial: false });
-    expect(log.of(srv.port, localPort)[0]).toMatchObject({ type: "flow.open", source: "sockdiag", side: "server", pid: srv.pid, command: "flowsrv" });
+    await log.waitFor(() => log.of(localPort).some((e) => e.type === "flow-open") && log.of(srv.port, localPort).some((e) => e.type === "flow-open"), "open events from a dump");
+    expect(log.of(localPort)[0]).toMatchObject({ type: "flow-open", source: "sockdiag", side: "client", pid: process.pid, ownerFrom: "proc", partial: false });
+    expect(log.of(srv.port, localPort)[0]).toMatchObject({ type: "flow-open", source: "sockdiag", side: "server", pid: srv.pid, comm: "flowsrv" });
     sock.resume();
     sock.end("12345678");
     await new Promise((r) => sock.once("close", r));
     await log.waitFor(() => log.closeOf(localPort) !== undefined, "close from the destroy multicast");
     const close = log.closeOf(localPort)!;
     expect(close).toMatchObject({ source: "sockdiag", side: "client", pid: process.pid, bytesSent: 8, end: "unknown", bytesExact: false });
-    expect(close.id).toBe(log.of(localPort)[0]!.id);
+    expect(close.flowId).toBe(log.of(localPort)[0]!.flowId);
     expect(close.durationMs).toBeGreaterThan(0);
   });
 
@@ -324,7 +329,7 @@ run("eBPF flow source on the real kernel", () => {
       const cc = log.closeOf(cli.localPort!)!;
       const sc = log.closeOf(srv.port, cli.localPort!)!;
       expect(cc).toMatchObject({ side: "client", localIp: NS_HOST_IP, remoteIp: NS_INNER_IP, pid: cli.pid, bytesSent: size, bytesReceived: 4321 });
-      expect(sc).toMatchObject({ side: "server", localIp: NS_INNER_IP, remoteIp: NS_HOST_IP, pid: srv.pid, command: "flowsrv", bytesSent: 4321, bytesReceived: size });
+      expect(sc).toMatchObject({ side: "server", localIp: NS_INNER_IP, remoteIp: NS_HOST_IP, pid: srv.pid, comm: "flowsrv", bytesSent: 4321, bytesReceived: size });
       expect(cc.netns).toBe(netnsOf("self"));
       expect(sc.netns).toBe(netnsOf(srv.pid));
       expect(sc.netns).not.toBe(cc.netns);
@@ -351,7 +356,7 @@ run("eBPF flow source on the real kernel", () => {
     const s = new FlowSource({ mode: "ebpf", ports: [srv.port] }, log.push);
     sources.push(s);
     s.start();
-    const pre = log.connections().filter((e) => e.localPort === sock.localPort && e.type === "flow.open");
+    const pre = log.connections().filter((e) => e.localPort === sock.localPort && e.type === "flow-open");
     expect(pre).toHaveLength(1);
     expect(pre[0]).toMatchObject({ source: "sockdiag", partial: true, side: "client", pid: process.pid, remotePort: srv.port });
     const localPort = sock.localPort!;
@@ -360,7 +365,7 @@ run("eBPF flow source on the real kernel", () => {
     await new Promise((r) => sock.once("close", r));
     await log.waitFor(() => log.closeOf(localPort) !== undefined, "close of the old connection");
     // Side and owner of the old socket come from the start-up dump, joined by cookie.
-    expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", id: pre[0]!.id, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
+    expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", flowId: pre[0]!.flowId, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
   });
 
   it("a burst of closes larger than the ring: every close is either delivered or counted lost, and the loss is reported", async () => {
@@ -378,15 +383,15 @@ run("eBPF flow source on the real kernel", () => {
       s.start();
       child.stdin!.write("go\n");
       await new Promise((r) => child.once("exit", r));
-      const closes = (): number => log.connections().filter((e) => e.type === "flow.close").length;
-      const lost = (): number => log.events.filter((e) => e.type === "flow.lost").reduce((sum, e) => sum + (e.type === "flow.lost" ? e.count : 0), 0);
+      const closes = (): number => log.connections().filter((e) => e.type === "flow-close").length;
+      const lost = (): number => log.events.filter((e) => e.type === "lost").reduce((sum, e) => sum + (e.type === "lost" ? e.count : 0), 0);
       await log.waitFor(() => closes() + lost() >= 2 * n, "every close delivered or counted", 10_000);
       await new Promise((r) => setTimeout(r, 300));
       expect(closes() + lost()).toBe(2 * n);
       const stats = s.stats();
       expect(stats.kernelLost + stats.jsLost).toBe(lost());
       console.log(`burst of ${2 * n} closes into a 4 KiB ring: ${closes()} delivered, ${lost()} lost (kernel ${stats.kernelLost}, js ${stats.jsLost})`);
-      if (lost() > 0) expect(log.events.some((e) => e.type === "flow.lost" && e.where === "kernel" && e.source === "ebpf")).toBe(true);
+      if (lost() > 0) expect(log.events.some((e) => e.type === "lost" && e.source === "kernel" && e.capture === "ebpf")).toBe(true);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
@@ -465,7 +470,12 @@ unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
       buf += c.toString();
       const parts = buf.split("\n");
       buf = parts.pop()!;
-      for (const p of parts) if (p.trim() !== "") lines.push(JSON.parse(p));
+      for (const p of parts) {
+        if (p.trim() === "") continue;
+        const line = JSON.parse(p) as (typeof lines)[number];
+        if (line.event !== undefined) assertValidEvent(line.event);
+        lines.push(line);
+      }
     });
     try {
       const log = new EventLog();
@@ -474,8 +484,8 @@ unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
       expect(lines[0]!.status!.mode).toBe("sockdiag");
       expect(lines[0]!.status!.ebpfUnavailable).toMatch(/CAP_BPF/);
       const cli = await runClient("127.0.0.1", srv.port, 42);
-      await log.waitFor(() => lines.some((l) => l.event?.type === "flow.close" && (l.event as FlowCloseEvent).localPort === cli.localPort), "sock_diag close event", 5000);
-      const close = lines.map((l) => l.event).find((e) => e?.type === "flow.close" && e.localPort === cli.localPort) as FlowCloseEvent;
+      await log.waitFor(() => lines.some((l) => l.event?.type === "flow-close" && (l.event as FlowCloseEvent).localPort === cli.localPort), "sock_diag close event", 5000);
+      const close = lines.map((l) => l.event).find((e) => e?.type === "flow-close" && e.localPort === cli.localPort) as FlowCloseEvent;
       expect(close).toMatchObject({ source: "sockdiag", side: "client", remotePort: srv.port, bytesSent: 42, bytesExact: false });
       // The peer's FIN may be counted by tcp_info: 99 or 100.
       expect(close.bytesReceived - 99).toBeGreaterThanOrEqual(0);

@@ -1,8 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
-import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/flow/types";
+import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
 
 export const FIXTURES = path.resolve(__dirname, "..", "fixtures", "flow");
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -77,15 +78,30 @@ export function runClient(host: string, port: number, bytes: number, netns?: str
 
 export { stopProcess };
 
-/** Collects events from a source callback. */
+/** Collects events from a source callback; every event must be valid against its schema. */
 export class EventLog {
+  /** Every log made, for a check after each test that none saw an invalid event. */
+  static readonly all: EventLog[] = [];
   readonly events: FlowEvent[] = [];
+  /** Events that failed schema validation (the source must never emit one). */
+  readonly invalid: string[] = [];
+  constructor() {
+    EventLog.all.push(this);
+  }
   readonly push = (batch: FlowEvent[]): void => {
+    for (const e of batch) {
+      try {
+        assertValidEvent(e);
+      } catch (err) {
+        // Thrown inside the source's callback it would only be reported; kept for afterEach.
+        this.invalid.push((err as Error).message);
+      }
+    }
     this.events.push(...batch);
   };
 
   connections(): FlowConnectionEvent[] {
-    return this.events.filter((e): e is FlowConnectionEvent => e.type !== "flow.lost");
+    return this.events.filter((e): e is FlowConnectionEvent => e.type !== "lost");
   }
 
   /** Events of the connection whose local port is `localPort` (and remote port `remotePort`). */
@@ -94,7 +110,7 @@ export class EventLog {
   }
 
   closeOf(localPort: number, remotePort?: number): FlowCloseEvent | undefined {
-    return this.of(localPort, remotePort).find((e): e is FlowCloseEvent => e.type === "flow.close");
+    return this.of(localPort, remotePort).find((e): e is FlowCloseEvent => e.type === "flow-close");
   }
 
   async waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {

@@ -6,7 +6,9 @@ import helper from "node-red-node-test-helper";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerClassify from "../../nodes/classify/classify";
 import { setMoreBytesSource } from "../../src/classify";
+import { makeEvent, toEvent, type FlowCloseEvent } from "../../src/events";
 import { vector } from "../support/classify-vectors";
+import { assertValidEvent } from "../support/events";
 
 const injectNode = require("@node-red/nodes/core/common/20-inject.js");
 
@@ -113,6 +115,60 @@ describe("classify node in a Node-RED runtime", () => {
     const [i, m] = await routeOf(silent);
     expect(i).toBe(3);
     expect(m.classification).toMatchObject({ protocol: "server-first", fields: { serverFirstHint: "smtp" } });
+  });
+
+  it("classifies a flow source close event by its base64 first bytes, from the side that opened, and mqtt events' converter names the flow", async () => {
+    await helper.load(registerClassify, flow());
+    collectOutputs();
+    const http = vector("curl-http1").bytes;
+    const flowClose = (side: "client" | "server", sent: Buffer, received: Buffer): FlowCloseEvent =>
+      makeEvent<FlowCloseEvent>({
+        type: "flow-close",
+        flowId: "77",
+        protocol: "tcp",
+        source: "ebpf",
+        side,
+        family: 4,
+        localIp: "127.0.0.1",
+        localPort: side === "client" ? 40000 : 8080,
+        remoteIp: "127.0.0.1",
+        remotePort: side === "client" ? 8080 : 40000,
+        pid: 1,
+        comm: "curl",
+        uid: 0,
+        ownerFrom: "connect",
+        cgroupId: null,
+        netns: null,
+        partial: false,
+        end: "normal",
+        error: null,
+        lastState: "FIN_WAIT2",
+        established: true,
+        bytesSent: sent.length,
+        bytesReceived: received.length,
+        bytesExact: true,
+        bytesRetransmitted: 0,
+        retransmits: 0,
+        srttUs: 50,
+        rttMinUs: 40,
+        segmentsIn: 3,
+        segmentsOut: 3,
+        durationMs: 1,
+        handshakeMs: 0.1,
+        firstBytes: { sent: sent.toString("base64"), received: received.toString("base64") },
+      });
+    const reply = Buffer.from("HTTP/1.1 200 OK\r\n\r\n");
+    for (const [side, sent, received] of [["client", http, reply], ["server", reply, http]] as const) {
+      const event = flowClose(side, sent, received);
+      assertValidEvent(event);
+      const [index, m] = await routeOf({ payload: event });
+      // "internal http" wants a port in 8000-8100: the remote port of the client socket, the local one of the accepted socket.
+      expect(index).toBe(2);
+      expect(m.classification).toMatchObject({ protocol: "http1" });
+      const converted = toEvent(m as Parameters<typeof toEvent>[0], { host: "h" });
+      assertValidEvent(converted);
+      expect(converted).toMatchObject({ type: "classification", flowId: "77", side, protocol: "http1" });
+    }
   });
 
   it("takes bytes as JSON-serialised Buffers, byte arrays and strings, from a configured property", async () => {

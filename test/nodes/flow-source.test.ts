@@ -8,7 +8,8 @@ import type { Node } from "node-red";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerFlowSource, { optionsFromConfig } from "../../nodes/flow-source/flow-source";
 import { loadFlowAddon } from "../../src/flow/native";
-import type { FlowCloseEvent, FlowEvent } from "../../src/flow/types";
+import type { FlowCloseEvent, FlowEvent } from "../../src/events/types";
+import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
 import { IN_CI, IS_ROOT } from "../support/system";
@@ -39,6 +40,16 @@ async function echoServer(): Promise<{ port: number; close(): Promise<void> }> {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   return { port: (server.address() as net.AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** Every message the node sent carries schema-valid events (one, or an array when batched). */
+function expectValidPayloads(msgs: ReadonlyArray<Record<string, unknown>>): void {
+  expect(msgs.length).toBeGreaterThan(0);
+  for (const m of msgs) {
+    const payload = m["payload"];
+    for (const e of Array.isArray(payload) ? payload : [payload]) assertValidEvent(e);
+    if (!Array.isArray(payload)) expect(m["topic"]).toBe((payload as FlowEvent).type);
+  }
 }
 
 describe("flow source configuration", () => {
@@ -77,9 +88,11 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       onCall(node, "status", (s) => statuses.push(s as { text?: string }));
       const seen = collect({ out: helper.getNode("out") });
       const cli = await runClient("127.0.0.1", srv.port, 321);
-      await until(() => seen["out"]!.some((m) => m["topic"] === "flow.close"), 5000, "close message");
+      await until(() => seen["out"]!.some((m) => m["topic"] === "flow-close"), 5000, "close message");
       const msgs = seen["out"]!.filter((m) => (m["payload"] as FlowEvent & { localPort?: number }).localPort === cli.localPort);
-      expect(msgs.map((m) => m["topic"])).toEqual(["flow.open", "flow.close"]);
+      expect(msgs.map((m) => m["topic"])).toEqual(["flow-open", "flow-close"]);
+      expectValidPayloads(seen["out"]!);
+      expect(msgs[0]!["payload"]).toMatchObject({ schemaVersion: 1, host: os.hostname(), flowId: (msgs[1]!["payload"] as FlowCloseEvent).flowId });
       expect(msgs[1]!["payload"]).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 321, bytesReceived: 321 });
       // Only client sockets: the accepted end of the same connection is filtered in the kernel.
       expect(seen["out"]!.every((m) => (m["payload"] as FlowEvent & { side?: string }).side === "client")).toBe(true);
@@ -101,11 +114,12 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       ]);
       const seen = collect({ out: helper.getNode("out") });
       const clients = await Promise.all([1, 2, 3].map((n) => runClient("127.0.0.1", srv.port, n)));
-      const closes = (): FlowCloseEvent[] => seen["out"]!.flatMap((m) => m["payload"] as FlowEvent[]).filter((e): e is FlowCloseEvent => e.type === "flow.close");
+      const closes = (): FlowCloseEvent[] => seen["out"]!.flatMap((m) => m["payload"] as FlowEvent[]).filter((e): e is FlowCloseEvent => e.type === "flow-close");
       // Three connections, two sockets each.
       await until(() => closes().length >= 6, 5000, "six close events");
-      expect(seen["out"]!.every((m) => m["topic"] === "flow.batch" && Array.isArray(m["payload"]))).toBe(true);
+      expect(seen["out"]!.every((m) => m["topic"] === "flow-batch" && Array.isArray(m["payload"]))).toBe(true);
       expect(seen["out"]!.length).toBeLessThan(6);
+      expectValidPayloads(seen["out"]!);
       for (const c of clients) expect(closes().find((e) => e.localPort === c.localPort)).toMatchObject({ side: "client", bytesSent: c.received });
     } finally {
       await srv.close();
@@ -128,8 +142,10 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       onCall(node, "status", (st) => statuses.push(st as { text?: string }));
       const seen = collect({ out: helper.getNode("out") });
       child.stdin!.write("go\n");
-      await until(() => seen["out"]!.some((m) => m["topic"] === "flow.lost"), 5000, "a flow.lost message");
-      const lost = seen["out"]!.filter((m) => m["topic"] === "flow.lost").reduce((n, m) => n + (m["payload"] as { count: number }).count, 0);
+      await until(() => seen["out"]!.some((m) => m["topic"] === "lost"), 5000, "a lost message");
+      const lost = seen["out"]!.filter((m) => m["topic"] === "lost").reduce((n, m) => n + (m["payload"] as { count: number }).count, 0);
+      expectValidPayloads(seen["out"]!);
+      expect(seen["out"]!.find((m) => m["topic"] === "lost")!["payload"]).toMatchObject({ type: "lost", capture: "ebpf" });
       await until(() => statuses.some((st) => st.text === `ebpf lost ${lost}`), 5000, `status "ebpf lost ${lost}"`);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
@@ -186,10 +202,11 @@ run("flow source node in a full Node-RED", () => {
             .filter((l) => l !== "")
             .map((l) => JSON.parse(l) as FlowEvent)
         : [];
-    await until(() => events().filter((e) => e.type === "flow.close").length >= 2, 10_000, `close events in ${outFile}; log:\n${red!.log()}`);
-    const client = events().find((e): e is FlowCloseEvent => e.type === "flow.close" && e.localPort === cli.localPort);
+    await until(() => events().filter((e) => e.type === "flow-close").length >= 2, 10_000, `close events in ${outFile}; log:\n${red!.log()}`);
+    for (const e of events()) assertValidEvent(e);
+    const client = events().find((e): e is FlowCloseEvent => e.type === "flow-close" && e.localPort === cli.localPort);
     expect(client).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 1234, bytesReceived: 1234 });
-    const server = events().find((e): e is FlowCloseEvent => e.type === "flow.close" && e.side === "server" && e.remotePort === cli.localPort);
+    const server = events().find((e): e is FlowCloseEvent => e.type === "flow-close" && e.side === "server" && e.remotePort === cli.localPort);
     expect(server).toMatchObject({ pid: process.pid, bytesSent: 1234, bytesReceived: 1234 });
   }, 30_000);
 });

@@ -1,5 +1,6 @@
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
+import { connect as netConnect, type Socket } from "node:net";
 import { connectAsync, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
@@ -25,7 +26,7 @@ const mosquittoSub = systemCommand("mosquitto_sub");
 
 function flowEvent(i: number, side: "client" | "server"): FlowOpenEvent {
   return makeEvent<FlowOpenEvent>(
-    { type: "flow-open", flowId: `f${i}`, protocol: "tcp", side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
+    { type: "flow-open", flowId: String(i + 1), protocol: "tcp", source: "ebpf", pid: null, comm: null, uid: null, ownerFrom: null, cgroupId: null, netns: null, partial: false, side, family: 4, localIp: "192.0.2.1", localPort: 40000 + (i % 1000), remoteIp: "198.51.100.7", remotePort: 443 },
     { host: "agent-a", id: `ev-${i}` },
   );
 }
@@ -199,6 +200,121 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     await helper.unload();
   });
 
+});
+
+/** Connects to 127.0.0.1:port, sends `bytes`, and resolves with the local port once connected. */
+function httpClient(port: number, bytes: string): Promise<{ localPort: number; socket: Socket }> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, "127.0.0.1", () => {
+      socket.write(bytes);
+      resolve({ localPort: socket.localPort!, socket });
+    });
+    socket.on("error", reject);
+    socket.resume();
+  });
+}
+
+describe.each(["embedded", "mosquitto"] as const)("transparent in → classify → mqtt events through %s: connections become events", (kind) => {
+  let mosquitto: Mosquitto | null = null;
+  let port = 0;
+  const skip = kind === "mosquitto" ? mosquittoBin.skip : false;
+
+  beforeAll(async () => {
+    if (skip) return;
+    await helper.startServer();
+    if (kind === "mosquitto") {
+      mosquitto = await startMosquitto(mosquittoBin.path as string);
+      port = mosquitto.port;
+    } else {
+      port = await freePort();
+    }
+  });
+  afterEach(async () => {
+    if (!skip) await helper.unload();
+  });
+  afterAll(async () => {
+    if (skip) return;
+    await helper.stopServer();
+    await mosquitto?.dispose();
+  });
+
+  const brokerNode = (): object =>
+    kind === "embedded"
+      ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, statusTopic: "", agentHost: "agent-c" }
+      : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", statusTopic: "", agentHost: "agent-c" };
+
+  async function subscriber(): Promise<MqttClient> {
+    for (let i = 0; ; i++) {
+      try {
+        return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000, protocolVersion: kind === "embedded" ? 4 : 5 });
+      } catch (err) {
+        // The embedded broker listens once its first user registered.
+        if (i > 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  it.skipIf(skip)("a real connection is published as connection-accepted and classification events, schema-valid, topics from the events", async () => {
+    const listenPort = await freePort();
+    await helper.load(registerNodes, [
+      brokerNode(),
+      { id: "in", type: "transparent in", port: listenPort, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 256, sniffTimeout: 1, unclaimedTimeout: 3, unclaimedAction: "close", proxyProtocol: "off", wires: [["cls", "ev"]] },
+      { id: "cls", type: "classify", input: "auto", maxBytes: 256, timeoutMs: 1000, rules: [{ name: "web", protocols: "http1" }], wires: [["ev"], ["ev"]] },
+      { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{side}/{protocol}", qos: "1", statsInterval: 0, wires: [[]] },
+    ]);
+    const sub = await subscriber();
+    const viaJs = collect(sub, "traffic/agent-c/#", 2);
+    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(port, "traffic/agent-c/#", 2);
+    await viaCli?.ready;
+    await new Promise((r) => setTimeout(r, 100));
+    const client = await httpClient(listenPort, "GET /status HTTP/1.1\r\nHost: example.org\r\n\r\n");
+    try {
+      for (const got of [await viaJs, ...(viaCli ? [await viaCli.done] : [])]) {
+        for (const m of got) assertValidEvent(m.payload);
+        const byType = new Map(got.map((m) => [(m.payload as TrafficEvent).type, m]));
+        const accepted = byType.get("connection-accepted");
+        const classified = byType.get("classification");
+        expect(accepted?.topic).toBe("traffic/agent-c/connection-accepted/server/none");
+        expect(accepted?.payload).toMatchObject({ host: "agent-c", mode: "plain", side: "server", localIp: "127.0.0.1", localPort: listenPort, remoteIp: "127.0.0.1", remotePort: client.localPort });
+        expect(classified?.topic).toBe("traffic/agent-c/classification/server/http1");
+        expect(classified?.payload).toMatchObject({
+          host: "agent-c",
+          connectionId: (accepted?.payload as { connectionId: string }).connectionId,
+          protocol: "http1",
+          rule: "web",
+          output: 0,
+          remotePort: client.localPort,
+          fields: { host: "example.org", path: "/status" },
+        });
+      }
+    } finally {
+      client.socket.destroy();
+      await sub.endAsync();
+    }
+  });
+
+  it.skipIf(skip)("with convert off, the connection message is published as it is (its msg.topic, when allowed, is the topic again)", async () => {
+    const listenPort = await freePort();
+    await helper.load(registerNodes, [
+      brokerNode(),
+      { id: "in", type: "transparent in", port: listenPort, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 0, unclaimedTimeout: 3, unclaimedAction: "close", proxyProtocol: "off", wires: [["ev"]] },
+      { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}", qos: "1", statsInterval: 0, convert: false, wires: [[]] },
+    ]);
+    const sub = await subscriber();
+    // Not an event now, so transparent in's msg.topic (`ip:port`, one level) is the topic.
+    const got = collect(sub, "+", 1);
+    await new Promise((r) => setTimeout(r, 100));
+    const client = await httpClient(listenPort, "");
+    try {
+      const [m] = await got;
+      expect(m?.topic).toBe(`127.0.0.1:${client.localPort}`);
+      expect(m?.payload).toMatchObject({ mode: "plain", localAddress: "127.0.0.1", localPort: listenPort, remotePort: client.localPort });
+    } finally {
+      client.socket.destroy();
+      await sub.endAsync();
+    }
+  });
 });
 
 describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, redeploy", () => {

@@ -5,7 +5,8 @@ import { cgroupV2Root } from "../../src/flow/features";
 import { loadFlowAddon } from "../../src/flow/native";
 import { classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_SIZE } from "../../src/flow/record";
 import { AF_INET, findSocketOwners, parseDiagMessages, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
-import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/flow/types";
+import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/events/types";
+import { assertValidEvent } from "../support/events";
 
 /** A struct flow_record as the BPF program writes it (native/flow/flow.h). */
 function record(fields: {
@@ -66,23 +67,34 @@ function record(fields: {
 }
 
 const clock = clockMap(0n, 1_700_000_000_000_000_000n);
+let seq = 0;
+const stamp = { host: "test-host", nextId: (): string => `ev-${++seq}` };
+/** Decodes and checks every event against the schemas, as every flow test does. */
+function decode(batch: Buffer, onBytes?: Parameters<typeof decodeRecords>[3]): ReturnType<typeof decodeRecords> {
+  const r = decodeRecords(batch, clock, stamp, onBytes);
+  for (const e of r.events) assertValidEvent(e);
+  return r;
+}
 
 describe("flow record decoding", () => {
   it("decodes a close record: payload bytes without retransmits or the peer's FIN, times, owner", () => {
-    const { events, skipped } = decodeRecords(record({ kind: 2, flags: 0x02 | 0x04, sent: 1500n, retrans: 500n, received: 2001n, oldState: 9 }), clock);
+    const { events, skipped } = decode(record({ kind: 2, flags: 0x02 | 0x04, sent: 1500n, retrans: 500n, received: 2001n, oldState: 9 }));
     expect(skipped).toBe(0);
     const e = events[0] as FlowCloseEvent;
     expect(e).toMatchObject({
-      type: "flow.close",
+      type: "flow-close",
       source: "ebpf",
-      id: "42",
+      flowId: "42",
+      host: "test-host",
+      schemaVersion: 1,
+      protocol: "tcp",
       side: "client",
       localIp: "192.0.2.1",
       localPort: 40000,
       remoteIp: "198.51.100.7",
       remotePort: 443,
       pid: 1234,
-      command: "curl",
+      comm: "curl",
       uid: 1000,
       ownerFrom: "connect",
       cgroupId: "7",
@@ -104,15 +116,15 @@ describe("flow record decoding", () => {
   });
 
   it("says none for rtt_min 0xFFFFFFFF and no owner for pid 0", () => {
-    const e = decodeRecords(record({ kind: 2, rttMin: 0xffffffff, pid: 0, ownerFrom: 0 }), clock).events[0] as FlowCloseEvent;
+    const e = decode(record({ kind: 2, rttMin: 0xffffffff, pid: 0, ownerFrom: 0 })).events[0] as FlowCloseEvent;
     expect(e.rttMinUs).toBeNull();
     expect(e.pid).toBeNull();
-    expect(e.command).toBeNull();
+    expect(e.comm).toBeNull();
   });
 
   it("formats IPv6 and classifies a refused connect", () => {
     const v6 = [0x20, 0x01, 0x0d, 0xb8, ...new Array(11).fill(0), 1];
-    const e = decodeRecords(record({ kind: 2, family: 6, saddr: v6, daddr: v6, oldState: 2, error: 111, established: 0n }), clock).events[0] as FlowCloseEvent;
+    const e = decode(record({ kind: 2, family: 6, saddr: v6, daddr: v6, oldState: 2, error: 111, established: 0n })).events[0] as FlowCloseEvent;
     expect(e).toMatchObject({ family: 6, localIp: "2001:db8::1", end: "refused", error: "ECONNREFUSED", lastState: "SYN_SENT", handshakeMs: null });
   });
 
@@ -125,16 +137,16 @@ describe("flow record decoding", () => {
     bytes.writeUInt16LE(5, 6);
     bytes.writeBigUInt64LE(42n, 16);
     bytes.write("hello", 32);
-    const seen: Array<{ id: string; direction: string; data: string }> = [];
-    const { events } = decodeRecords(Buffer.concat([bytes, record({ kind: 2 })]), clock, (b) => seen.push({ ...b, data: b.data.toString() }));
-    expect(seen).toEqual([{ id: "42", direction: "received", data: "hello" }]);
+    const seen: Array<{ flowId: string; direction: string; data: string }> = [];
+    const { events } = decode(Buffer.concat([bytes, record({ kind: 2 })]), (b) => seen.push({ ...b, data: b.data.toString() }));
+    expect(seen).toEqual([{ flowId: "42", direction: "received", data: "hello" }]);
     expect(events).toHaveLength(1);
   });
 
   it("skips records of another version and stops at a truncated one", () => {
     const batch = Buffer.concat([record({ kind: 1, version: 9 }), record({ kind: 1, cookie: 5n }), record({ kind: 1 }).subarray(0, 100)]);
-    const { events, skipped } = decodeRecords(batch, clock);
-    expect(events.map((e) => e.id)).toEqual(["5"]);
+    const { events, skipped } = decode(batch);
+    expect(events.map((e) => e.flowId)).toEqual(["5"]);
     expect(skipped).toBe(2);
   });
 
@@ -152,32 +164,32 @@ describe("flow record decoding", () => {
 
 describe("open before close", () => {
   it("holds a close the kernel flagged as racing its open until the open arrives", () => {
-    const { events, openPending } = decodeRecords(Buffer.concat([record({ kind: 2, cookie: 7n, flags: 0x08 }), record({ kind: 2, cookie: 8n })]), clock);
+    const { events, openPending } = decode(Buffer.concat([record({ kind: 2, cookie: 7n, flags: 0x08 }), record({ kind: 2, cookie: 8n })]));
     expect([...openPending]).toEqual(["7"]);
     const order = new OpenBeforeClose(200);
-    expect(order.order(events, openPending, 1000).map((e) => `${e.type} ${e.id}`)).toEqual(["flow.close 8"]);
-    const next = decodeRecords(record({ kind: 1, cookie: 7n }), clock);
-    expect(order.order(next.events, next.openPending, 1050).map((e) => `${e.type} ${e.id}`)).toEqual(["flow.open 7", "flow.close 7"]);
+    expect(order.order(events, openPending, 1000).map((e) => `${e.type} ${e.flowId}`)).toEqual(["flow-close 8"]);
+    const next = decode(record({ kind: 1, cookie: 7n }));
+    expect(order.order(next.events, next.openPending, 1050).map((e) => `${e.type} ${e.flowId}`)).toEqual(["flow-open 7", "flow-close 7"]);
     expect(order.size).toBe(0);
   });
 
   it("releases a held close after the hold time when its open never comes", () => {
-    const { events, openPending } = decodeRecords(record({ kind: 2, cookie: 9n, flags: 0x08 }), clock);
+    const { events, openPending } = decode(record({ kind: 2, cookie: 9n, flags: 0x08 }));
     const order = new OpenBeforeClose(200);
     expect(order.order(events, openPending, 1000)).toEqual([]);
     expect(order.expire(1100)).toEqual([]);
-    expect(order.expire(1200).map((e) => e.id)).toEqual(["9"]);
+    expect(order.expire(1200).map((e) => e.flowId)).toEqual(["9"]);
   });
 
   it("does not hold a flagged close whose open came earlier in the same batch", () => {
-    const { events, openPending } = decodeRecords(Buffer.concat([record({ kind: 1, cookie: 5n }), record({ kind: 2, cookie: 5n, flags: 0x08 })]), clock);
-    expect(new OpenBeforeClose().order(events, openPending).map((e) => e.type)).toEqual(["flow.open", "flow.close"]);
+    const { events, openPending } = decode(Buffer.concat([record({ kind: 1, cookie: 5n }), record({ kind: 2, cookie: 5n, flags: 0x08 })]));
+    expect(new OpenBeforeClose().order(events, openPending).map((e) => e.type)).toEqual(["flow-open", "flow-close"]);
   });
 });
 
 describe("flow filters", () => {
   const event = (over: Partial<FlowConnectionEvent>): FlowConnectionEvent =>
-    ({ type: "flow.open", side: "client", localPort: 40000, remotePort: 443, remoteIp: "198.51.100.7", cgroupId: "7", ...over }) as FlowConnectionEvent;
+    ({ type: "flow-open", side: "client", localPort: 40000, remotePort: 443, remoteIp: "198.51.100.7", cgroupId: "7", ...over }) as FlowConnectionEvent;
 
   it("matches the service port by side, remote CIDRs, side and cgroup", () => {
     const f = compileFlowFilter({ ports: [443], cidrs: ["198.51.100.0/24"], cgroupId: "7" });

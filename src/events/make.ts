@@ -1,0 +1,38 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import { EVENT_SCHEMA_VERSION, EVENT_TYPES, type TrafficEvent } from "./types";
+
+/** An event as its producer writes it: everything but the fields every event shares. */
+export type EventBody<E extends TrafficEvent = TrafficEvent> = E extends TrafficEvent ? Omit<E, "schemaVersion" | "id" | "time" | "host"> : never;
+
+/**
+ * Makes event ids that are unique across agents and restarts without coordination: a
+ * random per-process prefix and a counter, so they also sort in emission order per process.
+ */
+export function eventIdSource(prefix = randomBytes(6).toString("hex")): () => string {
+  let seq = 0;
+  return () => `${prefix}-${(++seq).toString(36)}`;
+}
+
+const defaultId = eventIdSource();
+
+/** Completes an event body with schemaVersion, id, time and host. */
+export function makeEvent<E extends TrafficEvent>(
+  body: EventBody<E>,
+  options: { host?: string; id?: string; time?: Date } = {},
+): E {
+  return {
+    schemaVersion: EVENT_SCHEMA_VERSION,
+    id: options.id ?? defaultId(),
+    time: (options.time ?? new Date()).toISOString(),
+    host: options.host ?? hostname(),
+    ...body,
+  } as unknown as E;
+}
+
+/** True when `value` looks like one of this package's events (type and schema version). */
+export function isTrafficEvent(value: unknown): value is TrafficEvent {
+  if (value === null || typeof value !== "object") return false;
+  const v = value as { type?: unknown; schemaVersion?: unknown };
+  return v.schemaVersion === EVENT_SCHEMA_VERSION && typeof v.type === "string" && (EVENT_TYPES as readonly string[]).includes(v.type);
+}
