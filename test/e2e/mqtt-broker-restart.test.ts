@@ -95,11 +95,12 @@ describe.skipIf(mosquittoBin.skip)("publisher across a broker restart (mosquitto
     expect(disconnects).toBeGreaterThanOrEqual(1);
     expect(seen.size).toBe(TOTAL);
     for (let i = 0; i < TOTAL; i++) expect(seen.has(`e-${i}`)).toBe(true);
-    // At-least-once: a duplicate can only be a message that was unacknowledged when the
-    // broker went away: at most the publisher's in-flight window, plus the broker's
-    // in-flight window to the subscriber (mosquitto's default, 20).
+    // At-least-once: a duplicate can only be a message that was unacknowledged when a
+    // connection went away: at most the publisher's in-flight window per disconnection
+    // (a loaded machine can add one, a reconnect attempt that times out), plus the
+    // broker's in-flight window to the subscriber (mosquitto's default, 20).
     const duplicates = received - TOTAL;
-    expect(duplicates).toBeLessThanOrEqual(WINDOW + 20);
+    expect(duplicates).toBeLessThanOrEqual(disconnects * WINDOW + 20);
     // Order: first arrivals come in the order the events were queued.
     for (let i = 1; i < firstOrder.length; i++) expect(firstOrder[i]).toBeGreaterThan(firstOrder[i - 1] as number);
     expect(publisher.stats()).toMatchObject({ sent: TOTAL, dropped: 0, queued: 0, inFlight: 0 });
