@@ -17,7 +17,10 @@ export type TrafficErrorCode =
   | "ERR_NO_FD"
   | "ERR_LISTENER_CONFIG"
   | "ERR_NFT_CONFIG"
-  | "ERR_NFT_FAILED";
+  | "ERR_NFT_FAILED"
+  | "ERR_FORWARD_CONFIG"
+  | "ERR_FORWARD_TARGET"
+  | "ERR_FORWARD_LOOP";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

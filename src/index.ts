@@ -37,3 +37,4 @@ export { isTrafficSession, type ConnectionInfo, type TrafficSessionRef, type Ori
 export { capabilityReport, effectiveCapabilities, formatCapabilityReport, type FeatureReport, type CapabilityName } from "./doctor";
 export * from "./classify";
 export * from "./listener";
+export * from "./forward";
