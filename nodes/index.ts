@@ -1,5 +1,6 @@
 import type { NodeAPI } from "node-red";
 import registerClassify from "./classify/classify";
+import registerForward from "./forward/forward";
 import registerIpFilter from "./ip-filter/ip-filter";
 import registerOriginalDst from "./original-dst/original-dst";
 import registerRealIp from "./real-ip/real-ip";
@@ -12,4 +13,5 @@ export default function register(RED: NodeAPI): void {
   registerClassify(RED);
   registerTransparentIn(RED);
   registerOriginalDst(RED);
+  registerForward(RED);
 }
