@@ -15,6 +15,13 @@ const SYSTEM_DEPS = [
   { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: a listener without CAP_NET_ADMIN" },
 ];
 
+// The forward tests and benchmark: HAProxy (above) as a PROXY v2 backend and the
+// splice anchor, and these as the other anchors.
+SYSTEM_DEPS.push(
+  { command: "iperf3", pkg: "iperf3", usedBy: "forward benchmark: one-stream throughput" },
+  { command: "socat", pkg: "socat", usedBy: "forward benchmark: socat as a throughput anchor" },
+);
+
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
 
 // Real clients whose first bytes the classify tests sniff live (test/e2e/classify-clients.test.ts);
