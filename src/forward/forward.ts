@@ -290,6 +290,9 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     const wantNativePump = choice === "native" || (choice === "auto" && autoPump === "native");
     const mark = options.mark ?? 0;
     const needsNative = identity === "transparent" || mark !== 0 || choice === "native";
+    // Only a bind to the client's address or a mark needs the addon's connect; a plain
+    // connect is cheaper through libuv, and its fd can still go to the native pump.
+    const nativeConnect = identity === "transparent" || mark !== 0;
     if (needsNative && native === null) {
       const why = nativeAvailability();
       const what = identity === "transparent" ? "source preservation" : mark !== 0 ? "SO_MARK" : "the native pump";
@@ -302,7 +305,8 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     const initial = conn.replay.length > 0 ? (header.length > 0 ? Buffer.concat([header, conn.replay]) : conn.replay) : header;
     counts.bytesToUpstream = conn.replay.length;
 
-    if (native !== null && (needsNative || wantNativePump)) {
+    const useNativePump = native !== null && wantNativePump;
+    if (native !== null && nativeConnect) {
       let fd: number;
       try {
         const connected = await native.connectUpstream({
@@ -324,8 +328,8 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
         finish(stopped ? "stopped" : "client-reset", stopped ? undefined : { code: "ECONNRESET", message: "the client went away while connecting upstream" });
         return;
       }
-      if (wantNativePump) {
-        runNativePump(native, fd, initial);
+      if (useNativePump) {
+        runNativePump(native, fd, initial, () => native.closeFd(fd));
         return;
       }
       const upstream = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
@@ -335,6 +339,9 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     // Plain connect from Node: no bind, no mark.
     const upstream = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
     upstream.on("error", swallow);
+    // For the native pump libuv must never read this socket: paused, Node does not start
+    // reading on connect.
+    if (useNativePump) upstream.pause();
     const t = target;
     const ok = await new Promise<boolean>((resolve) => {
       const timer = timeoutMs > 0 ? setTimeout(() => upstream.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), timeoutMs) : null;
@@ -364,6 +371,19 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       return;
     }
     upstreamLocalPort = upstream.localPort;
+    if (useNativePump) {
+      let fd: number;
+      try {
+        fd = socketFd(upstream);
+      } catch (err) {
+        upstream.destroy();
+        finish("error", { code: (err as TrafficError).code, message: (err as Error).message });
+        return;
+      }
+      stopReading(upstream);
+      runNativePump(native, fd, initial, () => upstream.destroy());
+      return;
+    }
     runJsPump(upstream, initial);
   };
 
@@ -435,13 +455,13 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
   };
 
   // ---- the native pump: splice on the addon's thread ----
-  const runNativePump = (native: NativeAddon, upstreamFd: number, initial: Buffer): void => {
+  const runNativePump = (native: NativeAddon, upstreamFd: number, initial: Buffer, closeUpstream: () => void): void => {
     pumpUsed = "native";
     let clientFd: number;
     try {
       clientFd = socketFd(client);
     } catch (err) {
-      native.closeFd(upstreamFd);
+      closeUpstream();
       finish("client-reset", { code: "ECONNRESET", message: (err as Error).message });
       return;
     }
@@ -455,11 +475,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     // before the loop turns (no read can happen in between).
     const buffered: Buffer[] = [];
     for (let chunk = client.read() as Buffer | null; chunk !== null; chunk = client.read() as Buffer | null) buffered.push(chunk);
-    const handle = (client as unknown as { _handle: { reading?: boolean; readStop?: () => number } | null })._handle;
-    if (handle !== null && typeof handle.readStop === "function") {
-      handle.reading = false;
-      handle.readStop();
-    }
+    stopReading(client);
     const extra = buffered.length === 0 ? null : Buffer.concat(buffered);
     const firstBytes = extra === null ? initial : Buffer.concat([initial, extra]);
     const prefixToUpstream = counts.bytesToUpstream + (extra?.length ?? 0);
@@ -472,7 +488,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
         if (idleTicker !== null) clearInterval(idleTicker);
         counts.bytesToUpstream = prefixToUpstream + result.aToB;
         counts.bytesToClient = result.bToA;
-        native.closeFd(upstreamFd);
+        closeUpstream();
         if (result.stopped) {
           if (idle) finish("idle-timeout", { code: "ETIMEDOUT", message: `no bytes either way for ${idleMs} ms` });
           else finish("stopped");
@@ -484,7 +500,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
         }
       });
     } catch (err) {
-      native.closeFd(upstreamFd);
+      closeUpstream();
       finish("error", { code: (err as SystemCallError).code, message: (err as Error).message });
       return;
     }
@@ -517,6 +533,15 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       if (stopper !== null) stopper();
     },
   };
+}
+
+/** Stops libuv reading a socket for good: the addon's thread owns its bytes from now on. */
+function stopReading(socket: net.Socket): void {
+  const handle = (socket as unknown as { _handle: { reading?: boolean; readStop?: () => number } | null })._handle;
+  if (handle !== null && typeof handle.readStop === "function") {
+    handle.reading = false;
+    handle.readStop();
+  }
 }
 
 function setNoDelayFd(native: NativeAddon, fd: number): void {
