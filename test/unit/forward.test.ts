@@ -5,7 +5,7 @@ import crypto from "node:crypto";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionInfo } from "../../src/connection";
-import { forwardConnection, rejectConnection, type ForwardOptions, type ForwardSummary } from "../../src/forward";
+import { forwardConnection, holdUnclaimedForward, rejectConnection, type ForwardOptions, type ForwardSummary } from "../../src/forward";
 import { TransparentListener } from "../../src/listener/transparent-listener";
 import { parseProxyHeader } from "../../src/proxy-protocol";
 import { connectionTable } from "../../src/session/table";
@@ -246,5 +246,27 @@ describe("forward decisions", () => {
     expect(err.code).toBe("ECONNRESET");
     await until(() => fin.summaries.length === 1 && rst.summaries.length === 1, "summaries");
     expect(fin.summaries[0]).toMatchObject({ action: "reject", end: "rejected" });
+  });
+
+  it("while held, the table's unclaimed action forward hands connections to the forwarder", async () => {
+    const summaries: ForwardSummary[] = [];
+    expect(connectionTable().canDo("forward")).toBe(false);
+    const release = holdUnclaimedForward("unit", { connectTimeoutMs: 1000 }, (s) => summaries.push(s));
+    cleanups.push(release);
+    expect(connectionTable().canDo("forward")).toBe(true);
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const free = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const l = new TransparentListener({ port: free, address: "127.0.0.1", mode: "plain", unclaimedTimeoutMs: 100, unclaimedAction: "forward" }, "unit-unclaimed");
+    await l.start();
+    cleanups.push(() => l.close());
+    const c = await connect(free);
+    await readAll(c);
+    // Plain mode has no original destination: the forwarder says so instead of holding the client.
+    await until(() => summaries.length === 1, "summary");
+    expect(summaries[0]).toMatchObject({ end: "no-target", error: { code: "ERR_FORWARD_TARGET" } });
+    release();
+    expect(connectionTable().canDo("forward")).toBe(false);
   });
 });
