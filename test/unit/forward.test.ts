@@ -214,6 +214,39 @@ for (const pump of ["native", "js"] as const) {
 }
 
 describe("forward decisions", () => {
+  it("forwards over IPv6, both pumps, with a PROXY v1 header naming the IPv6 client", async () => {
+    for (const pump of ["native", "js"] as const) {
+      let first = Buffer.alloc(0);
+      const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+        void readAll(s).then((all) => {
+          first = all;
+          s.end("v6");
+        });
+      });
+      await new Promise<void>((r) => srv.listen(0, "::1", r));
+      cleanups.push(() => new Promise((r) => srv.close(r)));
+      const probe = net.createServer();
+      await new Promise<void>((r) => probe.listen(0, "::1", r));
+      const free = (probe.address() as net.AddressInfo).port;
+      await new Promise((r) => probe.close(r));
+      const l = new TransparentListener({ port: free, address: "::1", family: "ipv6", mode: "plain", unclaimedTimeoutMs: 0 }, `unit-v6-${pump}`);
+      const summaries: ForwardSummary[] = [];
+      l.on("connection", (info: ConnectionInfo) => {
+        void forwardConnection(connectionTable().claim(info.id, "t")!, { target: { address: "[::1]", port: (srv.address() as net.AddressInfo).port }, identity: "proxy-v1", pump }).done.then((x) => summaries.push(x));
+      });
+      await l.start();
+      cleanups.push(() => l.close());
+      const c = net.connect({ port: free, host: "::1" });
+      cleanups.push(() => c.destroy());
+      const clientPort = await new Promise<number>((r) => c.once("connect", () => r(c.localPort!)));
+      c.end("hi");
+      expect((await readAll(c)).toString()).toBe("v6");
+      expect(first.toString()).toMatch(new RegExp(`^PROXY TCP6 ::1 ::1 ${clientPort} ${free}\r\nhi$`));
+      await until(() => summaries.length === 1, "summary");
+      expect(summaries[0]).toMatchObject({ end: "closed", pump, target: { address: "::1" } });
+    }
+  });
+
   it("refuses a target equal to the listener itself", async () => {
     let listenerPort = 0;
     const { port, summaries } = await gateway((info) => forwardConnection(connectionTable().claim(info.id, "t")!, { target: { address: "127.0.0.1", port: listenerPort } }).done);
