@@ -216,7 +216,7 @@ for (const pump of ["native", "js"] as const) {
 describe("forward decisions", () => {
   it("forwards over IPv6, both pumps, with a PROXY v1 header naming the IPv6 client", async () => {
     for (const pump of ["native", "js"] as const) {
-      let first = Buffer.alloc(0);
+      let first: Buffer = Buffer.alloc(0);
       const srv = net.createServer({ allowHalfOpen: true }, (s) => {
         void readAll(s).then((all) => {
           first = all;
