@@ -4,6 +4,8 @@
 // in, plain values out, every failure an Error whose `code` is the errno name.
 #include <napi.h>
 
+#include "forward.h"
+
 #include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
@@ -472,7 +474,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("describeErrno", Napi::Function::New(env, DescribeErrno, "describeErrno"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketOptions", Napi::Function::New(env, SocketOptions, "socketOptions"));
-  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  traffic::InitForward(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }
 

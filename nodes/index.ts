@@ -2,6 +2,7 @@ import type { NodeAPI } from "node-red";
 import { registerAdminEndpoints } from "./common/admin";
 import registerClassify from "./classify/classify";
 import registerFlowSource from "./flow-source/flow-source";
+import registerForward from "./forward/forward";
 import registerIpFilter from "./ip-filter/ip-filter";
 import registerMqttEvents from "./mqtt-events/mqtt-events";
 import registerOriginalDst from "./original-dst/original-dst";
@@ -20,4 +21,5 @@ export default function register(RED: NodeAPI): void {
   registerFlowSource(RED);
   registerTrafficBroker(RED);
   registerMqttEvents(RED);
+  registerForward(RED);
 }

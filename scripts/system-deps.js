@@ -28,6 +28,8 @@ const SYSTEM_DEPS = [
   { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
   { command: "mosquitto_passwd", pkg: "mosquitto", usedBy: "MQTT broker credential tests" },
   { command: "mosquitto_sub", pkg: "mosquitto-clients", usedBy: "MQTT event tests with a command-line subscriber" },
+  { command: "iperf3", pkg: "iperf3", usedBy: "forward benchmark: one-stream throughput" },
+  { command: "socat", pkg: "socat", usedBy: "forward benchmark: socat as a throughput anchor" },
   { command: "curl", pkg: "curl", usedBy: "classify: HTTP/1, HTTP/2, gRPC, TLS, SOCKS, PROXY and server-first clients" },
   { command: "openssl", pkg: "openssl", usedBy: "classify: TLS ClientHello (s_client); MQTT over TLS tests (a CA made per run)" },
   { command: "mosquitto_pub", pkg: "mosquitto-clients", usedBy: "classify: MQTT CONNECT" },

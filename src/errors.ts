@@ -19,7 +19,10 @@ export type TrafficErrorCode =
   | "ERR_NFT_FAILED"
   | "ERR_TOPIC"
   | "ERR_MQTT_CONFIG"
-  | "ERR_SPOOL";
+  | "ERR_SPOOL"
+  | "ERR_FORWARD_CONFIG"
+  | "ERR_FORWARD_TARGET"
+  | "ERR_FORWARD_LOOP";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

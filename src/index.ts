@@ -57,3 +57,4 @@ export {
 export { FileSpool, type Spool, type SpoolRecord } from "./mqtt/spool";
 export { compileTopicTemplate, validatePublishTopic, TOPIC_PLACEHOLDERS, type TopicPlaceholder, type TopicValues } from "./mqtt/topic";
 export { Batcher } from "./mqtt/batcher";
+export * from "./forward";

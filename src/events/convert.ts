@@ -12,39 +12,17 @@ import type {
   ForwardEnd,
   ForwardIdentity,
   ForwardSummaryEvent,
-  ForwardTarget,
   OriginalDst,
   TrafficEvent,
 } from "./types";
 import type { ClassificationFields, ClassifiedAs } from "../classify/types";
+import type { ForwardSummary } from "../forward/forward";
 
 /**
- * What a forward node sends when a forwarded (or rejected) connection is over, as
- * `msg.payload` (with `msg._session` of the connection). `toEvent` turns it into a
- * `forward-summary` event.
+ * What a forward node sends as `msg.payload` when a forwarded (or rejected) connection
+ * is over: the forwarding core's summary. `toEvent` turns it into a `forward-summary` event.
  */
-export interface ForwardSummary {
-  /** Id of the connection (`msg._session.id`). */
-  readonly id: string;
-  /** `forward`: connected to a target; `reject`: refused by policy. */
-  readonly action: "forward" | "reject";
-  /** Where it was forwarded; null or absent when rejected. */
-  readonly target?: ForwardTarget | null;
-  /** How the client's identity was passed on. */
-  readonly identity: ForwardIdentity;
-  /** Payload bytes client → target. */
-  readonly bytesUp: number;
-  /** Payload bytes target → client. */
-  readonly bytesDown: number;
-  /** Milliseconds from the forward's start to the close of both directions. */
-  readonly durationMs: number;
-  /** How it ended. */
-  readonly end: ForwardEnd;
-  /** errno name or error code when it ended with an error. */
-  readonly error?: string;
-  /** The client-facing socket, as in the connection message (optional). */
-  readonly connection?: Pick<ConnectionInfo, "family" | "localAddress" | "localPort" | "remoteAddress" | "remotePort">;
-}
+export type { ForwardSummary } from "../forward/forward";
 
 /** The parts of a Node-RED message `toEvent` reads. */
 export interface EventSourceMessage {
@@ -63,8 +41,19 @@ export interface ToEventOptions {
   readonly id?: string;
 }
 
-const FORWARD_IDENTITIES: readonly string[] = ["none", "proxy-v1", "proxy-v2", "source"];
-const FORWARD_ENDS: readonly string[] = ["normal", "reset", "refused", "timeout", "error", "rejected"];
+const FORWARD_IDENTITIES: readonly ForwardIdentity[] = ["none", "proxy-v1", "proxy-v2", "transparent"];
+const FORWARD_ENDS: readonly ForwardEnd[] = [
+  "closed",
+  "rejected",
+  "client-reset",
+  "upstream-reset",
+  "idle-timeout",
+  "connect-failed",
+  "loop",
+  "no-target",
+  "stopped",
+  "error",
+];
 const LISTENER_MODES: readonly string[] = ["redirect", "tproxy", "plain"];
 
 type Fields = Record<string, unknown>;
@@ -89,11 +78,13 @@ export function isForwardSummary(value: unknown): value is ForwardSummary {
     typeof v["id"] === "string" &&
     v["id"] !== "" &&
     (v["action"] === "forward" || v["action"] === "reject") &&
-    FORWARD_IDENTITIES.includes(v["identity"] as string) &&
-    FORWARD_ENDS.includes(v["end"] as string) &&
-    isCount(v["bytesUp"]) &&
-    isCount(v["bytesDown"]) &&
-    isCount(v["durationMs"])
+    FORWARD_IDENTITIES.includes(v["identity"] as ForwardIdentity) &&
+    FORWARD_ENDS.includes(v["end"] as ForwardEnd) &&
+    isCount(v["bytesToUpstream"]) &&
+    isCount(v["bytesToClient"]) &&
+    isCount(v["durationMs"]) &&
+    isObject(v["client"]) &&
+    typeof v["client"]["address"] === "string"
   );
 }
 
@@ -222,22 +213,24 @@ export function classificationEvent(msg: EventSourceMessage & { classification: 
 
 /** A forward node's summary → `forward-summary`. */
 export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOptions): ForwardSummaryEvent {
-  const conn = summary.connection;
+  const family = summary.client.address.includes(":") ? 6 : 4;
   return makeEvent<ForwardSummaryEvent>(
     {
       type: "forward-summary",
       connectionId: summary.id,
       action: summary.action,
-      ...(summary.target !== undefined && summary.target !== null ? { target: { host: summary.target.host, port: summary.target.port } } : {}),
+      ...(summary.target !== null ? { target: { address: summary.target.address, port: summary.target.port } } : {}),
       identity: summary.identity,
-      bytesUp: summary.bytesUp,
-      bytesDown: summary.bytesDown,
+      bytesUp: summary.bytesToUpstream,
+      bytesDown: summary.bytesToClient,
       durationMs: summary.durationMs,
       end: summary.end,
-      ...(summary.error !== undefined ? { error: summary.error } : {}),
-      ...(conn !== undefined
-        ? { side: "server" as const, family: conn.family, localIp: conn.localAddress, localPort: conn.localPort, remoteIp: conn.remoteAddress, remotePort: conn.remotePort }
-        : {}),
+      ...(summary.error !== undefined ? { error: summary.error.code } : {}),
+      ...(summary.pump !== null ? { pump: summary.pump } : {}),
+      side: "server" as const,
+      family,
+      remoteIp: summary.client.address,
+      remotePort: summary.client.port,
     },
     { host: options.host, ...(options.id !== undefined ? { id: options.id } : {}), ...(options.time !== undefined ? { time: options.time } : {}) },
   );

@@ -209,18 +209,30 @@ export interface ClassificationEvent extends EventBase {
 }
 
 /**
- * How a forwarded connection ended: `normal` (both directions closed), `reset` (either side
- * reset it), `refused` (the target refused the connect), `timeout` (connect or idle
- * timeout), `error` (another error, see `error`), `rejected` (policy rejected it, no upstream).
+ * How a forwarded connection ended: `closed` (both directions closed normally),
+ * `rejected` (policy rejected it, no upstream), `client-reset` / `upstream-reset` (that
+ * side reset it), `idle-timeout`, `connect-failed` (refused, timed out or unreachable:
+ * see `error`), `loop` (the target was the listener itself), `no-target` (no target
+ * could be chosen), `stopped` (the forward node was closed), `error` (another error).
  */
-export type ForwardEnd = "normal" | "reset" | "refused" | "timeout" | "error" | "rejected";
+export type ForwardEnd =
+  | "closed"
+  | "rejected"
+  | "client-reset"
+  | "upstream-reset"
+  | "idle-timeout"
+  | "connect-failed"
+  | "loop"
+  | "no-target"
+  | "stopped"
+  | "error";
 
 /**
  * How the client's identity was passed to the target: `none`, a PROXY protocol header
- * (`proxy-v1`, `proxy-v2`), or `source` (the upstream connection used the client's own
- * address, transparent bind).
+ * (`proxy-v1`, `proxy-v2`), or `transparent` (the upstream connection was bound to the
+ * client's own address with IP_TRANSPARENT).
  */
-export type ForwardIdentity = "none" | "proxy-v1" | "proxy-v2" | "source";
+export type ForwardIdentity = "none" | "proxy-v1" | "proxy-v2" | "transparent";
 
 /** A forwarded (or rejected) connection ended; totals for both directions. */
 export interface ForwardSummaryEvent extends EventBase {
@@ -233,8 +245,8 @@ export interface ForwardSummaryEvent extends EventBase {
   connectionId: string;
   /** What the forward did: `forward` to a target, or `reject` by policy. */
   action: "forward" | "reject";
-  /** Where the connection was forwarded to (absent when rejected). */
-  target?: ForwardTarget;
+  /** Where the connection was forwarded to (absent when rejected or no target was chosen). */
+  target?: TargetAddress;
   /** How the client's identity was passed on (see ForwardIdentity). */
   identity: ForwardIdentity;
   /**
@@ -254,8 +266,10 @@ export interface ForwardSummaryEvent extends EventBase {
   durationMs: number;
   /** How it ended (see ForwardEnd). */
   end: ForwardEnd;
-  /** errno name (ECONNREFUSED, ETIMEDOUT, …) or error code when it ended with an error. */
+  /** errno name (ECONNREFUSED, ETIMEDOUT, EPERM, …) or ERR_FORWARD_ code when it ended with an error. */
   error?: string;
+  /** Who moved the bytes: the native splice pump or Node streams; absent when no upstream connection was made. */
+  pump?: "native" | "js";
   /** Side of the client-facing socket whose addresses follow: always `server` (it was accepted). */
   side?: "server";
   /** IP family of the client-facing socket, when the summary carried its addresses. */
@@ -278,13 +292,13 @@ export interface ForwardSummaryEvent extends EventBase {
   remotePort?: number;
 }
 
-/** A forward target: host name or IP, and port. */
-export interface ForwardTarget {
+/** The upstream a connection was forwarded to, as resolved. */
+export interface TargetAddress {
   /**
-   * Host name or IP address as configured.
+   * IP address the forward connected to.
    * @minLength 1
    */
-  host: string;
+  address: string;
   /**
    * Port number.
    * @minimum 1

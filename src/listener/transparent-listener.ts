@@ -65,7 +65,9 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
       reusePort: s.reusePort,
       v6Only: s.v6Only,
     });
-    const server = net.createServer({ pauseOnConnect: false }, (socket) => this.accept(socket));
+    // allowHalfOpen: a client that sends its request and FIN at once (`printf … | nc`)
+    // still waits for the answer; Node must not end our side when the FIN is read.
+    const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket));
     if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
     try {
       await new Promise<void>((resolve, reject) => {

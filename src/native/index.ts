@@ -58,7 +58,51 @@ export interface NativeAddon {
   describeErrno(errno: number, syscall: string): { code: string; message: string };
   closeFd(fd: number): void;
   socketOptions(fd: number): SocketOptionFlags;
+  /** A connected non-blocking TCP socket (optionally transparent-bound and marked): see native/forward.cc. */
+  connectUpstream(options: NativeConnectOptions): Promise<NativeConnected>;
+  /** TCP_NODELAY on a raw socket fd. */
+  setNoDelay(fd: number): void;
+  /** Starts a splice pump between two connected socket fds on a thread of its own. */
+  readonly SplicePump: new (fdA: number, fdB: number, pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
   readonly abiVersion: number;
+}
+
+/** Options of a native upstream connect. */
+export interface NativeConnectOptions {
+  readonly address: string;
+  readonly port: number;
+  /** Bind this local address first (with `transparent`, a foreign one: the client's). */
+  readonly localAddress?: string;
+  /** 0 (default): any port; else this port, falling back to any when it is taken and `portFallback`. */
+  readonly localPort?: number;
+  /** IP_TRANSPARENT / IPV6_TRANSPARENT before bind: needs CAP_NET_ADMIN. */
+  readonly transparent?: boolean;
+  /** SO_MARK on every packet of the socket (0: none): needs CAP_NET_ADMIN. */
+  readonly mark?: number;
+  readonly portFallback?: boolean;
+  /** 0: the kernel's own SYN retry limit. */
+  readonly timeoutMs?: number;
+}
+
+/** A connected upstream socket made by the addon. */
+export interface NativeConnected {
+  readonly fd: number;
+  readonly localPort: number;
+  /** True when the client's port was asked for but taken, and another was used. */
+  readonly portFellBack: boolean;
+}
+
+/** Bytes a splice pump moved, and whether it was stopped from JS. */
+export interface SplicePumpResult {
+  readonly aToB: number;
+  readonly bToA: number;
+  readonly stopped: boolean;
+}
+
+/** A running splice pump. */
+export interface SplicePumpHandle {
+  stop(): void;
+  counts(): { aToB: number; bToA: number };
 }
 
 /** Facts about an accepted socket, read in one native call. */

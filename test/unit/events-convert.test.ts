@@ -58,17 +58,55 @@ describe("toEvent: messages of this package's nodes become the declared events",
   });
 
   it("a forward summary → forward-summary", () => {
-    const summary: ForwardSummary = { id: "c-1", action: "forward", target: { host: "backend.example", port: 8443 }, identity: "proxy-v2", bytesUp: 10, bytesDown: 2000, durationMs: 12.5, end: "normal" };
+    const summary: ForwardSummary = {
+      id: "c-1",
+      action: "forward",
+      client: { address: "192.0.2.10", port: 40000 },
+      target: { address: "198.51.100.20", port: 8443 },
+      identity: "proxy-v2",
+      pump: "native",
+      bytesToUpstream: 10,
+      bytesToClient: 2000,
+      startedAt: Date.now(),
+      durationMs: 12.5,
+      end: "closed",
+    };
     const e = toEvent({ _session: session, payload: summary }, { host: "agent-a" });
     assertValidEvent(e);
-    expect(e).toMatchObject({ type: "forward-summary", connectionId: "c-1", action: "forward", target: { host: "backend.example", port: 8443 }, identity: "proxy-v2", end: "normal" });
-    const rejected = toEvent(
-      { payload: { id: "c-2", action: "reject", target: null, identity: "none", bytesUp: 0, bytesDown: 0, durationMs: 0, end: "rejected", connection: { family: 6, localAddress: "2001:db8::1", localPort: 443, remoteAddress: "2001:db8::2", remotePort: 4000 } } },
-      { host: "agent-a" },
-    );
+    expect(e).toMatchObject({
+      type: "forward-summary",
+      connectionId: "c-1",
+      action: "forward",
+      target: { address: "198.51.100.20", port: 8443 },
+      identity: "proxy-v2",
+      bytesUp: 10,
+      bytesDown: 2000,
+      pump: "native",
+      end: "closed",
+      side: "server",
+      family: 4,
+      remoteIp: "192.0.2.10",
+      remotePort: 40000,
+    });
+    const failed: ForwardSummary = {
+      id: "c-2",
+      action: "forward",
+      client: { address: "2001:db8::2", port: 4000 },
+      target: null,
+      identity: "none",
+      pump: null,
+      bytesToUpstream: 0,
+      bytesToClient: 0,
+      startedAt: Date.now(),
+      durationMs: 0,
+      end: "connect-failed",
+      error: { code: "ECONNREFUSED", message: "connect ECONNREFUSED" },
+    };
+    const rejected = toEvent({ payload: failed }, { host: "agent-a" });
     assertValidEvent(rejected);
-    expect(rejected).toMatchObject({ action: "reject", end: "rejected", side: "server", remoteIp: "2001:db8::2" });
+    expect(rejected).toMatchObject({ end: "connect-failed", error: "ECONNREFUSED", family: 6, remoteIp: "2001:db8::2" });
     expect(rejected).not.toHaveProperty("target");
+    expect(rejected).not.toHaveProperty("pump");
   });
 
   it("an event passes through unchanged; anything else is not converted", () => {

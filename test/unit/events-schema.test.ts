@@ -11,7 +11,7 @@ const flow = { flowId: "1234", protocol: "tcp", source: "ebpf", side: "client", 
 const samples: TrafficEvent[] = [
   makeEvent({ type: "connection-accepted", connectionId: "c1", mode: "redirect", side: "server", family: 4, localIp: "127.0.0.1", localPort: 15001, remoteIp: "192.0.2.10", remotePort: 40000, originalDst: { ip: "198.51.100.1", port: 443, method: "so_original_dst" } }),
   makeEvent({ type: "classification", connectionId: "c1", side: "server", protocol: "tls", confidence: 1, fields: { sni: "example.org", alpn: ["h2", "http/1.1"] }, rule: "web", output: 0, bytesInspected: 517 }),
-  makeEvent({ type: "forward-summary", connectionId: "c1", action: "forward", target: { host: "2001:db8::3", port: 443 }, identity: "proxy-v2", bytesUp: 10, bytesDown: 20, durationMs: 3, end: "normal", side: "server", family: 6, localIp: "2001:db8::1", localPort: 443, remoteIp: "2001:db8::2", remotePort: 5555 }),
+  makeEvent({ type: "forward-summary", connectionId: "c1", action: "forward", target: { address: "2001:db8::3", port: 443 }, identity: "proxy-v2", bytesUp: 10, bytesDown: 20, durationMs: 3, end: "closed", pump: "native", side: "server", family: 6, localIp: "2001:db8::1", localPort: 443, remoteIp: "2001:db8::2", remotePort: 5555 }),
   makeEvent({ type: "flow-open", ...flow }),
   makeEvent({ type: "flow-state", ...flow, oldState: "SYN_SENT", newState: "ESTABLISHED" }),
   makeEvent({

@@ -39,7 +39,7 @@ afterEach(async () => {
 describe("native addon", () => {
   it("loads", () => {
     expect(nativeAvailability()).toEqual({ available: true });
-    expect(loadNative().abiVersion).toBe(1);
+    expect(loadNative().abiVersion).toBe(2);
   });
 
   it("rejects bad arguments with typed errors instead of crashing", () => {

@@ -1,0 +1,222 @@
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
+import { isTrafficSession } from "../../src/connection";
+import { TrafficError } from "../../src/errors";
+import {
+  forwardConnection,
+  holdUnclaimedForward,
+  rejectConnection,
+  type ForwardIdentity,
+  type ForwardOptions,
+  type ForwardSession,
+  type ForwardSummary,
+  type ForwardTarget,
+  type PumpChoice,
+  type RejectMode,
+} from "../../src/forward";
+import { connectionTable } from "../../src/session/table";
+import { throttledStatus } from "../common/status";
+
+interface ForwardDef extends NodeDef {
+  /** `msg`: msg.action says forward or reject (forward when absent). */
+  action: "forward" | "reject" | "msg";
+  rejectMode: RejectMode;
+  targetType: "original" | "fixed" | "msg";
+  host: string;
+  port: string | number;
+  /** Property holding "host:port" or { address, port } when targetType is msg. */
+  targetProp: string;
+  identity: ForwardIdentity;
+  keepClientPort: boolean;
+  mark: string | number;
+  /** Seconds. */
+  connectTimeout: string | number;
+  /** Seconds; 0: none. */
+  idleTimeout: string | number;
+  noDelay: boolean;
+  pump: PumpChoice;
+}
+
+/** Ends that are failures to report to Catch nodes (the others are how connections end). */
+const FAILURES = new Set(["connect-failed", "no-target", "loop", "error"]);
+
+/** "host:port", "[v6]:port" or { address|host, port } → a target; throws ERR_FORWARD_TARGET. */
+export function parseTarget(value: unknown, input: string): ForwardTarget {
+  if (typeof value === "string") {
+    const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(value.trim()) ?? /^([^:[\]]+):(\d{1,5})$/.exec(value.trim());
+    if (m === null) throw new TrafficError("ERR_FORWARD_TARGET", `expected host:port or [IPv6]:port, got ${JSON.stringify(value.slice(0, 64))}`, input);
+    return { address: m[1]!, port: Number(m[2]) };
+  }
+  if (typeof value === "object" && value !== null) {
+    const o = value as { address?: unknown; host?: unknown; port?: unknown };
+    const address = typeof o.address === "string" ? o.address : o.host;
+    const port = typeof o.port === "string" ? Number(o.port) : o.port;
+    if (typeof address === "string" && typeof port === "number") return { address, port };
+  }
+  throw new TrafficError("ERR_FORWARD_TARGET", "expected \"host:port\" or { address, port }", input);
+}
+
+function seconds(value: string | number | undefined, fallback: number, field: string): number {
+  if (value === undefined || value === "") return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0 || n > 86400) throw new TrafficError("ERR_FORWARD_CONFIG", `must be 0-86400 seconds, got ${JSON.stringify(value)}`, field);
+  return Math.round(n * 1000);
+}
+
+/** The forward options of a node config (without the target); throws ERR_FORWARD_CONFIG. */
+export function forwardOptionsFrom(config: ForwardDef): Omit<ForwardOptions, "target"> {
+  const identity = config.identity || "none";
+  if (!["none", "proxy-v1", "proxy-v2", "transparent"].includes(identity)) throw new TrafficError("ERR_FORWARD_CONFIG", `unknown identity ${JSON.stringify(identity)}`, "identity");
+  const pump = config.pump || "auto";
+  if (!["auto", "native", "js"].includes(pump)) throw new TrafficError("ERR_FORWARD_CONFIG", `unknown pump ${JSON.stringify(pump)}`, "pump");
+  const mark = config.mark === undefined || config.mark === "" ? 0 : Number(config.mark);
+  if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) throw new TrafficError("ERR_FORWARD_CONFIG", `must be 1-4294967295, got ${JSON.stringify(config.mark)}`, "mark");
+  return {
+    identity,
+    keepClientPort: config.keepClientPort === true,
+    mark,
+    connectTimeoutMs: seconds(config.connectTimeout, 10_000, "connectTimeout"),
+    idleTimeoutMs: seconds(config.idleTimeout, 0, "idleTimeout"),
+    noDelay: config.noDelay !== false,
+    pump,
+  };
+}
+
+/** SNI (or HTTP Host) and the first ALPN offer from a `classify` result on the message, for PROXY v2 TLVs. */
+function tlvsFrom(msg: NodeMessage): { authority?: string; alpn?: string } {
+  const fields = (msg as { classification?: { fields?: { sni?: unknown; host?: unknown; alpn?: unknown } } }).classification?.fields;
+  if (fields === undefined) return {};
+  const authority = typeof fields.sni === "string" ? fields.sni : typeof fields.host === "string" ? fields.host : undefined;
+  const alpn = Array.isArray(fields.alpn) && typeof fields.alpn[0] === "string" ? (fields.alpn[0] as string) : undefined;
+  return { ...(authority === undefined ? {} : { authority }), ...(alpn === undefined ? {} : { alpn }) };
+}
+
+/** Short status text for an error code. */
+function shortCode(code: string): string {
+  switch (code) {
+    case "ERR_FORWARD_LOOP":
+      return "loop";
+    case "ERR_FORWARD_TARGET":
+      return "no target";
+    case "ERR_NATIVE_UNAVAILABLE":
+      return "addon missing";
+    default:
+      return code;
+  }
+}
+
+export default function register(RED: NodeAPI): void {
+  function ForwardNode(this: Node, config: ForwardDef): void {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const status = throttledStatus(node);
+    const sessions = new Set<ForwardSession>();
+    let lastError = "";
+    let closed = false;
+    let options: Omit<ForwardOptions, "target"> | null = null;
+    let fixed: ForwardTarget | null = null;
+    try {
+      options = forwardOptionsFrom(config);
+      if (config.targetType === "fixed") fixed = parseTarget({ address: String(config.host ?? "").trim(), port: Number(config.port) }, "target");
+    } catch (err) {
+      node.error((err as Error).message);
+      status.set({ fill: "red", shape: "ring", text: "bad config" });
+    }
+
+    const show = (): void => {
+      if (closed || options === null) return;
+      const n = sessions.size;
+      if (lastError === "") status.set({ fill: "green", shape: "dot", text: `${n} active` });
+      else status.set({ fill: "yellow", shape: "ring", text: `${n} · ${lastError}` });
+    };
+
+    /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */
+    const report = (msg: NodeMessage, summary: ForwardSummary, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
+      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code);
+      show();
+      if (closed) {
+        done();
+        return;
+      }
+      const out = { ...msg, topic: `forward/${summary.end}`, payload: summary } as NodeMessage & { _session?: unknown };
+      // The connection is gone: nothing downstream may try to claim it.
+      delete out._session;
+      send(out);
+      if (summary.error !== undefined && FAILURES.has(summary.end)) {
+        done(Object.assign(new Error(`${summary.error.code}: ${summary.error.message}`), { code: summary.error.code }));
+      } else {
+        done();
+      }
+    };
+
+    // Listeners whose unclaimed action is `forward` need a forwarder in this process.
+    const release = options === null ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
+      if (summary.error !== undefined && FAILURES.has(summary.end)) {
+        lastError = shortCode(summary.error.code);
+        node.warn(`unclaimed connection ${summary.id}: ${summary.error.message}`);
+      }
+      show();
+    });
+
+    node.on("input", (msg: NodeMessage, send: (m: NodeMessage) => void, done: (err?: Error) => void) => {
+      if (options === null) {
+        done(new TrafficError("ERR_FORWARD_CONFIG", "the node's configuration is invalid (see the log)", "forward"));
+        return;
+      }
+      const ref = (msg as { _session?: unknown })._session;
+      if (!isTrafficSession(ref)) {
+        done(new TrafficError("ERR_FORWARD_CONFIG", "msg._session is not a connection from a transparent in node", "msg._session"));
+        return;
+      }
+      let action: "forward" | "reject" = config.action === "reject" ? "reject" : "forward";
+      let rejectMode: RejectMode = config.rejectMode === "rst" ? "rst" : "fin";
+      if (config.action === "msg") {
+        const asked = (msg as { action?: unknown }).action;
+        if (asked === "reject" || asked === "reject-rst") {
+          action = "reject";
+          if (asked === "reject-rst") rejectMode = "rst";
+        } else if (asked !== undefined && asked !== "forward") {
+          done(new TrafficError("ERR_FORWARD_CONFIG", `msg.action must be forward, reject or reject-rst, got ${JSON.stringify(String(asked).slice(0, 32))}`, "msg.action"));
+          return;
+        }
+      }
+      let target: ForwardOptions["target"] = "original";
+      try {
+        if (config.targetType === "fixed" && fixed !== null) target = fixed;
+        else if (config.targetType === "msg") target = parseTarget(RED.util.getMessageProperty(msg, config.targetProp || "target"), `msg.${config.targetProp || "target"}`);
+      } catch (err) {
+        connectionTable().destroy(ref.id);
+        done(err as Error);
+        return;
+      }
+      const claimed = connectionTable().claim(ref.id, node.id);
+      if (claimed === undefined) {
+        done(new TrafficError("ERR_FORWARD_CONFIG", `connection ${ref.id} is gone or already handled by another node`, "msg._session"));
+        return;
+      }
+      if (action === "reject") {
+        void rejectConnection(claimed, rejectMode).then((summary) => report(msg, summary, send, done));
+        return;
+      }
+      const session = forwardConnection(claimed, { ...options, ...tlvsFrom(msg), target });
+      sessions.add(session);
+      show();
+      void session.done.then((summary) => {
+        sessions.delete(session);
+        report(msg, summary, send, done);
+      });
+    });
+
+    show();
+
+    node.on("close", (removed: boolean, done: () => void) => {
+      closed = true;
+      release();
+      status.clear();
+      // On redeploy, live connections keep flowing (their summaries are not sent any more);
+      // a removed node ends its connections.
+      if (removed) for (const s of sessions) s.stop();
+      done();
+    });
+  }
+  RED.nodes.registerType("forward", ForwardNode);
+}

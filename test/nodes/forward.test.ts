@@ -1,0 +1,165 @@
+// The forward node in a Node-RED runtime: transparent in (plain mode on loopback) →
+// classify by SNI → forward to two upstreams, or reject. Real TLS ClientHellos from
+// Node's tls client, real upstream servers.
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import tls from "node:tls";
+import type { Node } from "node-red";
+import { afterEach, describe, expect, it } from "vitest";
+import registerAll from "../../nodes/index";
+import { toEvent } from "../../src/events/convert";
+import { assertValidEvent } from "../support/events";
+import { collect, helper, onCall, until } from "../support/node-red-helper";
+
+type Msg = Record<string, unknown>;
+
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+  const port = (probe.address() as net.AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  return port;
+}
+
+const servers: net.Server[] = [];
+/** An upstream that records the first bytes of each connection and answers with its name. */
+async function upstream(name: string): Promise<{ port: number; seen: Buffer[] }> {
+  const seen: Buffer[] = [];
+  const srv = net.createServer((s) => {
+    s.on("error", () => undefined);
+    s.once("data", (d: Buffer) => {
+      seen.push(d);
+      s.end(name);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  servers.push(srv);
+  return { port: (srv.address() as net.AddressInfo).port, seen };
+}
+
+/** Sends a TLS ClientHello for `servername`; resolves when the connection is over (the upstreams do not speak TLS). */
+function hello(port: number, servername: string): Promise<void> {
+  return new Promise((resolve) => {
+    const t = tls.connect({ port, host: "127.0.0.1", servername, rejectUnauthorized: false });
+    const timer = setTimeout(() => t.destroy(), 3000);
+    t.on("error", () => undefined);
+    t.on("close", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+describe("forward node in a Node-RED runtime", () => {
+  afterEach(async () => {
+    await helper.unload();
+    for (const s of servers.splice(0)) s.close();
+  });
+
+  it("the example flow's shape: TLS by SNI to two upstreams, the rest rejected, a summary per connection", async () => {
+    const a = await upstream("A");
+    const b = await upstream("B");
+    const port = await freePort();
+    await helper.load(registerAll, [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 16, sniffTimeout: 1, unclaimedTimeout: 5, unclaimedAction: "close", wires: [["cls"]] },
+      {
+        id: "cls",
+        type: "classify",
+        input: "auto",
+        property: "payload",
+        maxBytes: 16384,
+        timeoutMs: 2000,
+        serverFirstMs: 300,
+        rules: [
+          { name: "a", protocols: "tls", hosts: "a.example.test" },
+          { name: "b", protocols: "tls", hosts: "b.example.test" },
+        ],
+        outputs: 3,
+        wires: [["fa"], ["fb"], ["rej"]],
+      },
+      { id: "fa", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: a.port, identity: "none", wires: [["out"]] },
+      { id: "fb", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: b.port, identity: "proxy-v2", pump: "js", wires: [["out"]] },
+      { id: "rej", type: "forward", action: "reject", rejectMode: "fin", wires: [["out"]] },
+      { id: "out", type: "helper" },
+    ]);
+    const seen = collect({ out: helper.getNode("out") });
+    await until(() => (helper.getNode("in") as unknown as { status?: unknown }) !== null, 1000, "listener");
+    // The listener starts asynchronously: retry the first connection until it is handled.
+    for (let i = 0; i < 50 && seen["out"]!.length === 0; i++) {
+      await hello(port, "a.example.test");
+      if (seen["out"]!.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    await hello(port, "b.example.test");
+    await hello(port, "other.example.test");
+    await until(() => seen["out"]!.length >= 3, 5000, "three summaries");
+    expect(a.seen).toHaveLength(1);
+    expect(b.seen).toHaveLength(1);
+    const byEnd = seen["out"]!.map((m) => m["payload"] as Msg);
+    expect(byEnd.filter((s) => s["action"] === "forward")).toHaveLength(2);
+    expect(byEnd.filter((s) => s["action"] === "reject")).toHaveLength(1);
+    const toB = byEnd.find((s) => (s["target"] as Msg | null)?.["port"] === b.port)!;
+    expect(toB).toMatchObject({ identity: "proxy-v2", pump: "js" });
+    expect(seen["out"]![0]!["topic"]).toMatch(/^forward\//);
+    expect(seen["out"]![0]!["_session"]).toBeUndefined();
+    expect(seen["out"]![0]!["classification"]).toBeDefined();
+    // b received a PROXY v2 header carrying the SNI as authority, then the ClientHello.
+    expect(b.seen[0]!.subarray(0, 12).toString("latin1")).toBe("\r\n\r\n\0\r\nQUIT\n");
+    expect(b.seen[0]!.includes(Buffer.from("b.example.test"))).toBe(true);
+    expect(a.seen[0]![0]).toBe(0x16);
+    // What mqtt events publishes for each summary: a schema-valid forward-summary event
+    // (not a classification, although the message still carries one).
+    for (const m of seen["out"]!) {
+      const event = toEvent(m, { host: "gw" });
+      assertValidEvent(event);
+      expect(event).toMatchObject({ type: "forward-summary", connectionId: (m["payload"] as Msg)["id"] });
+    }
+  });
+
+  it("a refused upstream goes to Catch with a clear reason, and the status shows it", async () => {
+    const port = await freePort();
+    const dead = await freePort();
+    await helper.load(registerAll, [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 0, unclaimedTimeout: 5, wires: [["fw"]] },
+      { id: "fw", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: dead, wires: [["out"]] },
+      { id: "out", type: "helper" },
+    ]);
+    const fw = helper.getNode("fw") as Node;
+    const errors: unknown[] = [];
+    const statuses: Array<{ text?: string }> = [];
+    onCall(fw, "error", (e) => errors.push(e));
+    onCall(fw, "status", (s) => statuses.push(s as { text?: string }));
+    const seen = collect({ out: helper.getNode("out") });
+    for (let i = 0; i < 50 && seen["out"]!.length === 0; i++) {
+      const c = net.connect(port, "127.0.0.1");
+      c.on("error", () => undefined);
+      await new Promise((r) => setTimeout(r, 100));
+      c.destroy();
+    }
+    await until(() => errors.length > 0 && seen["out"]!.length > 0, 5000, "error and summary");
+    expect(String((errors[0] as Error).message ?? errors[0])).toMatch(/ECONNREFUSED: upstream 127\.0\.0\.1:\d+ refused/);
+    expect(seen["out"]![0]!["payload"]).toMatchObject({ end: "connect-failed", error: { code: "ECONNREFUSED" } });
+    await until(() => statuses.some((s) => /ECONNREFUSED/.test(String(s.text))), 2000, "status with the error");
+  });
+
+  it("msg without a connection is an error, not a crash", async () => {
+    await helper.load(registerAll, [{ id: "fw", type: "forward", wires: [[]] }]);
+    const fw = helper.getNode("fw") as Node & { receive(m: Msg): void };
+    const errors: unknown[] = [];
+    onCall(fw, "error", (e) => errors.push(e));
+    fw.receive({ payload: "x" });
+    await until(() => errors.length > 0, 2000, "error");
+    expect(String(errors[0])).toMatch(/_session/);
+  });
+
+  it("ships an example flow that forwards TLS by SNI to two upstreams and rejects the rest", () => {
+    const flow = JSON.parse(fs.readFileSync(path.join(__dirname, "..", "..", "examples", "forward-tls-by-sni.json"), "utf8")) as Msg[];
+    const types = flow.map((n) => n["type"]);
+    expect(types).toContain("transparent in");
+    expect(types).toContain("classify");
+    const forwards = flow.filter((n) => n["type"] === "forward");
+    expect(forwards.filter((n) => n["action"] === "forward")).toHaveLength(2);
+    expect(forwards.filter((n) => n["action"] === "reject")).toHaveLength(1);
+    expect(flow.find((n) => n["type"] === "transparent in")).toMatchObject({ mode: "plain" });
+  });
+});
