@@ -7,8 +7,8 @@
 //
 // ASAN_OPTIONS: detect_leaks=0 because Node does not free its heap, isolates and
 // handles at exit (by design, exit is faster than teardown), so LeakSanitizer would
-// report Node's own allocations on every run; leaks of the addons are covered by the fd,
-// thread and BPF-object checks of the suites instead. abort_on_error/halt_on_error make the
+// report Node's own allocations on every run and bury anything of ours; descriptor leaks
+// of the addons are checked by the suites themselves. abort_on_error/halt_on_error make the
 // first error end the process, so a report can never scroll by in a passing run.
 // Reports go to files (log_path) as well as being looked for on stdout/stderr, because
 // vitest workers are child processes whose stderr vitest may swallow.
