@@ -108,15 +108,19 @@ async function testSanitized({ echo = true, extraArgs = [] } = {}) {
   const args = [vitest, "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...NATIVE_SUITES, ...extraArgs];
   const run = await runSanitized(process.execPath, args, { env: { ...process.env, TRAFFIC_NATIVE_DIR: dir }, echo });
   let counts = { files: 0, passed: 0, failed: 0, skipped: 0 };
+  const failedTests = [];
   try {
     const json = JSON.parse(fs.readFileSync(report, "utf8"));
     counts = { files: (json.testResults || []).length, passed: json.numPassedTests, failed: json.numFailedTests, skipped: json.numPendingTests + json.numTodoTests };
+    for (const file of json.testResults || []) {
+      for (const t of file.assertionResults || []) if (t.status === "failed") failedTests.push(`${path.relative(root, file.name)} > ${t.fullName}`);
+    }
   } catch {
     counts.failed = Math.max(1, counts.failed);
   }
   fs.rmSync(reportDir, { recursive: true, force: true });
   const ok = run.status === 0 && counts.failed === 0 && counts.passed > 0 && run.reports.length === 0;
-  return { ok, dir, buildSeconds, ...counts, status: run.status, signal: run.signal, reports: run.reports, logs: run.logs, seconds: run.seconds };
+  return { ok, dir, buildSeconds, ...counts, failedTests, status: run.status, signal: run.signal, output: run.output, reports: run.reports, logs: run.logs, seconds: run.seconds };
 }
 
 module.exports = { NATIVE_SUITES, sanitizerRuntime, sanitizerEnv, findReports, runSanitized, testSanitized };
@@ -130,6 +134,7 @@ if (require.main === module) {
           `${r.reports.length} sanitizer reports; build ${r.buildSeconds.toFixed(1)} s, run ${r.seconds.toFixed(1)} s\n`,
       );
       for (const rep of r.reports) process.stdout.write(`  ${rep.sanitizer}: ${rep.line}\n`);
+      for (const name of r.failedTests) process.stdout.write(`  failed: ${name}\n`);
       process.exit(r.ok ? 0 : 1);
     })
     .catch((err) => {
