@@ -188,6 +188,11 @@ Napi::Value CreateListener(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   std::string address = addressValue.As<Napi::String>().Utf8Value();
+  // inet_pton stops at a NUL: "127.0.0.1\0anything" must not pass as 127.0.0.1.
+  if (address.find('\0') != std::string::npos) {
+    ArgError(env, "options.address must not contain a NUL character").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   int64_t port = 0;
   if (!IntArg(options.Get("port"), "options.port", 0, 65535, &port)) return env.Undefined();
   int64_t backlog = 511;

@@ -94,7 +94,7 @@ function buildNative({ force = false } = {}) {
   return false;
 }
 
-module.exports = { buildNative, ADDONS };
+module.exports = { buildNative, ADDONS, listSources, nodeGypScript, nodedirArgs };
 
 if (require.main === module) {
   buildNative({ force: process.argv.includes("--force") });

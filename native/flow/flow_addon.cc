@@ -78,6 +78,27 @@ Napi::Error SystemError(Napi::Env env, int err, const std::string& syscall, cons
   return e;
 }
 
+// A wrong argument from JS: a TypeError with a code, like Node's own argument checks.
+Napi::Error ArgError(Napi::Env env, const std::string& message) {
+  Napi::TypeError e = Napi::TypeError::New(env, message);
+  e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  return e;
+}
+
+Napi::Error AlreadyStarted(Napi::Env env) {
+  Napi::Error e = Napi::Error::New(env, "already started");
+  e.Set("code", Napi::String::New(env, "ERR_ALREADY_STARTED"));
+  return e;
+}
+
+// An integer number in [min, max]; ToUint32-style wrapping would turn -1 into 65535 or
+// 2^32 into 0 and make a wrong filter out of a wrong argument.
+bool IsIntIn(const Napi::Value& v, double min, double max) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  return d >= min && d <= max && static_cast<double>(static_cast<int64_t>(d)) == d;
+}
+
 // One batch of raw bytes on its way to JS.
 struct Batch {
   std::vector<uint8_t> bytes;
@@ -329,6 +350,61 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
   }
 
+  // Checks every option Configure() and Start() read, before anything is loaded: a wrong
+  // value is a typed error, never a wrapped number, a failed cast or a half-made capture.
+  // Returns "" when the options are usable, else what is wrong.
+  static std::string Validate(const Napi::Object& opts) {
+    for (const char* key : {"events", "sides", "firstBytes"}) {
+      Napi::Value v = opts.Get(key);
+      if (!v.IsUndefined() && !IsIntIn(v, 0, 4294967295.0)) return std::string("options.") + key + " must be an integer from 0 to 2^32-1";
+    }
+    Napi::Value ring = opts.Get("ringBytes");
+    if (!ring.IsUndefined()) {
+      // The kernel wants a power of two that is a multiple of the page size.
+      if (!IsIntIn(ring, 4096, 1 << 30)) return "options.ringBytes must be a power of two from 4096 to 2^30";
+      uint32_t r = ring.As<Napi::Number>().Uint32Value();
+      if ((r & (r - 1)) != 0) return "options.ringBytes must be a power of two from 4096 to 2^30";
+    }
+    Napi::Value io = opts.Get("ownerFromIo");
+    if (!io.IsUndefined() && !io.IsBoolean()) return "options.ownerFromIo must be a boolean";
+    Napi::Value cg = opts.Get("cgroupId");
+    if (!cg.IsUndefined()) {
+      if (!cg.IsBigInt()) return "options.cgroupId must be a bigint";
+      bool lossless = false;
+      cg.As<Napi::BigInt>().Uint64Value(&lossless);
+      if (!lossless) return "options.cgroupId must be a bigint from 0 to 2^64-1";
+    }
+    Napi::Value path = opts.Get("cgroupPath");
+    if (!path.IsUndefined()) {
+      if (!path.IsString()) return "options.cgroupPath must be a string";
+      if (path.As<Napi::String>().Utf8Value().find('\0') != std::string::npos) return "options.cgroupPath must not contain a NUL character";
+    }
+    Napi::Value ports = opts.Get("ports");
+    if (!ports.IsUndefined()) {
+      if (!ports.IsArray()) return "options.ports must be an array";
+      Napi::Array list = ports.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        if (!IsIntIn(list.Get(i), 1, 65535)) return "options.ports[" + std::to_string(i) + "] must be a port from 1 to 65535";
+      }
+    }
+    Napi::Value cidrs = opts.Get("cidrs");
+    if (!cidrs.IsUndefined()) {
+      if (!cidrs.IsArray()) return "options.cidrs must be an array";
+      Napi::Array list = cidrs.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); i++) {
+        std::string at = "options.cidrs[" + std::to_string(i) + "]";
+        Napi::Value c = list.Get(i);
+        if (!c.IsObject()) return at + " must be { address: Buffer, prefix }";
+        Napi::Value addr = c.As<Napi::Object>().Get("address");
+        if (!addr.IsBuffer()) return at + ".address must be a Buffer of 4 or 16 bytes";
+        size_t len = addr.As<Napi::Buffer<uint8_t>>().Length();
+        if (len != 4 && len != 16) return at + ".address must be a Buffer of 4 or 16 bytes";
+        if (!IsIntIn(c.As<Napi::Object>().Get("prefix"), 0, len * 8)) return at + ".prefix must be an integer from 0 to " + std::to_string(len * 8);
+      }
+    }
+    return "";
+  }
+
   // Fills the filter maps; returns an errno on failure.
   static int Configure(struct flow_bpf* skel, const Napi::Object& opts) {
     struct flow_config cfg{};
@@ -384,14 +460,19 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     Napi::Env env = info.Env();
 #if HAVE_LIBBPF && FLOW_SKEL_AVAILABLE
     if (reader_ && reader_->running()) {
-      Napi::Error::New(env, "already started").ThrowAsJavaScriptException();
+      AlreadyStarted(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction()) {
-      Napi::TypeError::New(env, "start(options, onBatch)").ThrowAsJavaScriptException();
+      ArgError(env, "start(options, onBatch)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     Napi::Object opts = info[0].As<Napi::Object>();
+    std::string invalid = Validate(opts);
+    if (!invalid.empty()) {
+      ArgError(env, invalid).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     uint32_t ring_bytes = U32(opts, "ringBytes", 4u << 20);
     bool io = !opts.Get("ownerFromIo").IsBoolean() || opts.Get("ownerFromIo").As<Napi::Boolean>().Value();
     libbpf_set_print(CaptureLibbpfLog);
@@ -580,14 +661,14 @@ int OpenDiagSocket(int* err) {
 // tcp_info included), decoded in TypeScript.
 Napi::Value DiagDump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
-    Napi::TypeError::New(env, "diagDump(family, states)").ThrowAsJavaScriptException();
+  if (info.Length() < 2 || !IsIntIn(info[0], 0, 255) || !IsIntIn(info[1], 0, 4294967295.0)) {
+    ArgError(env, "diagDump(family, states): family 2 or 10, states a 32-bit mask").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int family = info[0].As<Napi::Number>().Int32Value();
   uint32_t states = info[1].As<Napi::Number>().Uint32Value();
   if (family != AF_INET && family != AF_INET6) {
-    Napi::TypeError::New(env, "family must be AF_INET (2) or AF_INET6 (10)").ThrowAsJavaScriptException();
+    ArgError(env, "family must be AF_INET (2) or AF_INET6 (10)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int err = 0;
@@ -701,11 +782,11 @@ class DiagDestroyListener : public Napi::ObjectWrap<DiagDestroyListener> {
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (reader_ && reader_->running()) {
-      Napi::Error::New(env, "already started").ThrowAsJavaScriptException();
+      AlreadyStarted(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
     if (info.Length() < 1 || !info[0].IsFunction()) {
-      Napi::TypeError::New(env, "start(onBatch)").ThrowAsJavaScriptException();
+      ArgError(env, "start(onBatch)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
     int err = 0;

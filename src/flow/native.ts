@@ -1,5 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
+import { nativeAddonDir } from "../native/addon-dir";
 
 /** What `probe()` found: which parts of eBPF capture this kernel and process can use. */
 export interface NativeProbe {
@@ -74,7 +75,7 @@ export interface FlowAddon {
   readonly DiagDestroyListener: new () => NativeDestroyListener;
 }
 
-const ADDON_FILE = path.join("build", "Release", "flow.node");
+const ADDON_NAME = "flow.node";
 
 /** Thrown when the addon is not there or does not load; `reason` says what to do. */
 export class FlowAddonUnavailable extends Error {
@@ -98,7 +99,7 @@ function packageRoot(): string | null {
 function diagnose(root: string | null, err: unknown): string {
   if (process.platform !== "linux") return `the flow addon is Linux-only (this is ${process.platform})`;
   if (root === null) return "the flow addon's build files (binding.gyp) are missing from the package: reinstall it";
-  const file = path.join(root, ADDON_FILE);
+  const file = path.join(nativeAddonDir(root), ADDON_NAME);
   if (!fs.existsSync(file)) {
     return `the flow addon was not built (${file} is missing): run \`npm rebuild\` in ${root} (needs g++, make, python3; eBPF also clang, llvm, libbpf-dev, bpftool)`;
   }
@@ -117,7 +118,7 @@ export function loadFlowAddon(): FlowAddon {
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable here");
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      cached = require(path.join(root, ADDON_FILE)) as FlowAddon;
+      cached = require(path.join(nativeAddonDir(root), ADDON_NAME)) as FlowAddon;
     } catch (err) {
       cached = new FlowAddonUnavailable(diagnose(root, err));
     }

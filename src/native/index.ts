@@ -2,6 +2,7 @@ import fs from "node:fs";
 import type net from "node:net";
 import path from "node:path";
 import { TrafficError } from "../errors";
+import { nativeAddonDir } from "./addon-dir";
 
 /** An address and port as the kernel reports it; IPv4-mapped IPv6 is given as IPv4. */
 export interface SocketAddress {
@@ -131,7 +132,7 @@ export function acceptedSocketInfo(target: number | net.Socket, readOriginalDst:
   return { local, peer, originalDst: { family: t[7] === "6" ? 6 : 4, address: t[8]!, port: Number(t[9]) } };
 }
 
-const ADDON_FILE = path.join("build", "Release", "traffic_native.node");
+const ADDON_NAME = "traffic_native.node";
 
 /** The package root: the nearest directory above this module that holds binding.gyp. */
 function packageRoot(): string | null {
@@ -157,7 +158,7 @@ function diagnose(root: string | null, loadError: unknown): string {
     return `the native addon is Linux-only (this is ${process.platform}): transparent in and original dst cannot run here`;
   }
   if (root === null) return "the native addon's build files (binding.gyp) are missing from the package: reinstall it";
-  const file = path.join(root, ADDON_FILE);
+  const file = path.join(nativeAddonDir(root), ADDON_NAME);
   if (!fs.existsSync(file)) {
     const missing = ["c++", "make", "python3"].filter((c) => !onPath(c));
     const tools = missing.length > 0 ? `; missing build tools: ${missing.join(", ")} (Debian: apt-get install g++ make python3)` : "";
@@ -179,7 +180,7 @@ export function loadNative(): NativeAddon {
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable");
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const addon = require(path.join(root, ADDON_FILE)) as NativeAddon;
+      const addon = require(path.join(nativeAddonDir(root), ADDON_NAME)) as NativeAddon;
       cached = addon;
     } catch (err) {
       cached = new TrafficError("ERR_NATIVE_UNAVAILABLE", diagnose(root, err), "native addon");

@@ -16,8 +16,11 @@ function fakePackage(addon: Buffer | null): string {
   dirs.push(dir);
   fs.writeFileSync(path.join(dir, "binding.gyp"), "{}");
   fs.mkdirSync(path.join(dir, "dist", "src", "native"), { recursive: true });
-  fs.copyFileSync(path.join(ROOT, "dist", "src", "native", "index.js"), path.join(dir, "dist", "src", "native", "index.js"));
-  fs.copyFileSync(path.join(ROOT, "dist", "src", "errors.js"), path.join(dir, "dist", "src", "errors.js"));
+  fs.mkdirSync(path.join(dir, "dist", "src", "flow"), { recursive: true });
+  for (const file of ["native/index.js", "native/addon-dir.js", "flow/native.js", "errors.js"]) {
+    fs.copyFileSync(path.join(ROOT, "dist", "src", file), path.join(dir, "dist", "src", file));
+  }
+  fs.writeFileSync(path.join(dir, "package.json"), "{}");
   if (addon !== null) {
     fs.mkdirSync(path.join(dir, "build", "Release"), { recursive: true });
     fs.writeFileSync(path.join(dir, "build", "Release", "traffic_native.node"), addon);
@@ -25,7 +28,14 @@ function fakePackage(addon: Buffer | null): string {
   return dir;
 }
 
-function availability(dir: string, env: NodeJS.ProcessEnv = process.env): { available: boolean; reason?: string } {
+/** This process's environment without TRAFFIC_NATIVE_DIR (the sanitizer run sets it). */
+function plainEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env["TRAFFIC_NATIVE_DIR"];
+  return env;
+}
+
+function availability(dir: string, env: NodeJS.ProcessEnv = plainEnv()): { available: boolean; reason?: string } {
   const script = `const n=require(${JSON.stringify(path.join(dir, "dist", "src", "native", "index.js"))});
 const a=n.nativeAvailability();let code;try{n.loadNative()}catch(e){code=e.code}
 process.stdout.write(JSON.stringify({...a,code}))`;
@@ -53,7 +63,7 @@ describe("native addon loader", () => {
   it("names missing build tools", () => {
     const emptyBin = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-nobin-"));
     dirs.push(emptyBin);
-    const a = availability(fakePackage(null), { ...process.env, PATH: emptyBin });
+    const a = availability(fakePackage(null), { ...plainEnv(), PATH: emptyBin });
     expect(a.reason).toMatch(/missing build tools: c\+\+, make, python3/);
   });
 
@@ -61,5 +71,42 @@ describe("native addon loader", () => {
     const a = availability(fakePackage(Buffer.from("not an ELF file")));
     expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
     expect(a.reason).toMatch(/failed to load/);
+  });
+
+  it("loads both addons from TRAFFIC_NATIVE_DIR, relative to the package root or absolute", () => {
+    const dir = fakePackage(null);
+    const alt = path.join(dir, "alt");
+    fs.mkdirSync(alt);
+    fs.copyFileSync(path.join(ROOT, "build", "Release", "traffic_native.node"), path.join(alt, "traffic_native.node"));
+    fs.copyFileSync(path.join(ROOT, "build", "Release", "flow.node"), path.join(alt, "flow.node"));
+    const script = `const n=require(${JSON.stringify(path.join(dir, "dist", "src", "native", "index.js"))});
+const f=require(${JSON.stringify(path.join(dir, "dist", "src", "flow", "native.js"))});
+n.loadNative();const ok=typeof f.loadFlowAddon().clocks==="function";
+const maps=require("fs").readFileSync("/proc/self/maps","utf8");
+process.stdout.write(JSON.stringify({ok,native:maps.includes(${JSON.stringify(path.join(alt, "traffic_native.node"))}),flow:maps.includes(${JSON.stringify(path.join(alt, "flow.node"))})}))`;
+    for (const value of ["alt", alt]) {
+      const out = JSON.parse(execFileSync(process.execPath, ["-e", script], { env: { ...plainEnv(), TRAFFIC_NATIVE_DIR: value }, encoding: "utf8" })) as unknown;
+      expect(out).toEqual({ ok: true, native: true, flow: true });
+    }
+  });
+
+  it("names the TRAFFIC_NATIVE_DIR file that is missing", () => {
+    const dir = fakePackage(fs.readFileSync(path.join(ROOT, "build", "Release", "traffic_native.node")));
+    const a = availability(dir, { ...plainEnv(), TRAFFIC_NATIVE_DIR: "/nonexistent-addon-dir" });
+    expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
+    expect(a.reason).toContain("/nonexistent-addon-dir/traffic_native.node is missing");
+  });
+
+  it("the sanitizer run really loads the addon from TRAFFIC_NATIVE_DIR", async () => {
+    const dir = process.env["TRAFFIC_NATIVE_DIR"];
+    if (dir === undefined) return; // only meaningful inside npm run test:sanitize
+    const { loadNative } = await import("../../src/native/index");
+    const { loadFlowAddon } = await import("../../src/flow/native");
+    loadNative();
+    loadFlowAddon();
+    const maps = fs.readFileSync("/proc/self/maps", "utf8");
+    expect(maps).toContain(path.resolve(ROOT, dir, "traffic_native.node"));
+    expect(maps).toContain(path.resolve(ROOT, dir, "flow.node"));
+    expect(maps).toMatch(/libasan\.so/);
   });
 });
