@@ -34,6 +34,8 @@ const NATIVE_SUITES = [
   "test/unit/flow-decode.test.ts",
   "test/nodes/transparent-in.test.ts",
   "test/nodes/flow-source.test.ts",
+  "test/unit/forward.test.ts",
+  "test/nodes/forward.test.ts",
 ];
 
 /** The sanitizer runtime libraries of the compiler node-gyp uses (CXX, else g++). */
