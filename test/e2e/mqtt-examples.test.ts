@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
-import { freePort, waitForPort } from "../support/mosquitto";
+import { freePort, waitForPort } from "../support/net";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -81,7 +81,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
 
     const received: Array<{ topic: string; event: { type: string } & Record<string, unknown> }> = [];
     // Node-RED is up; its embedded brokers and the listener start listening moments later.
-    for (const p of [logPort, connPort, listenPort]) await waitForPort(p, 20_000);
+    for (const p of [logPort, connPort, listenPort]) await waitForPort(p, "127.0.0.1", 20_000);
     for (const mqttPort of [logPort, connPort]) {
       const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
       cleanup.push(() => sub.endAsync(true).then(() => undefined));

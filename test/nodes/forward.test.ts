@@ -7,20 +7,13 @@ import path from "node:path";
 import tls from "node:tls";
 import type { Node } from "node-red";
 import { afterEach, describe, expect, it } from "vitest";
+import { freePort } from "../support/net";
 import registerAll from "../../nodes/index";
 import { toEvent } from "../../src/events/convert";
 import { assertValidEvent } from "../support/events";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
 
 type Msg = Record<string, unknown>;
-
-async function freePort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
-  const port = (probe.address() as net.AddressInfo).port;
-  await new Promise((r) => probe.close(r));
-  return port;
-}
 
 const servers: net.Server[] = [];
 /** An upstream that records the first bytes of each connection and answers with its name. */

@@ -6,20 +6,13 @@ import net from "node:net";
 import type { Node } from "node-red";
 import helper from "node-red-node-test-helper";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { freePort } from "../support/net";
 import { connectionTable } from "../../src/session/table";
 import registerNodes from "../../nodes/index";
 import { IS_ROOT, systemCommand } from "../support/system";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
 
 helper.init(require.resolve("node-red"));
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function statuses(node: Node): Array<{ fill?: string; text?: string }> {
   const seen: Array<{ fill?: string; text?: string }> = [];
