@@ -213,7 +213,7 @@ export async function run(): Promise<BenchReport> {
       const added = (name: string): string => (q(name, which) - q("direct", which)).toFixed(1);
       notes.push(`added ${which} over direct (${q("direct", which).toFixed(1)} µs): forward native ${added("forward (native)")} µs, forward JS ${added("forward (JS)")} µs, HAProxy ${added("HAProxy 2.6")} µs`);
     }
-    notes.push("HAProxy runs one thread; forward runs one event loop, and the native pump adds one splice thread per connection");
+    notes.push("HAProxy runs one thread; forward runs one event loop, and the native pump splices on shared epoll threads (one per core, at most four)");
     const faster = g("forward (native splice)") >= g("forward (JS streams)") ? "native" : "js";
     notes.push(`pump auto chooses: ${faster} (one stream: native ${g("forward (native splice)").toFixed(2)} vs JS ${g("forward (JS streams)").toFixed(2)} Gbit/s)`);
   } finally {

@@ -1,6 +1,6 @@
 // Upstream sockets Node cannot make (bound to the client's address with IP_TRANSPARENT,
 // marked with SO_MARK) and a kernel-side byte pump between two connected sockets (splice
-// through a pipe pair on a thread of its own). Thin: the policy (when to use them, what
+// through a pipe pair, on shared epoll worker threads). Thin: the policy (when to use them, what
 // an error means to an operator) lives in src/forward/.
 #include "forward.h"
 
@@ -9,14 +9,19 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <algorithm>
 #include <memory>
+#include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <string>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 #include <unistd.h>
 
 #ifndef IP_TRANSPARENT
@@ -258,6 +263,12 @@ Napi::Value ConnectUpstream(const Napi::CallbackInfo& info) {
 }
 
 // ---- splice pump ----------------------------------------------------------------------
+//
+// Pumps run on a few shared worker threads (one per core, at most kMaxWorkers), each an
+// epoll loop over the sockets of its pumps: starting a pump costs a wake-up and two
+// epoll registrations, not a thread, and pipes are reused from a per-worker pool.
+
+class SplicePump;
 
 struct PumpResult {
   uint64_t aToB = 0;
@@ -267,57 +278,84 @@ struct PumpResult {
   // "a" or "b": which socket the error came from.
   std::string side;
   bool stopped = false;
+  // The JS handle to call back; only touched on the JS thread.
+  SplicePump* owner = nullptr;
 };
 
+struct Pump;
+
+// Shared by the JS handle and the worker: what JS may read or request while it runs.
 struct PumpState {
-  int a;
-  int b;
-  int stopFd;
-  // Bytes for b before anything is spliced: a PROXY header and the client's replayed bytes.
-  std::string initial;
   std::atomic<uint64_t> aToB{0};
   std::atomic<uint64_t> bToA{0};
-  PumpState(int a_, int b_) : a(a_), b(b_), stopFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
-  ~PumpState() {
-    if (stopFd >= 0) close(stopFd);
-  }
+  // The worker's record of this pump while it runs; null once it has ended. Worker thread only.
+  Pump* pump = nullptr;
 };
 
 void DeliverPumpResult(Napi::Env env, Napi::Function callback, std::nullptr_t* context, PumpResult* r);
 using PumpTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, PumpResult, DeliverPumpResult>;
 
+struct PipePair {
+  int r = -1;
+  int w = -1;
+  int size = 0;
+};
+
 // One direction: src → pipe → dst.
 struct Direction {
-  int src;
-  int dst;
-  int pipe[2] = {-1, -1};
+  int src = -1;
+  int dst = -1;
+  PipePair pipe;
   size_t inPipe = 0;
   bool srcEof = false;
   bool done = false;
-  bool wantRead = false;
-  bool wantWrite = false;
-  std::atomic<uint64_t>* counter;
-  const char* srcName;
-  const char* dstName;
+  std::atomic<uint64_t>* counter = nullptr;
+  const char* srcName = "";
+  const char* dstName = "";
+};
+
+struct Pump;
+// What an epoll event points at: one of a pump's two sockets.
+struct Endpoint {
+  Pump* pump;
+  int fd;
+};
+
+struct Pump {
+  std::shared_ptr<PumpState> state;
+  SplicePump* owner = nullptr;
+  int pipeSize = 0;
+  // Bytes for b before anything is spliced: a PROXY header and the client's replayed bytes.
+  std::string initial;
+  size_t initialSent = 0;
+  Direction ab;
+  Direction ba;
+  Endpoint endA{nullptr, -1};
+  Endpoint endB{nullptr, -1};
+  bool registeredA = false;
+  bool registeredB = false;
+  bool ended = false;
+  bool queued = false;
 };
 
 constexpr size_t kChunk = 1 << 20;
+// Rounds of splicing one pump may take before the worker turns to the others.
+constexpr int kFairRounds = 16;
+constexpr size_t kMaxPooledPipes = 64;
+constexpr unsigned kMaxWorkers = 4;
 
 // Moves what it can without blocking; false on an error (result filled in).
 bool Step(Direction& d, PumpResult& r, bool* progress) {
-  d.wantRead = d.wantWrite = false;
   if (d.done) return true;
   if (!d.srcEof && d.inPipe == 0) {
-    ssize_t n = splice(d.src, nullptr, d.pipe[1], nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(d.src, nullptr, d.pipe.w, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       d.inPipe += static_cast<size_t>(n);
       *progress = true;
     } else if (n == 0) {
       d.srcEof = true;
       *progress = true;
-    } else if (errno == EAGAIN) {
-      d.wantRead = true;
-    } else if (errno != EINTR) {
+    } else if (errno != EAGAIN && errno != EINTR) {
       r.err = errno;
       r.syscall = "splice";
       r.side = d.srcName;
@@ -325,13 +363,12 @@ bool Step(Direction& d, PumpResult& r, bool* progress) {
     }
   }
   while (d.inPipe > 0) {
-    ssize_t n = splice(d.pipe[0], nullptr, d.dst, nullptr, d.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    ssize_t n = splice(d.pipe.r, nullptr, d.dst, nullptr, d.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (n > 0) {
       d.inPipe -= static_cast<size_t>(n);
       d.counter->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       *progress = true;
     } else if (n < 0 && errno == EAGAIN) {
-      d.wantWrite = true;
       break;
     } else if (n < 0 && errno == EINTR) {
       continue;
@@ -342,7 +379,6 @@ bool Step(Direction& d, PumpResult& r, bool* progress) {
       return false;
     }
   }
-  if (d.inPipe == 0 && !d.srcEof && !d.wantRead) d.wantRead = true;
   if (d.srcEof && d.inPipe == 0) {
     // Half-close: the peer's FIN goes on, the other direction keeps running.
     if (shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) {
@@ -352,118 +388,344 @@ bool Step(Direction& d, PumpResult& r, bool* progress) {
       return false;
     }
     d.done = true;
-    d.wantRead = d.wantWrite = false;
   }
   return true;
 }
 
-void RunPump(std::shared_ptr<PumpState> state, PumpTsfn tsfn, int pipeSize) {
-  auto* result = new PumpResult();
-  Direction ab{state->a, state->b};
-  Direction ba{state->b, state->a};
-  ab.counter = &state->aToB;
-  ba.counter = &state->bToA;
-  ab.srcName = "a";
-  ab.dstName = "b";
-  ba.srcName = "b";
-  ba.dstName = "a";
-  bool ok = pipe2(ab.pipe, O_CLOEXEC | O_NONBLOCK) == 0 && pipe2(ba.pipe, O_CLOEXEC | O_NONBLOCK) == 0;
-  if (!ok) {
-    result->err = errno;
-    result->syscall = "pipe2";
-  } else {
-    if (pipeSize > 0) {
-      // A bigger pipe moves more per wake-up; the kernel may refuse (pipe-max-size): keep the default then.
-      fcntl(ab.pipe[1], F_SETPIPE_SZ, pipeSize);
-      fcntl(ba.pipe[1], F_SETPIPE_SZ, pipeSize);
-    }
-    size_t sent = 0;
-    while (sent < state->initial.size() && result->err == 0 && !result->stopped) {
-      ssize_t n = send(state->b, state->initial.data() + sent, state->initial.size() - sent, MSG_NOSIGNAL);
-      if (n > 0) {
-        sent += static_cast<size_t>(n);
-        continue;
+class PumpWorker {
+ public:
+  explicit PumpWorker(PumpTsfn tsfn) : tsfn_(tsfn) {}
+  PumpWorker(const PumpWorker&) = delete;
+  PumpWorker& operator=(const PumpWorker&) = delete;
+
+  ~PumpWorker() {
+    if (thread_.joinable()) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        quit_ = true;
       }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && errno != EAGAIN) {
-        result->err = errno;
-        result->syscall = "send";
-        result->side = "b";
-        break;
-      }
-      pollfd p[2] = {{state->b, POLLOUT, 0}, {state->stopFd, POLLIN, 0}};
-      if (poll(p, 2, -1) > 0 && (p[1].revents & POLLIN)) result->stopped = true;
+      Wake();
+      thread_.join();
     }
+    if (wakeFd_ >= 0) close(wakeFd_);
+    if (epollFd_ >= 0) close(epollFd_);
+  }
+
+  // 0, or the errno of what failed.
+  int Start() {
+    epollFd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epollFd_ < 0) return errno;
+    wakeFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wakeFd_ < 0) return errno;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;
+    if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, wakeFd_, &ev) != 0) return errno;
+    try {
+      thread_ = std::thread(&PumpWorker::Run, this);
+    } catch (const std::exception&) {
+      return EAGAIN;
+    }
+    return 0;
+  }
+
+  void Add(Pump* pump) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      incoming_.push_back(pump);
+    }
+    Wake();
+  }
+
+  void RequestStop(std::shared_ptr<PumpState> state) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stops_.push_back(std::move(state));
+    }
+    Wake();
+  }
+
+ private:
+  void Wake() {
+    uint64_t one = 1;
+    ssize_t ignored = write(wakeFd_, &one, sizeof one);
+    (void)ignored;
+  }
+
+  void Run() {
+    epoll_event events[256];
+    std::vector<Pump*> incoming;
+    std::vector<std::shared_ptr<PumpState>> stops;
     for (;;) {
-      if (result->err != 0 || result->stopped) break;
-      bool progress = false;
-      if (!Step(ab, *result, &progress) || !Step(ba, *result, &progress)) break;
-      if (ab.done && ba.done) break;
-      if (progress) continue;
-      pollfd p[3];
-      short ea = static_cast<short>((ab.wantRead ? POLLIN : 0) | (ba.wantWrite ? POLLOUT : 0));
-      short eb = static_cast<short>((ba.wantRead ? POLLIN : 0) | (ab.wantWrite ? POLLOUT : 0));
-      // A socket nothing is wanted from is left out, so a peer's final hang-up cannot spin the loop.
-      p[0] = {ea != 0 ? state->a : -1, ea, 0};
-      p[1] = {eb != 0 ? state->b : -1, eb, 0};
-      p[2] = {state->stopFd, POLLIN, 0};
-      int rc = poll(p, 3, -1);
-      if (rc < 0 && errno == EINTR) continue;
-      if (rc < 0) {
-        result->err = errno;
-        result->syscall = "poll";
-        break;
-      }
-      if (p[2].revents & POLLIN) {
-        result->stopped = true;
-        break;
-      }
-      bool failed = false;
-      for (int i = 0; i < 2; i++) {
-        if (p[i].revents & POLLERR) {
+      int n = epoll_wait(epollFd_, events, 256, ready_.empty() ? -1 : 0);
+      if (n < 0 && errno != EINTR) break;
+      for (int i = 0; i < n; i++) {
+        if (events[i].data.ptr == nullptr) {
+          uint64_t count;
+          ssize_t ignored = read(wakeFd_, &count, sizeof count);
+          (void)ignored;
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            if (quit_) return Shutdown();
+            incoming.swap(incoming_);
+            stops.swap(stops_);
+          }
+          for (Pump* p : incoming) Begin(p);
+          incoming.clear();
+          for (auto& st : stops) {
+            if (st->pump != nullptr && !st->pump->ended) {
+              PumpResult* r = NewResult(st->pump);
+              r->stopped = true;
+              End(st->pump, r);
+            }
+          }
+          stops.clear();
+          continue;
+        }
+        auto* end = static_cast<Endpoint*>(events[i].data.ptr);
+        Pump* p = end->pump;
+        if (p->ended) continue;
+        if ((events[i].events & EPOLLERR) != 0) {
+          // An error on a socket neither direction is using now would otherwise wait for
+          // the next byte: read it here.
           int soerr = 0;
           socklen_t len = sizeof soerr;
-          getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+          getsockopt(end->fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
           if (soerr != 0) {
-            result->err = soerr;
-            result->syscall = "recv";
-            result->side = i == 0 ? "a" : "b";
-            failed = true;
-            break;
+            PumpResult* r = NewResult(p);
+            r->err = soerr;
+            r->syscall = "recv";
+            r->side = end == &p->endA ? "a" : "b";
+            End(p, r);
+            continue;
           }
         }
+        Process(p);
       }
-      if (failed) break;
+      if (!ready_.empty()) {
+        std::vector<Pump*> again;
+        again.swap(ready_);
+        for (Pump* p : again) {
+          p->queued = false;
+          if (!p->ended) Process(p);
+        }
+      }
+      for (Pump* p : ended_) delete p;
+      ended_.clear();
+    }
+    Shutdown();
+  }
+
+  void Begin(Pump* p) {
+    live_.insert(p);
+    p->state->pump = p;
+    p->ab.src = p->endA.fd;
+    p->ab.dst = p->endB.fd;
+    p->ba.src = p->endB.fd;
+    p->ba.dst = p->endA.fd;
+    p->ab.counter = &p->state->aToB;
+    p->ba.counter = &p->state->bToA;
+    p->ab.srcName = p->ba.dstName = "a";
+    p->ab.dstName = p->ba.srcName = "b";
+    if (!TakePipe(p->pipeSize, &p->ab.pipe) || !TakePipe(p->pipeSize, &p->ba.pipe)) {
+      PumpResult* r = NewResult(p);
+      r->err = errno;
+      r->syscall = "pipe2";
+      End(p, r);
+      return;
+    }
+    // Edge-triggered, both ways, for the pump's whole life: no epoll_ctl per wake-up.
+    for (Endpoint* e : {&p->endA, &p->endB}) {
+      epoll_event ev{};
+      ev.events = EPOLLIN | EPOLLOUT | EPOLLET;
+      ev.data.ptr = e;
+      if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, e->fd, &ev) != 0) {
+        PumpResult* r = NewResult(p);
+        r->err = errno;
+        r->syscall = "epoll_ctl";
+        End(p, r);
+        return;
+      }
+      (e == &p->endA ? p->registeredA : p->registeredB) = true;
+    }
+    Process(p);
+  }
+
+  void Process(Pump* p) {
+    PumpResult scratch;
+    for (int round = 0; round < kFairRounds; round++) {
+      bool progress = false;
+      bool ok = true;
+      while (p->initialSent < p->initial.size()) {
+        ssize_t n = send(p->endB.fd, p->initial.data() + p->initialSent, p->initial.size() - p->initialSent, MSG_NOSIGNAL);
+        if (n > 0) {
+          p->initialSent += static_cast<size_t>(n);
+          progress = true;
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN) {
+          scratch.err = errno;
+          scratch.syscall = "send";
+          scratch.side = "b";
+          ok = false;
+        }
+        break;
+      }
+      if (ok && p->initialSent == p->initial.size()) ok = Step(p->ab, scratch, &progress);
+      if (ok) ok = Step(p->ba, scratch, &progress);
+      if (!ok || (p->ab.done && p->ba.done)) {
+        PumpResult* r = NewResult(p);
+        r->err = scratch.err;
+        r->syscall = scratch.syscall;
+        r->side = scratch.side;
+        End(p, r);
+        return;
+      }
+      if (!progress) return;
+    }
+    // Still busy: the edge may not come again, so it goes round once more after the others.
+    if (!p->queued) {
+      p->queued = true;
+      ready_.push_back(p);
     }
   }
-  for (int fd : {ab.pipe[0], ab.pipe[1], ba.pipe[0], ba.pipe[1]}) {
-    if (fd >= 0) close(fd);
-  }
-  if (result->err != 0 && !result->side.empty()) {
-    // Pass a reset on: the other socket's close sends RST instead of FIN.
-    linger hard{1, 0};
-    setsockopt(result->side == "a" ? state->b : state->a, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-  }
-  result->aToB = state->aToB.load();
-  result->bToA = state->bToA.load();
-  if (tsfn.BlockingCall(result) != napi_ok) delete result;
-  tsfn.Release();
-}
 
-void DeliverPumpResult(Napi::Env env, Napi::Function callback, std::nullptr_t*, PumpResult* r) {
-  std::unique_ptr<PumpResult> owned(r);
-  if (env == nullptr || callback.IsEmpty()) return;
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("aToB", Napi::Number::New(env, static_cast<double>(r->aToB)));
-  out.Set("bToA", Napi::Number::New(env, static_cast<double>(r->bToA)));
-  out.Set("stopped", r->stopped);
-  Napi::Value error = env.Null();
-  if (r->err != 0) {
-    Napi::Error e = ErrnoError(env, r->err, r->syscall);
-    e.Set("side", Napi::String::New(env, r->side));
-    error = e.Value();
+  PumpResult* NewResult(Pump* p) {
+    auto* r = new PumpResult();
+    r->owner = p->owner;
+    return r;
   }
-  callback.Call({error, out});
+
+  void End(Pump* p, PumpResult* r) {
+    p->ended = true;
+    p->state->pump = nullptr;
+    live_.erase(p);
+    // JS closes these fds after the callback: they must leave the epoll set first.
+    if (p->registeredA) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endA.fd, nullptr);
+    if (p->registeredB) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endB.fd, nullptr);
+    // A pipe still holding bytes is closed; an empty one serves the next pump.
+    GivePipe(&p->ab.pipe, p->ab.inPipe == 0);
+    GivePipe(&p->ba.pipe, p->ba.inPipe == 0);
+    if (r->err != 0 && !r->side.empty()) {
+      // Pass a reset on: the other socket's close sends RST instead of FIN.
+      linger hard{1, 0};
+      setsockopt(r->side == "a" ? p->endB.fd : p->endA.fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+    }
+    r->aToB = p->state->aToB.load();
+    r->bToA = p->state->bToA.load();
+    // The queue is unbounded: this never blocks the worker. It fails only once the
+    // environment is going away, and then nobody is left to tell.
+    if (tsfn_.NonBlockingCall(r) != napi_ok) delete r;
+    ended_.push_back(p);
+  }
+
+  bool TakePipe(int size, PipePair* out) {
+    for (size_t i = pool_.size(); i-- > 0;) {
+      if (pool_[i].size == size) {
+        *out = pool_[i];
+        pool_[i] = pool_.back();
+        pool_.pop_back();
+        return true;
+      }
+    }
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return false;
+    // A bigger pipe moves more per wake-up; the kernel may refuse (pipe-max-size): keep the default then.
+    if (size > 0) fcntl(fds[1], F_SETPIPE_SZ, size);
+    *out = PipePair{fds[0], fds[1], size};
+    return true;
+  }
+
+  void GivePipe(PipePair* p, bool empty) {
+    if (p->r < 0) return;
+    if (empty && pool_.size() < kMaxPooledPipes) {
+      pool_.push_back(*p);
+    } else {
+      close(p->r);
+      close(p->w);
+    }
+    *p = PipePair{};
+  }
+
+  // The environment is going away: its sockets are closed by Node, the results have
+  // nobody to go to.
+  void Shutdown() {
+    for (Pump* p : live_) {
+      GivePipe(&p->ab.pipe, false);
+      GivePipe(&p->ba.pipe, false);
+      delete p;
+    }
+    live_.clear();
+    for (PipePair& p : pool_) {
+      close(p.r);
+      close(p.w);
+    }
+    pool_.clear();
+    for (Pump* p : ended_) delete p;
+    ended_.clear();
+  }
+
+  PumpTsfn tsfn_;
+  int epollFd_ = -1;
+  int wakeFd_ = -1;
+  std::thread thread_;
+  std::mutex mu_;
+  bool quit_ = false;
+  std::vector<Pump*> incoming_;
+  std::vector<std::shared_ptr<PumpState>> stops_;
+  // Worker thread only:
+  std::vector<Pump*> ready_;
+  std::vector<Pump*> ended_;
+  std::vector<PipePair> pool_;
+  std::unordered_set<Pump*> live_;
+};
+
+// Per environment: the workers, the one thread-safe function that carries results back,
+// and how many pumps run (the function keeps the event loop alive only while some do).
+struct PumpEngine {
+  PumpTsfn tsfn;
+  bool hasTsfn = false;
+  std::vector<std::unique_ptr<PumpWorker>> workers;
+  size_t next = 0;
+  size_t running = 0;
+
+  ~PumpEngine() {
+    workers.clear();  // joins every worker thread
+    if (hasTsfn) tsfn.Release();
+  }
+
+  // A worker for the next pump, round robin; null with `err` set when none can start.
+  PumpWorker* Pick(Napi::Env env, int* err) {
+    if (!hasTsfn) {
+      tsfn = PumpTsfn::New(env, "traffic-splice-pump", 0, 1);
+      tsfn.Unref(env);
+      hasTsfn = true;
+    }
+    // hardware_concurrency() reads /sys on every call: once is enough.
+    static const unsigned cores = std::thread::hardware_concurrency();
+    size_t want = cores == 0 ? 1 : std::min(cores, kMaxWorkers);
+    if (workers.size() < want && (running >= workers.size() || workers.empty())) {
+      auto w = std::make_unique<PumpWorker>(tsfn);
+      *err = w->Start();
+      if (*err != 0) {
+        if (workers.empty()) return nullptr;
+        *err = 0;
+      } else {
+        workers.push_back(std::move(w));
+      }
+    }
+    return workers[next++ % workers.size()].get();
+  }
+};
+
+PumpEngine* EngineOf(Napi::Env env) {
+  auto* engine = env.GetInstanceData<PumpEngine>();
+  if (engine == nullptr) {
+    engine = new PumpEngine();
+    env.SetInstanceData(engine);
+  }
+  return engine;
 }
 
 // The JS handle of a running pump: byte counts so far, and stop().
@@ -493,29 +755,56 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
         return;
       }
     }
-    state_ = std::make_shared<PumpState>(a, b);
-    Napi::Buffer<char> initial = info[3].As<Napi::Buffer<char>>();
-    state_->initial.assign(initial.Data(), initial.Length());
-    if (state_->stopFd < 0) {
-      ErrnoError(env, errno, "eventfd").ThrowAsJavaScriptException();
+    if (a == b) {
+      ArgError(env, "SplicePump needs two different sockets").ThrowAsJavaScriptException();
       return;
     }
-    PumpTsfn tsfn = PumpTsfn::New(env, info[4].As<Napi::Function>(), "traffic-splice-pump", 0, 1);
-    try {
-      std::thread(RunPump, state_, tsfn, pipeSize).detach();
-    } catch (const std::exception&) {
-      tsfn.Release();
-      ErrnoError(env, EAGAIN, "pthread_create").ThrowAsJavaScriptException();
+    PumpEngine* engine = EngineOf(env);
+    int err = 0;
+    PumpWorker* worker = engine->Pick(env, &err);
+    if (worker == nullptr) {
+      ErrnoError(env, err, "pump worker").ThrowAsJavaScriptException();
+      return;
     }
+    callback_ = Napi::Persistent(info[4].As<Napi::Function>());
+    state_ = std::make_shared<PumpState>();
+    worker_ = worker;
+    auto* pump = new Pump();
+    pump->state = state_;
+    pump->owner = this;
+    pump->pipeSize = pipeSize;
+    Napi::Buffer<char> initial = info[3].As<Napi::Buffer<char>>();
+    pump->initial.assign(initial.Data(), initial.Length());
+    pump->endA = Endpoint{pump, a};
+    pump->endB = Endpoint{pump, b};
+    // Kept alive until its result is delivered, even when JS drops the handle.
+    Ref();
+    if (engine->running++ == 0) engine->tsfn.Ref(env);
+    worker->Add(pump);
+  }
+
+  void Deliver(Napi::Env env, PumpResult* r) {
+    PumpEngine* engine = env.GetInstanceData<PumpEngine>();
+    if (engine != nullptr && --engine->running == 0) engine->tsfn.Unref(env);
+    running_ = false;
+    Napi::FunctionReference callback = std::move(callback_);
+    Unref();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("aToB", Napi::Number::New(env, static_cast<double>(r->aToB)));
+    out.Set("bToA", Napi::Number::New(env, static_cast<double>(r->bToA)));
+    out.Set("stopped", r->stopped);
+    Napi::Value error = env.Null();
+    if (r->err != 0) {
+      Napi::Error e = ErrnoError(env, r->err, r->syscall);
+      e.Set("side", Napi::String::New(env, r->side));
+      error = e.Value();
+    }
+    callback.Call({error, out});
   }
 
  private:
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (state_) {
-      uint64_t one = 1;
-      ssize_t ignored = write(state_->stopFd, &one, sizeof one);
-      (void)ignored;
-    }
+    if (running_ && worker_ != nullptr) worker_->RequestStop(state_);
     return info.Env().Undefined();
   }
 
@@ -528,7 +817,16 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
   }
 
   std::shared_ptr<PumpState> state_;
+  PumpWorker* worker_ = nullptr;
+  Napi::FunctionReference callback_;
+  bool running_ = true;
 };
+
+void DeliverPumpResult(Napi::Env env, Napi::Function, std::nullptr_t*, PumpResult* r) {
+  std::unique_ptr<PumpResult> owned(r);
+  if (env == nullptr || r->owner == nullptr) return;
+  r->owner->Deliver(env, r);
+}
 
 // setNoDelay(fd): TCP_NODELAY on an upstream fd that never becomes a Node socket.
 Napi::Value SetNoDelay(const Napi::CallbackInfo& info) {

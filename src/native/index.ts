@@ -63,7 +63,7 @@ export interface NativeAddon {
   connectUpstream(options: NativeConnectOptions): Promise<NativeConnected>;
   /** TCP_NODELAY on a raw socket fd. */
   setNoDelay(fd: number): void;
-  /** Starts a splice pump between two connected socket fds on a thread of its own. */
+  /** Starts a splice pump between two connected socket fds on the addon's shared pump threads. */
   readonly SplicePump: new (fdA: number, fdB: number, pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
   readonly abiVersion: number;
 }
