@@ -4,7 +4,10 @@
 // an error means to an operator) lives in src/forward/.
 #include "forward.h"
 
+#include "args.h"
+
 #include <arpa/inet.h>
+#include <climits>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -20,6 +23,8 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <thread>
+#include <chrono>
+#include <map>
 #include <unordered_set>
 #include <vector>
 #include <unistd.h>
@@ -34,30 +39,23 @@
 namespace traffic {
 namespace {
 
-std::string Errname(int err) {
-  const char* name = strerrorname_np(err);
-  return name != nullptr ? std::string(name) : "E" + std::to_string(err);
-}
 
 Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall) {
-  Napi::Error error = Napi::Error::New(env, syscall + " failed: " + Errname(err) + " (" + std::strerror(err) + ")");
-  error.Set("code", Napi::String::New(env, Errname(err)));
+  Napi::Error error = Napi::Error::New(env, syscall + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + ")");
+  error.Set("code", Napi::String::New(env, ErrnoName(err)));
   error.Set("errno", Napi::Number::New(env, -err));
   error.Set("syscall", Napi::String::New(env, syscall));
   return error;
 }
 
-Napi::Error ArgError(Napi::Env env, const std::string& message) {
-  Napi::TypeError error = Napi::TypeError::New(env, message);
-  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-  return error;
-}
 
 // Fills `ss` from an address text and port; false when the text is no IP address.
 bool ToSockaddr(const std::string& text, int port, sockaddr_storage* ss, socklen_t* len) {
   std::memset(ss, 0, sizeof *ss);
   auto* sin = reinterpret_cast<sockaddr_in*>(ss);
   auto* sin6 = reinterpret_cast<sockaddr_in6*>(ss);
+  // inet_pton stops at a NUL: "127.0.0.1\0junk" must not pass as 127.0.0.1.
+  if (text.find('\0') != std::string::npos) return false;
   if (inet_pton(AF_INET, text.c_str(), &sin->sin_addr) == 1) {
     sin->sin_family = AF_INET;
     sin->sin_port = htons(static_cast<uint16_t>(port));
@@ -78,126 +76,142 @@ int PortOf(const sockaddr_storage& ss) {
                                   : ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
 }
 
+// What an upstream connect needs, parsed once from JS options.
+struct ConnectParams {
+  sockaddr_storage remote{};
+  socklen_t remoteLen = 0;
+  bool bindLocal = false;
+  sockaddr_storage local{};
+  socklen_t localLen = 0;
+  bool transparent = false;
+  uint32_t mark = 0;
+  bool portFallback = true;
+  int timeoutMs = 0;
+};
+
+// A started connect: a non-blocking socket whose connect is under way (or done), or the
+// errno and call that failed.
+struct ConnectStart {
+  int fd = -1;
+  int err = 0;
+  const char* syscall = "connect";
+  bool fellBack = false;
+};
+
+bool Attempt(const ConnectParams& p, bool keepPort, ConnectStart* out) {
+  auto fail = [out](const char* syscall, int fd) {
+    out->err = errno;
+    out->syscall = syscall;
+    if (fd >= 0) close(fd);
+    out->fd = -1;
+    return false;
+  };
+  int family = p.remote.ss_family;
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return fail("socket", -1);
+  int one = 1;
+  if (p.transparent) {
+    int rc = family == AF_INET ? setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one)
+                               : setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+    if (rc != 0) return fail(family == AF_INET ? "setsockopt IP_TRANSPARENT" : "setsockopt IPV6_TRANSPARENT", fd);
+  }
+  if (p.mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &p.mark, sizeof p.mark) != 0) return fail("setsockopt SO_MARK", fd);
+  if (p.bindLocal) {
+    sockaddr_storage local = p.local;
+    if (!keepPort) {
+      if (local.ss_family == AF_INET) reinterpret_cast<sockaddr_in&>(local).sin_port = 0;
+      else reinterpret_cast<sockaddr_in6&>(local).sin6_port = 0;
+      // Port 0 on a foreign address: let connect() pick the port from the full 4-tuple,
+      // so many upstream connections of one client never exhaust the ephemeral range.
+      setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    } else {
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
+    if (bind(fd, reinterpret_cast<sockaddr*>(&local), p.localLen) != 0) return fail("bind", fd);
+  }
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&p.remote), p.remoteLen) != 0 && errno != EINPROGRESS) {
+    return fail("connect", fd);
+  }
+  out->fd = fd;
+  out->err = 0;
+  return true;
+}
+
+// Everything up to the wait for the handshake: socket, options, bind (falling back to any
+// port when the client's own is taken), non-blocking connect.
+ConnectStart StartConnect(const ConnectParams& p) {
+  ConnectStart out;
+  bool keepPort = p.bindLocal && PortOf(p.local) != 0;
+  if (Attempt(p, keepPort, &out)) return out;
+  if (keepPort && p.portFallback && (out.err == EADDRINUSE || out.err == EADDRNOTAVAIL)) {
+    out.fellBack = true;
+    Attempt(p, false, &out);
+  }
+  return out;
+}
+
+// The outcome of a finished handshake: 0, or its errno.
+int ConnectError(int fd) {
+  int soerr = 0;
+  socklen_t len = sizeof soerr;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) return errno;
+  return soerr;
+}
+
+int LocalPortOf(int fd) {
+  sockaddr_storage bound;
+  socklen_t blen = sizeof bound;
+  return getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen) == 0 ? PortOf(bound) : 0;
+}
+
 // connectUpstream on a libuv pool thread: the connect may take up to its timeout, and a
 // blocking wait must not stall the event loop.
 class ConnectWorker : public Napi::AsyncWorker {
  public:
-  ConnectWorker(Napi::Env env, sockaddr_storage remote, socklen_t remoteLen, bool bindLocal, sockaddr_storage local,
-                socklen_t localLen, bool transparent, uint32_t mark, bool portFallback, int timeoutMs)
-      : Napi::AsyncWorker(env),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        remote_(remote),
-        remoteLen_(remoteLen),
-        bindLocal_(bindLocal),
-        local_(local),
-        localLen_(localLen),
-        transparent_(transparent),
-        mark_(mark),
-        portFallback_(portFallback),
-        timeoutMs_(timeoutMs) {}
+  ConnectWorker(Napi::Env env, const ConnectParams& params)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), params_(params) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    bool keepPort = bindLocal_ && PortOf(local_) != 0;
-    if (Attempt(keepPort)) return;
-    // The client's own port is taken on this host (or the 4-tuple is): any port will do.
-    if (keepPort && portFallback_ && (err_ == EADDRINUSE || err_ == EADDRNOTAVAIL)) {
-      fellBack_ = true;
-      Attempt(false);
+    start_ = StartConnect(params_);
+    if (start_.fd < 0) return;
+    pollfd p{start_.fd, POLLOUT, 0};
+    int rc;
+    do {
+      rc = poll(&p, 1, params_.timeoutMs > 0 ? params_.timeoutMs : -1);
+    } while (rc < 0 && errno == EINTR);
+    int err = rc < 0 ? errno : rc == 0 ? ETIMEDOUT : ConnectError(start_.fd);
+    if (err != 0) {
+      close(start_.fd);
+      start_.fd = -1;
+      start_.err = err;
+      start_.syscall = rc < 0 ? "poll" : "connect";
+      return;
     }
+    localPort_ = LocalPortOf(start_.fd);
   }
 
   void OnOK() override {
     Napi::Env env = Env();
-    if (fd_ < 0) {
-      deferred_.Reject(ErrnoError(env, err_, syscall_).Value());
+    if (start_.fd < 0) {
+      deferred_.Reject(ErrnoError(env, start_.err, start_.syscall).Value());
       return;
     }
     Napi::Object out = Napi::Object::New(env);
-    out.Set("fd", fd_);
+    out.Set("fd", start_.fd);
     out.Set("localPort", localPort_);
-    out.Set("portFellBack", fellBack_);
+    out.Set("portFellBack", start_.fellBack);
     deferred_.Resolve(out);
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
  private:
-  bool Fail(const char* syscall, int fd) {
-    err_ = errno;
-    syscall_ = syscall;
-    if (fd >= 0) close(fd);
-    fd_ = -1;
-    return false;
-  }
-
-  bool Attempt(bool keepPort) {
-    int family = remote_.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
-    if (fd < 0) return Fail("socket", -1);
-    int one = 1;
-    if (transparent_) {
-      int rc = family == AF_INET ? setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one)
-                                 : setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
-      if (rc != 0) return Fail(family == AF_INET ? "setsockopt IP_TRANSPARENT" : "setsockopt IPV6_TRANSPARENT", fd);
-    }
-    if (mark_ != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark_, sizeof mark_) != 0) return Fail("setsockopt SO_MARK", fd);
-    if (bindLocal_) {
-      sockaddr_storage local = local_;
-      if (!keepPort) {
-        if (local.ss_family == AF_INET) reinterpret_cast<sockaddr_in&>(local).sin_port = 0;
-        else reinterpret_cast<sockaddr_in6&>(local).sin6_port = 0;
-        // Port 0 on a foreign address: let connect() pick the port from the full 4-tuple,
-        // so many upstream connections of one client never exhaust the ephemeral range.
-        setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      } else {
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      }
-      if (bind(fd, reinterpret_cast<sockaddr*>(&local), localLen_) != 0) return Fail("bind", fd);
-    }
-    if (connect(fd, reinterpret_cast<sockaddr*>(&remote_), remoteLen_) != 0 && errno != EINPROGRESS) {
-      return Fail("connect", fd);
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int rc;
-    do {
-      rc = poll(&p, 1, timeoutMs_ > 0 ? timeoutMs_ : -1);
-    } while (rc < 0 && errno == EINTR);
-    if (rc < 0) return Fail("poll", fd);
-    if (rc == 0) {
-      errno = ETIMEDOUT;
-      return Fail("connect", fd);
-    }
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) return Fail("getsockopt SO_ERROR", fd);
-    if (soerr != 0) {
-      errno = soerr;
-      return Fail("connect", fd);
-    }
-    sockaddr_storage bound;
-    socklen_t blen = sizeof bound;
-    localPort_ = getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen) == 0 ? PortOf(bound) : 0;
-    fd_ = fd;
-    return true;
-  }
-
   Napi::Promise::Deferred deferred_;
-  sockaddr_storage remote_;
-  socklen_t remoteLen_;
-  bool bindLocal_;
-  sockaddr_storage local_;
-  socklen_t localLen_;
-  bool transparent_;
-  uint32_t mark_;
-  bool portFallback_;
-  int timeoutMs_;
-  int fd_ = -1;
-  int err_ = 0;
-  const char* syscall_ = "connect";
+  ConnectParams params_;
+  ConnectStart start_;
   int localPort_ = 0;
-  bool fellBack_ = false;
 };
 
 bool GetInt(const Napi::Object& o, const char* key, int64_t min, int64_t max, int64_t fallback, int64_t* out) {
@@ -206,19 +220,48 @@ bool GetInt(const Napi::Object& o, const char* key, int64_t min, int64_t max, in
     *out = fallback;
     return true;
   }
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1e300;
-  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || static_cast<double>(static_cast<int64_t>(d)) != d) {
-    ArgError(o.Env(), std::string("options.") + key + " must be an integer from " + std::to_string(min) + " to " +
-                          std::to_string(max))
-        .ThrowAsJavaScriptException();
+  return IntArg(v, std::string("options.") + key, min, max, out);
+}
+
+// { address, port, localAddress?, localPort?, transparent?, mark?, portFallback?,
+// timeoutMs? }; false with a JS exception pending when something is wrong.
+bool ParseConnectOptions(Napi::Env env, const Napi::Value& value, ConnectParams* p) {
+  if (!value.IsObject()) {
+    ArgError(env, "the upstream connect options must be an object").ThrowAsJavaScriptException();
     return false;
   }
-  *out = static_cast<int64_t>(d);
+  Napi::Object o = value.As<Napi::Object>();
+  if (!o.Get("address").IsString()) {
+    ArgError(env, "options.address must be an IP address string").ThrowAsJavaScriptException();
+    return false;
+  }
+  int64_t port = 0, localPort = 0, mark = 0, timeoutMs = 0;
+  if (!GetInt(o, "port", 1, 65535, 0, &port) || !GetInt(o, "localPort", 0, 65535, 0, &localPort) ||
+      !GetInt(o, "mark", 0, 0xffffffffLL, 0, &mark) || !GetInt(o, "timeoutMs", 0, 86400000, 0, &timeoutMs)) {
+    return false;
+  }
+  std::string address = o.Get("address").As<Napi::String>().Utf8Value();
+  if (!ToSockaddr(address, static_cast<int>(port), &p->remote, &p->remoteLen)) {
+    ArgError(env, "options.address is not an IP address: " + address.substr(0, 64)).ThrowAsJavaScriptException();
+    return false;
+  }
+  p->bindLocal = o.Get("localAddress").IsString();
+  if (p->bindLocal) {
+    std::string text = o.Get("localAddress").As<Napi::String>().Utf8Value();
+    if (!ToSockaddr(text, static_cast<int>(localPort), &p->local, &p->localLen) || p->local.ss_family != p->remote.ss_family) {
+      ArgError(env, "options.localAddress must be an IP address of the same family as options.address")
+          .ThrowAsJavaScriptException();
+      return false;
+    }
+  }
+  p->transparent = o.Get("transparent").ToBoolean().Value();
+  p->portFallback = o.Get("portFallback").IsUndefined() ? true : o.Get("portFallback").ToBoolean().Value();
+  p->mark = static_cast<uint32_t>(mark);
+  p->timeoutMs = static_cast<int>(timeoutMs);
   return true;
 }
 
-// connectUpstream({ address, port, localAddress?, localPort?, transparent?, mark?,
-// portFallback?, timeoutMs? }) → Promise<{ fd, localPort, portFellBack }>: a connected,
+// connectUpstream(options) → Promise<{ fd, localPort, portFellBack }>: a connected,
 // non-blocking TCP socket for `new net.Socket({ fd })`.
 Napi::Value ConnectUpstream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -226,37 +269,9 @@ Napi::Value ConnectUpstream(const Napi::CallbackInfo& info) {
     ArgError(env, "connectUpstream expects an options object").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Napi::Object o = info[0].As<Napi::Object>();
-  if (!o.Get("address").IsString()) {
-    ArgError(env, "options.address must be an IP address string").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int64_t port = 0, localPort = 0, mark = 0, timeoutMs = 0;
-  if (!GetInt(o, "port", 1, 65535, 0, &port) || !GetInt(o, "localPort", 0, 65535, 0, &localPort) ||
-      !GetInt(o, "mark", 0, 0xffffffffLL, 0, &mark) || !GetInt(o, "timeoutMs", 0, 86400000, 0, &timeoutMs)) {
-    return env.Undefined();
-  }
-  sockaddr_storage remote, local;
-  socklen_t remoteLen = 0, localLen = 0;
-  std::string address = o.Get("address").As<Napi::String>().Utf8Value();
-  if (!ToSockaddr(address, static_cast<int>(port), &remote, &remoteLen)) {
-    ArgError(env, "options.address is not an IP address: " + address.substr(0, 64)).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  bool bindLocal = o.Get("localAddress").IsString();
-  std::memset(&local, 0, sizeof local);
-  if (bindLocal) {
-    std::string text = o.Get("localAddress").As<Napi::String>().Utf8Value();
-    if (!ToSockaddr(text, static_cast<int>(localPort), &local, &localLen) || local.ss_family != remote.ss_family) {
-      ArgError(env, "options.localAddress must be an IP address of the same family as options.address")
-          .ThrowAsJavaScriptException();
-      return env.Undefined();
-    }
-  }
-  bool transparent = o.Get("transparent").ToBoolean().Value();
-  bool portFallback = o.Get("portFallback").IsUndefined() ? true : o.Get("portFallback").ToBoolean().Value();
-  auto* worker = new ConnectWorker(env, remote, remoteLen, bindLocal, local, localLen, transparent,
-                                   static_cast<uint32_t>(mark), portFallback, static_cast<int>(timeoutMs));
+  ConnectParams params;
+  if (!ParseConnectOptions(env, info[0], &params)) return env.Undefined();
+  auto* worker = new ConnectWorker(env, params);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;
@@ -278,6 +293,10 @@ struct PumpResult {
   // "a" or "b": which socket the error came from.
   std::string side;
   bool stopped = false;
+  // False when the pump made the upstream connection and it never completed.
+  bool connected = true;
+  int localPort = 0;
+  bool portFellBack = false;
   // The JS handle to call back; only touched on the JS thread.
   SplicePump* owner = nullptr;
 };
@@ -336,6 +355,19 @@ struct Pump {
   bool registeredB = false;
   bool ended = false;
   bool queued = false;
+  // When the pump makes the upstream connection itself: b is its own, and until the
+  // handshake completes nothing is spliced.
+  bool ownsB = false;
+  bool connecting = false;
+  bool noDelay = false;
+  int startErr = 0;
+  const char* startSyscall = "connect";
+  bool portFellBack = false;
+  int localPort = 0;
+  // The connect timeout (0: the kernel's own); the deadline is set when the worker takes the pump.
+  int connectTimeoutMs = 0;
+  bool hasDeadline = false;
+  std::multimap<std::chrono::steady_clock::time_point, Pump*>::iterator deadline;
 };
 
 constexpr size_t kChunk = 1 << 20;
@@ -457,7 +489,7 @@ class PumpWorker {
     std::vector<Pump*> incoming;
     std::vector<std::shared_ptr<PumpState>> stops;
     for (;;) {
-      int n = epoll_wait(epollFd_, events, 256, ready_.empty() ? -1 : 0);
+      int n = epoll_wait(epollFd_, events, 256, WaitMs());
       if (n < 0 && errno != EINTR) break;
       for (int i = 0; i < n; i++) {
         if (events[i].data.ptr == nullptr) {
@@ -494,7 +526,7 @@ class PumpWorker {
           if (soerr != 0) {
             PumpResult* r = NewResult(p);
             r->err = soerr;
-            r->syscall = "recv";
+            r->syscall = p->connecting && end == &p->endB ? "connect" : "recv";
             r->side = end == &p->endA ? "a" : "b";
             End(p, r);
             continue;
@@ -510,15 +542,77 @@ class PumpWorker {
           if (!p->ended) Process(p);
         }
       }
+      ExpireConnects();
       for (Pump* p : ended_) delete p;
       ended_.clear();
     }
     Shutdown();
   }
 
+  // How long epoll may sleep: not at all with busy pumps, else until the next connect deadline.
+  int WaitMs() const {
+    if (!ready_.empty()) return 0;
+    if (deadlines_.empty()) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadlines_.begin()->first - std::chrono::steady_clock::now()).count();
+    return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left + 1, 1 << 30));
+  }
+
+  void ExpireConnects() {
+    auto now = std::chrono::steady_clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      Pump* p = deadlines_.begin()->second;
+      ClearDeadline(p);
+      if (p->ended || !p->connecting) continue;
+      PumpResult* r = NewResult(p);
+      r->err = ETIMEDOUT;
+      r->syscall = "connect";
+      r->side = "b";
+      End(p, r);
+    }
+  }
+
+  void ClearDeadline(Pump* p) {
+    if (!p->hasDeadline) return;
+    deadlines_.erase(p->deadline);
+    p->hasDeadline = false;
+  }
+
+  // True once the handshake is done; false while it runs or when it failed (then ended).
+  bool Connected(Pump* p) {
+    if (!p->connecting) return true;
+    pollfd pf{p->endB.fd, POLLOUT, 0};
+    if (poll(&pf, 1, 0) <= 0 || pf.revents == 0) return false;
+    int err = ConnectError(p->endB.fd);
+    if (err != 0) {
+      PumpResult* r = NewResult(p);
+      r->err = err;
+      r->syscall = "connect";
+      r->side = "b";
+      End(p, r);
+      return false;
+    }
+    p->connecting = false;
+    ClearDeadline(p);
+    p->localPort = LocalPortOf(p->endB.fd);
+    if (p->noDelay) {
+      int one = 1;
+      setsockopt(p->endB.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return true;
+  }
+
   void Begin(Pump* p) {
     live_.insert(p);
     p->state->pump = p;
+    if (p->startErr != 0) {
+      // The connect failed before it could start (bind, options): nothing to pump.
+      PumpResult* r = NewResult(p);
+      r->err = p->startErr;
+      r->syscall = p->startSyscall;
+      r->side = "b";
+      End(p, r);
+      return;
+    }
     p->ab.src = p->endA.fd;
     p->ab.dst = p->endB.fd;
     p->ba.src = p->endB.fd;
@@ -548,10 +642,15 @@ class PumpWorker {
       }
       (e == &p->endA ? p->registeredA : p->registeredB) = true;
     }
+    if (p->connecting && p->connectTimeoutMs > 0) {
+      p->deadline = deadlines_.emplace(std::chrono::steady_clock::now() + std::chrono::milliseconds(p->connectTimeoutMs), p);
+      p->hasDeadline = true;
+    }
     Process(p);
   }
 
   void Process(Pump* p) {
+    if (!Connected(p)) return;
     PumpResult scratch;
     for (int round = 0; round < kFairRounds; round++) {
       bool progress = false;
@@ -607,13 +706,18 @@ class PumpWorker {
     // A pipe still holding bytes is closed; an empty one serves the next pump.
     GivePipe(&p->ab.pipe, p->ab.inPipe == 0);
     GivePipe(&p->ba.pipe, p->ba.inPipe == 0);
-    if (r->err != 0 && !r->side.empty()) {
+    if (r->err != 0 && !r->side.empty() && !p->connecting && p->startErr == 0) {
       // Pass a reset on: the other socket's close sends RST instead of FIN.
       linger hard{1, 0};
       setsockopt(r->side == "a" ? p->endB.fd : p->endA.fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
     }
     r->aToB = p->state->aToB.load();
     r->bToA = p->state->bToA.load();
+    r->connected = !p->connecting && p->startErr == 0;
+    r->localPort = p->localPort;
+    r->portFellBack = p->portFellBack;
+    ClearDeadline(p);
+    if (p->ownsB && p->endB.fd >= 0) close(p->endB.fd);
     // The queue is unbounded: this never blocks the worker. It fails only once the
     // environment is going away, and then nobody is left to tell.
     if (tsfn_.NonBlockingCall(r) != napi_ok) delete r;
@@ -652,6 +756,7 @@ class PumpWorker {
   // nobody to go to.
   void Shutdown() {
     for (Pump* p : live_) {
+      if (p->ownsB && p->endB.fd >= 0) close(p->endB.fd);
       GivePipe(&p->ab.pipe, false);
       GivePipe(&p->ba.pipe, false);
       delete p;
@@ -679,6 +784,7 @@ class PumpWorker {
   std::vector<Pump*> ended_;
   std::vector<PipePair> pool_;
   std::unordered_set<Pump*> live_;
+  std::multimap<std::chrono::steady_clock::time_point, Pump*> deadlines_;
 };
 
 // Per environment: the workers, the one thread-safe function that carries results back,
@@ -736,28 +842,48 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
                        {InstanceMethod("stop", &SplicePump::Stop), InstanceMethod("counts", &SplicePump::Counts)});
   }
 
-  // new SplicePump(fdA, fdB, pipeSize, initialForB, callback(err, { aToB, bToA, stopped }))
+  // new SplicePump(fdA, fdB | connectOptions, pipeSize, initialForB,
+  //                callback(err, { aToB, bToA, stopped, connected, localPort, portFellBack }))
+  // With connect options (those of connectUpstream, plus noDelay) the pump makes the
+  // upstream connection itself, owns that socket and closes it at the end; a failed
+  // connect comes back through the callback with `connected: false`.
   explicit SplicePump(const Napi::CallbackInfo& info) : Napi::ObjectWrap<SplicePump>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 5 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() || !info[3].IsBuffer() ||
-        !info[4].IsFunction()) {
-      ArgError(env, "SplicePump(fdA, fdB, pipeSize, initialForB, callback)").ThrowAsJavaScriptException();
+    if (info.Length() < 5 || !info[3].IsBuffer() || !info[4].IsFunction()) {
+      ArgError(env, "SplicePump(fdA, fdB | connectOptions, pipeSize, initialForB, callback)").ThrowAsJavaScriptException();
       return;
     }
-    int a = info[0].As<Napi::Number>().Int32Value();
-    int b = info[1].As<Napi::Number>().Int32Value();
-    int pipeSize = info[2].As<Napi::Number>().Int32Value();
+    bool connects = info[1].IsObject();
+    int64_t fdA = 0, fdB = -1, size = 0;
+    if (!IntArg(info[0], "fdA", 0, INT_MAX, &fdA) || (!connects && !IntArg(info[1], "fdB", 0, INT_MAX, &fdB)) ||
+        !IntArg(info[2], "pipeSize", 0, 1 << 30, &size)) {
+      return;
+    }
+    int a = static_cast<int>(fdA);
+    int b = static_cast<int>(fdB);
+    int pipeSize = static_cast<int>(size);
     int type = 0;
     socklen_t len = sizeof type;
     for (int fd : {a, b}) {
-      if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) {
-        ArgError(env, "SplicePump needs two stream socket fds").ThrowAsJavaScriptException();
+      if (fd == -1 && connects) continue;
+      if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+        ErrnoError(env, errno, "getsockopt SO_TYPE").ThrowAsJavaScriptException();
+        return;
+      }
+      if (type != SOCK_STREAM) {
+        ArgError(env, "SplicePump needs stream sockets").ThrowAsJavaScriptException();
         return;
       }
     }
     if (a == b) {
       ArgError(env, "SplicePump needs two different sockets").ThrowAsJavaScriptException();
       return;
+    }
+    ConnectParams params;
+    bool noDelay = false;
+    if (connects) {
+      if (!ParseConnectOptions(env, info[1], &params)) return;
+      noDelay = info[1].As<Napi::Object>().Get("noDelay").ToBoolean().Value();
     }
     PumpEngine* engine = EngineOf(env);
     int err = 0;
@@ -776,6 +902,17 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
     Napi::Buffer<char> initial = info[3].As<Napi::Buffer<char>>();
     pump->initial.assign(initial.Data(), initial.Length());
     pump->endA = Endpoint{pump, a};
+    if (connects) {
+      ConnectStart started = StartConnect(params);
+      pump->ownsB = started.fd >= 0;
+      pump->connecting = started.fd >= 0;
+      pump->startErr = started.err;
+      pump->startSyscall = started.syscall;
+      pump->portFellBack = started.fellBack;
+      pump->noDelay = noDelay;
+      pump->connectTimeoutMs = params.timeoutMs;
+      b = started.fd;
+    }
     pump->endB = Endpoint{pump, b};
     // Kept alive until its result is delivered, even when JS drops the handle.
     Ref();
@@ -793,6 +930,9 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
     out.Set("aToB", Napi::Number::New(env, static_cast<double>(r->aToB)));
     out.Set("bToA", Napi::Number::New(env, static_cast<double>(r->bToA)));
     out.Set("stopped", r->stopped);
+    out.Set("connected", r->connected);
+    out.Set("localPort", r->localPort);
+    out.Set("portFellBack", r->portFellBack);
     Napi::Value error = env.Null();
     if (r->err != 0) {
       Napi::Error e = ErrnoError(env, r->err, r->syscall);
@@ -831,11 +971,12 @@ void DeliverPumpResult(Napi::Env env, Napi::Function, std::nullptr_t*, PumpResul
 // setNoDelay(fd): TCP_NODELAY on an upstream fd that never becomes a Node socket.
 Napi::Value SetNoDelay(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) {
-    ArgError(env, "setNoDelay(fd)").ThrowAsJavaScriptException();
+  int64_t value = 0;
+  if (info.Length() < 1 || !IntArg(info[0], "fd", 0, INT_MAX, &value)) {
+    if (info.Length() < 1) ArgError(env, "setNoDelay(fd)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  int fd = info[0].As<Napi::Number>().Int32Value();
+  int fd = static_cast<int>(value);
   int one = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
     ErrnoError(env, errno, "setsockopt TCP_NODELAY").ThrowAsJavaScriptException();
@@ -843,9 +984,41 @@ Napi::Value SetNoDelay(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// discardInput(fd) → bytes dropped: reads and drops what the peer sent and nobody read,
+// so that closing the socket sends an orderly FIN, not the reset the kernel answers unread
+// bytes with. Never blocks.
+Napi::Value DiscardInput(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t value = 0;
+  if (info.Length() < 1) {
+    ArgError(env, "discardInput(fd)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (!IntArg(info[0], "fd", 0, INT_MAX, &value)) return env.Undefined();
+  int fd = static_cast<int>(value);
+  static char sink[1 << 16];
+  double dropped = 0;
+  for (;;) {
+    // MSG_TRUNC on TCP drops the bytes without copying them.
+    ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT | MSG_TRUNC);
+    if (n > 0) {
+      dropped += static_cast<double>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) {
+      ErrnoError(env, errno, "recv").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    break;
+  }
+  return Napi::Number::New(env, dropped);
+}
+
 }  // namespace
 
 void InitForward(Napi::Env env, Napi::Object exports) {
+  exports.Set("discardInput", Napi::Function::New(env, DiscardInput, "discardInput"));
   exports.Set("setNoDelay", Napi::Function::New(env, SetNoDelay, "setNoDelay"));
   exports.Set("connectUpstream", Napi::Function::New(env, ConnectUpstream, "connectUpstream"));
   exports.Set("SplicePump", SplicePump::Define(env));

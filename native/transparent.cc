@@ -4,6 +4,7 @@
 // in, plain values out, every failure an Error whose `code` is the errno name.
 #include <napi.h>
 
+#include "args.h"
 #include "forward.h"
 
 #include <arpa/inet.h>
@@ -35,10 +36,10 @@
 
 namespace {
 
-std::string ErrnoName(int err) {
-  const char* name = strerrorname_np(err);
-  return name != nullptr ? std::string(name) : "E" + std::to_string(err);
-}
+using traffic::ArgError;
+using traffic::ErrnoName;
+using traffic::IntArg;
+
 
 // What an operator can do about a failed call, by errno and call.
 std::string Advice(int err, const std::string& what) {
@@ -95,28 +96,7 @@ Napi::Error SysError(Napi::Env env, int err, const std::string& what) {
   return error;
 }
 
-Napi::Error ArgError(Napi::Env env, const std::string& message) {
-  Napi::TypeError error = Napi::TypeError::New(env, message);
-  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-  return error;
-}
 
-// Reads an integer argument in [min, max]; false after throwing when it is not one.
-bool IntArg(const Napi::Value& value, const char* name, int64_t min, int64_t max, int64_t* out) {
-  Napi::Env env = value.Env();
-  if (!value.IsNumber()) {
-    ArgError(env, std::string(name) + " must be a number").ThrowAsJavaScriptException();
-    return false;
-  }
-  double d = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || std::floor(d) != d || d < static_cast<double>(min) || d > static_cast<double>(max)) {
-    ArgError(env, std::string(name) + " must be an integer from " + std::to_string(min) + " to " + std::to_string(max))
-        .ThrowAsJavaScriptException();
-    return false;
-  }
-  *out = static_cast<int64_t>(d);
-  return true;
-}
 
 bool FdArg(const Napi::CallbackInfo& info, int* fd) {
   if (info.Length() < 1) {

@@ -4,7 +4,7 @@ import os from "node:os";
 import type { ConnectionInfo } from "../connection";
 import { TrafficError } from "../errors";
 import { tryParseIp } from "../net/ip";
-import { loadNative, nativeAvailability, socketFd, type NativeAddon, type SplicePumpHandle, type SystemCallError } from "../native";
+import { loadNative, nativeAvailability, socketFd, type NativeAddon, type NativeConnectOptions, type SplicePumpHandle, type SystemCallError } from "../native";
 import { encodeProxyHeaderV1, encodeProxyHeaderV2 } from "../proxy-protocol/encode";
 import type { ForwardEnd, ForwardIdentity } from "../events/types";
 import type { ClaimedConnection } from "../session/table";
@@ -295,6 +295,18 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     counts.bytesToUpstream = conn.replay.length;
 
     const useNativePump = native !== null && wantNativePump;
+    if (native !== null && useNativePump) {
+      // The addon connects and pumps on its own threads: no Node socket for the upstream.
+      runNativePump(native, {
+        address: target.address,
+        port: target.port,
+        ...(identity === "transparent" ? { localAddress: who.address, localPort: options.keepClientPort === true ? who.port : 0, transparent: true } : {}),
+        mark,
+        timeoutMs,
+        noDelay,
+      }, initial, who);
+      return;
+    }
     if (native !== null && nativeConnect) {
       let fd: number;
       try {
@@ -317,10 +329,6 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
         finish(stopped ? "stopped" : "client-reset", stopped ? undefined : { code: "ECONNRESET", message: "the client went away while connecting upstream" });
         return;
       }
-      if (useNativePump) {
-        runNativePump(native, fd, initial, () => native.closeFd(fd));
-        return;
-      }
       const upstream = new net.Socket({ fd, readable: true, writable: true, allowHalfOpen: true });
       runJsPump(upstream, initial);
       return;
@@ -328,9 +336,6 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     // Plain connect from Node: no bind, no mark.
     const upstream = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
     upstream.on("error", swallow);
-    // For the native pump libuv must never read this socket: paused, Node does not start
-    // reading on connect.
-    if (useNativePump) upstream.pause();
     const t = target;
     const ok = await new Promise<boolean>((resolve) => {
       const timer = timeoutMs > 0 ? setTimeout(() => upstream.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), timeoutMs) : null;
@@ -360,19 +365,6 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       return;
     }
     upstreamLocalPort = upstream.localPort;
-    if (useNativePump) {
-      let fd: number;
-      try {
-        fd = socketFd(upstream);
-      } catch (err) {
-        upstream.destroy();
-        finish("error", { code: (err as TrafficError).code, message: (err as Error).message });
-        return;
-      }
-      stopReading(upstream);
-      runNativePump(native, fd, initial, () => upstream.destroy());
-      return;
-    }
     runJsPump(upstream, initial);
   };
 
@@ -443,20 +435,15 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     if (client.readableEnded) upstream.end();
   };
 
-  // ---- the native pump: splice on the addon's thread ----
-  const runNativePump = (native: NativeAddon, upstreamFd: number, initial: Buffer, closeUpstream: () => void): void => {
+  // ---- the native pump: the addon connects, then splices on its threads ----
+  const runNativePump = (native: NativeAddon, upstream: NativeConnectOptions & { noDelay: boolean }, initial: Buffer, who: { address: string; port: number }): void => {
     pumpUsed = "native";
     let clientFd: number;
     try {
       clientFd = socketFd(client);
     } catch (err) {
-      closeUpstream();
       finish("client-reset", { code: "ECONNRESET", message: (err as Error).message });
       return;
-    }
-    if (options.noDelay !== false) {
-      // The upstream fd never becomes a Node socket: the addon sets the option.
-      setNoDelayFd(native, upstreamFd);
     }
     // Bytes Node already read past the replay (libuv reads ahead into the stream buffer
     // of a paused socket) go first too; then libuv must stop reading this fd for good.
@@ -473,11 +460,22 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     let idleTicker: NodeJS.Timeout | null = null;
     let pump: SplicePumpHandle;
     try {
-      pump = new native.SplicePump(clientFd, upstreamFd, PIPE_SIZE, firstBytes, (err, result) => {
+      pump = new native.SplicePump(clientFd, upstream, PIPE_SIZE, firstBytes, (err, result) => {
         if (idleTicker !== null) clearInterval(idleTicker);
-        counts.bytesToUpstream = prefixToUpstream + result.aToB;
+        if (result.localPort !== 0) upstreamLocalPort = result.localPort;
+        if (!result.connected && !result.stopped) {
+          // Nothing reached the upstream: the replayed bytes were never sent.
+          counts.bytesToUpstream = 0;
+          if (err !== null && (err as SystemCallError & { side?: string }).side === "a") {
+            finish("client-reset", { code: err.code, message: "the client went away while connecting upstream" });
+          } else {
+            const e = err ?? { code: "ECONNABORTED", message: "the connect ended without an answer" };
+            finish("connect-failed", { code: e.code, message: describeConnectError(e, target!, identity, who) });
+          }
+          return;
+        }
+        counts.bytesToUpstream = result.connected ? prefixToUpstream + result.aToB : 0;
         counts.bytesToClient = result.bToA;
-        closeUpstream();
         if (result.stopped) {
           if (idle) finish("idle-timeout", { code: "ETIMEDOUT", message: `no bytes either way for ${idleMs} ms` });
           else finish("stopped");
@@ -489,7 +487,6 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
         }
       });
     } catch (err) {
-      closeUpstream();
       finish("error", { code: (err as SystemCallError).code, message: (err as Error).message });
       return;
     }
@@ -530,14 +527,6 @@ function stopReading(socket: net.Socket): void {
   if (handle !== null && typeof handle.readStop === "function") {
     handle.reading = false;
     handle.readStop();
-  }
-}
-
-function setNoDelayFd(native: NativeAddon, fd: number): void {
-  try {
-    native.setNoDelay(fd);
-  } catch {
-    // Only latency is at stake: the bytes still flow.
   }
 }
 

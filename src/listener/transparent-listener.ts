@@ -67,7 +67,9 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     });
     // allowHalfOpen: a client that sends its request and FIN at once (`printf … | nc`)
     // still waits for the answer; Node must not end our side when the FIN is read.
-    const server = net.createServer({ pauseOnConnect: false, allowHalfOpen: true }, (socket) => this.accept(socket));
+    // pauseOnConnect: nothing is read until someone asks (the first-bytes reader, or the
+    // owner's pipe/resume), so bytes nobody needs in JS stay in the kernel for the splice pump.
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (socket) => this.accept(socket));
     if (s.maxConnections > 0) server.maxConnections = s.maxConnections;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -291,6 +293,8 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("close", onClose);
+    // Accepted paused (pauseOnConnect): a 'data' listener alone does not start reading.
+    socket.resume();
   }
 
   private announce(socket: net.Socket, info: ConnectionInfo, replay: Buffer): void {

@@ -63,8 +63,14 @@ export interface NativeAddon {
   connectUpstream(options: NativeConnectOptions): Promise<NativeConnected>;
   /** TCP_NODELAY on a raw socket fd. */
   setNoDelay(fd: number): void;
-  /** Starts a splice pump between two connected socket fds on the addon's shared pump threads. */
-  readonly SplicePump: new (fdA: number, fdB: number, pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
+  /** Drops bytes the peer sent that nobody read (so a close sends FIN, not RST); returns how many. */
+  discardInput(fd: number): number;
+  /**
+   * Starts a splice pump on the addon's shared pump threads between the socket `fdA` and
+   * either the connected socket `fdB` or an upstream connection the pump makes itself
+   * (then it owns that socket and closes it at the end).
+   */
+  readonly SplicePump: new (fdA: number, fdB: number | (NativeConnectOptions & { readonly noDelay?: boolean }), pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
   readonly abiVersion: number;
 }
 
@@ -98,6 +104,11 @@ export interface SplicePumpResult {
   readonly aToB: number;
   readonly bToA: number;
   readonly stopped: boolean;
+  /** False when the pump made the upstream connection and it never completed (the error says why). */
+  readonly connected: boolean;
+  /** The upstream socket's local port when the pump connected it, else 0. */
+  readonly localPort: number;
+  readonly portFellBack: boolean;
 }
 
 /** A running splice pump. */
@@ -204,6 +215,22 @@ export function nativeAvailability(): { readonly available: true } | { readonly 
  * The file descriptor behind a TCP net.Socket or net.Server. Node does not expose it in
  * its API; libuv keeps it in the handle, which is `_handle.fd` for TCP on Linux.
  */
+/**
+ * Closes a socket in order: bytes the peer sent that were never read (a socket accepted
+ * paused keeps them in the kernel) are dropped first, so the peer sees a FIN rather than
+ * the reset the kernel sends for unread data.
+ */
+export function closeOrderly(socket: net.Socket): void {
+  if (!socket.destroyed) {
+    try {
+      loadNative().discardInput(socketFd(socket));
+    } catch {
+      // No addon, or no fd any more: a plain close is all there is.
+    }
+  }
+  socket.destroy();
+}
+
 export function socketFd(socket: net.Socket | net.Server): number {
   const handle = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle;
   const fd = handle?.fd;

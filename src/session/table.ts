@@ -1,6 +1,7 @@
 import type net from "node:net";
 import { setMoreBytesSource } from "../classify/more-bytes";
 import type { ConnectionInfo } from "../connection";
+import { closeOrderly } from "../native";
 
 /** What happens to a connection nobody claimed in time. */
 export type UnclaimedAction = "close" | "forward";
@@ -171,12 +172,13 @@ export class ConnectionTable {
     });
   }
 
-  /** Ends a connection (any owner's) and removes it. */
+  /** Ends a connection (any owner's) and removes it: in order (FIN) unless for an error. */
   destroy(id: string, reason?: Error): void {
     const entry = this.entries.get(id);
     if (entry === undefined) return;
     this.forget(id);
-    entry.socket.destroy(reason);
+    if (reason === undefined) closeOrderly(entry.socket);
+    else entry.socket.destroy(reason);
   }
 
   /**

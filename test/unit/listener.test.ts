@@ -118,6 +118,22 @@ describe("transparent listener (library, loopback)", () => {
     expect(lost.socket.destroyed).toBe(true);
   });
 
+  it("reads nothing it was not asked to: bytes stay in the kernel, and an unclaimed close is still an orderly FIN", async () => {
+    const { infos } = await listen({ unclaimedTimeoutMs: 150, sniffBytes: 0 });
+    const c = client(open[0]!.address()!.port, "unread bytes");
+    let error: string | null = null;
+    let ended = false;
+    c.on("error", (err: NodeJS.ErrnoException) => (error = err.code ?? err.message));
+    c.on("end", () => (ended = true));
+    await until(() => infos.length === 1, "announced");
+    const socket = connectionTable().socketOf(infos[0]!.id)!;
+    // Accepted paused, never resumed: nothing was read into the process.
+    expect(socket.bytesRead).toBe(0);
+    await closed(c);
+    expect(error).toBeNull();
+    expect(ended).toBe(true);
+  });
+
   it("checks its settings and names the field", () => {
     const err = (c: Record<string, unknown>): string | undefined => {
       try {

@@ -85,7 +85,7 @@ afterAll(() => {
 });
 
 describe("traffic_native: invalid arguments give typed errors", () => {
-  const FD_FUNCTIONS = ["getOriginalDst", "getLocalAddress", "getPeerAddress", "socketOptions", "closeFd"] as const;
+  const FD_FUNCTIONS = ["getOriginalDst", "getLocalAddress", "getPeerAddress", "socketOptions", "setNoDelay", "discardInput", "closeFd"] as const;
 
   for (const name of FD_FUNCTIONS) {
     it(`${name}: every wrong fd value is ERR_INVALID_ARG_VALUE`, () => {
@@ -162,6 +162,98 @@ describe("traffic_native: invalid arguments give typed errors", () => {
       expect(expectCoded(() => native.createListener({ address: "127.0.0.1", port, reuseAddr: false })).code).toBe("EADDRINUSE");
     } finally {
       await new Promise((r) => server.close(r));
+    }
+  });
+});
+
+describe("traffic_native: the pump and the upstream connect refuse what is malformed", () => {
+  type PumpCtor = new (...args: unknown[]) => { stop(): void };
+  const noop = (): void => undefined;
+
+  async function socketPair(): Promise<{ a: net.Socket; b: net.Socket; close: () => Promise<void> }> {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
+    const a = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    const b = await accepted;
+    return { a, b, close: async () => { a.destroy(); b.destroy(); await new Promise((r) => server.close(r)); } };
+  }
+
+  it("SplicePump: wrong fds, options, sizes, buffers or callbacks are ERR_INVALID_ARG_VALUE or the errno name; no fd leaks", async () => {
+    const Pump = native.SplicePump as unknown as PumpCtor;
+    const pair = await socketPair();
+    try {
+      const fdA = (pair.a as unknown as { _handle: { fd: number } })._handle.fd;
+      const fdB = (pair.b as unknown as { _handle: { fd: number } })._handle.fd;
+      const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+      const empty = Buffer.alloc(0);
+      const malformed: unknown[][] = [
+        [],
+        [fdA],
+        [fdA, fdB, 0, empty],
+        [fdA, fdB, 0, "bytes", noop],
+        [fdA, fdB, "0", empty, noop],
+        [fdA, "b", 0, empty, noop],
+        [fdA, fdA, 0, empty, noop],
+        ...BAD_NUMBERS.map(([, v]) => [v, fdB, 0, empty, noop]),
+        ...badFds().map(([, fd]) => [fd, fdB, 0, empty, noop]),
+        ...badFds().map(([, fd]) => [fdA, fd, 0, empty, noop]),
+        [fdA, {}, 0, empty, noop],
+        [fdA, { address: "localhost", port: 80 }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1", port: 0 }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1", port: 70000 }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1", port: 80, timeoutMs: -1 }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1", port: 80, mark: 2 ** 32 }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1", port: 80, localAddress: "::1" }, 0, empty, noop],
+        [fdA, { address: "127.0.0.1\u0000", port: 80 }, 0, empty, noop],
+      ];
+      for (const args of malformed) {
+        const label = args.map((a) => (typeof a === "object" && a !== null && !Buffer.isBuffer(a) ? JSON.stringify(a) : String(a))).join(", ").slice(0, 100);
+        let code: unknown = "nothing thrown";
+        try {
+          new Pump(...args);
+        } catch (err) {
+          code = (err as { code?: unknown }).code;
+        }
+        expect(["ERR_INVALID_ARG_VALUE", "EBADF", "ENOTSOCK"], label).toContain(code);
+      }
+      const connect = native.connectUpstream as (o: unknown) => Promise<unknown>;
+      for (const options of [undefined, 5, { port: 80 }, { address: "127.0.0.1", port: 80, localPort: -1 }]) {
+        expect(expectCoded(() => connect(options)).code).toBe("ERR_INVALID_ARG_VALUE");
+      }
+      expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore);
+    } finally {
+      await pair.close();
+    }
+  });
+
+  it("SplicePump with connect options: a refused upstream comes back through the callback, unconnected, and its socket is closed", async () => {
+    const pair = await socketPair();
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
+    const port = (dead.address() as net.AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    try {
+      const fdA = (pair.b as unknown as { _handle: { fd: number } })._handle.fd;
+      pair.b.pause();
+      type Outcome = { err: (Error & { code?: string; syscall?: string; side?: string }) | null; result: { connected: boolean; aToB: number; bToA: number } };
+      const attempt = (): Promise<Outcome> =>
+        new Promise<Outcome>((resolve) => {
+          new native.SplicePump(fdA, { address: "127.0.0.1", port, timeoutMs: 2000 }, 0, Buffer.from("hi"), (err, result) => resolve({ err, result }));
+        });
+      // The first pump starts the shared workers and fills the pipe pool: count after it.
+      await attempt();
+      const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+      let outcome = await attempt();
+      for (let i = 0; i < 20; i++) outcome = await attempt();
+      expect(outcome.err?.code).toBe("ECONNREFUSED");
+      expect(outcome.err?.side).toBe("b");
+      expect(outcome.result).toMatchObject({ connected: false, aToB: 0, bToA: 0 });
+      // The pump's own upstream socket is gone again; the client socket is still the caller's.
+      expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore);
+      expect(native.getPeerAddress(fdA).port).toBe(pair.a.localPort);
+    } finally {
+      await pair.close();
     }
   });
 });
