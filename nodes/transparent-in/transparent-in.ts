@@ -50,7 +50,7 @@ export function shortReason(err: { code?: string; message?: string }): string {
     case "ERR_NFT_CONFIG":
       return "bad config";
     case "ERR_NFT_FAILED":
-      return "nft rules failed";
+      return /CAP_NET_ADMIN/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : "nft rules failed";
     default:
       return err.code ?? "error";
   }
@@ -99,7 +99,8 @@ export default function register(RED: NodeAPI): void {
     };
 
     const fail = (err: Error & { code?: string }): void => {
-      node.error(err.message);
+      // With a message object the error also reaches Catch nodes, not only the log.
+      node.error(err.message, { topic: "error", payload: { code: err.code ?? null } });
       status.set({ fill: "red", shape: "ring", text: shortReason(err) });
     };
 

@@ -183,8 +183,8 @@ export function describeConnectError(err: { code?: string; message: string }, ta
     case "EPERM":
     case "EACCES":
       return identity === "transparent"
-        ? "binding the client's address (IP_TRANSPARENT) and marking sockets (SO_MARK) need CAP_NET_ADMIN: run Node-RED with AmbientCapabilities=CAP_NET_ADMIN, or use identity none/PROXY"
-        : `connecting to ${to} was not permitted (${err.code}): SO_MARK needs CAP_NET_ADMIN, or a firewall rule rejects it`;
+        ? "binding the client's address (IP_TRANSPARENT) and marking sockets (SO_MARK) need CAP_NET_ADMIN (or CAP_NET_RAW): run Node-RED with AmbientCapabilities=CAP_NET_ADMIN, or use identity none/PROXY"
+        : `connecting to ${to} was not permitted (${err.code}): SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW), or a firewall rule rejects it`;
     case "EADDRNOTAVAIL":
       return `cannot bind ${client.address} for ${to}: address not available (EADDRNOTAVAIL)`;
     default:
