@@ -3,6 +3,7 @@ import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
 import { effectiveCapabilities } from "../../src/doctor";
+import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
@@ -69,6 +70,7 @@ export function startFailureText(message: string, have = effectiveCapabilities()
 }
 
 export default function register(RED: NodeAPI): void {
+  watchFlowStarts(RED);
   function FlowSourceNode(this: Node, config: FlowSourceDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -121,12 +123,14 @@ export default function register(RED: NodeAPI): void {
         node.warn(`eBPF capture runs without: ${started.degraded}`);
       }
       showStatus();
+      // Again once the flows run, for Status nodes that did not exist yet.
+      whenFlowsStarted(RED, () => {
+        if (source !== null) showStatus();
+      });
     } catch (err) {
       source = null;
       const e = err as Error;
-      // With a message object the error also reaches Catch nodes, not only the log.
-      node.error(`flow source not started: ${e.message}`, { topic: "error", payload: { code: (e as { code?: string }).code ?? null } });
-      status.set({ fill: "red", shape: "ring", text: startFailureText(e.message) });
+      reportStartFailure(RED, node, `flow source not started: ${e.message}`, (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message) });
     }
 
     node.on("close", (_removed: boolean, done: () => void) => {

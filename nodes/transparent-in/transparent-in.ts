@@ -6,6 +6,7 @@ import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { throttledStatus } from "../common/status";
 
 interface TransparentInDef extends NodeDef {
@@ -82,6 +83,7 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
 }
 
 export default function register(RED: NodeAPI): void {
+  watchFlowStarts(RED);
   function TransparentInNode(this: Node, config: TransparentInDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -99,9 +101,9 @@ export default function register(RED: NodeAPI): void {
     };
 
     const fail = (err: Error & { code?: string }): void => {
-      // With a message object the error also reaches Catch nodes, not only the log.
-      node.error(err.message, { topic: "error", payload: { code: err.code ?? null } });
-      status.set({ fill: "red", shape: "ring", text: shortReason(err) });
+      if (closing) return;
+      status.clear();
+      reportStartFailure(RED, node, err.message, err.code ?? null, { fill: "red", shape: "ring", text: shortReason(err) });
     };
 
     // Rejections can come by the thousand: log a summary at most every ten seconds.
@@ -151,6 +153,8 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       showLive();
+      // Again once the flows run, for Status nodes that did not exist yet.
+      whenFlowsStarted(RED, showLive);
     };
 
     // Connections end without telling the node; refresh the count while something is live.
