@@ -36,8 +36,11 @@ interface ForwardDef extends NodeDef {
   pump: PumpChoice;
 }
 
-/** Ends that are failures to report to Catch nodes (the others are how connections end). */
-const FAILURES = new Set(["connect-failed", "no-target", "loop", "error"]);
+/**
+ * Ends that are failures to report to Catch nodes (the others are how connections end).
+ * An upstream that resets is a fault of the service behind; a client that does is not.
+ */
+const FAILURES = new Set(["connect-failed", "no-target", "loop", "error", "upstream-reset"]);
 
 /** "host:port", "[v6]:port" or { address|host, port } → a target; throws ERR_FORWARD_TARGET. */
 export function parseTarget(value: unknown, input: string): ForwardTarget {
