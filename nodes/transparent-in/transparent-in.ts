@@ -95,9 +95,11 @@ export default function register(RED: NodeAPI): void {
     const rejected: Partial<Record<RejectReason, number>> = {};
     let warnTimer: NodeJS.Timeout | null = null;
 
+    let shownLive = -1;
     const showLive = (): void => {
       if (listener === null || closing) return;
-      status.set({ fill: "green", shape: "dot", text: `${label} ${listener.liveCount()}` });
+      shownLive = listener.liveCount();
+      status.set({ fill: "green", shape: "dot", text: `${label} ${shownLive}` });
     };
 
     const fail = (err: Error & { code?: string }): void => {
@@ -157,9 +159,9 @@ export default function register(RED: NodeAPI): void {
       whenFlowsStarted(RED, showLive);
     };
 
-    // Connections end without telling the node; refresh the count while something is live.
+    // Connections end without telling the node; refresh the count when it changed (down to 0 too).
     const ticker = setInterval(() => {
-      if (listener !== null && listener.liveCount() > 0) showLive();
+      if (listener !== null && listener.liveCount() !== shownLive) showLive();
     }, 1000);
     ticker.unref();
 
