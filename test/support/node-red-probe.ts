@@ -51,6 +51,8 @@ export function watchers(): object[] {
 export class ProbedNodeRed {
   private constructor(
     readonly child: ChildProcess,
+    /** The editor and HTTP-in base URL (reachable only from the namespace Node-RED runs in). */
+    readonly url: string,
     readonly userDir: string,
     private readonly output: () => string,
   ) {}
@@ -70,7 +72,7 @@ export class ProbedNodeRed {
     }
     try {
       const red = await env.startNodeRed(userDir, { port, env: { ...process.env, HOME: userDir }, wrap: options.wrap ?? [], timeoutMs: 90_000 });
-      return new ProbedNodeRed(red.child, userDir, red.log);
+      return new ProbedNodeRed(red.child, red.url, userDir, red.log);
     } catch (err) {
       fs.rmSync(userDir, { recursive: true, force: true });
       throw err;
