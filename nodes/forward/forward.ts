@@ -136,7 +136,11 @@ export default function register(RED: NodeAPI): void {
       if (closed || options === null) return;
       const n = sessions.size;
       if (lastError === "") status.set({ fill: "green", shape: "dot", text: `${n} active` });
-      else status.set({ fill: "yellow", shape: "ring", text: `${n} · ${lastError}` });
+      else {
+        // The error says more than the count when both do not fit the editor's 19 characters.
+        const both = `${n} · ${lastError}`;
+        status.set({ fill: "yellow", shape: "ring", text: both.length <= 19 ? both : lastError });
+      }
     };
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */

@@ -36,6 +36,9 @@ function dropTo(caps: readonly Cap[]): string[] {
 // - redirect-operator: REDIRECT rules the operator installed (port 82) → `forward`.
 // - tproxy-operator: TPROXY rules the operator installed (port 83) → `forward` keeping the
 //   client's address.
+// - preserve: REDIRECT rules the operator installed (port 84) → `forward` keeping the
+//   client's address (only the upstream bind needs a capability).
+// - flow auto: a `flow source` in auto mode, which falls back to sock_diag.
 const flow: object[] = [
   { id: "tin-tp", type: "transparent in", port: 15001, family: "ipv4", mode: "tproxy", sniffBytes: 0, unclaimedTimeout: 5, manageRules: true, ruleDestinations: `${SERVER}/32`, rulePorts: "80", wires: [["fw-tp"]] },
   { id: "fw-tp", type: "forward", action: "forward", targetType: "original", identity: "transparent", connectTimeout: 5, wires: [["probe-fw-tp"]] },
@@ -47,6 +50,10 @@ const flow: object[] = [
   { id: "fw-rd2", type: "forward", action: "forward", targetType: "original", identity: "none", connectTimeout: 5, wires: [["probe-fw-rd2"]] },
   { id: "tin-tp2", type: "transparent in", port: 15004, family: "ipv4", mode: "tproxy", sniffBytes: 0, unclaimedTimeout: 5, wires: [["fw-tp2"]] },
   { id: "fw-tp2", type: "forward", action: "forward", targetType: "original", identity: "transparent", connectTimeout: 5, wires: [["probe-fw-tp2"]] },
+  { id: "tin-rd3", type: "transparent in", port: 15005, family: "ipv4", mode: "redirect", sniffBytes: 0, unclaimedTimeout: 5, wires: [["fw-tp3"]] },
+  { id: "fw-tp3", type: "forward", action: "forward", targetType: "original", identity: "transparent", connectTimeout: 5, wires: [["probe-fw-tp3"]] },
+  { id: "flow-auto", type: "flow source", mode: "auto", eventOpen: false, eventClose: true, ports: "9", delivery: "event", wires: [[]] },
+  probe("fw-tp3"),
   probe("fw-tp"),
   probe("od"),
   probe("fw-rd"),
@@ -63,6 +70,10 @@ interface Row {
   readonly ebpf: Outcome;
   readonly redirectOperator: Outcome;
   readonly tproxyOperator: Outcome;
+  /** Whether source preservation works (REDIRECT in, transparent bind out). */
+  readonly preserve: boolean;
+  /** Whether the auto-mode flow source runs on eBPF (else sock_diag). */
+  readonly autoEbpf: boolean;
 }
 
 const noNetAdmin = (node: string): Outcome => ({ node, fill: "red", text: "no CAP_NET_ADMIN", error: /CAP_NET_ADMIN/ });
@@ -73,8 +84,8 @@ const ALL: readonly Cap[] = ["net_admin", "net_raw", "bpf", "perfmon"];
 // `ip rule` need CAP_NET_ADMIN; tp_btf programs need CAP_PERFMON besides CAP_BPF; the
 // cgroup_skb programs for first bytes need CAP_NET_ADMIN.
 const TABLE: readonly Row[] = [
-  { caps: ALL, tproxy: "works", redirect: "works", ebpf: "works", redirectOperator: "works", tproxyOperator: "works" },
-  { caps: ["net_admin", "bpf", "perfmon"], tproxy: "works", redirect: "works", ebpf: "works", redirectOperator: "works", tproxyOperator: "works" },
+  { caps: ALL, tproxy: "works", redirect: "works", ebpf: "works", redirectOperator: "works", tproxyOperator: "works", preserve: true, autoEbpf: true },
+  { caps: ["net_admin", "bpf", "perfmon"], tproxy: "works", redirect: "works", ebpf: "works", redirectOperator: "works", tproxyOperator: "works", preserve: true, autoEbpf: true },
   {
     caps: ["net_raw", "bpf", "perfmon"],
     tproxy: noNetAdmin("tin-tp"),
@@ -82,9 +93,11 @@ const TABLE: readonly Row[] = [
     ebpf: { node: "flow", fill: "yellow", text: "no CAP_NET_ADMIN", error: null },
     redirectOperator: "works",
     tproxyOperator: "works",
+    preserve: true,
+    autoEbpf: true,
   },
-  { caps: ["net_admin", "net_raw", "perfmon"], tproxy: "works", redirect: "works", ebpf: { node: "flow", fill: "red", text: "no CAP_BPF", error: /CAP_BPF/ }, redirectOperator: "works", tproxyOperator: "works" },
-  { caps: ["net_admin", "net_raw", "bpf"], tproxy: "works", redirect: "works", ebpf: { node: "flow", fill: "red", text: "no CAP_PERFMON", error: /CAP_PERFMON/ }, redirectOperator: "works", tproxyOperator: "works" },
+  { caps: ["net_admin", "net_raw", "perfmon"], tproxy: "works", redirect: "works", ebpf: { node: "flow", fill: "red", text: "no CAP_BPF", error: /CAP_BPF/ }, redirectOperator: "works", tproxyOperator: "works", preserve: true, autoEbpf: false },
+  { caps: ["net_admin", "net_raw", "bpf"], tproxy: "works", redirect: "works", ebpf: { node: "flow", fill: "red", text: "no CAP_PERFMON", error: /CAP_PERFMON/ }, redirectOperator: "works", tproxyOperator: "works", preserve: true, autoEbpf: false },
   {
     caps: [],
     tproxy: noNetAdmin("tin-tp"),
@@ -92,6 +105,8 @@ const TABLE: readonly Row[] = [
     ebpf: { node: "flow", fill: "red", text: "no CAP_BPF+PERFMON", error: /CAP_BPF/ },
     redirectOperator: "works",
     tproxyOperator: noNetAdmin("tin-tp2"),
+    preserve: false,
+    autoEbpf: false,
   },
 ];
 
@@ -135,6 +150,7 @@ describe.skipIf(!IS_ROOT || nft.skip || setpriv.skip || nsenter.skip)("least pri
       `table inet tpl_operator {
   chain nat { type nat hook prerouting priority dstnat; policy accept;
     ip daddr ${SERVER} tcp dport 82 redirect to :15003
+    ip daddr ${SERVER} tcp dport 84 redirect to :15005
   }
   chain mangle { type filter hook prerouting priority mangle; policy accept;
     meta l4proto tcp socket transparent 1 meta mark set 1 accept
@@ -146,7 +162,7 @@ describe.skipIf(!IS_ROOT || nft.skip || setpriv.skip || nsenter.skip)("least pri
     inNs(tg, "ip", ["rule", "add", "fwmark", "1", "lookup", "100"]);
     inNs(tg, "ip", ["route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"]);
     // A server on the server's one address answering each connection with the peer it saw.
-    const code = `const net=require('net');let up=0;for(const p of [80,81,82,83])net.createServer((c)=>{c.on('error',()=>{});c.on('data',()=>{});c.end(JSON.stringify({peer:c.remoteAddress})+'\\n')}).listen(p,'${SERVER}',()=>{if(++up===4)console.log(JSON.stringify({event:'up'}))})`;
+    const code = `const net=require('net');let up=0;for(const p of [80,81,82,83,84])net.createServer((c)=>{c.on('error',()=>{});c.on('data',()=>{});c.end(JSON.stringify({peer:c.remoteAddress})+'\\n')}).listen(p,'${SERVER}',()=>{if(++up===5)console.log(JSON.stringify({event:'up'}))})`;
     servers = new NdjsonChild(["ip", "netns", "exec", ts, process.execPath, "-e", code]);
     await servers.next(["up"]);
   }, 60_000);
@@ -234,6 +250,31 @@ describe.skipIf(!IS_ROOT || nft.skip || setpriv.skip || nsenter.skip)("least pri
         expect(dial(83)).toEqual({ error: null, peer: CLIENT });
         expect(await summaryOf("fw-tp2", 0)).toMatchObject({ end: "closed", identity: "transparent", bytesToUpstream: 15 });
       } else await expectRefused(row.tproxyOperator);
+
+      // Source preservation behind the operator's REDIRECT: the listener needs nothing, the
+      // upstream bind CAP_NET_ADMIN or CAP_NET_RAW; without, the client is closed and forward says why.
+      {
+        const r = dial(84);
+        const summary = await summaryOf("fw-tp3", 0);
+        if (row.preserve) {
+          expect(r).toEqual({ error: null, peer: CLIENT });
+          expect(summary).toMatchObject({ end: "closed", identity: "transparent", bytesToUpstream: 15 });
+        } else {
+          expect(r.peer).toBeNull();
+          expect([null, "ECONNRESET"]).toContain(r.error);
+          expect(summary).toMatchObject({ end: "connect-failed", error: { code: "EPERM" } });
+          const caught = await red.until(() => red!.errors("fw-tp3")[0], "a caught error from fw-tp3");
+          expect(caught.message).toMatch(/EPERM: .*CAP_NET_ADMIN \(or CAP_NET_RAW\)/);
+          expect(await red.until(() => red!.status("fw-tp3")?.fill === "yellow" && red!.status("fw-tp3"), "the status of fw-tp3")).toMatchObject({ text: "no CAP_NET_ADMIN" });
+        }
+      }
+
+      // A flow source in auto mode runs on eBPF when it may, else on sock_diag, and says why.
+      if (row.autoEbpf) expect(await red.settledStatus("flow-auto")).toMatchObject({ fill: "green", text: "ebpf" });
+      else {
+        expect(await red.settledStatus("flow-auto")).toMatchObject({ fill: "blue", text: "sockdiag" });
+        expect(red.log()).toMatch(/\[warn\] \[flow source:flow-auto\] eBPF capture unavailable, using sock_diag: .*CAP_BPF \+ CAP_PERFMON/);
+      }
 
       // eBPF flow source: close events of this run's connections; first bytes with CAP_NET_ADMIN.
       if (row.ebpf === "works" || row.ebpf.fill === "yellow") {
