@@ -38,7 +38,7 @@ function readProcStatus(): string {
   }
 }
 
-function need(have: Set<CapabilityName>, caps: CapabilityName[]): string[] {
+function need(have: Set<CapabilityName>, caps: readonly CapabilityName[]): string[] {
   return caps.filter((c) => !have.has(c));
 }
 
@@ -51,21 +51,24 @@ export function capabilityReport(
   const btf = existsSync(options.btfPath ?? "/sys/kernel/btf/vmlinux");
   const native = options.native ?? nativeAvailability();
   const nativeMissing = native.available ? null : `native addon not loaded: ${"reason" in native ? native.reason : "unknown"}`;
-  const feature = (name: string, caps: CapabilityName[], extra: string | null, uses: string, needsNative = true): FeatureReport => {
+  // `caps` must all be held; of `oneOf`, any one will do (the kernel accepts either
+  // CAP_NET_ADMIN or CAP_NET_RAW for IP_TRANSPARENT and SO_MARK).
+  const feature = (name: string, caps: CapabilityName[], extra: string | null, uses: string, needsNative = true, oneOf: CapabilityName[] = []): FeatureReport => {
     if (!linux) return { feature: name, available: false, detail: "needs Linux" };
     if (needsNative && nativeMissing !== null) return { feature: name, available: false, detail: nativeMissing };
-    const missing = need(have, caps);
-    if (missing.length > 0) {
-      return { feature: name, available: false, detail: `missing ${missing.join(" + ")} (grant it with AmbientCapabilities=${caps.join(" ")})` };
+    const lacking = need(have, caps);
+    if (oneOf.length > 0 && !oneOf.some((c) => have.has(c))) lacking.push(oneOf.join(" or "));
+    if (lacking.length > 0) {
+      return { feature: name, available: false, detail: `missing ${lacking.join(" + ")} (grant it with AmbientCapabilities=${[...caps, ...oneOf.slice(0, 1)].join(" ")})` };
     }
     if (extra !== null) return { feature: name, available: false, detail: extra };
     return { feature: name, available: true, detail: uses };
   };
   return [
     feature("REDIRECT capture with SO_ORIGINAL_DST", [], null, "no privilege needed to read the original destination"),
-    feature("TPROXY capture (IP_TRANSPARENT)", ["CAP_NET_ADMIN"], null, "CAP_NET_ADMIN"),
+    feature("TPROXY capture (IP_TRANSPARENT)", [], null, "CAP_NET_ADMIN or CAP_NET_RAW", true, ["CAP_NET_ADMIN", "CAP_NET_RAW"]),
     feature("managed nft rules and policy routes", ["CAP_NET_ADMIN"], null, "CAP_NET_ADMIN", false),
-    feature("source-preserving forward (transparent bind, SO_MARK)", ["CAP_NET_ADMIN", "CAP_NET_RAW"], null, "CAP_NET_ADMIN + CAP_NET_RAW"),
+    feature("source-preserving forward (transparent bind, SO_MARK)", [], null, "CAP_NET_ADMIN or CAP_NET_RAW", true, ["CAP_NET_ADMIN", "CAP_NET_RAW"]),
     feature(
       "eBPF flow source",
       ["CAP_BPF", "CAP_PERFMON"],

@@ -2,6 +2,8 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
+import { effectiveCapabilities } from "../../src/doctor";
+import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
@@ -56,7 +58,19 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
   };
 }
 
+/**
+ * Status text for a start-up failure: the capabilities eBPF capture lacks in this process
+ * (measured: loading needs CAP_BPF, the tp_btf programs also CAP_PERFMON), else a generic one.
+ */
+export function startFailureText(message: string, have = effectiveCapabilities()): string {
+  if (!/CAP_BPF|EPERM|not permitted/.test(message)) return "not started";
+  const missing = (["CAP_BPF", "CAP_PERFMON"] as const).filter((c) => !have.has(c));
+  if (missing.length === 2) return "no CAP_BPF+PERFMON";
+  return missing.length === 1 ? `no ${missing[0]}` : "not permitted";
+}
+
 export default function register(RED: NodeAPI): void {
+  watchFlowStarts(RED);
   function FlowSourceNode(this: Node, config: FlowSourceDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -66,10 +80,12 @@ export default function register(RED: NodeAPI): void {
     let flushTimer: NodeJS.Timeout | null = null;
     let mode = "";
     let lost = 0;
+    // Running without first-bytes capture because CAP_NET_ADMIN is missing (cgroup_skb attach).
+    let noNetAdmin = false;
 
     const showStatus = (): void => {
-      const text = lost > 0 ? `${mode} lost ${lost}` : mode;
-      status.set({ fill: lost > 0 ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
+      const text = lost > 0 ? `${mode} lost ${lost}` : noNetAdmin ? "no CAP_NET_ADMIN" : mode;
+      status.set({ fill: lost > 0 || noNetAdmin ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
     };
 
     const flush = (): void => {
@@ -102,13 +118,19 @@ export default function register(RED: NodeAPI): void {
       const started = source.start();
       mode = started.mode;
       if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(`eBPF capture unavailable, using sock_diag: ${started.ebpfUnavailable}`);
-      if (started.degraded !== null) node.warn(`eBPF capture runs without: ${started.degraded}`);
+      if (started.degraded !== null) {
+        noNetAdmin = /CAP_NET_ADMIN/.test(started.degraded);
+        node.warn(`eBPF capture runs without: ${started.degraded}`);
+      }
       showStatus();
+      // Again once the flows run, for Status nodes that did not exist yet.
+      whenFlowsStarted(RED, () => {
+        if (source !== null) showStatus();
+      });
     } catch (err) {
       source = null;
       const e = err as Error;
-      node.error(`flow source not started: ${e.message}`);
-      status.set({ fill: "red", shape: "ring", text: /CAP_BPF|EPERM/.test(e.message) ? "no CAP_BPF" : "not started" });
+      reportStartFailure(RED, node, `flow source not started: ${e.message}`, (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message) });
     }
 
     node.on("close", (_removed: boolean, done: () => void) => {

@@ -36,8 +36,11 @@ interface ForwardDef extends NodeDef {
   pump: PumpChoice;
 }
 
-/** Ends that are failures to report to Catch nodes (the others are how connections end). */
-const FAILURES = new Set(["connect-failed", "no-target", "loop", "error"]);
+/**
+ * Ends that are failures to report to Catch nodes (the others are how connections end).
+ * An upstream that resets is a fault of the service behind; a client that does is not.
+ */
+const FAILURES = new Set(["connect-failed", "no-target", "loop", "error", "upstream-reset"]);
 
 /** "host:port", "[v6]:port" or { address|host, port } → a target; throws ERR_FORWARD_TARGET. */
 export function parseTarget(value: unknown, input: string): ForwardTarget {
@@ -90,8 +93,11 @@ function tlvsFrom(msg: NodeMessage): { authority?: string; alpn?: string } {
   return { ...(authority === undefined ? {} : { authority }), ...(alpn === undefined ? {} : { alpn }) };
 }
 
-/** Short status text for an error code. */
-function shortCode(code: string): string {
+/**
+ * Short status text for an error code. `privileged`: the sockets are transparent-bound or
+ * marked, the only calls that need a privilege (otherwise EPERM is a firewall's refusal).
+ */
+function shortCode(code: string, privileged: boolean): string {
   switch (code) {
     case "ERR_FORWARD_LOOP":
       return "loop";
@@ -99,6 +105,8 @@ function shortCode(code: string): string {
       return "no target";
     case "ERR_NATIVE_UNAVAILABLE":
       return "addon missing";
+    case "EPERM":
+      return privileged ? "no CAP_NET_ADMIN" : "not permitted";
     default:
       return code;
   }
@@ -122,16 +130,22 @@ export default function register(RED: NodeAPI): void {
       status.set({ fill: "red", shape: "ring", text: "bad config" });
     }
 
+    const privileged = options !== null && (options.identity === "transparent" || (options.mark ?? 0) > 0);
+
     const show = (): void => {
       if (closed || options === null) return;
       const n = sessions.size;
       if (lastError === "") status.set({ fill: "green", shape: "dot", text: `${n} active` });
-      else status.set({ fill: "yellow", shape: "ring", text: `${n} · ${lastError}` });
+      else {
+        // The error says more than the count when both do not fit the editor's 19 characters.
+        const both = `${n} · ${lastError}`;
+        status.set({ fill: "yellow", shape: "ring", text: both.length <= 19 ? both : lastError });
+      }
     };
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */
     const report = (msg: NodeMessage, summary: ForwardSummary, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
-      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code);
+      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code, privileged);
       show();
       if (closed) {
         done();
@@ -151,7 +165,7 @@ export default function register(RED: NodeAPI): void {
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
     const release = options === null ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
       if (summary.error !== undefined && FAILURES.has(summary.end)) {
-        lastError = shortCode(summary.error.code);
+        lastError = shortCode(summary.error.code, privileged);
         node.warn(`unclaimed connection ${summary.id}: ${summary.error.message}`);
       }
       show();

@@ -233,8 +233,15 @@ export default function register(RED: NodeAPI): void {
       for (const user of users.values()) user.brokerState(next);
     }
 
+    // One log line each when the connection is lost, when reconnecting fails, and when it
+    // is back: not one per reconnect attempt.
+    let wasConnected = false;
+    let errorLogged = false;
     const onConnect = (connack: IConnackPacket): void => {
       const receiveMaximum = connack.properties?.receiveMaximum;
+      if (wasConnected || errorLogged) node.log(`connected to ${url} again`);
+      wasConnected = true;
+      errorLogged = false;
       if (statusTopic !== null && client !== null) {
         client.publish(statusTopic, JSON.stringify(agentStatus("online")), { qos: 1, retain: true });
       }
@@ -242,9 +249,12 @@ export default function register(RED: NodeAPI): void {
     };
     const onReconnect = (): void => setState({ state: "connecting", text: "connecting" });
     const onClose = (): void => {
+      if (state.state === "connected" && !closing) node.warn(`lost the connection to ${url}; reconnecting every ${options.reconnectPeriod} ms, events are queued meanwhile`);
       if (state.state === "connected" || state.state === "connecting") setState({ state: "disconnected", text: "disconnected" });
     };
     const onError = (err: Error & { code?: string | number }): void => {
+      if (!errorLogged && !closing) node.error(`broker ${url}: ${err.message}`);
+      errorLogged = true;
       setState({ state: "error", text: errorText(err) });
     };
 

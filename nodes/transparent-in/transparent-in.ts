@@ -6,6 +6,7 @@ import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { throttledStatus } from "../common/status";
 
 interface TransparentInDef extends NodeDef {
@@ -50,7 +51,7 @@ export function shortReason(err: { code?: string; message?: string }): string {
     case "ERR_NFT_CONFIG":
       return "bad config";
     case "ERR_NFT_FAILED":
-      return "nft rules failed";
+      return /CAP_NET_ADMIN/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : "nft rules failed";
     default:
       return err.code ?? "error";
   }
@@ -82,6 +83,7 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
 }
 
 export default function register(RED: NodeAPI): void {
+  watchFlowStarts(RED);
   function TransparentInNode(this: Node, config: TransparentInDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -93,14 +95,17 @@ export default function register(RED: NodeAPI): void {
     const rejected: Partial<Record<RejectReason, number>> = {};
     let warnTimer: NodeJS.Timeout | null = null;
 
+    let shownLive = -1;
     const showLive = (): void => {
       if (listener === null || closing) return;
-      status.set({ fill: "green", shape: "dot", text: `${label} ${listener.liveCount()}` });
+      shownLive = listener.liveCount();
+      status.set({ fill: "green", shape: "dot", text: `${label} ${shownLive}` });
     };
 
     const fail = (err: Error & { code?: string }): void => {
-      node.error(err.message);
-      status.set({ fill: "red", shape: "ring", text: shortReason(err) });
+      if (closing) return;
+      status.clear();
+      reportStartFailure(RED, node, err.message, err.code ?? null, { fill: "red", shape: "ring", text: shortReason(err) });
     };
 
     // Rejections can come by the thousand: log a summary at most every ten seconds.
@@ -150,11 +155,13 @@ export default function register(RED: NodeAPI): void {
         return;
       }
       showLive();
+      // Again once the flows run, for Status nodes that did not exist yet.
+      whenFlowsStarted(RED, showLive);
     };
 
-    // Connections end without telling the node; refresh the count while something is live.
+    // Connections end without telling the node; refresh the count when it changed (down to 0 too).
     const ticker = setInterval(() => {
-      if (listener !== null && listener.liveCount() > 0) showLive();
+      if (listener !== null && listener.liveCount() !== shownLive) showLive();
     }, 1000);
     ticker.unref();
 

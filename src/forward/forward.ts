@@ -183,8 +183,8 @@ export function describeConnectError(err: { code?: string; message: string }, ta
     case "EPERM":
     case "EACCES":
       return identity === "transparent"
-        ? "binding the client's address (IP_TRANSPARENT) and marking sockets (SO_MARK) need CAP_NET_ADMIN: run Node-RED with AmbientCapabilities=CAP_NET_ADMIN, or use identity none/PROXY"
-        : `connecting to ${to} was not permitted (${err.code}): SO_MARK needs CAP_NET_ADMIN, or a firewall rule rejects it`;
+        ? "binding the client's address (IP_TRANSPARENT) and marking sockets (SO_MARK) need CAP_NET_ADMIN (or CAP_NET_RAW): run Node-RED with AmbientCapabilities=CAP_NET_ADMIN, or use identity none/PROXY"
+        : `connecting to ${to} was not permitted (${err.code}): SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW), or a firewall rule rejects it`;
     case "EADDRNOTAVAIL":
       return `cannot bind ${client.address} for ${to}: address not available (EADDRNOTAVAIL)`;
     default:
@@ -337,23 +337,35 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     const upstream = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
     upstream.on("error", swallow);
     const t = target;
+    // The connect phase's listeners go once it is over: an error later in the stream
+    // (a reset) belongs to the pump, which passes it on to the client.
+    let detach = (): void => undefined;
     const ok = await new Promise<boolean>((resolve) => {
       const timer = timeoutMs > 0 ? setTimeout(() => upstream.destroy(Object.assign(new Error("connect timed out"), { code: "ETIMEDOUT" })), timeoutMs) : null;
       stopper = () => upstream.destroy();
-      upstream.once("connect", () => {
+      const onConnect = (): void => {
         if (timer !== null) clearTimeout(timer);
         resolve(true);
-      });
-      upstream.once("close", () => {
+      };
+      const onClose = (): void => {
         if (timer !== null) clearTimeout(timer);
         resolve(false);
-      });
-      upstream.once("error", (err: NodeJS.ErrnoException) => {
+      };
+      const onError = (err: NodeJS.ErrnoException): void => {
         if (timer !== null) clearTimeout(timer);
         if (!stopped) finish("connect-failed", { code: err.code ?? "ERR_FORWARD", message: describeConnectError({ code: err.code, message: err.message }, t, identity, who) });
         resolve(false);
-      });
+      };
+      upstream.once("connect", onConnect);
+      upstream.once("close", onClose);
+      upstream.once("error", onError);
+      detach = () => {
+        upstream.off("connect", onConnect);
+        upstream.off("close", onClose);
+        upstream.off("error", onError);
+      };
     });
+    detach();
     if (!ok) {
       if (stopped) finish("stopped");
       else finish("connect-failed", { code: "ECONNABORTED", message: `connecting to ${fmt(t)} was aborted` });

@@ -6,14 +6,14 @@ import { IS_ROOT, systemCommand } from "../support/system";
 const chromiumPath = systemCommand("chromium");
 const setpriv = systemCommand("setpriv");
 
-// Node-RED runs without CAP_NET_ADMIN; the dialog asks the admin endpoint what this host
+// Node-RED runs without CAP_NET_ADMIN and CAP_NET_RAW (either allows transparent sockets); the dialog asks the admin endpoint what this host
 // allows and warns before the operator deploys a TPROXY listener that cannot work.
 describe.skipIf(chromiumPath.skip || setpriv.skip || !IS_ROOT)("transparent in dialog warns about a missing capability", () => {
   let editor: EditorSession | undefined;
   let page: Page;
 
   beforeAll(async () => {
-    editor = await openEditor(chromiumPath.path!, { paletteType: "transparent in", wrap: [setpriv.path!, "--inh-caps=-net_admin", "--bounding-set=-net_admin", "--"] });
+    editor = await openEditor(chromiumPath.path!, { paletteType: "transparent in", wrap: [setpriv.path!, "--inh-caps=-net_admin,-net_raw", "--bounding-set=-net_admin,-net_raw", "--"] });
     page = editor.page;
   }, 120_000);
 

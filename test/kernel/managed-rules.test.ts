@@ -130,7 +130,7 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(err["message"]).toMatch(/needs CAP_NET_ADMIN/);
     let status = await red.next(["status"]);
     while ((status["status"] as { text?: string }).text === "starting") status = await red.next(["status"]);
-    expect(status["status"]).toMatchObject({ fill: "red", text: "nft rules failed" });
+    expect(status["status"]).toMatchObject({ fill: "red", text: "no CAP_NET_ADMIN" });
     expect(tables(gw)).toEqual([]);
     red.send("close");
     await red.next(["closed"]);

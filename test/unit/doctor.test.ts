@@ -5,6 +5,7 @@ import { capabilityReport, effectiveCapabilities } from "../../src/doctor";
 const ROOT = "Name:\tnode\nCapEff:\t000001ffffffffff\n";
 const NONE = "Name:\tnode\nCapEff:\t0000000000000000\n";
 const NET_ADMIN_ONLY = "CapEff:\t0000000000001000\n";
+const NET_RAW_ONLY = "CapEff:\t0000000000002000\n";
 
 describe("capability report", () => {
   it("reads the effective set", () => {
@@ -14,13 +15,22 @@ describe("capability report", () => {
   });
 
   it("names the missing capability and how to grant it", () => {
-    const report = capabilityReport({ statusText: NET_ADMIN_ONLY, native: { available: true } });
-    const tproxy = report.find((r) => r.feature.startsWith("TPROXY"))!;
-    expect(tproxy.available).toBe(true);
+    const report = capabilityReport({ statusText: NONE, native: { available: true } });
     const preserve = report.find((r) => r.feature.startsWith("source-preserving"))!;
     expect(preserve).toMatchObject({ available: false });
-    expect(preserve.detail).toMatch(/missing CAP_NET_RAW/);
-    expect(preserve.detail).toMatch(/AmbientCapabilities=/);
+    expect(preserve.detail).toMatch(/missing CAP_NET_ADMIN or CAP_NET_RAW/);
+    expect(preserve.detail).toMatch(/AmbientCapabilities=CAP_NET_ADMIN\)/);
+    expect(report.find((r) => r.feature.startsWith("eBPF"))!.detail).toMatch(/missing CAP_BPF \+ CAP_PERFMON/);
+  });
+
+  it("takes CAP_NET_RAW or CAP_NET_ADMIN for transparent sockets, as the kernel does", () => {
+    for (const status of [NET_ADMIN_ONLY, NET_RAW_ONLY]) {
+      const report = capabilityReport({ statusText: status, native: { available: true } });
+      expect(report.find((r) => r.feature.startsWith("TPROXY"))!.available).toBe(true);
+      expect(report.find((r) => r.feature.startsWith("source-preserving"))!.available).toBe(true);
+    }
+    const raw = capabilityReport({ statusText: NET_RAW_ONLY, native: { available: true } });
+    expect(raw.find((r) => r.feature.startsWith("managed nft"))).toMatchObject({ available: false, detail: expect.stringMatching(/missing CAP_NET_ADMIN/) });
   });
 
   it("says when the kernel lacks BTF for eBPF", () => {
