@@ -275,11 +275,12 @@ static __always_inline struct flow_record *reserve(void)
 	return r;
 }
 
+/* The cookie comes from the caller: each program type has its own way to ask for it. */
 static __always_inline void fill(struct flow_record *r, __u8 kind, const struct sock *sk,
-				 const struct flow_sk *st, const struct flow_addrs *a, __u64 now)
+				 const struct flow_sk *st, const struct flow_addrs *a, __u64 now, __u64 cookie)
 {
 	r->kind = kind;
-	r->cookie = bpf_get_socket_cookie((void *)sk);
+	r->cookie = cookie;
 	r->ts_ns = now;
 	r->family = a->family;
 	__builtin_memcpy(r->saddr, a->saddr, 16);
@@ -304,7 +305,7 @@ static __always_inline void fill(struct flow_record *r, __u8 kind, const struct 
 }
 
 /* Emits the open record exactly once per socket, whichever path gets there first. */
-static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st, __u64 now)
+static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st, __u64 now, __u64 cookie)
 {
 	struct flow_addrs a;
 	struct flow_record *r;
@@ -315,7 +316,7 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 		r = reserve();
 		if (r) {
 			read_addrs(sk, &a);
-			fill(r, FLOW_KIND_OPEN, sk, st, &a, now);
+			fill(r, FLOW_KIND_OPEN, sk, st, &a, now, cookie);
 			r->old_state = S_SYN_RECV;
 			r->new_state = S_ESTABLISHED;
 			submit(r);
@@ -325,7 +326,7 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 }
 
 static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st, int oldstate,
-				       const struct flow_addrs *a, __u64 now)
+				       const struct flow_addrs *a, __u64 now, __u64 cookie)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	struct flow_record *r;
@@ -333,7 +334,7 @@ static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st
 	r = reserve();
 	if (!r)
 		return;
-	fill(r, FLOW_KIND_CLOSE, sk, st, a, now);
+	fill(r, FLOW_KIND_CLOSE, sk, st, a, now, cookie);
 	r->old_state = oldstate;
 	r->new_state = S_CLOSE;
 	r->error = sk->sk_err;
@@ -441,14 +442,14 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 		st->established_ns = now;
 		/* Clients know their owner already; servers open at their first I/O or close. */
 		if (st->side == FLOW_SIDE_CLIENT)
-			emit_open(sk, st, now);
+			emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
 	}
 
 	if (event_on(FLOW_EV_STATE)) {
 		struct flow_record *r = reserve();
 		if (r) {
 			read_addrs(sk, &a);
-			fill(r, FLOW_KIND_STATE, sk, st, &a, now);
+			fill(r, FLOW_KIND_STATE, sk, st, &a, now, bpf_get_socket_cookie((void *)sk));
 			r->old_state = oldstate;
 			r->new_state = newstate;
 			submit(r);
@@ -462,10 +463,10 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 			return;
 		/* An accepted connection that closes before any I/O still opens first. */
 		if (st->established_ns)
-			emit_open(sk, st, now);
+			emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
 		if (event_on(FLOW_EV_CLOSE)) {
 			read_addrs(sk, &a);
-			emit_close(sk, st, oldstate, &a, now);
+			emit_close(sk, st, oldstate, &a, now, bpf_get_socket_cookie((void *)sk));
 		}
 	}
 }
@@ -525,12 +526,59 @@ int BPF_PROG(flow_destroy, struct sock *sk)
 	__sync_fetch_and_add(&flow_close_at_destroy, 1);
 	now = bpf_ktime_get_boot_ns();
 	if (st->established_ns)
-		emit_open(sk, st, now);
+		emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
 	if (event_on(FLOW_EV_CLOSE)) {
 		read_addrs(sk, &a);
-		emit_close(sk, st, st->last_state, &a, now);
+		emit_close(sk, st, st->last_state, &a, now, bpf_get_socket_cookie((void *)sk));
 	}
 	return 0;
+}
+
+/*
+ * The close of an established connection from a sock_ops program on the cgroup v2 root.
+ * Cgroup programs are not subject to the per-CPU guard that skips a tracing program
+ * while it runs, so this hook sees every change to CLOSE of the sockets it asked for;
+ * the tracepoint path then finds the close emitted. Sockets ask for state callbacks when
+ * they are established, and only the ones this capture tracks.
+ */
+SEC("sockops")
+int flow_sockops(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *bsk = skops->sk;
+	struct flow_sk *st;
+	struct tcp_sock *tp;
+	struct flow_addrs a;
+	__u32 op = skops->op;
+	__u64 now, cookie;
+
+	if (!bsk)
+		return 1;
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+		if (st && !(st->flags & SK_IGNORED))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
+	if (op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != S_CLOSE)
+		return 1;
+	st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+	if (!st || (st->flags & SK_IGNORED))
+		return 1;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	if (__sync_fetch_and_or(&st->flags, SK_CLOSED) & SK_CLOSED)
+		return 1;
+	now = bpf_ktime_get_boot_ns();
+	cookie = bpf_get_socket_cookie(skops);
+	st->last_state = S_CLOSE;
+	if (st->established_ns)
+		emit_open((const struct sock *)tp, st, now, cookie);
+	if (event_on(FLOW_EV_CLOSE)) {
+		read_addrs((const struct sock *)tp, &a);
+		emit_close((const struct sock *)tp, st, skops->args[0], &a, now, cookie);
+	}
+	return 1;
 }
 
 /*
@@ -564,7 +612,7 @@ static __always_inline int on_io(struct sock *sk)
 		return 0;
 	take_owner(st, FLOW_OWNER_IO);
 	if (st->established_ns)
-		emit_open(sk, st, bpf_ktime_get_boot_ns());
+		emit_open(sk, st, bpf_ktime_get_boot_ns(), bpf_get_socket_cookie((void *)sk));
 	return 0;
 }
 

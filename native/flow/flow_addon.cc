@@ -519,6 +519,8 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     int err = 0;
     bool with_io = io && has_send && has_recv;
     bool with_bytes = want_bytes;
+    // The sock_ops close hook, on the same cgroup v2 root (needs CAP_NET_ADMIN to attach).
+    bool with_sockops = !cgroup_path.empty();
     std::string degraded;
     for (;;) {
       skel = flow_bpf__open();
@@ -531,6 +533,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       bpf_program__set_autoload(skel->progs.flow_destroy, has_destroy);
       bpf_program__set_autoload(skel->progs.flow_egress, with_bytes);
       bpf_program__set_autoload(skel->progs.flow_ingress, with_bytes);
+      bpf_program__set_autoload(skel->progs.flow_sockops, with_sockops);
       bpf_map__set_max_entries(skel->maps.flow_events, ring_bytes);
       SetConfig(skel, opts);
       if (flow_bpf__load(skel) == 0) {
@@ -544,6 +547,9 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       if (with_bytes) {
         with_bytes = false;
         degraded += "cgroup_skb programs did not load; ";
+      } else if (with_sockops) {
+        // Closes still come from the tracepoints: not a missing feature.
+        with_sockops = false;
       } else if (with_io) {
         with_io = false;
         degraded += "sock_send_length/sock_recv_length programs did not load; ";
@@ -617,6 +623,19 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
     }
     programs.Set("cgroup_skb", Napi::Boolean::New(env, bytes_attached));
+    bool sockops_attached = false;
+    if (with_sockops) {
+      int cg = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cg >= 0) {
+        struct bpf_link* link = bpf_program__attach_cgroup(skel->progs.flow_sockops, cg);
+        close(cg);
+        if (link != nullptr) {
+          skel->links.flow_sockops = link;
+          sockops_attached = true;
+        }
+      }
+    }
+    programs.Set("sockops", Napi::Boolean::New(env, sockops_attached));
 
     struct ring_buffer* ring = nullptr;
     auto reader = std::make_unique<BpfReader>();

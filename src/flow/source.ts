@@ -227,7 +227,8 @@ export class FlowSource {
     const capture = new addon.BpfCapture();
     const k = this.filter.kernel;
     const firstBytes = this.opts.firstBytes ?? 0;
-    const cgroupPath = firstBytes > 0 ? cgroupV2Root() : null;
+    // The cgroup v2 root carries the first-bytes programs and the sock_ops close hook.
+    const cgroupPath = cgroupV2Root();
     const started = capture.start(
       {
         events,
