@@ -543,6 +543,11 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       err = errno;
       flow_bpf__destroy(skel);
       skel = nullptr;
+      // Loading a sock_ops program needs CAP_NET_ADMIN: without it, load the rest.
+      if (err == EPERM && with_sockops) {
+        with_sockops = false;
+        continue;
+      }
       if (err == EPERM) break;
       if (with_bytes) {
         with_bytes = false;

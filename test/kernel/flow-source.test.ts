@@ -465,6 +465,42 @@ run("eBPF flow source on the real kernel", () => {
 });
 
 const unprivileged = IS_ROOT ? describe : describe.skip;
+unprivileged("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
+  it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async () => {
+    const setpriv = systemCommand("setpriv");
+    if (setpriv.skip) return;
+    const dist = path.join(ROOT, "dist");
+    if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
+    const srv = await server("127.0.0.1", "after-client", 7);
+    const drop = "-net_admin,-sys_admin";
+    const child = spawn(setpriv.path!, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, "ebpf", String(srv.port)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: Array<{ status?: { mode: string }; event?: FlowEvent; error?: unknown }> = [];
+    let buf = "";
+    child.stdout!.on("data", (c) => {
+      buf += c.toString();
+      const parts = buf.split("\n");
+      buf = parts.pop()!;
+      for (const p of parts) if (p.trim() !== "") lines.push(JSON.parse(p) as (typeof lines)[number]);
+    });
+    try {
+      const log = new EventLog();
+      await log.waitFor(() => lines.length > 0, "child status", 10_000);
+      expect(lines[0]!.error).toBeUndefined();
+      expect(lines[0]!.status!.mode).toBe("ebpf");
+      const cli = await runClient("127.0.0.1", srv.port, 3);
+      const closeOf = (local: number, remote: number): FlowCloseEvent | undefined =>
+        lines.map((l) => l.event).find((e): e is FlowCloseEvent => e?.type === "flow-close" && e.localPort === local && e.remotePort === remote);
+      await log.waitFor(() => closeOf(cli.localPort!, srv.port) !== undefined && closeOf(srv.port, cli.localPort!) !== undefined, "both close events", 5000);
+      expect(closeOf(cli.localPort!, srv.port)).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 3, bytesReceived: 7 });
+      expect(closeOf(srv.port, cli.localPort!)).toMatchObject({ source: "ebpf", side: "server", pid: srv.pid, bytesSent: 7, bytesReceived: 3 });
+    } finally {
+      await stopProcess(child);
+    }
+  });
+});
+
 unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
   it("auto mode falls back to sock_diag, says why, and close events still arrive", async () => {
     const setpriv = systemCommand("setpriv");
