@@ -23,6 +23,7 @@ const SYSTEM_DEPS = [
   { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege" },
   { command: "nsenter", pkg: "util-linux", usedBy: "least-privilege test: Node-RED in a test namespace without ip netns exec's /sys remount" },
   { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },
+  { command: "cc", pkg: "gcc", usedBy: "the native connection-rate generator (bench/loadgen.c) of the flow load test and benchmark" },
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
   { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },

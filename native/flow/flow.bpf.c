@@ -40,6 +40,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define SK_OWNER 0x4
 #define SK_BYTES_OUT 0x8 /* first outgoing payload captured */
 #define SK_BYTES_IN 0x10 /* first incoming payload captured */
+#define SK_CLOSED 0x20   /* the close record was emitted (or counted lost) */
 
 /* flow_sk.open_sent: the open record is emitted exactly once, by whichever path comes first. */
 #define OPEN_NONE 0
@@ -56,6 +57,7 @@ struct flow_sk {
 	__u32 open_sent; /* OPEN_* below */
 	__u8 side;
 	__u8 owner_from;
+	__u8 last_state; /* the last state change this program handled */
 };
 
 struct {
@@ -71,12 +73,31 @@ struct {
 	__uint(max_entries, 1 << 22);
 } flow_events SEC(".maps");
 
+/*
+ * Filters and event selection, written by the loader before load: read-only data lets
+ * the verifier drop the branches a configuration never takes, and costs no map lookup.
+ */
+const volatile struct flow_config flow_cfg = {};
+
+/*
+ * The state change flow_state last began on each CPU. The kernel runs a tracing program
+ * at most once per CPU at a time: when an interrupt lands in a process-context run of
+ * flow_state (connect, close) and its softirq changes another socket's state, the kernel
+ * skips flow_state for that change (a recursion miss). flow_state_nested runs after
+ * flow_state on the same tracepoint and takes every change flow_state did not begin.
+ */
+struct flow_last {
+	__u64 sk;
+	__u32 states; /* oldstate << 8 | newstate */
+	__u32 reserved;
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct flow_config);
-} flow_config_map SEC(".maps");
+	__type(value, struct flow_last);
+} flow_last_change SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -103,6 +124,11 @@ struct {
 
 /* Ring buffers have no lost-sample callback: failed reservations are counted here. */
 __u64 flow_lost = 0;
+/* State changes flow_state_nested handled for a skipped flow_state; the loader subtracts them
+ * from flow_state's recursion misses to count the changes nobody saw. */
+__u64 flow_nested_handled = 0;
+/* Close records emitted when the socket was destroyed without its change to CLOSE seen. */
+__u64 flow_close_at_destroy = 0;
 
 struct flow_addrs {
 	__u8 family;
@@ -163,12 +189,6 @@ static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 	return cg ? cg->kn->id : 0;
 }
 
-static __always_inline struct flow_config *flow_cfg(void)
-{
-	__u32 zero = 0;
-	return bpf_map_lookup_elem(&flow_config_map, &zero);
-}
-
 /*
  * Kernel-side filter, decided once per socket. The port is the service port: the
  * remote port of a client socket, the local port of an accepted one. CIDRs match
@@ -176,21 +196,17 @@ static __always_inline struct flow_config *flow_cfg(void)
  */
 static __always_inline bool wanted(const struct sock *sk, __u8 side, const struct flow_addrs *a)
 {
-	struct flow_config *cfg = flow_cfg();
-
-	if (!cfg)
-		return true;
-	if (cfg->sides) {
-		if (side == FLOW_SIDE_CLIENT && !(cfg->sides & FLOW_SIDES_CLIENT))
+	if (flow_cfg.sides) {
+		if (side == FLOW_SIDE_CLIENT && !(flow_cfg.sides & FLOW_SIDES_CLIENT))
 			return false;
-		if (side == FLOW_SIDE_SERVER && !(cfg->sides & FLOW_SIDES_SERVER))
+		if (side == FLOW_SIDE_SERVER && !(flow_cfg.sides & FLOW_SIDES_SERVER))
 			return false;
-		if (side == FLOW_SIDE_UNKNOWN && cfg->sides != (FLOW_SIDES_CLIENT | FLOW_SIDES_SERVER))
+		if (side == FLOW_SIDE_UNKNOWN && flow_cfg.sides != (FLOW_SIDES_CLIENT | FLOW_SIDES_SERVER))
 			return false;
 	}
-	if (cfg->cgroup_id && sock_cgroup_id(sk) != cfg->cgroup_id)
+	if (flow_cfg.cgroup_id && sock_cgroup_id(sk) != flow_cfg.cgroup_id)
 		return false;
-	if (cfg->port_filter) {
+	if (flow_cfg.port_filter) {
 		__u16 port = side == FLOW_SIDE_SERVER ? a->sport : a->dport;
 		__u16 other = side == FLOW_SIDE_SERVER ? a->dport : a->sport;
 		bool hit = bpf_map_lookup_elem(&flow_ports, &port) != NULL;
@@ -200,7 +216,7 @@ static __always_inline bool wanted(const struct sock *sk, __u8 side, const struc
 		if (!hit)
 			return false;
 	}
-	if (cfg->cidr_filter) {
+	if (flow_cfg.cidr_filter) {
 		if (a->family == 4) {
 			struct flow_cidr4_key k = { .prefixlen = 32 };
 			__builtin_memcpy(k.addr, a->daddr, 4);
@@ -218,8 +234,7 @@ static __always_inline bool wanted(const struct sock *sk, __u8 side, const struc
 
 static __always_inline bool event_on(__u32 bit)
 {
-	struct flow_config *cfg = flow_cfg();
-	return !cfg || (cfg->events & bit);
+	return flow_cfg.events & bit;
 }
 
 static __always_inline void take_owner(struct flow_sk *st, __u8 from)
@@ -260,11 +275,12 @@ static __always_inline struct flow_record *reserve(void)
 	return r;
 }
 
+/* The cookie comes from the caller: each program type has its own way to ask for it. */
 static __always_inline void fill(struct flow_record *r, __u8 kind, const struct sock *sk,
-				 const struct flow_sk *st, const struct flow_addrs *a, __u64 now)
+				 const struct flow_sk *st, const struct flow_addrs *a, __u64 now, __u64 cookie)
 {
 	r->kind = kind;
-	r->cookie = bpf_get_socket_cookie((void *)sk);
+	r->cookie = cookie;
 	r->ts_ns = now;
 	r->family = a->family;
 	__builtin_memcpy(r->saddr, a->saddr, 16);
@@ -289,7 +305,7 @@ static __always_inline void fill(struct flow_record *r, __u8 kind, const struct 
 }
 
 /* Emits the open record exactly once per socket, whichever path gets there first. */
-static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st, __u64 now)
+static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st, __u64 now, __u64 cookie)
 {
 	struct flow_addrs a;
 	struct flow_record *r;
@@ -300,7 +316,7 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 		r = reserve();
 		if (r) {
 			read_addrs(sk, &a);
-			fill(r, FLOW_KIND_OPEN, sk, st, &a, now);
+			fill(r, FLOW_KIND_OPEN, sk, st, &a, now, cookie);
 			r->old_state = S_SYN_RECV;
 			r->new_state = S_ESTABLISHED;
 			submit(r);
@@ -310,7 +326,7 @@ static __always_inline void emit_open(const struct sock *sk, struct flow_sk *st,
 }
 
 static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st, int oldstate,
-				       const struct flow_addrs *a, __u64 now)
+				       const struct flow_addrs *a, __u64 now, __u64 cookie)
 {
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	struct flow_record *r;
@@ -318,7 +334,7 @@ static __always_inline void emit_close(const struct sock *sk, struct flow_sk *st
 	r = reserve();
 	if (!r)
 		return;
-	fill(r, FLOW_KIND_CLOSE, sk, st, a, now);
+	fill(r, FLOW_KIND_CLOSE, sk, st, a, now, cookie);
 	r->old_state = oldstate;
 	r->new_state = S_CLOSE;
 	r->error = sk->sk_err;
@@ -358,25 +374,33 @@ static __always_inline bool tcp_inet(const struct sock *sk)
  * owner is current); LISTEN→SYN_RECV is the accepted child being created (softirq:
  * current is unrelated, so the server's owner is taken later in process context).
  */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int newstate)
+static __always_inline void on_state(const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct flow_sk *st;
 	struct flow_addrs a;
-	__u64 now = bpf_ktime_get_boot_ns();
+	__u64 now;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0;
+		return;
 	/* Listening sockets are not connections. */
 	if (newstate == S_LISTEN || (oldstate == S_LISTEN && newstate == S_CLOSE))
-		return 0;
+		return;
+	/*
+	 * Without state events these changes carry nothing a record needs (they run in softirq:
+	 * no owner to take either), so they cost no storage lookup. A socket first seen at one
+	 * of them is picked up, partial, at its next change.
+	 */
+	if (!event_on(FLOW_EV_STATE) &&
+	    (newstate == S_CLOSE_WAIT || newstate == S_FIN_WAIT2 || newstate == S_CLOSING || newstate == S_TIME_WAIT))
+		return;
+	now = bpf_ktime_get_boot_ns();
 
 	if (newstate == S_SYN_SENT || (oldstate == S_LISTEN && newstate == S_SYN_RECV)) {
 		__u8 side = newstate == S_SYN_SENT ? FLOW_SIDE_CLIENT : FLOW_SIDE_SERVER;
 
 		st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
-			return 0;
+			return;
 		/* A socket can connect again after disconnect (connect(AF_UNSPEC)): start over. */
 		__builtin_memset(st, 0, sizeof(*st));
 		st->side = side;
@@ -384,7 +408,7 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 		read_addrs(sk, &a);
 		if (!wanted(sk, side, &a)) {
 			st->flags |= SK_IGNORED;
-			return 0;
+			return;
 		}
 		if (side == FLOW_SIDE_CLIENT)
 			take_owner(st, FLOW_OWNER_CONNECT);
@@ -394,7 +418,7 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 			/* Older than the capture: track it from now on, marked partial. */
 			st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 			if (!st)
-				return 0;
+				return;
 			st->flags |= SK_PARTIAL;
 			st->open_sent = OPEN_DONE;
 			read_addrs(sk, &a);
@@ -402,7 +426,7 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 				st->flags |= SK_IGNORED;
 		}
 		if (st->flags & SK_IGNORED)
-			return 0;
+			return;
 		/*
 		 * These transitions run in the closing process: close()/shutdown() sends our FIN
 		 * (→FIN_WAIT1, →LAST_ACK) or aborts with RST (→CLOSE without a socket error).
@@ -418,30 +442,143 @@ int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int ne
 		st->established_ns = now;
 		/* Clients know their owner already; servers open at their first I/O or close. */
 		if (st->side == FLOW_SIDE_CLIENT)
-			emit_open(sk, st, now);
+			emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
 	}
 
 	if (event_on(FLOW_EV_STATE)) {
 		struct flow_record *r = reserve();
 		if (r) {
 			read_addrs(sk, &a);
-			fill(r, FLOW_KIND_STATE, sk, st, &a, now);
+			fill(r, FLOW_KIND_STATE, sk, st, &a, now, bpf_get_socket_cookie((void *)sk));
 			r->old_state = oldstate;
 			r->new_state = newstate;
 			submit(r);
 		}
 	}
 
+	st->last_state = newstate;
 	if (newstate == S_CLOSE) {
+		/* Once per socket, also against flow_destroy on another CPU. */
+		if (__sync_fetch_and_or(&st->flags, SK_CLOSED) & SK_CLOSED)
+			return;
 		/* An accepted connection that closes before any I/O still opens first. */
 		if (st->established_ns)
-			emit_open(sk, st, now);
+			emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
 		if (event_on(FLOW_EV_CLOSE)) {
 			read_addrs(sk, &a);
-			emit_close(sk, st, oldstate, &a, now);
+			emit_close(sk, st, oldstate, &a, now, bpf_get_socket_cookie((void *)sk));
 		}
 	}
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(flow_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 zero = 0;
+	struct flow_last *last = bpf_map_lookup_elem(&flow_last_change, &zero);
+
+	/* First thing: from here on this change counts as handled (see flow_state_nested). */
+	if (last) {
+		last->sk = (__u64)sk;
+		last->states = (__u32)oldstate << 8 | (__u32)newstate;
+	}
+	on_state(sk, oldstate, newstate);
 	return 0;
+}
+
+/*
+ * Attached after flow_state, so it runs after it for every change: a change flow_state did
+ * not begin on this CPU was skipped by the kernel, and is handled here. (A change handled
+ * twice, when an interrupt lands between the two programs, emits its close only once.)
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(flow_state_nested, const struct sock *sk, const int oldstate, const int newstate)
+{
+	__u32 zero = 0;
+	struct flow_last *last = bpf_map_lookup_elem(&flow_last_change, &zero);
+
+	if (!last || (last->sk == (__u64)sk && last->states == ((__u32)oldstate << 8 | (__u32)newstate)))
+		return 0;
+	__sync_fetch_and_add(&flow_nested_handled, 1);
+	on_state(sk, oldstate, newstate);
+	return 0;
+}
+
+/*
+ * Every full TCP socket is destroyed through tcp_v4_destroy_sock (IPv6 too), after its
+ * change to CLOSE. A socket tracked here whose close was not emitted lost that change to a
+ * skipped program run: its close record goes out now, with the last state seen before.
+ */
+SEC("tp_btf/tcp_destroy_sock")
+int BPF_PROG(flow_destroy, struct sock *sk)
+{
+	struct flow_sk *st;
+	struct flow_addrs a;
+	__u64 now;
+
+	if (!sk)
+		return 0;
+	st = bpf_sk_storage_get(&flow_sockets, sk, 0, 0);
+	if (!st || (st->flags & (SK_IGNORED | SK_CLOSED)))
+		return 0;
+	if (__sync_fetch_and_or(&st->flags, SK_CLOSED) & SK_CLOSED)
+		return 0;
+	__sync_fetch_and_add(&flow_close_at_destroy, 1);
+	now = bpf_ktime_get_boot_ns();
+	if (st->established_ns)
+		emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
+	if (event_on(FLOW_EV_CLOSE)) {
+		read_addrs(sk, &a);
+		emit_close(sk, st, st->last_state, &a, now, bpf_get_socket_cookie((void *)sk));
+	}
+	return 0;
+}
+
+/*
+ * The close of an established connection from a sock_ops program on the cgroup v2 root.
+ * Cgroup programs are not subject to the per-CPU guard that skips a tracing program
+ * while it runs, so this hook sees every change to CLOSE of the sockets it asked for;
+ * the tracepoint path then finds the close emitted. Sockets ask for state callbacks when
+ * they are established, and only the ones this capture tracks.
+ */
+SEC("sockops")
+int flow_sockops(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *bsk = skops->sk;
+	struct flow_sk *st;
+	struct tcp_sock *tp;
+	struct flow_addrs a;
+	__u32 op = skops->op;
+	__u64 now, cookie;
+
+	if (!bsk)
+		return 1;
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+		if (st && !(st->flags & SK_IGNORED))
+			bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	}
+	if (op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != S_CLOSE)
+		return 1;
+	st = bpf_sk_storage_get(&flow_sockets, bsk, 0, 0);
+	if (!st || (st->flags & SK_IGNORED))
+		return 1;
+	tp = bpf_skc_to_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	if (__sync_fetch_and_or(&st->flags, SK_CLOSED) & SK_CLOSED)
+		return 1;
+	now = bpf_ktime_get_boot_ns();
+	cookie = bpf_get_socket_cookie(skops);
+	st->last_state = S_CLOSE;
+	if (st->established_ns)
+		emit_open((const struct sock *)tp, st, now, cookie);
+	if (event_on(FLOW_EV_CLOSE)) {
+		read_addrs((const struct sock *)tp, &a);
+		emit_close((const struct sock *)tp, st, skops->args[0], &a, now, cookie);
+	}
+	return 1;
 }
 
 /*
@@ -475,7 +612,7 @@ static __always_inline int on_io(struct sock *sk)
 		return 0;
 	take_owner(st, FLOW_OWNER_IO);
 	if (st->established_ns)
-		emit_open(sk, st, bpf_ktime_get_boot_ns());
+		emit_open(sk, st, bpf_ktime_get_boot_ns(), bpf_get_socket_cookie((void *)sk));
 	return 0;
 }
 
@@ -500,14 +637,13 @@ int BPF_PROG(flow_recv, struct sock *sk, int ret, int flags)
 static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
 {
 	struct bpf_sock *bsk = skb->sk;
-	struct flow_config *cfg = flow_cfg();
 	struct flow_bytes_record *r;
 	struct flow_sk *st;
 	__u32 flag = direction == FLOW_DIR_OUT ? SK_BYTES_OUT : SK_BYTES_IN;
 	__u32 ip_len, hdr, total, want;
 	__u8 first;
 
-	if (!cfg || cfg->first_bytes == 0 || !bsk)
+	if (flow_cfg.first_bytes == 0 || !bsk)
 		return 1;
 	bsk = bpf_sk_fullsock(bsk);
 	if (!bsk || bsk->protocol != IPPROTO_TCP)
@@ -547,8 +683,8 @@ static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
 	if (total <= hdr)
 		return 1; /* no payload: SYN, ACK, FIN */
 	want = total - hdr;
-	if (want > cfg->first_bytes)
-		want = cfg->first_bytes;
+	if (want > flow_cfg.first_bytes)
+		want = flow_cfg.first_bytes;
 	if (want > FLOW_FIRST_BYTES_MAX)
 		want = FLOW_FIRST_BYTES_MAX;
 	if (want == 0)

@@ -24,6 +24,10 @@
 #include <thread>
 #include <vector>
 
+#include <linux/types.h>
+// Before the skeleton: its read-only data section is a struct flow_config.
+#include "flow.h"
+
 #if HAVE_LIBBPF
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -34,8 +38,6 @@
 #define FLOW_SKEL_MISSING_REASON "libbpf was not found at build time (Debian: apt-get install libbpf-dev pkg-config), then npm rebuild"
 #endif
 
-#include <linux/types.h>
-#include "flow.h"
 static_assert(sizeof(struct flow_record) % 8 == 0, "records stay 8-byte aligned in the ring");
 static_assert(sizeof(struct flow_bytes_record) % 8 == 0, "records stay 8-byte aligned in the ring");
 
@@ -302,6 +304,22 @@ class BpfReader : public BatchReader {
     return __atomic_load_n(&skel->bss->flow_lost, __ATOMIC_RELAXED);
   }
 
+  // State changes no program saw: flow_state's recursion misses (the kernel skipped it
+  // because it was already running on that CPU) that flow_state_nested did not take.
+  uint64_t kernel_skipped() const {
+    if (skel == nullptr || skel->bss == nullptr) return 0;
+    struct bpf_prog_info prog_info{};
+    __u32 len = sizeof prog_info;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(skel->progs.flow_state), &prog_info, &len) != 0) return 0;
+    uint64_t handled = __atomic_load_n(&skel->bss->flow_nested_handled, __ATOMIC_RELAXED);
+    return prog_info.recursion_misses > handled ? prog_info.recursion_misses - handled : 0;
+  }
+
+  uint64_t close_at_destroy() const {
+    if (skel == nullptr || skel->bss == nullptr) return 0;
+    return __atomic_load_n(&skel->bss->flow_close_at_destroy, __ATOMIC_RELAXED);
+  }
+
   static int OnRecord(void* ctx, void* data, size_t size) {
     static_cast<BpfReader*>(ctx)->Append(data, size, 1);
     return 0;
@@ -350,7 +368,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     return v.IsNumber() ? v.As<Napi::Number>().Uint32Value() : fallback;
   }
 
-  // Checks every option Configure() and Start() read, before anything is loaded: a wrong
+  // Checks every option SetConfig(), FillFilters() and Start() read, before anything is loaded: a wrong
   // value is a typed error, never a wrapped number, a failed cast or a half-made capture.
   // Returns "" when the options are usable, else what is wrong.
   static std::string Validate(const Napi::Object& opts) {
@@ -405,8 +423,9 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     return "";
   }
 
-  // Fills the filter maps; returns an errno on failure.
-  static int Configure(struct flow_bpf* skel, const Napi::Object& opts) {
+  // The kernel-side configuration (read-only data of the program): set before load, so
+  // the verifier can drop the branches this configuration never takes.
+  static void SetConfig(struct flow_bpf* skel, const Napi::Object& opts) {
     struct flow_config cfg{};
     cfg.events = U32(opts, "events", FLOW_EV_OPEN | FLOW_EV_CLOSE);
     cfg.sides = U32(opts, "sides", 0);
@@ -416,6 +435,17 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       cfg.cgroup_id = cg.As<Napi::BigInt>().Uint64Value(&lossless);
     }
     Napi::Value ports = opts.Get("ports");
+    cfg.port_filter = ports.IsArray() && ports.As<Napi::Array>().Length() > 0 ? 1 : 0;
+    Napi::Value cidrs = opts.Get("cidrs");
+    cfg.cidr_filter = cidrs.IsArray() && cidrs.As<Napi::Array>().Length() > 0 ? 1 : 0;
+    cfg.first_bytes = U32(opts, "firstBytes", 0);
+    if (cfg.first_bytes > FLOW_FIRST_BYTES_MAX) cfg.first_bytes = FLOW_FIRST_BYTES_MAX;
+    std::memcpy(const_cast<struct flow_config*>(&skel->rodata->flow_cfg), &cfg, sizeof cfg);
+  }
+
+  // Fills the filter maps after load; returns an errno on failure.
+  static int FillFilters(struct flow_bpf* skel, const Napi::Object& opts) {
+    Napi::Value ports = opts.Get("ports");
     if (ports.IsArray()) {
       Napi::Array list = ports.As<Napi::Array>();
       for (uint32_t i = 0; i < list.Length(); i++) {
@@ -423,7 +453,6 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
         __u8 one = 1;
         if (bpf_map__update_elem(skel->maps.flow_ports, &port, sizeof port, &one, sizeof one, BPF_ANY) != 0) return errno;
       }
-      cfg.port_filter = list.Length() > 0 ? 1 : 0;
     }
     Napi::Value cidrs = opts.Get("cidrs");
     if (cidrs.IsArray()) {
@@ -445,12 +474,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
           if (bpf_map__update_elem(skel->maps.flow_cidr6, &k, sizeof k, &one, sizeof one, BPF_ANY) != 0) return errno;
         }
       }
-      cfg.cidr_filter = list.Length() > 0 ? 1 : 0;
     }
-    cfg.first_bytes = U32(opts, "firstBytes", 0);
-    if (cfg.first_bytes > FLOW_FIRST_BYTES_MAX) cfg.first_bytes = FLOW_FIRST_BYTES_MAX;
-    __u32 zero = 0;
-    if (bpf_map__update_elem(skel->maps.flow_config_map, &zero, sizeof zero, &cfg, sizeof cfg, BPF_ANY) != 0) return errno;
     return 0;
   }
 #endif
@@ -481,6 +505,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     struct btf* vmlinux = btf__load_vmlinux_btf();
     bool has_send = VmlinuxHasTracepoint(vmlinux, "sock_send_length");
     bool has_recv = VmlinuxHasTracepoint(vmlinux, "sock_recv_length");
+    bool has_destroy = VmlinuxHasTracepoint(vmlinux, "tcp_destroy_sock");
     if (vmlinux != nullptr) btf__free(vmlinux);
 
     uint32_t first_bytes = U32(opts, "firstBytes", 0);
@@ -494,6 +519,8 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     int err = 0;
     bool with_io = io && has_send && has_recv;
     bool with_bytes = want_bytes;
+    // The sock_ops close hook, on the same cgroup v2 root (needs CAP_NET_ADMIN to attach).
+    bool with_sockops = !cgroup_path.empty();
     std::string degraded;
     for (;;) {
       skel = flow_bpf__open();
@@ -503,9 +530,12 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
       bpf_program__set_autoload(skel->progs.flow_send, with_io);
       bpf_program__set_autoload(skel->progs.flow_recv, with_io);
+      bpf_program__set_autoload(skel->progs.flow_destroy, has_destroy);
       bpf_program__set_autoload(skel->progs.flow_egress, with_bytes);
       bpf_program__set_autoload(skel->progs.flow_ingress, with_bytes);
+      bpf_program__set_autoload(skel->progs.flow_sockops, with_sockops);
       bpf_map__set_max_entries(skel->maps.flow_events, ring_bytes);
+      SetConfig(skel, opts);
       if (flow_bpf__load(skel) == 0) {
         err = 0;
         break;
@@ -513,10 +543,18 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       err = errno;
       flow_bpf__destroy(skel);
       skel = nullptr;
+      // Loading a sock_ops program needs CAP_NET_ADMIN: without it, load the rest.
+      if (err == EPERM && with_sockops) {
+        with_sockops = false;
+        continue;
+      }
       if (err == EPERM) break;
       if (with_bytes) {
         with_bytes = false;
         degraded += "cgroup_skb programs did not load; ";
+      } else if (with_sockops) {
+        // Closes still come from the tracepoints: not a missing feature.
+        with_sockops = false;
       } else if (with_io) {
         with_io = false;
         degraded += "sock_send_length/sock_recv_length programs did not load; ";
@@ -531,7 +569,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       e.ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    err = Configure(skel, opts);
+    err = FillFilters(skel, opts);
     if (err != 0) {
       flow_bpf__destroy(skel);
       SystemError(env, err, "bpf_map_update_elem", "filters").ThrowAsJavaScriptException();
@@ -545,8 +583,10 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       struct bpf_link** link;
     } hooks[] = {
         {"inet_sock_set_state", skel->progs.flow_state, &skel->links.flow_state},
+        {"inet_sock_set_state_nested", skel->progs.flow_state_nested, &skel->links.flow_state_nested},
         {"sock_send_length", skel->progs.flow_send, &skel->links.flow_send},
         {"sock_recv_length", skel->progs.flow_recv, &skel->links.flow_recv},
+        {"tcp_destroy_sock", skel->progs.flow_destroy, &skel->links.flow_destroy},
     };
     for (const Hook& hook : hooks) {
       bool attached = false;
@@ -556,10 +596,10 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
         if (link != nullptr) {
           *hook.link = link;
           attached = true;
-        } else if (hook.prog == skel->progs.flow_state) {
+        } else if (hook.prog == skel->progs.flow_state || hook.prog == skel->progs.flow_state_nested) {
           err = errno;
           flow_bpf__destroy(skel);
-          SystemError(env, err, "bpf_program__attach", "tp_btf/inet_sock_set_state").ThrowAsJavaScriptException();
+          SystemError(env, err, "bpf_program__attach", std::string("tp_btf/inet_sock_set_state (") + bpf_program__name(hook.prog) + ")").ThrowAsJavaScriptException();
           return env.Undefined();
         }
       }
@@ -588,6 +628,19 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
     }
     programs.Set("cgroup_skb", Napi::Boolean::New(env, bytes_attached));
+    bool sockops_attached = false;
+    if (with_sockops) {
+      int cg = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (cg >= 0) {
+        struct bpf_link* link = bpf_program__attach_cgroup(skel->progs.flow_sockops, cg);
+        close(cg);
+        if (link != nullptr) {
+          skel->links.flow_sockops = link;
+          sockops_attached = true;
+        }
+      }
+    }
+    programs.Set("sockops", Napi::Boolean::New(env, sockops_attached));
 
     struct ring_buffer* ring = nullptr;
     auto reader = std::make_unique<BpfReader>();
@@ -627,20 +680,24 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     return info.Env().Undefined();
   }
 
-  // stats() → { kernelLost, jsLost, delivered, batches } (BigInt-free: doubles are exact to 2^53).
+  // stats() → { kernelLost, kernelSkipped, closeAtDestroy, jsLost, delivered, batches } (doubles are exact to 2^53).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object out = Napi::Object::New(env);
-    double kernel = 0, js = 0, delivered = 0, batches = 0;
+    double kernel = 0, skipped = 0, at_destroy = 0, js = 0, delivered = 0, batches = 0;
 #if HAVE_LIBBPF && FLOW_SKEL_AVAILABLE
     if (reader_) {
       kernel = static_cast<double>(reader_->kernel_lost());
+      skipped = static_cast<double>(reader_->kernel_skipped());
+      at_destroy = static_cast<double>(reader_->close_at_destroy());
       js = static_cast<double>(reader_->js_lost());
       delivered = static_cast<double>(reader_->delivered());
       batches = static_cast<double>(reader_->batches());
     }
 #endif
     out.Set("kernelLost", kernel);
+    out.Set("kernelSkipped", skipped);
+    out.Set("closeAtDestroy", at_destroy);
     out.Set("jsLost", js);
     out.Set("delivered", delivered);
     out.Set("batches", batches);

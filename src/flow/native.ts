@@ -40,6 +40,10 @@ export interface NativeBpfStart {
 
 export interface NativeBpfStats {
   readonly kernelLost: number;
+  /** State changes no program saw (the kernel skipped a program already running on that CPU). */
+  readonly kernelSkipped: number;
+  /** Close records emitted at socket destruction because the change to CLOSE was not seen. */
+  readonly closeAtDestroy: number;
   readonly jsLost: number;
   readonly delivered: number;
   readonly batches: number;

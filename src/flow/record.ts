@@ -65,18 +65,23 @@ export function classifyEnd(error: number, lastState: TcpStateName): FlowEnd {
 
 /** Converts kernel CLOCK_BOOTTIME nanoseconds to wall-clock time. */
 export interface ClockMap {
-  toIso(boottimeNs: bigint): string;
+  toIso(boottimeNs: bigint | number): string;
 }
 
 /** A clock map from one (boottime, realtime) pair read together. */
 export function clockMap(boottimeNs: bigint, realtimeNs: bigint): ClockMap {
+  // The offset is split into whole milliseconds and a nanosecond rest, so a boot-time
+  // stamp read as a Number (exact below 2^53 ns, 104 days of uptime... and far beyond
+  // for the rest) lands on the same millisecond as the exact BigInt sum.
   const offset = realtimeNs - boottimeNs;
+  const offsetMs = Number(offset / 1_000_000n);
+  const restNs = Number(offset % 1_000_000n);
   // Events come in bursts within the same millisecond: format each millisecond once.
   let lastMs = -1;
   let lastText = "";
   return {
     toIso: (ns) => {
-      const msec = Number((ns + offset) / 1_000_000n);
+      const msec = typeof ns === "bigint" ? Number((ns + offset) / 1_000_000n) : offsetMs + Math.floor((ns + restNs) / 1_000_000);
       if (msec !== lastMs) {
         lastMs = msec;
         lastText = new Date(msec).toISOString();
@@ -89,22 +94,73 @@ export function clockMap(boottimeNs: bigint, realtimeNs: bigint): ClockMap {
 const SIDES: readonly FlowSide[] = ["unknown", "client", "server"];
 const OWNERS: ReadonlyArray<FlowOwnerFrom | null> = [null, "connect", "io", "close"];
 
+// The last IPv4 address and command formatted: a busy host repeats both from record to
+// record (loopback, one service), and formatting is most of a record's decode time.
+let lastV4 = -1;
+let lastV4Text = "";
+
 /** Text of an address stored as 4 (IPv4) or 16 (IPv6) network-order bytes at `offset`. */
 export function addressText(buf: Buffer, offset: number, family: 4 | 6): string {
-  if (family === 4) return formatIPv4(buf.readUInt32BE(offset));
+  if (family === 4) {
+    const v = buf.readUInt32BE(offset);
+    if (v !== lastV4) {
+      lastV4 = v;
+      lastV4Text = formatIPv4(v);
+    }
+    return lastV4Text;
+  }
   const groups = new Uint16Array(8);
   for (let i = 0; i < 8; i++) groups[i] = buf.readUInt16BE(offset + 2 * i);
   return formatIPv6(groups);
 }
 
-function commAt(buf: Buffer, offset: number): string {
-  const raw = buf.subarray(offset, offset + 16);
-  const end = raw.indexOf(0);
-  return raw.toString("utf8", 0, end < 0 ? 16 : end);
+/** addressText for the decoder: the IPv4 case read through the batch's view. */
+function v4OrV6Text(buf: Buffer, view: DataView, offset: number, family: 4 | 6): string {
+  if (family === 6) return addressText(buf, offset, 6);
+  const v = view.getUint32(offset, false);
+  if (v !== lastV4) {
+    lastV4 = v;
+    lastV4Text = formatIPv4(v);
+  }
+  return lastV4Text;
 }
 
-function ms(fromNs: bigint, toNs: bigint): number {
-  return Number(toNs - fromNs) / 1e6;
+const lastComm = new Int32Array(4);
+let lastCommText: string | null = null;
+
+function commAt(buf: Buffer, view: DataView, offset: number): string {
+  const a = view.getInt32(offset, true);
+  const b = view.getInt32(offset + 4, true);
+  const c = view.getInt32(offset + 8, true);
+  const d = view.getInt32(offset + 12, true);
+  if (lastCommText !== null && a === lastComm[0] && b === lastComm[1] && c === lastComm[2] && d === lastComm[3]) return lastCommText;
+  const raw = buf.subarray(offset, offset + 16);
+  const end = raw.indexOf(0);
+  lastComm[0] = a;
+  lastComm[1] = b;
+  lastComm[2] = c;
+  lastComm[3] = d;
+  lastCommText = raw.toString("utf8", 0, end < 0 ? 16 : end);
+  return lastCommText;
+}
+
+/**
+ * An unsigned 64-bit field as a Number, without a BigInt per read: exact below 2^53, which
+ * nanosecond stamps, byte counts and cgroup ids stay under; -1 above it (see u64Text).
+ */
+function u64(v: DataView, o: number): number {
+  const hi = v.getUint32(o + 4, true);
+  return hi < 0x200000 ? hi * 0x100000000 + v.getUint32(o, true) : -1;
+}
+
+/** A 64-bit field as decimal text (socket cookies and cgroup ids), exact at any size. */
+function u64Text(v: DataView, o: number): string {
+  const n = u64(v, o);
+  return n >= 0 ? String(n) : v.getBigUint64(o, true).toString();
+}
+
+function ms(fromNs: number, toNs: number): number {
+  return (toNs - fromNs) / 1e6;
 }
 
 /** First payload bytes of one direction of a connection, by socket cookie. */
@@ -129,17 +185,19 @@ export function decodeRecords(
   const openPending = new Set<string>();
   let skipped = 0;
   let off = 0;
+  // Typed reads through one view: Buffer's read methods check their arguments on every call.
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
   while (off + 4 <= batch.length) {
-    const version = batch.readUInt16LE(off);
-    const size = batch.readUInt16LE(off + 2);
+    const version = view.getUint16(off, true);
+    const size = view.getUint16(off + 2, true);
     if (size < 8 || off + size > batch.length) {
       skipped++;
       break;
     }
     if (version === RECORD_VERSION && size === BYTES_RECORD_SIZE && batch[off + 4] === KIND_BYTES) {
-      const length = Math.min(batch.readUInt16LE(off + 6), BYTES_RECORD_SIZE - 32);
+      const length = Math.min(view.getUint16(off + 6, true), BYTES_RECORD_SIZE - 32);
       onBytes?.({
-        flowId: batch.readBigUInt64LE(off + 16).toString(),
+        flowId: u64Text(view, off + 16),
         direction: batch[off + 5] === 1 ? "sent" : "received",
         data: Buffer.from(batch.subarray(off + 32, off + 32 + length)),
       });
@@ -151,7 +209,7 @@ export function decodeRecords(
       off += size;
       continue;
     }
-    const event = decodeRecord(batch, off, clock, stamp);
+    const event = decodeRecord(batch, view, off, clock, stamp);
     if (event === null) skipped++;
     else {
       events.push(event);
@@ -214,28 +272,29 @@ export class OpenBeforeClose {
 
 // Events are built as object literals with every field in one place: object spread of
 // a large object costs microseconds per event in V8, which a busy host cannot afford.
-function decodeRecord(b: Buffer, o: number, clock: ClockMap, stamp: EventStamp): FlowConnectionEvent | null {
+function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp: EventStamp): FlowConnectionEvent | null {
   const kind = b[o + 4]!;
   const flags = b[o + 7]!;
   const family = b[o + 6] === 6 ? 6 : 4;
-  const ts = b.readBigUInt64LE(o + 16);
-  const cgroup = b.readBigUInt64LE(o + 40);
-  const rawPid = b.readUInt32LE(o + 52);
+  // Boot-time nanoseconds stay below 2^53 for 104 days of uptime; past that, exact BigInts.
+  const exactNs = u64(v, o + 16) < 0 || u64(v, o + 24) < 0 || u64(v, o + 32) < 0;
+  const ts = exactNs ? 0 : u64(v, o + 16);
+  const rawPid = v.getUint32(o + 52, true);
   const owner = OWNERS[b[o + 60]!] ?? null;
   const known = owner !== null && rawPid !== 0;
-  const netnsRaw = b.readUInt32LE(o + 48);
-  const flowId = b.readBigUInt64LE(o + 8).toString();
-  const time = clock.toIso(ts);
+  const netnsRaw = v.getUint32(o + 48, true);
+  const flowId = u64Text(v, o + 8);
+  const time = exactNs ? clock.toIso(v.getBigUint64(o + 16, true)) : clock.toIso(ts);
   const side = SIDES[b[o + 5]!] ?? "unknown";
-  const localIp = addressText(b, o + 80, family);
-  const localPort = b.readUInt16LE(o + 112);
-  const remoteIp = addressText(b, o + 96, family);
-  const remotePort = b.readUInt16LE(o + 114);
+  const localIp = v4OrV6Text(b, v, o + 80, family);
+  const localPort = v.getUint16(o + 112, true);
+  const remoteIp = v4OrV6Text(b, v, o + 96, family);
+  const remotePort = v.getUint16(o + 114, true);
   const pid = known ? rawPid : null;
-  const comm = known ? commAt(b, o + 64) : null;
-  const uid = known ? b.readUInt32LE(o + 56) : null;
+  const comm = known ? commAt(b, v, o + 64) : null;
+  const uid = known ? v.getUint32(o + 56, true) : null;
   const ownerFrom = known ? owner : null;
-  const cgroupId = cgroup === 0n ? null : cgroup.toString();
+  const cgroupId = v.getUint32(o + 40, true) === 0 && v.getUint32(o + 44, true) === 0 ? null : u64Text(v, o + 40);
   const netns = netnsRaw === 0 ? null : netnsRaw;
   const partial = (flags & F_PARTIAL) !== 0;
   const oldState = tcpStateName(b[o + 61]!);
@@ -253,14 +312,27 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap, stamp: EventStamp):
     return { schemaVersion, type: "flow-state", id, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial, oldState, newState };
   }
   if (kind !== KIND_CLOSE) return null;
-  const start = b.readBigUInt64LE(o + 24);
-  const established = b.readBigUInt64LE(o + 32);
-  const error = b.readInt32LE(o + 116);
-  const sent = b.readBigUInt64LE(o + 120);
-  const retrans = b.readBigUInt64LE(o + 128);
-  const received = b.readBigUInt64LE(o + 136);
-  const srtt = b.readUInt32LE(o + 148);
-  const rttMin = b.readUInt32LE(o + 152);
+  const error = v.getInt32(o + 116, true);
+  // Byte counters are exact as Numbers up to 8 PiB; the BigInt reads cover the rest.
+  const sent = u64(v, o + 120) >= 0 ? u64(v, o + 120) : Number(v.getBigUint64(o + 120, true));
+  const retrans = u64(v, o + 128) >= 0 ? u64(v, o + 128) : Number(v.getBigUint64(o + 128, true));
+  const received = u64(v, o + 136) >= 0 ? u64(v, o + 136) : Number(v.getBigUint64(o + 136, true));
+  const srtt = v.getUint32(o + 148, true);
+  const rttMin = v.getUint32(o + 152, true);
+  let durationMs: number | null;
+  let handshakeMs: number | null;
+  if (exactNs) {
+    const tsBig = v.getBigUint64(o + 16, true);
+    const startBig = v.getBigUint64(o + 24, true);
+    const estBig = v.getBigUint64(o + 32, true);
+    durationMs = startBig === 0n ? null : Number(tsBig - startBig) / 1e6;
+    handshakeMs = side === "client" && startBig !== 0n && estBig !== 0n ? Number(estBig - startBig) / 1e6 : null;
+  } else {
+    const start = u64(v, o + 24);
+    const established = u64(v, o + 32);
+    durationMs = start === 0 ? null : ms(start, ts);
+    handshakeMs = side === "client" && start !== 0 && established !== 0 ? ms(start, established) : null;
+  }
   const close: FlowCloseEvent = {
     schemaVersion,
     type: "flow-close",
@@ -288,17 +360,17 @@ function decodeRecord(b: Buffer, o: number, clock: ClockMap, stamp: EventStamp):
     lastState: oldState,
     established: (flags & F_ESTABLISHED) !== 0,
     // bytes_sent counts retransmitted bytes again; bytes_received counts the peer's FIN.
-    bytesSent: Number(sent - retrans),
-    bytesReceived: Number(received) - ((flags & F_FIN_IN) !== 0 && received > 0n ? 1 : 0),
+    bytesSent: sent - retrans,
+    bytesReceived: received - ((flags & F_FIN_IN) !== 0 && received > 0 ? 1 : 0),
     bytesExact: true,
-    bytesRetransmitted: Number(retrans),
-    retransmits: b.readUInt32LE(o + 144),
+    bytesRetransmitted: retrans,
+    retransmits: v.getUint32(o + 144, true),
     srttUs: srtt === 0 ? null : srtt,
     rttMinUs: rttMin === RTT_NONE || rttMin === 0 ? null : rttMin,
-    segmentsIn: b.readUInt32LE(o + 156),
-    segmentsOut: b.readUInt32LE(o + 160),
-    durationMs: start === 0n ? null : ms(start, ts),
-    handshakeMs: side === "client" && start !== 0n && established !== 0n ? ms(start, established) : null,
+    segmentsIn: v.getUint32(o + 156, true),
+    segmentsOut: v.getUint32(o + 160, true),
+    durationMs,
+    handshakeMs,
   };
   return close;
 }

@@ -56,8 +56,12 @@ export interface FlowSourceStatus {
 export interface FlowSourceStats {
   readonly delivered: number;
   readonly kernelLost: number;
+  /** State changes the kernel ran no capture program for (closes among them are recovered at socket destruction). */
+  readonly kernelSkipped: number;
   readonly jsLost: number;
   readonly netlinkOverruns: number;
+  /** Close records the kernel emitted at socket destruction because the change to CLOSE was skipped. */
+  readonly closeAtDestroy: number;
 }
 
 type Listener = (events: FlowEvent[]) => void;
@@ -82,7 +86,7 @@ export class FlowSource {
   private clock: ClockMap | null = null;
   private running: FlowSourceStatus | null = null;
   private delivered = 0;
-  private lostSeen = { kernel: 0, js: 0, netlink: 0 };
+  private lostSeen: Record<keyof typeof LOST_REASONS, number> = { kernel: 0, skipped: 0, js: 0, netlink: 0 };
   // sock_diag state: live sockets by cookie, listening ports, owners by inode.
   private live = new Map<string, { readonly event: FlowOpenEvent; seen: number }>();
   private listeningPorts = new Set<number>();
@@ -92,6 +96,8 @@ export class FlowSource {
   // First payload bytes by cookie until the connection's close event takes them.
   private firstBytes = new Map<string, { sent?: string; received?: string }>();
   private degraded: string | null = null;
+  // The last count read before the capture stopped.
+  private closeAtDestroy = 0;
   private order = new OpenBeforeClose();
   private orderTimer: NodeJS.Timeout | null = null;
   private readonly stamp: EventStamp;
@@ -160,6 +166,7 @@ export class FlowSource {
     this.orderTimer = null;
     if (this.bpf !== null) {
       this.checkLost();
+      this.closeAtDestroy = this.bpf.stats().closeAtDestroy;
       this.bpf.stop();
       this.bpf = null;
       // Closes still waiting for their open go out rather than vanish.
@@ -185,8 +192,10 @@ export class FlowSource {
     return {
       delivered: this.delivered,
       kernelLost: this.lostSeen.kernel,
+      kernelSkipped: this.lostSeen.skipped,
       jsLost: this.lostSeen.js,
       netlinkOverruns: this.lostSeen.netlink,
+      closeAtDestroy: this.bpf?.stats().closeAtDestroy ?? this.closeAtDestroy,
     };
   }
 
@@ -218,7 +227,8 @@ export class FlowSource {
     const capture = new addon.BpfCapture();
     const k = this.filter.kernel;
     const firstBytes = this.opts.firstBytes ?? 0;
-    const cgroupPath = firstBytes > 0 ? cgroupV2Root() : null;
+    // The cgroup v2 root carries the first-bytes programs and the sock_ops close hook.
+    const cgroupPath = cgroupV2Root();
     const started = capture.start(
       {
         events,
@@ -432,16 +442,18 @@ export class FlowSource {
   private checkLost(): void {
     const out: LostEvent[] = [];
     const time = new Date();
-    const push = (where: "kernel" | "js" | "netlink", capture: FlowCapture, total: number): void => {
-      const count = total - this.lostSeen[where];
+    const push = (counter: keyof typeof LOST_REASONS, capture: FlowCapture, total: number): void => {
+      const count = total - this.lostSeen[counter];
       if (count > 0) {
-        this.lostSeen[where] = total;
-        out.push(makeEvent<LostEvent>({ type: "lost", source: where, capture, count, total, reason: LOST_REASONS[where] }, { host: this.stamp.host, id: this.stamp.nextId(), time }));
+        this.lostSeen[counter] = total;
+        const source = counter === "skipped" ? "kernel" : counter;
+        out.push(makeEvent<LostEvent>({ type: "lost", source, capture, count, total, reason: LOST_REASONS[counter] }, { host: this.stamp.host, id: this.stamp.nextId(), time }));
       }
     };
     if (this.bpf !== null) {
       const s = this.bpf.stats();
       push("kernel", "ebpf", s.kernelLost);
+      push("skipped", "ebpf", s.kernelSkipped);
       push("js", "ebpf", s.jsLost);
     }
     if (this.destroy !== null) {
@@ -455,6 +467,7 @@ export class FlowSource {
 
 const LOST_REASONS = {
   kernel: "the eBPF ring buffer was full: raise the ring size or filter in the kernel",
+  skipped: "the kernel skipped the capture program for TCP state changes (it was already running on that CPU): closes are still reported when the socket is destroyed, but an open or state event may be missing",
   js: "JavaScript did not keep up with the capture's batches",
   netlink: "sock_diag multicast overrun (each overrun counts 1; the real count is unknown)",
 } as const;

@@ -14,13 +14,14 @@ import {
   createNetns,
   EventLog,
   FIXTURES,
-  loadedPrograms,
+  ownProgramIds,
   NS_HOST_IP,
   NS_INNER_IP,
   netnsOf,
   ROOT,
   runClient,
   startServer,
+  stillLoaded,
   stopProcess,
   threadCount,
   type TestServer,
@@ -368,9 +369,7 @@ run("eBPF flow source on the real kernel", () => {
     expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", flowId: pre[0]!.flowId, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
   });
 
-  // Known intermittent shortfall inside the full suite (closes neither delivered nor
-  // counted, not reproduced alone): retried, each attempt with the full assertions.
-  it("a burst of closes larger than the ring: every close is either delivered or counted lost, and the loss is reported", { timeout: 60_000, retry: 2 }, async () => {
+  it("a burst of closes larger than the ring: every close is either delivered or counted lost, and the loss is reported", { timeout: 60_000 }, async () => {
     const n = 1000;
     const child = spawn(process.execPath, [path.join(FIXTURES, "burst.js"), String(n)], { stdio: ["pipe", "pipe", "inherit"] });
     let out = "";
@@ -386,14 +385,16 @@ run("eBPF flow source on the real kernel", () => {
       child.stdin!.write("go\n");
       await new Promise((r) => child.once("exit", r));
       const closes = (): number => log.connections().filter((e) => e.type === "flow-close").length;
-      const lost = (): number => log.events.filter((e) => e.type === "lost").reduce((sum, e) => sum + (e.type === "lost" ? e.count : 0), 0);
-      await log.waitFor(() => closes() + lost() >= 2 * n, "every close delivered or counted", 10_000);
+      // Records the ring or JS could not take: each was one close. (Skipped state changes are
+      // reported too, but their closes are recovered when the socket is destroyed.)
+      const recordsLost = (): number => log.events.reduce((sum, e) => sum + (e.type === "lost" && !e.reason!.includes("skipped") ? e.count : 0), 0);
+      await log.waitFor(() => closes() + recordsLost() >= 2 * n, "every close delivered or counted", 10_000);
       await new Promise((r) => setTimeout(r, 300));
-      expect(closes() + lost()).toBe(2 * n);
+      expect(closes() + recordsLost()).toBe(2 * n);
       const stats = s.stats();
-      expect(stats.kernelLost + stats.jsLost).toBe(lost());
-      console.log(`burst of ${2 * n} closes into a 4 KiB ring: ${closes()} delivered, ${lost()} lost (kernel ${stats.kernelLost}, js ${stats.jsLost})`);
-      if (lost() > 0) expect(log.events.some((e) => e.type === "lost" && e.source === "kernel" && e.capture === "ebpf")).toBe(true);
+      expect(stats.kernelLost + stats.jsLost).toBe(recordsLost());
+      console.log(`burst of ${2 * n} closes into a 4 KiB ring: ${closes()} delivered, ${recordsLost()} lost (kernel ${stats.kernelLost}, js ${stats.jsLost}); state changes skipped by the kernel: ${stats.kernelSkipped}`);
+      if (recordsLost() > 0) expect(log.events.some((e) => e.type === "lost" && e.source === "kernel" && e.capture === "ebpf")).toBe(true);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
@@ -428,33 +429,78 @@ run("eBPF flow source on the real kernel", () => {
 
   it("start/stop 100 times leaks no BPF link, map, program, fd or thread", () => {
     const log = new EventLog();
-    const before = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };
+    const before = { fds: bpfFds(), threads: threadCount(), progs: ownProgramIds() };
     const s = new FlowSource({ mode: "ebpf", reportExisting: false, ports: [9] }, log.push);
-    s.start();
-    const during = { fds: bpfFds(), threads: threadCount(), progs: loadedPrograms("flow_state") };
+    // Every program of every start, by id: only this process's, whatever else loads meanwhile.
+    const started = new Set<number>();
+    const startOnce = (): void => {
+      s.start();
+      for (const id of ownProgramIds()) if (!before.progs.has(id)) started.add(id);
+    };
+    startOnce();
+    const during = { fds: bpfFds(), threads: threadCount(), progs: started.size };
     s.stop();
     // The counters see the capture while it runs (so a leak would show).
     expect(during.fds["bpf_link"] ?? 0).toBeGreaterThan(before.fds["bpf_link"] ?? 0);
     expect(during.fds["bpf-map"] ?? 0).toBeGreaterThan(before.fds["bpf-map"] ?? 0);
     expect(during.threads).toBeGreaterThan(before.threads);
-    const fresh = (ids: Set<number> | null): number[] => [...(ids ?? [])].filter((id) => !(before.progs ?? new Set()).has(id));
-    if (before.progs !== null) expect(fresh(during.progs)).toHaveLength(1);
+    expect(during.progs).toBeGreaterThan(0);
     for (let i = 0; i < 99; i++) {
-      s.start();
+      startOnce();
       s.stop();
     }
+    expect(started.size).toBe(100 * during.progs);
     expect(bpfFds()).toEqual(before.fds);
     expect(threadCount()).toBe(before.threads);
-    if (before.progs !== null) {
-      // Programs are freed after their last fd closes, asynchronously in the kernel.
-      const until = Date.now() + 5000;
-      while (fresh(loadedPrograms("flow_state")).length > 0 && Date.now() < until) spawnSync("sleep", ["0.1"]);
-      expect(fresh(loadedPrograms("flow_state"))).toEqual([]);
+    expect(ownProgramIds()).toEqual(before.progs);
+    // Programs are freed after their last fd closes, asynchronously in the kernel.
+    const until = Date.now() + 5000;
+    let left = stillLoaded(started);
+    while (left !== null && left.length > 0 && Date.now() < until) {
+      spawnSync("sleep", ["0.1"]);
+      left = stillLoaded(started);
     }
+    if (left !== null) expect(left).toEqual([]);
   }, 120_000);
 });
 
 const unprivileged = IS_ROOT ? describe : describe.skip;
+unprivileged("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
+  it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async () => {
+    const setpriv = systemCommand("setpriv");
+    if (setpriv.skip) return;
+    const dist = path.join(ROOT, "dist");
+    if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
+    const srv = await server("127.0.0.1", "after-client", 7);
+    const drop = "-net_admin,-sys_admin";
+    const child = spawn(setpriv.path!, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, "ebpf", String(srv.port)], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines: Array<{ status?: { mode: string }; event?: FlowEvent; error?: unknown }> = [];
+    let buf = "";
+    child.stdout!.on("data", (c) => {
+      buf += c.toString();
+      const parts = buf.split("\n");
+      buf = parts.pop()!;
+      for (const p of parts) if (p.trim() !== "") lines.push(JSON.parse(p) as (typeof lines)[number]);
+    });
+    try {
+      const log = new EventLog();
+      await log.waitFor(() => lines.length > 0, "child status", 10_000);
+      expect(lines[0]!.error).toBeUndefined();
+      expect(lines[0]!.status!.mode).toBe("ebpf");
+      const cli = await runClient("127.0.0.1", srv.port, 3);
+      const closeOf = (local: number, remote: number): FlowCloseEvent | undefined =>
+        lines.map((l) => l.event).find((e): e is FlowCloseEvent => e?.type === "flow-close" && e.localPort === local && e.remotePort === remote);
+      await log.waitFor(() => closeOf(cli.localPort!, srv.port) !== undefined && closeOf(srv.port, cli.localPort!) !== undefined, "both close events", 5000);
+      expect(closeOf(cli.localPort!, srv.port)).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 3, bytesReceived: 7 });
+      expect(closeOf(srv.port, cli.localPort!)).toMatchObject({ source: "ebpf", side: "server", pid: srv.pid, bytesSent: 7, bytesReceived: 3 });
+    } finally {
+      await stopProcess(child);
+    }
+  });
+});
+
 unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
   it("auto mode falls back to sock_diag, says why, and close events still arrive", async () => {
     const setpriv = systemCommand("setpriv");

@@ -183,10 +183,28 @@ export function threadCount(): number {
   return fs.readdirSync("/proc/self/task").length;
 }
 
-/** Ids of the BPF programs loaded on the host with this name (bpftool), or null when bpftool is missing. */
-export function loadedPrograms(name: string): Set<number> | null {
+/** Ids of the BPF programs this process holds open (from /proc/self/fdinfo). */
+export function ownProgramIds(): Set<number> {
+  const ids = new Set<number>();
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    try {
+      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== "anon_inode:bpf-prog") continue;
+      const m = /^prog_id:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
+      if (m !== null) ids.add(Number(m[1]));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return ids;
+}
+
+/**
+ * Which of `ids` are still loaded in the kernel (bpftool), or null when bpftool is missing.
+ * Asked by id, so programs other processes load meanwhile (another flow source) do not count.
+ */
+export function stillLoaded(ids: Iterable<number>): number[] | null {
   const r = spawnSync("bpftool", ["-j", "prog", "show"], { encoding: "utf8", maxBuffer: 64 << 20 });
   if (r.status !== 0) return null;
-  const progs = JSON.parse(r.stdout) as Array<{ id: number; name?: string }>;
-  return new Set(progs.filter((p) => p.name === name).map((p) => p.id));
+  const loaded = new Set((JSON.parse(r.stdout) as Array<{ id: number }>).map((p) => p.id));
+  return [...ids].filter((id) => loaded.has(id));
 }

@@ -115,6 +115,34 @@ describe("flow record decoding", () => {
     expect(e.time).toBe(new Date(1_700_000_003_000).toISOString());
   });
 
+  it("64-bit fields past 2^53 stay exact: cookie, boot-time stamps, byte counts; one clock for both paths", () => {
+    const big = (1n << 63n) + 5n;
+    const boot = 1n << 54n; // about 208 days of uptime in nanoseconds
+    const e = decode(record({ kind: 2, cookie: big, ts: boot + 3_000_000_123n, start: boot, established: boot + 1_500_000n, sent: (1n << 53n) + 2n, received: 9n })).events[0] as FlowCloseEvent;
+    expect(e.flowId).toBe(big.toString());
+    expect(e.durationMs).toBeCloseTo(3000.000123, 6);
+    expect(e.handshakeMs).toBeCloseTo(1.5, 9);
+    expect(e.bytesSent).toBe(Number((1n << 53n) + 2n));
+    expect(e.bytesReceived).toBe(9);
+    // The same stamp through the BigInt and the Number path lands on the same millisecond.
+    const c = clockMap(123_456_789n, 1_700_000_000_999_999_999n);
+    for (const ns of [0n, 999_999n, 1_000_000n, 123_456_789n, 4_000_000_000_000_001n]) expect(c.toIso(Number(ns))).toBe(c.toIso(ns));
+  });
+
+  it("addresses and commands that change from record to record are each decoded, not repeated from a cache", () => {
+    const batch = Buffer.concat([
+      record({ kind: 2, comm: "curl", saddr: [192, 0, 2, 1] }),
+      record({ kind: 2, comm: "wget", saddr: [192, 0, 2, 2] }),
+      record({ kind: 2, comm: "curl", saddr: [192, 0, 2, 1] }),
+    ]);
+    const events = decode(batch).events as FlowCloseEvent[];
+    expect(events.map((e) => [e.comm, e.localIp])).toEqual([
+      ["curl", "192.0.2.1"],
+      ["wget", "192.0.2.2"],
+      ["curl", "192.0.2.1"],
+    ]);
+  });
+
   it("says none for rtt_min 0xFFFFFFFF and no owner for pid 0", () => {
     const e = decode(record({ kind: 2, rttMin: 0xffffffff, pid: 0, ownerFrom: 0 })).events[0] as FlowCloseEvent;
     expect(e.rttMinUs).toBeNull();

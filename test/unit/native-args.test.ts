@@ -335,7 +335,7 @@ describe("flow: invalid arguments give typed errors", () => {
     }
     // Nothing started: stop is a no-op and nothing was counted.
     capture.stop();
-    expect(capture.stats()).toEqual({ kernelLost: 0, jsLost: 0, delivered: 0, batches: 0 });
+    expect(capture.stats()).toEqual({ kernelLost: 0, kernelSkipped: 0, closeAtDestroy: 0, jsLost: 0, delivered: 0, batches: 0 });
   });
 
   it("methods called on a foreign receiver are V8's TypeError 'Illegal invocation', not a crash", () => {

@@ -1,0 +1,111 @@
+/**
+ * The native short-connection load generator (bench/loadgen.c), compiled with `cc` on
+ * first use and cached by its source hash. Used by bench/flow.bench.ts and by the flow
+ * load test, so both measure with the same load.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/** What one client run did; every connection is exactly one of connected/failed/unfinished. */
+export interface LoadResult {
+  readonly attempted: number;
+  readonly connected: number;
+  readonly failed: number;
+  readonly unfinished: number;
+  /** How long the opens ran (ms). */
+  readonly ms: number;
+  /** Until the last connection finished (ms). */
+  readonly elapsedMs: number;
+  /** Connections completed per second of opening. */
+  readonly rate: number;
+  /** CPU time the client used, user + system (ms). */
+  readonly cpuMs: number;
+  readonly pid: number;
+}
+
+/** A running accept-and-close server. */
+export interface LoadServer {
+  readonly port: number;
+  readonly pid: number;
+  /** Stops the server; resolves with the number of connections it accepted. */
+  stop(): Promise<number>;
+  /** CPU time the server used, user + system (ms); known after stop(). */
+  cpuMs(): number;
+}
+
+// Source next to this module (run from source) or two levels up (run from dist/bench).
+const SOURCES = [path.join(__dirname, "loadgen.c"), path.resolve(__dirname, "..", "..", "bench", "loadgen.c")];
+
+let built: string | null = null;
+
+/** Path of the compiled generator; compiles it when its source changed. Throws when cc fails. */
+export function loadgenBinary(cc = "cc"): string {
+  if (built !== null) return built;
+  const source = SOURCES.find((s) => fs.existsSync(s));
+  if (source === undefined) throw new Error(`loadgen.c not found (looked in ${SOURCES.join(", ")})`);
+  const hash = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex").slice(0, 16);
+  const out = path.join(os.tmpdir(), `traffic-policy-loadgen-${hash}`);
+  if (!fs.existsSync(out)) {
+    // Built under a private name and renamed, so two runs never execute a half-written file.
+    const tmp = `${out}.${process.pid}`;
+    const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, source], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${cc} ${source}: ${r.error?.message ?? r.stderr}`);
+    fs.renameSync(tmp, out);
+  }
+  built = out;
+  return out;
+}
+
+function lines(child: ChildProcess, onLine: (line: string) => void): void {
+  let buf = "";
+  child.stdout!.on("data", (c: Buffer) => {
+    buf += c.toString();
+    const parts = buf.split("\n");
+    buf = parts.pop()!;
+    for (const p of parts) if (p.trim() !== "") onLine(p);
+  });
+}
+
+/** Starts `loadgen server` on `host`, port chosen by the kernel. */
+export function startLoadServer(host = "127.0.0.1"): Promise<LoadServer> {
+  const child = spawn(loadgenBinary(), ["server", host, "0"], { stdio: ["ignore", "pipe", "inherit"] });
+  let accepted: number | null = null;
+  let cpuMs = 0;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`loadgen server exited (${code})`)));
+    lines(child, (line) => {
+      const msg = JSON.parse(line) as { port?: number; pid?: number; accepted?: number; cpuMs?: number };
+      if (msg.accepted !== undefined) accepted = msg.accepted;
+      if (msg.cpuMs !== undefined) cpuMs = msg.cpuMs;
+      if (msg.port !== undefined) {
+        resolve({
+          port: msg.port,
+          pid: msg.pid!,
+          stop: async () => {
+            if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+            await exited;
+            if (accepted === null) throw new Error("loadgen server ended without its count");
+            return accepted;
+          },
+          cpuMs: () => cpuMs,
+        });
+      }
+    });
+  });
+}
+
+/** Runs one `loadgen client`: `rate` connections/s (0 = unpaced) for `seconds`. */
+export function runLoadClient(port: number, rate: number, seconds: number, concurrency = 256, host = "127.0.0.1"): Promise<LoadResult> {
+  const child = spawn(loadgenBinary(), ["client", host, String(port), String(rate), String(seconds), String(concurrency)], { stdio: ["ignore", "pipe", "inherit"] });
+  let result: LoadResult | null = null;
+  lines(child, (line) => (result = JSON.parse(line) as LoadResult));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => (result !== null && code === 0 ? resolve(result) : reject(new Error(`loadgen client exited (${code})`))));
+  });
+}

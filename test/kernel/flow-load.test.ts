@@ -1,0 +1,132 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { FlowSource } from "../../src/flow/source";
+import { loadFlowAddon } from "../../src/flow/native";
+import type { FlowEvent } from "../../src/events/types";
+import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../../bench/loadgen";
+import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
+import { assertValidEvent } from "../support/events";
+import { stopProcess } from "../support/net";
+
+// Bounded connection load from the native generator (bench/loadgen.c) against the eBPF
+// flow source: every connection's two close events must arrive, and nothing may be lost.
+const ebpfBuilt = (() => {
+  try {
+    return loadFlowAddon().ebpfBuilt;
+  } catch {
+    return false;
+  }
+})();
+if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow load suite must run as root with the BPF program built under CI");
+const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
+
+const RATE = 20_000;
+const SECONDS = 3;
+
+const cleanups: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Tally {
+  clientCloses: number;
+  serverCloses: number;
+  clientPids: Set<number | null>;
+  serverPids: Set<number | null>;
+  lost: number;
+  skippedReported: number;
+  checked: number;
+}
+
+/** A flow source counting the close events of one server port, both ends; every 500th event schema-checked. */
+function countingSource(port: number): { source: FlowSource; tally: Tally } {
+  const tally: Tally = { clientCloses: 0, serverCloses: 0, clientPids: new Set(), serverPids: new Set(), lost: 0, skippedReported: 0, checked: 0 };
+  let seen = 0;
+  const source = new FlowSource({ mode: "ebpf", ports: [port], open: false, close: true, reportExisting: false, lostCheckMs: 200 }, (events: FlowEvent[]) => {
+    for (const e of events) {
+      if (++seen % 500 === 1) {
+        assertValidEvent(e);
+        tally.checked++;
+      }
+      if (e.type === "flow-close") {
+        if (e.localPort === port) {
+          tally.serverCloses++;
+          tally.serverPids.add(e.pid);
+        } else if (e.remotePort === port) {
+          tally.clientCloses++;
+          tally.clientPids.add(e.pid);
+        }
+      } else if (e.type === "lost") {
+        if (e.reason?.includes("skipped")) tally.skippedReported += e.count;
+        else tally.lost += e.count;
+      }
+    }
+  });
+  source.start();
+  cleanups.push(() => source.stop());
+  return { source, tally };
+}
+
+async function until(check: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Runs the generator against its own server with a source attached; returns what each side counted. */
+async function loadRun(rate: number, seconds: number): Promise<{ load: LoadResult; accepted: number; serverPid: number; tally: Tally; stats: ReturnType<FlowSource["stats"]> }> {
+  const server = await startLoadServer();
+  let stopped = false;
+  cleanups.push(() => (stopped ? undefined : server.stop()));
+  const { source, tally } = countingSource(server.port);
+  const load = await runLoadClient(server.port, rate, seconds);
+  const accepted = await server.stop();
+  stopped = true;
+  // Each client socket closes once (connected, refused or cut at exit); each accepted one too.
+  await until(() => tally.clientCloses >= load.attempted && tally.serverCloses >= accepted, 10_000);
+  await new Promise((r) => setTimeout(r, 400)); // a last lost-count check, and nothing extra
+  return { load, accepted, serverPid: server.pid, tally, stats: source.stats() };
+}
+
+run("eBPF flow source under connection load (native generator)", () => {
+  it(`${RATE} connections/s for ${SECONDS} s paced (or the most this machine sustains): every close of both ends delivered, nothing lost`, { timeout: 60_000 }, async () => {
+    if (systemCommand("cc").skip) return;
+    loadgenBinary();
+    const r = await loadRun(RATE, SECONDS);
+    console.log(
+      `load: ${r.load.rate.toFixed(0)} conn/s achieved (${r.load.connected} connected, ${r.load.failed} failed, ${r.load.unfinished} unfinished); ` +
+        `closes ${r.tally.clientCloses} client + ${r.tally.serverCloses} server; lost ${r.tally.lost}; ` +
+        `kernel skipped ${r.stats.kernelSkipped} state changes, ${r.tally.skippedReported} reported`,
+    );
+    expect(r.load.connected).toBeGreaterThan(0);
+    expect(r.load.unfinished).toBe(0);
+    expect(r.tally.lost).toBe(0);
+    expect(r.stats.kernelLost).toBe(0);
+    expect(r.stats.jsLost).toBe(0);
+    expect(r.tally.clientCloses).toBe(r.load.attempted);
+    expect(r.tally.serverCloses).toBe(r.accepted);
+    expect(r.accepted).toBe(r.load.connected);
+    // The owners are the generator's two processes, taken in process context.
+    expect([...r.tally.clientPids]).toEqual([r.load.pid]);
+    expect([...r.tally.serverPids]).toEqual([r.serverPid]);
+    expect(r.tally.checked).toBeGreaterThan(0);
+  });
+
+  it("with every core busy (CPU-bound processes beside the load): closes of sockets whose state changes the kernel skipped still arrive", { timeout: 60_000 }, async () => {
+    if (systemCommand("cc").skip) return;
+    // Busy loops keep interrupts landing inside process-context program runs, where the
+    // kernel skips the nested run of the same program.
+    const hogs: ChildProcess[] = [];
+    cleanups.push(async () => {
+      for (const h of hogs) await stopProcess(h);
+    });
+    for (let i = 0; i < 2; i++) hogs.push(spawn("sh", ["-c", "while :; do :; done"], { stdio: "ignore" }));
+    const r = await loadRun(10_000, SECONDS);
+    console.log(
+      `under busy loops: ${r.load.rate.toFixed(0)} conn/s; closes ${r.tally.clientCloses} client + ${r.tally.serverCloses} server of ${r.load.attempted} + ${r.accepted}; ` +
+        `kernel skipped ${r.stats.kernelSkipped} state changes; closes recovered at destruction ${r.stats.closeAtDestroy}`,
+    );
+    expect(r.tally.lost).toBe(0);
+    expect(r.tally.clientCloses).toBe(r.load.attempted);
+    expect(r.tally.serverCloses).toBe(r.accepted);
+  });
+});
