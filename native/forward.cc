@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <memory>
+#include <mutex>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -278,9 +279,25 @@ struct PumpState {
   std::atomic<uint64_t> aToB{0};
   std::atomic<uint64_t> bToA{0};
   PumpState(int a_, int b_) : a(a_), b(b_), stopFd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
-  ~PumpState() {
-    if (stopFd >= 0) close(stopFd);
+  ~PumpState() { CloseStop(); }
+  // The eventfd goes when the pump ends, not when the JS handle is collected: a busy
+  // proxy would otherwise hold one fd per finished connection until the next major GC.
+  // The lock keeps a late stop() from writing to a closed (maybe reused) fd number.
+  void SignalStop() {
+    std::lock_guard<std::mutex> lock(stopMutex);
+    if (stopFd < 0) return;
+    uint64_t one = 1;
+    ssize_t ignored = write(stopFd, &one, sizeof one);
+    (void)ignored;
   }
+  void CloseStop() {
+    std::lock_guard<std::mutex> lock(stopMutex);
+    if (stopFd >= 0) close(stopFd);
+    stopFd = -1;
+  }
+
+ private:
+  std::mutex stopMutex;
 };
 
 void DeliverPumpResult(Napi::Env env, Napi::Function callback, std::nullptr_t* context, PumpResult* r);
@@ -439,6 +456,7 @@ void RunPump(std::shared_ptr<PumpState> state, PumpTsfn tsfn, int pipeSize) {
   for (int fd : {ab.pipe[0], ab.pipe[1], ba.pipe[0], ba.pipe[1]}) {
     if (fd >= 0) close(fd);
   }
+  state->CloseStop();
   if (result->err != 0 && !result->side.empty()) {
     // Pass a reset on: the other socket's close sends RST instead of FIN.
     linger hard{1, 0};
@@ -511,11 +529,7 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
 
  private:
   Napi::Value Stop(const Napi::CallbackInfo& info) {
-    if (state_) {
-      uint64_t one = 1;
-      ssize_t ignored = write(state_->stopFd, &one, sizeof one);
-      (void)ignored;
-    }
+    if (state_) state_->SignalStop();
     return info.Env().Undefined();
   }
 
