@@ -21,6 +21,8 @@ const SYSTEM_DEPS = [
   { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
   { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
   { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege" },
+  { command: "prlimit", pkg: "util-linux", usedBy: "load tests: Node-RED and the load client with a raised fd limit" },
+  { command: "ss", pkg: "iproute2", usedBy: "load and redeploy tests: listening ports left behind" },
   { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
