@@ -162,7 +162,9 @@ export function gatewayFlow(o: FlowOptions): object[] {
     { id: "tab", type: "tab", label: `load ${v}` },
     {
       id: "tin", z: "tab", type: "transparent in", name: `capture ${v}`, port: LISTENER_PORT, address: "", family: "ipv4", mode: o.mode,
-      maxConnections: 0, sniffBytes: 1024, sniffTimeout: v === "a" ? 1 : 2, proxyProtocol: "off", proxyFrom: "",
+      maxConnections: 0,
+      // a: no bytes read ahead (classify reads the live connection); b: the first 64 read before the message.
+      sniffBytes: v === "a" ? 0 : 64, sniffTimeout: 1, proxyProtocol: "off", proxyFrom: "",
       unclaimedTimeout: 30, unclaimedAction: "close", onClose: "keep",
       manageRules: true, ruleDestinations: `${SERVER_IP}/32`, rulePorts: String(SERVER_PORT), ruleMark: "",
       x: 120, y: 80, wires: [["cls", ...ev]],
@@ -259,6 +261,11 @@ export class LoadRig {
   /** Pid of the Node-RED process (`ip netns exec` and `prlimit` exec in place). */
   get pid(): number {
     return this.red!.child.pid!;
+  }
+
+  /** Whether the Node-RED process still runs. */
+  get alive(): boolean {
+    return this.red !== null && this.red.child.exitCode === null && this.red.child.signalCode === null;
   }
 
   get log(): string {
