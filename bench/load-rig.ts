@@ -35,7 +35,7 @@ export const BROKER_PORT = 1883;
 const require_ = createRequire(__filename);
 const redEnv = require_(path.join(ROOT, "scripts", "node-red-env.js")) as {
   prepareUserDir(dir: string, o: { port: number; flows: object[]; settings?: object; logLevel?: string }): void;
-  startNodeRed(dir: string, o: { port: number; timeoutMs?: number; wrap?: string[] }): Promise<{ child: ChildProcess; log(): string }>;
+  startNodeRed(dir: string, o: { port: number; timeoutMs?: number; wrap?: string[]; env?: NodeJS.ProcessEnv }): Promise<{ child: ChildProcess; log(): string }>;
   stopProcess(child: ChildProcess, timeoutMs?: number): Promise<void>;
 };
 
@@ -150,6 +150,8 @@ export interface FlowOptions {
   events: boolean;
   /** Seconds between the publisher's stats events (0: none). */
   statsInterval?: number;
+  /** The flow source's mode (default ebpf). */
+  flowSourceMode?: "ebpf" | "sockdiag" | "auto";
   /** The forward node's pump (default auto). */
   pump?: "auto" | "native" | "js";
 }
@@ -187,7 +189,7 @@ export function gatewayFlow(o: FlowOptions): object[] {
   if (o.events) {
     flow.push(
       {
-        id: "fs", z: "tab", type: "flow source", name: "", mode: "ebpf", eventOpen: false, eventClose: true, eventState: false,
+        id: "fs", z: "tab", type: "flow source", name: "", mode: o.flowSourceMode ?? "ebpf", eventOpen: false, eventClose: true, eventState: false,
         ports: String(SERVER_PORT), cidrs: "", side: "any", cgroupId: "", delivery: "event", batchMs: 1000, ringKiB: 1024, dumpMs: 1000, firstBytes: 0,
         x: 120, y: 200, wires: [["ev"]],
       },
@@ -279,12 +281,26 @@ export class LoadRig {
     redEnv.prepareUserDir(this.userDir, {
       port: ADMIN_PORT,
       flows: gatewayFlow(this.options.flow),
-      // The diagnostics report carries process.memoryUsage() (heap figures).
-      settings: { diagnostics: { enabled: true, ui: false } },
     });
+    // Heap figures after a full collection, so garbage is not mistaken for growth: an
+    // Admin API route (Node-RED's httpAdminMiddleware setting) that runs gc(), which
+    // --expose-gc provides.
+    fs.appendFileSync(
+      path.join(this.userDir, "settings.js"),
+      `module.exports.httpAdminMiddleware = function (req, res, next) {
+  if (req.method === "POST" && req.url === "/load-rig/gc") {
+    global.gc();
+    res.json(process.memoryUsage());
+    return;
+  }
+  next();
+};
+`,
+    );
     this.server = this.spawn(this.nsServer, [path.join(DIST_BENCH, "load-server.js"), JSON.stringify({ host: SERVER_IP, port: SERVER_PORT, barrier: this.options.barrier ?? 0, barrierTimeoutMs: this.options.barrierTimeoutMs ?? 60_000, bodyBytes: this.options.bodyBytes })]);
     await this.server.event("listening");
-    this.red = await redEnv.startNodeRed(this.userDir, { port: ADMIN_PORT, timeoutMs: 90_000, wrap: ["ip", "netns", "exec", this.nsGateway, "prlimit", `--nofile=${this.nofile}:${this.nofile}`] });
+    const env = { ...process.env, NODE_OPTIONS: `${process.env["NODE_OPTIONS"] ?? ""} --expose-gc`.trim() };
+    this.red = await redEnv.startNodeRed(this.userDir, { port: ADMIN_PORT, timeoutMs: 90_000, env, wrap: ["ip", "netns", "exec", this.nsGateway, "prlimit", `--nofile=${this.nofile}:${this.nofile}`] });
     this.agent = this.spawn(this.nsGateway, [path.join(DIST_BENCH, "ns-agent.js")]);
     await this.waitListening();
   }
@@ -358,10 +374,11 @@ export class LoadRig {
     if (r["status"] !== 204 && r["status"] !== 200) throw new Error(`deploy: HTTP ${String(r["status"])} ${String(r["body"])}`);
   }
 
-  /** Node-RED's heap figures (process.memoryUsage() from its diagnostics report). */
+  /** Node-RED's process.memoryUsage() right after a full garbage collection. */
   async memory(): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number }> {
-    const r = await this.agentCall({ op: "fetch", url: `http://127.0.0.1:${ADMIN_PORT}/diagnostics` });
-    return (JSON.parse(String(r["body"])) as { nodejs: { memoryUsage: never } }).nodejs.memoryUsage;
+    const r = await this.agentCall({ op: "fetch", url: `http://127.0.0.1:${ADMIN_PORT}/load-rig/gc`, method: "POST" });
+    if (r["status"] !== 200) throw new Error(`gc: HTTP ${String(r["status"])} ${String(r["body"]).slice(0, 200)}`);
+    return JSON.parse(String(r["body"])) as never;
   }
 
   /** Subscribes the agent to the embedded broker (counted by event type). */
