@@ -5,6 +5,7 @@
 //   {id, op:"subscribe", url, topic}                → {id, ok}; counts every message by its
 //                                                       JSON `type`, keeps the newest mqtt-stats
 //   {id, op:"counts"}                               → {id, byType, stats, connects}
+import http from "node:http";
 import readline from "node:readline";
 import { connect, type MqttClient } from "mqtt";
 
@@ -25,17 +26,29 @@ const stats: Record<string, unknown> = {};
 let connects = 0;
 let client: MqttClient | null = null;
 
+/**
+ * One HTTP request on a connection of its own, closed after the answer: a kept-alive
+ * connection would show up among Node-RED's fds for seconds after each call.
+ */
+function request(cmd: Command): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(cmd.url!, { method: cmd.method ?? "GET", headers: { ...(cmd.headers ?? {}), connection: "close" }, agent: false, timeout: 60_000 }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c: string) => (body += c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("request timed out")));
+    req.on("error", reject);
+    req.end(cmd.body);
+  });
+}
+
 async function handle(cmd: Command): Promise<object> {
   switch (cmd.op) {
-    case "fetch": {
-      const res = await fetch(cmd.url!, {
-        method: cmd.method ?? "GET",
-        headers: cmd.headers ?? {},
-        ...(cmd.body === undefined ? {} : { body: cmd.body }),
-        signal: AbortSignal.timeout(60_000),
-      });
-      return { status: res.status, body: await res.text() };
-    }
+    case "fetch":
+      return request(cmd);
     case "subscribe": {
       // Reconnects quickly: a full deploy restarts the embedded broker.
       client = connect(cmd.url!, { reconnectPeriod: 100, connectTimeout: 2000, clean: false, clientId: `load-agent-${process.pid}` });
