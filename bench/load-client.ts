@@ -32,6 +32,8 @@ const opts = JSON.parse(process.argv[2] ?? "{}") as ClientOptions;
 const out = (event: object): void => void process.stdout.write(`${JSON.stringify(event)}\n`);
 const outcomes: Record<string, number> = {};
 const wrongSamples: string[] = [];
+/** What the first hung connections had seen: when they connected, what came back. */
+const timeoutSamples: Array<{ id: string; localPort: number | undefined; startedMs: number; connectedMs: number | null; received: number }> = [];
 let started = 0;
 let connected = 0;
 let open = 0;
@@ -68,8 +70,14 @@ function connectOnce(onConnected: () => void): Promise<void> {
       socket.destroy();
       resolve();
     };
-    const timer = setTimeout(() => finish("timeout"), opts.timeoutMs);
+    const startedMs = Date.now() - t0;
+    let connectedMs: number | null = null;
+    const timer = setTimeout(() => {
+      if (timeoutSamples.length < 10) timeoutSamples.push({ id, localPort: socket.localPort, startedMs, connectedMs, received: chunks.reduce((n, c) => n + c.length, 0) });
+      finish("timeout");
+    }, opts.timeoutMs);
     socket.on("connect", () => {
+      connectedMs = Date.now() - t0;
       isOpen = true;
       connected++;
       open++;
@@ -102,7 +110,7 @@ function connectOnce(onConnected: () => void): Promise<void> {
 }
 
 function summary(): object {
-  return { started, connected, ended, inFlight, maxOpen, outcomes, proxied, direct, wrongSamples, ms: Date.now() - t0 };
+  return { started, connected, ended, inFlight, maxOpen, outcomes, proxied, direct, wrongSamples, timeoutSamples, ms: Date.now() - t0 };
 }
 
 async function burst(): Promise<void> {

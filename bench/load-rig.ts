@@ -129,6 +129,7 @@ export interface LoadResult {
   proxied: number;
   direct: number;
   wrongSamples: string[];
+  timeoutSamples: Array<{ id: string; localPort: number | undefined; startedMs: number; connectedMs: number | null; received: number }>;
   ms: number;
   allConnectedMs?: number | null;
   skipped?: number;
