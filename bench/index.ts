@@ -16,7 +16,10 @@ async function main(): Promise<void> {
   const files = fs
     .readdirSync(__dirname)
     .filter((f) => f.endsWith(".bench.js"))
-    .filter((f) => (only.length === 0 ? !ONLY_WHEN_NAMED.has(f.replace(/\.bench\.js$/, "")) : only.includes(f.replace(/\.bench\.js$/, ""))))
+    .filter((f) => {
+      const name = f.replace(/\.bench\.js$/, "");
+      return only.length === 0 ? !ONLY_WHEN_NAMED.has(name) : only.includes(name);
+    })
     .sort();
   console.log(`bench: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}, node ${process.version}`);
   const reports: BenchReport[] = [];

@@ -301,7 +301,7 @@ export class LoadRig {
     this.server = this.spawn(this.nsServer, [path.join(DIST_BENCH, "load-server.js"), JSON.stringify({ host: SERVER_IP, port: SERVER_PORT, barrier: this.options.barrier ?? 0, barrierTimeoutMs: this.options.barrierTimeoutMs ?? 60_000, bodyBytes: this.options.bodyBytes })]);
     await this.server.event("listening");
     const env = { ...process.env, NODE_OPTIONS: `${process.env["NODE_OPTIONS"] ?? ""} --expose-gc`.trim() };
-    this.red = await redEnv.startNodeRed(this.userDir, { port: ADMIN_PORT, timeoutMs: 90_000, env, wrap: ["ip", "netns", "exec", this.nsGateway, "prlimit", `--nofile=${this.nofile}:${this.nofile}`] });
+    this.red = await redEnv.startNodeRed(this.userDir, { port: ADMIN_PORT, timeoutMs: 90_000, env, wrap: this.prefixFor(this.nsGateway) });
     this.agent = this.spawn(this.nsGateway, [path.join(DIST_BENCH, "ns-agent.js")]);
     await this.waitListening();
   }
@@ -339,8 +339,16 @@ export class LoadRig {
     return run("ip", ["netns", "exec", ns, cmd, ...args], input);
   }
 
+  /**
+   * What a child runs under: the namespace, the fd limit, and a parent-death signal, so
+   * that a run killed from outside (its close() never called) does not leave them running.
+   */
+  private prefixFor(ns: string): string[] {
+    return ["ip", "netns", "exec", ns, "prlimit", `--nofile=${this.nofile}:${this.nofile}`, "setpriv", "--pdeathsig", "TERM", "--"];
+  }
+
   private spawn(ns: string, argv: readonly string[]): JsonChild {
-    const child = new JsonChild(["ip", "netns", "exec", ns, "prlimit", `--nofile=${this.nofile}:${this.nofile}`, process.execPath, ...argv]);
+    const child = new JsonChild([...this.prefixFor(ns), process.execPath, ...argv]);
     this.children.push(child);
     return child;
   }

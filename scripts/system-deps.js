@@ -20,7 +20,7 @@ const SYSTEM_DEPS = [
   // Kernel suites: namespaces, rules, dropped privileges, the tcplife anchor.
   { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
   { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
-  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege" },
+  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege; the load rig's parent-death signal" },
   { command: "prlimit", pkg: "util-linux", usedBy: "load tests: Node-RED and the load client with a raised fd limit" },
   { command: "ss", pkg: "iproute2", usedBy: "load and redeploy tests: listening ports left behind" },
   { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },

@@ -14,7 +14,7 @@ import { gatewayFlow, LoadRig, type LoadResult } from "../../bench/load-rig";
 import { describeSample, type ProcessSample } from "../../bench/process-stats";
 import { IS_ROOT, systemCommand } from "../support/system";
 
-const commands = IS_ROOT ? ["nft", "prlimit", "ss"].map((c) => systemCommand(c)) : [];
+const commands = IS_ROOT ? ["nft", "prlimit", "setpriv", "ss"].map((c) => systemCommand(c)) : [];
 const skip = !IS_ROOT || commands.some((c) => c.skip);
 
 const TARGET = 10_000;

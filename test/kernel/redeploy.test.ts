@@ -13,7 +13,7 @@ import { describeSample, type ProcessSample } from "../../bench/process-stats";
 import { loadFlowAddon } from "../../src/flow/native";
 import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
 
-const commands = IS_ROOT ? ["nft", "prlimit", "ss"].map((c) => systemCommand(c)) : [];
+const commands = IS_ROOT ? ["nft", "prlimit", "setpriv", "ss"].map((c) => systemCommand(c)) : [];
 const ebpfBuilt = (() => {
   try {
     return loadFlowAddon().ebpfBuilt;
