@@ -51,7 +51,7 @@ describe.skipIf(skip)("100 redeploys of a real Node-RED under traffic", () => {
     await rig.close();
   }, 60_000);
 
-  it("leaves no port, fd, BPF object, nft table, rule, route or thread behind, and no connection hangs", { timeout: 170_000 }, async () => {
+  it("leaves no port, fd, BPF object, nft table, rule, route or thread behind; connections end cleanly (rare hangs bounded)", { timeout: 170_000 }, async () => {
     // Warm-up through the first version, then the baseline of a running flow.
     const warm = await rig.runClient({ mode: "rate", rate: RATE, durationMs: 1500, timeoutMs: 10_000 }, 30_000);
     expect(warm.outcomes).toEqual({ ok: warm.started });
@@ -102,8 +102,8 @@ describe.skipIf(skip)("100 redeploys of a real Node-RED under traffic", () => {
     expect(load.ended).toBe(load.started);
     // Known shortfall: a connection that starts in the half second while a new flow version
     // starts can hang (in REDIRECT mode the handshake completes and no byte comes back; in
-    // TPROXY mode its SYNs go unanswered) — about 1 in 2,000 of those made during the
-    // deploys, none outside them. It is counted and shown, and held to at most 1 in 500.
+    // TPROXY mode its SYNs go unanswered for good) — between about 1 in 4,000 and 1 in 850
+    // of those made during the deploys, none outside them. Counted, shown, held to 1 in 500.
     const hung = load.outcomes["timeout"] ?? 0;
     if (hung > 0) console.warn(`${hung} connection(s) hung across the deploys: ${JSON.stringify(load.timeoutSamples)}`);
     expect(hung).toBeLessThanOrEqual(Math.ceil(load.started / 500));
