@@ -3,9 +3,12 @@ import os from "node:os";
 import path from "node:path";
 import { BenchModule, BenchReport, formatRate } from "./harness";
 
+/** Benchmarks that take minutes (the soak): run by `npm run bench <name>` only, never by a bare `npm run bench`. */
+const ONLY_WHEN_NAMED = new Set(["soak"]);
+
 /**
  * `npm run bench [name…]`: runs every bench/<name>.bench.ts (compiled to dist/bench),
- * or the named ones, and prints each figure beside the anchor measured in the same run.
+ * or the named ones (ONLY_WHEN_NAMED only so), and prints each figure beside the anchor measured in the same run.
  * The JSON report goes to bench-results/latest.json.
  */
 async function main(): Promise<void> {
@@ -13,7 +16,10 @@ async function main(): Promise<void> {
   const files = fs
     .readdirSync(__dirname)
     .filter((f) => f.endsWith(".bench.js"))
-    .filter((f) => only.length === 0 || only.includes(f.replace(/\.bench\.js$/, "")))
+    .filter((f) => {
+      const name = f.replace(/\.bench\.js$/, "");
+      return only.length === 0 ? !ONLY_WHEN_NAMED.has(name) : only.includes(name);
+    })
     .sort();
   console.log(`bench: ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), load ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}, node ${process.version}`);
   const reports: BenchReport[] = [];

@@ -20,8 +20,10 @@ const SYSTEM_DEPS = [
   // Kernel suites: namespaces, rules, dropped privileges, the tcplife anchor.
   { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
   { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },
-  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege" },
+  { command: "setpriv", pkg: "util-linux", usedBy: "kernel tests: listeners and flow sources without privilege; the load rig's parent-death signal" },
   { command: "nsenter", pkg: "util-linux", usedBy: "least-privilege test: Node-RED in a test namespace without ip netns exec's /sys remount" },
+  { command: "prlimit", pkg: "util-linux", usedBy: "load tests: Node-RED and the load client with a raised fd limit" },
+  { command: "ss", pkg: "iproute2", usedBy: "load and redeploy tests: listening ports left behind" },
   { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },
   { command: "cc", pkg: "gcc", usedBy: "the native connection-rate generator (bench/loadgen.c) of the flow load test and benchmark" },
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.

@@ -274,7 +274,13 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
       check(false);
     };
     const onEnd = (): void => check(true);
-    const onClose = (): void => finish({ kind: "reject", reason: "closed-early", detail: "the peer closed before the first bytes were read" });
+    // close() destroys the sockets still being read: that is the listener closing, not the peer.
+    const onClose = (): void =>
+      finish(
+        this.server === null
+          ? { kind: "reject", reason: "listener-closed", detail: "the listener closed while reading" }
+          : { kind: "reject", reason: "closed-early", detail: "the peer closed before the first bytes were read" },
+      );
     const onTimeout = (): void => {
       if (!proxyDone) {
         // A PROXY header arrives at once or not at all: one deadline for it.

@@ -163,7 +163,10 @@ export class ConnectionTable {
       };
       const onEnd = (): void => finish({ ...snapshot(), ended: true });
       const onClose = (): void => finish(null);
-      const timer = setTimeout(() => finish(snapshot()), Math.max(0, deadline - Date.now()));
+      // A loop busy past the deadline runs this timer before it polls the socket: the
+      // decision waits for that poll (setImmediate runs after it), so bytes the peer sent in
+      // time are not mistaken for silence (a server-first protocol) under load.
+      const timer = setTimeout(() => setImmediate(() => finish(snapshot())), Math.max(0, deadline - Date.now()));
       timer.unref();
       socket.on("data", onData);
       socket.once("end", onEnd);

@@ -98,6 +98,22 @@ describe("connection table", () => {
     expect(t.info("c")).toBeUndefined();
   });
 
+  it("readMore: bytes sent before the deadline count even when the loop was busy past it", async () => {
+    const t = new ConnectionTable();
+    const { accepted, client } = await pair();
+    t.add(accepted, info("busy"), { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 0, unclaimedAction: "close" });
+    const more = t.readMore("busy", 0, 1024, Date.now() + 5);
+    // The peer's bytes reach the socket in time, but the loop is busy until past the
+    // deadline: it runs the timer before it polls the socket again.
+    client.write("GET / HTTP/1.1\r\n");
+    const until = Date.now() + 50;
+    while (Date.now() < until) {
+      // busy
+    }
+    const got = await more;
+    expect(got?.bytes.toString()).toBe("GET / HTTP/1.1\r\n");
+  });
+
   it("is one table per process", () => {
     expect(connectionTable()).toBe(connectionTable());
   });

@@ -134,6 +134,17 @@ describe("transparent listener (library, loopback)", () => {
     expect(ended).toBe(true);
   });
 
+  it("a connection still being read when the listener closes is closed, as listener-closed (not closed-early)", async () => {
+    const { l, port, infos, rejected } = await listen({ sniffBytes: 64, sniffTimeoutMs: 5000 });
+    const s = client(port, "GET");
+    await until(() => l.liveCount() === 1, "the connection being read");
+    await l.close();
+    await closed(s);
+    await until(() => rejected.length === 1, "the rejection");
+    expect(rejected).toEqual(["listener-closed"]);
+    expect(infos).toEqual([]);
+  });
+
   it("checks its settings and names the field", () => {
     const err = (c: Record<string, unknown>): string | undefined => {
       try {
