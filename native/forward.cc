@@ -375,54 +375,9 @@ constexpr size_t kChunk = 1 << 20;
 constexpr int kFairRounds = 16;
 constexpr size_t kMaxPooledPipes = 64;
 constexpr unsigned kMaxWorkers = 4;
+// How long an idle worker keeps its pooled pipes.
+constexpr std::chrono::milliseconds kIdlePoolMs{300};
 
-// Moves what it can without blocking; false on an error (result filled in).
-bool Step(Direction& d, PumpResult& r, bool* progress) {
-  if (d.done) return true;
-  if (!d.srcEof && d.inPipe == 0) {
-    ssize_t n = splice(d.src, nullptr, d.pipe.w, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      d.inPipe += static_cast<size_t>(n);
-      *progress = true;
-    } else if (n == 0) {
-      d.srcEof = true;
-      *progress = true;
-    } else if (errno != EAGAIN && errno != EINTR) {
-      r.err = errno;
-      r.syscall = "splice";
-      r.side = d.srcName;
-      return false;
-    }
-  }
-  while (d.inPipe > 0) {
-    ssize_t n = splice(d.pipe.r, nullptr, d.dst, nullptr, d.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      d.inPipe -= static_cast<size_t>(n);
-      d.counter->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-      *progress = true;
-    } else if (n < 0 && errno == EAGAIN) {
-      break;
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else {
-      r.err = n < 0 ? errno : EPIPE;
-      r.syscall = "splice";
-      r.side = d.dstName;
-      return false;
-    }
-  }
-  if (d.srcEof && d.inPipe == 0) {
-    // Half-close: the peer's FIN goes on, the other direction keeps running.
-    if (shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) {
-      r.err = errno;
-      r.syscall = "shutdown";
-      r.side = d.dstName;
-      return false;
-    }
-    d.done = true;
-  }
-  return true;
-}
 
 class PumpWorker {
  public:
@@ -543,18 +498,89 @@ class PumpWorker {
         }
       }
       ExpireConnects();
+      TrimIdlePool();
       for (Pump* p : ended_) delete p;
       ended_.clear();
     }
     Shutdown();
   }
 
+  // Moves what it can without blocking; false on an error (result filled in). A direction
+  // holds a pipe only while bytes are in it: an idle connection costs its two sockets, not
+  // four more fds.
+  bool Step(Direction& d, int pipeSize, PumpResult& r, bool* progress) {
+    if (d.done) return true;
+    if (!d.srcEof && d.inPipe == 0) {
+      if (d.pipe.r < 0 && !TakePipe(pipeSize, &d.pipe)) {
+        r.err = errno;
+        r.syscall = "pipe2";
+        r.side = "";
+        return false;
+      }
+      ssize_t n = splice(d.src, nullptr, d.pipe.w, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        d.inPipe += static_cast<size_t>(n);
+        *progress = true;
+      } else if (n == 0) {
+        d.srcEof = true;
+        *progress = true;
+      } else if (errno != EAGAIN && errno != EINTR) {
+        r.err = errno;
+        r.syscall = "splice";
+        r.side = d.srcName;
+        return false;
+      }
+    }
+    while (d.inPipe > 0) {
+      ssize_t n = splice(d.pipe.r, nullptr, d.dst, nullptr, d.inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n > 0) {
+        d.inPipe -= static_cast<size_t>(n);
+        d.counter->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+        *progress = true;
+      } else if (n < 0 && errno == EAGAIN) {
+        break;
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else {
+        r.err = n < 0 ? errno : EPIPE;
+        r.syscall = "splice";
+        r.side = d.dstName;
+        return false;
+      }
+    }
+    if (d.inPipe == 0) GivePipe(&d.pipe, true);
+    if (d.srcEof && d.inPipe == 0) {
+      // Half-close: the peer's FIN goes on, the other direction keeps running.
+      if (shutdown(d.dst, SHUT_WR) != 0 && errno != ENOTCONN) {
+        r.err = errno;
+        r.syscall = "shutdown";
+        r.side = d.dstName;
+        return false;
+      }
+      d.done = true;
+    }
+    return true;
+  }
+
   // How long epoll may sleep: not at all with busy pumps, else until the next connect deadline.
   int WaitMs() const {
     if (!ready_.empty()) return 0;
-    if (deadlines_.empty()) return -1;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadlines_.begin()->first - std::chrono::steady_clock::now()).count();
+    auto next = deadlines_.empty() ? std::chrono::steady_clock::time_point::max() : deadlines_.begin()->first;
+    if (live_.empty() && !pool_.empty()) next = std::min(next, idleSince_ + kIdlePoolMs);
+    if (next == std::chrono::steady_clock::time_point::max()) return -1;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(next - std::chrono::steady_clock::now()).count();
     return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left + 1, 1 << 30));
+  }
+
+  // A worker with nothing to pump keeps no pipes for long: after a burst the process's
+  // fds return to what they were.
+  void TrimIdlePool() {
+    if (!live_.empty() || pool_.empty() || std::chrono::steady_clock::now() < idleSince_ + kIdlePoolMs) return;
+    for (PipePair& p : pool_) {
+      close(p.r);
+      close(p.w);
+    }
+    pool_.clear();
   }
 
   void ExpireConnects() {
@@ -621,13 +647,6 @@ class PumpWorker {
     p->ba.counter = &p->state->bToA;
     p->ab.srcName = p->ba.dstName = "a";
     p->ab.dstName = p->ba.srcName = "b";
-    if (!TakePipe(p->pipeSize, &p->ab.pipe) || !TakePipe(p->pipeSize, &p->ba.pipe)) {
-      PumpResult* r = NewResult(p);
-      r->err = errno;
-      r->syscall = "pipe2";
-      End(p, r);
-      return;
-    }
     // Edge-triggered, both ways, for the pump's whole life: no epoll_ctl per wake-up.
     for (Endpoint* e : {&p->endA, &p->endB}) {
       epoll_event ev{};
@@ -671,8 +690,8 @@ class PumpWorker {
         }
         break;
       }
-      if (ok && p->initialSent == p->initial.size()) ok = Step(p->ab, scratch, &progress);
-      if (ok) ok = Step(p->ba, scratch, &progress);
+      if (ok && p->initialSent == p->initial.size()) ok = Step(p->ab, p->pipeSize, scratch, &progress);
+      if (ok) ok = Step(p->ba, p->pipeSize, scratch, &progress);
       if (!ok || (p->ab.done && p->ba.done)) {
         PumpResult* r = NewResult(p);
         r->err = scratch.err;
@@ -700,6 +719,7 @@ class PumpWorker {
     p->ended = true;
     p->state->pump = nullptr;
     live_.erase(p);
+    if (live_.empty()) idleSince_ = std::chrono::steady_clock::now();
     // JS closes these fds after the callback: they must leave the epoll set first.
     if (p->registeredA) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endA.fd, nullptr);
     if (p->registeredB) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endB.fd, nullptr);
@@ -785,6 +805,7 @@ class PumpWorker {
   std::vector<PipePair> pool_;
   std::unordered_set<Pump*> live_;
   std::multimap<std::chrono::steady_clock::time_point, Pump*> deadlines_;
+  std::chrono::steady_clock::time_point idleSince_ = std::chrono::steady_clock::now();
 };
 
 // Per environment: the workers, the one thread-safe function that carries results back,
