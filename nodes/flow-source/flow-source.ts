@@ -2,6 +2,7 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
@@ -57,6 +58,7 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function FlowSourceNode(this: Node, config: FlowSourceDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -68,7 +70,7 @@ export default function register(RED: NodeAPI): void {
     let lost = 0;
 
     const showStatus = (): void => {
-      const text = lost > 0 ? `${mode} lost ${lost}` : mode;
+      const text = lost > 0 ? _("flow-source.status.lost", { mode, count: lost }) : mode;
       status.set({ fill: lost > 0 ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
     };
 
@@ -85,7 +87,7 @@ export default function register(RED: NodeAPI): void {
         if (e.type === "lost") {
           lost += e.count;
           showStatus();
-          node.warn(`lost ${e.count} flow events (${e.source}, ${e.capture ?? mode})`);
+          node.warn(_("flow-source.error.lost", { count: e.count, source: e.source, capture: e.capture ?? mode }));
         }
       }
       if (config.delivery === "batch") {
@@ -101,14 +103,14 @@ export default function register(RED: NodeAPI): void {
       source = new FlowSource(optionsFromConfig(config), onEvents);
       const started = source.start();
       mode = started.mode;
-      if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(`eBPF capture unavailable, using sock_diag: ${started.ebpfUnavailable}`);
-      if (started.degraded !== null) node.warn(`eBPF capture runs without: ${started.degraded}`);
+      if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(_("flow-source.error.ebpfUnavailable", { reason: started.ebpfUnavailable }));
+      if (started.degraded !== null) node.warn(_("flow-source.error.degraded", { reason: started.degraded }));
       showStatus();
     } catch (err) {
       source = null;
       const e = err as Error;
-      node.error(`flow source not started: ${e.message}`);
-      status.set({ fill: "red", shape: "ring", text: /CAP_BPF|EPERM/.test(e.message) ? "no CAP_BPF" : "not started" });
+      node.error(_("flow-source.error.notStarted", { reason: e.message }));
+      status.set({ fill: "red", shape: "ring", text: /CAP_BPF|EPERM/.test(e.message) ? _("flow-source.status.noCapBpf") : _("flow-source.status.notStarted") });
     }
 
     node.on("close", (_removed: boolean, done: () => void) => {

@@ -14,6 +14,7 @@ import {
   type RejectMode,
 } from "../../src/forward";
 import { connectionTable } from "../../src/session/table";
+import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface ForwardDef extends NodeDef {
@@ -91,20 +92,21 @@ function tlvsFrom(msg: NodeMessage): { authority?: string; alpn?: string } {
 }
 
 /** Short status text for an error code. */
-function shortCode(code: string): string {
+function shortCode(code: string, _: Messages): string {
   switch (code) {
     case "ERR_FORWARD_LOOP":
-      return "loop";
+      return _("forward.status.loop");
     case "ERR_FORWARD_TARGET":
-      return "no target";
+      return _("forward.status.noTarget");
     case "ERR_NATIVE_UNAVAILABLE":
-      return "addon missing";
+      return _("forward.status.addonMissing");
     default:
       return code;
   }
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function ForwardNode(this: Node, config: ForwardDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -119,19 +121,19 @@ export default function register(RED: NodeAPI): void {
       if (config.targetType === "fixed") fixed = parseTarget({ address: String(config.host ?? "").trim(), port: Number(config.port) }, "target");
     } catch (err) {
       node.error((err as Error).message);
-      status.set({ fill: "red", shape: "ring", text: "bad config" });
+      status.set({ fill: "red", shape: "ring", text: _("forward.status.badConfig") });
     }
 
     const show = (): void => {
       if (closed || options === null) return;
       const n = sessions.size;
-      if (lastError === "") status.set({ fill: "green", shape: "dot", text: `${n} active` });
-      else status.set({ fill: "yellow", shape: "ring", text: `${n} · ${lastError}` });
+      if (lastError === "") status.set({ fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) });
+      else status.set({ fill: "yellow", shape: "ring", text: _("forward.status.activeWithError", { count: n, error: lastError }) });
     };
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */
     const report = (msg: NodeMessage, summary: ForwardSummary, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
-      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code);
+      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code, _);
       show();
       if (closed) {
         done();
@@ -151,8 +153,8 @@ export default function register(RED: NodeAPI): void {
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
     const release = options === null ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
       if (summary.error !== undefined && FAILURES.has(summary.end)) {
-        lastError = shortCode(summary.error.code);
-        node.warn(`unclaimed connection ${summary.id}: ${summary.error.message}`);
+        lastError = shortCode(summary.error.code, _);
+        node.warn(_("forward.error.unclaimed", { id: summary.id, reason: summary.error.message }));
       }
       show();
     });
