@@ -52,6 +52,6 @@ export function messages(RED: NodeAPI): Messages {
     const catalogue = englishCatalogue();
     const fallback = catalogue === null ? undefined : catalogueText(catalogue, key);
     if (fallback === undefined) return key;
-    return fallback.replace(/\{\{\s*(\w+)\s*\}\}/g, (whole, name: string) => (vars?.[name] === undefined ? whole : String(vars[name])));
+    return fallback.replace(/__(\w+)__/g, (whole, name: string) => (vars?.[name] === undefined ? whole : String(vars[name])));
   };
 }
