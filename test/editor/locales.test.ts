@@ -1,4 +1,5 @@
 import type { Page } from "playwright-core";
+import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { addNodeAndOpen, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { systemCommand } from "../support/system";
@@ -29,6 +30,17 @@ async function translatedTexts(page: Page, form: string): Promise<Array<{ key: s
       return { key, text: text.trim() };
     }),
   );
+}
+
+/** The text of a debug sidebar message: an Error comes encoded as `{ __enc__, type: "error", data: { message } }`. */
+function debugText(msg: string): string {
+  try {
+    const encoded = JSON.parse(msg) as { __enc__?: boolean; data?: { message?: unknown } };
+    if (encoded.__enc__ === true && typeof encoded.data?.message === "string") return encoded.data.message;
+  } catch {
+    // Plain text (node.error with a string).
+  }
+  return msg;
 }
 
 describe.skipIf(chromiumPath.skip)("editor in a real browser: message catalogue and help from locales/en-US", () => {
@@ -105,5 +117,53 @@ describe.skipIf(chromiumPath.skip)("editor in a real browser: message catalogue 
     }
     // The sidebar renders the markdown: the sections are headings.
     await expect(page.locator("h1.red-ui-help-title + .red-ui-help h3", { hasText: "Outputs" }).count()).resolves.toBeGreaterThan(0);
+  });
+
+  it("the runtime reports statuses and errors as text from the catalogue, not keys", async () => {
+    const comms = new WebSocket(`${editor!.url.replace(/^http/, "ws")}/comms`);
+    const statuses = new Map<string, string>();
+    const errors: string[] = [];
+    comms.on("message", (data) => {
+      for (const { topic, data: d } of JSON.parse(String(data)) as Array<{ topic: string; data: Record<string, unknown> }>) {
+        if (topic.startsWith("status/") && typeof d["text"] === "string") statuses.set(topic.slice(7), d["text"]);
+        if (topic === "debug" && typeof d["msg"] === "string") errors.push(debugText(d["msg"]));
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      comms.once("open", () => resolve());
+      comms.once("error", reject);
+    });
+    comms.send(JSON.stringify({ subscribe: "status/#" }));
+    comms.send(JSON.stringify({ subscribe: "debug" }));
+    try {
+      const flows = [
+        { id: "t1", type: "tab", label: "Flow 1" },
+        { id: "if1", z: "t1", type: "ip filter", property: "clientIp", propertyType: "msg", outputMode: "allow-deny", noMatch: "deny", outputs: 2, rules: [{ name: "doc", action: "allow", vt: "cidr", v: "192.0.2.0/24" }], wires: [[], []] },
+        { id: "ri1", z: "t1", type: "real ip", trusted: "10.0.0.1/8", wires: [[]] },
+        { id: "me1", z: "t1", type: "mqtt events", broker: "", wires: [[]] },
+        { id: "fw1", z: "t1", type: "forward", action: "forward", targetType: "original", wires: [[]] },
+        { id: "in1", z: "t1", type: "inject", once: true, onceDelay: 0.2, repeat: "", payload: "", payloadType: "date", wires: [["od1"]] },
+        { id: "od1", z: "t1", type: "original dst", method: "auto", property: "originalDst", wires: [[]] },
+      ];
+      const res = await fetch(`${editor!.url}/flows`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Node-RED-Deployment-Type": "full" },
+        body: JSON.stringify(flows),
+      });
+      expect(res.ok).toBe(true);
+      const expected = { if1: "1 rule", ri1: "bad config", me1: "bad config", fw1: "0 active", od1: "error" };
+      await expect.poll(() => Object.fromEntries([...statuses].filter(([id]) => id in expected)), { timeout: 15_000 }).toEqual(expected);
+      await expect.poll(() => errors.join("\n"), { timeout: 10_000 }).toMatch(/no connection: msg\._session must come from a transparent in node/);
+      const text = errors.join("\n");
+      expect(text).toMatch(/invalid configuration: .*10\.0\.0\.1\/8/);
+      expect(text).toMatch(/invalid configuration: (?:broker: )?no traffic broker selected/);
+      // No message is a bare catalogue key or has an unfilled placeholder.
+      for (const t of [...statuses.values(), ...errors]) {
+        expect(t).not.toMatch(/^(?:[a-z-]+)\.(?:status|error)\.\w+/);
+        expect(t).not.toMatch(/__\w+__/);
+      }
+    } finally {
+      comms.close();
+    }
   });
 });
