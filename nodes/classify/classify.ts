@@ -11,6 +11,7 @@ import {
 } from "../../src/classify";
 import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 /** One rule as the editor stores it: every condition is text, empty means "any". */
@@ -128,6 +129,7 @@ interface Input {
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function ClassifyNode(this: Node, config: ClassifyDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -147,11 +149,11 @@ export default function register(RED: NodeAPI): void {
         serverFirstMs: optionalInt(config.serverFirstMs),
       });
       route = compileRouter(specs);
-      node.status({ fill: "grey", shape: "dot", text: `${specs.length} rules` });
+      node.status({ fill: "grey", shape: "dot", text: _("classify.status.rules", { count: specs.length }) });
     } catch (err) {
       configError = err as Error;
-      node.error(`invalid configuration: ${configError.message}`);
-      node.status({ fill: "red", shape: "ring", text: "bad config" });
+      node.error(_("classify.error.config", { reason: configError.message }));
+      node.status({ fill: "red", shape: "ring", text: _("classify.status.badConfig") });
     }
 
     const inputOf = (msg: NodeMessageInFlow): Input => {
@@ -214,7 +216,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("input", (msg, send, done) => {
       if (route === null || limits === null) {
-        done(configError ?? new Error("not configured"));
+        done(configError ?? new Error(_("classify.error.notConfigured")));
         return;
       }
       const lim = limits;
@@ -222,7 +224,7 @@ export default function register(RED: NodeAPI): void {
       try {
         input = inputOf(msg);
       } catch (err) {
-        status.set({ fill: "red", shape: "ring", text: "bad input" });
+        status.set({ fill: "red", shape: "ring", text: _("classify.status.badInput") });
         done(err as Error);
         return;
       }
@@ -239,7 +241,7 @@ export default function register(RED: NodeAPI): void {
         })
         .catch((err: unknown) => {
           // The listener failed to give more bytes: decide with what there is, and say why.
-          node.warn(`could not read more bytes: ${(err as Error).message}`);
+          node.warn(_("classify.error.moreBytes", { reason: (err as Error).message }));
           try {
             deliver(msg, runSniffers(input.bytes.subarray(0, lim.maxBytes), true, undefined, input.endpoints.destinationPort)!, input.endpoints, send);
             done();

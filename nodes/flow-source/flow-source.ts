@@ -4,6 +4,7 @@ import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flo
 import type { FlowEvent } from "../../src/events/types";
 import { effectiveCapabilities } from "../../src/doctor";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
@@ -62,8 +63,8 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
  * Status text for a start-up failure: the capabilities eBPF capture lacks in this process
  * (measured: loading needs CAP_BPF, the tp_btf programs also CAP_PERFMON), else a generic one.
  */
-export function startFailureText(message: string, have = effectiveCapabilities()): string {
-  if (!/CAP_BPF|EPERM|not permitted/.test(message)) return "not started";
+export function startFailureText(message: string, notStarted: string, have = effectiveCapabilities()): string {
+  if (!/CAP_BPF|EPERM|not permitted/.test(message)) return notStarted;
   const missing = (["CAP_BPF", "CAP_PERFMON"] as const).filter((c) => !have.has(c));
   if (missing.length === 2) return "no CAP_BPF+PERFMON";
   return missing.length === 1 ? `no ${missing[0]}` : "not permitted";
@@ -71,6 +72,7 @@ export function startFailureText(message: string, have = effectiveCapabilities()
 
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
+  const _ = messages(RED);
   function FlowSourceNode(this: Node, config: FlowSourceDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -84,7 +86,7 @@ export default function register(RED: NodeAPI): void {
     let noNetAdmin = false;
 
     const showStatus = (): void => {
-      const text = lost > 0 ? `${mode} lost ${lost}` : noNetAdmin ? "no CAP_NET_ADMIN" : mode;
+      const text = lost > 0 ? _("flow-source.status.lost", { mode, count: lost }) : noNetAdmin ? "no CAP_NET_ADMIN" : mode;
       status.set({ fill: lost > 0 || noNetAdmin ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
     };
 
@@ -101,7 +103,7 @@ export default function register(RED: NodeAPI): void {
         if (e.type === "lost") {
           lost += e.count;
           showStatus();
-          node.warn(`lost ${e.count} flow events (${e.source}, ${e.capture ?? mode})`);
+          node.warn(_("flow-source.error.lost", { count: e.count, source: e.source, capture: e.capture ?? mode }));
         }
       }
       if (config.delivery === "batch") {
@@ -117,10 +119,10 @@ export default function register(RED: NodeAPI): void {
       source = new FlowSource(optionsFromConfig(config), onEvents);
       const started = source.start();
       mode = started.mode;
-      if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(`eBPF capture unavailable, using sock_diag: ${started.ebpfUnavailable}`);
+      if (started.ebpfUnavailable !== null && config.mode !== "sockdiag") node.warn(_("flow-source.error.ebpfUnavailable", { reason: started.ebpfUnavailable }));
       if (started.degraded !== null) {
         noNetAdmin = /CAP_NET_ADMIN/.test(started.degraded);
-        node.warn(`eBPF capture runs without: ${started.degraded}`);
+        node.warn(_("flow-source.error.degraded", { reason: started.degraded }));
       }
       showStatus();
       // Again once the flows run, for Status nodes that did not exist yet.
@@ -130,7 +132,7 @@ export default function register(RED: NodeAPI): void {
     } catch (err) {
       source = null;
       const e = err as Error;
-      reportStartFailure(RED, node, `flow source not started: ${e.message}`, (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message) });
+      reportStartFailure(RED, node, _("flow-source.error.notStarted", { reason: e.message }), (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message, _("flow-source.status.notStarted")) });
     }
 
     node.on("close", (_removed: boolean, done: () => void) => {

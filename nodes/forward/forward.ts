@@ -14,6 +14,7 @@ import {
   type RejectMode,
 } from "../../src/forward";
 import { connectionTable } from "../../src/session/table";
+import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface ForwardDef extends NodeDef {
@@ -97,14 +98,14 @@ function tlvsFrom(msg: NodeMessage): { authority?: string; alpn?: string } {
  * Short status text for an error code. `privileged`: the sockets are transparent-bound or
  * marked, the only calls that need a privilege (otherwise EPERM is a firewall's refusal).
  */
-function shortCode(code: string, privileged: boolean): string {
+function shortCode(code: string, privileged: boolean, _: Messages): string {
   switch (code) {
     case "ERR_FORWARD_LOOP":
-      return "loop";
+      return _("forward.status.loop");
     case "ERR_FORWARD_TARGET":
-      return "no target";
+      return _("forward.status.noTarget");
     case "ERR_NATIVE_UNAVAILABLE":
-      return "addon missing";
+      return _("forward.status.addonMissing");
     case "EPERM":
       return privileged ? "no CAP_NET_ADMIN" : "not permitted";
     default:
@@ -113,6 +114,7 @@ function shortCode(code: string, privileged: boolean): string {
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function ForwardNode(this: Node, config: ForwardDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -127,7 +129,7 @@ export default function register(RED: NodeAPI): void {
       if (config.targetType === "fixed") fixed = parseTarget({ address: String(config.host ?? "").trim(), port: Number(config.port) }, "target");
     } catch (err) {
       node.error((err as Error).message);
-      status.set({ fill: "red", shape: "ring", text: "bad config" });
+      status.set({ fill: "red", shape: "ring", text: _("forward.status.badConfig") });
     }
 
     const privileged = options !== null && (options.identity === "transparent" || (options.mark ?? 0) > 0);
@@ -135,17 +137,17 @@ export default function register(RED: NodeAPI): void {
     const show = (): void => {
       if (closed || options === null) return;
       const n = sessions.size;
-      if (lastError === "") status.set({ fill: "green", shape: "dot", text: `${n} active` });
+      if (lastError === "") status.set({ fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) });
       else {
         // The error says more than the count when both do not fit the editor's 19 characters.
-        const both = `${n} · ${lastError}`;
+        const both = _("forward.status.activeWithError", { count: n, error: lastError });
         status.set({ fill: "yellow", shape: "ring", text: both.length <= 19 ? both : lastError });
       }
     };
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */
     const report = (msg: NodeMessage, summary: ForwardSummary, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
-      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code, privileged);
+      if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code, privileged, _);
       show();
       if (closed) {
         done();
@@ -165,8 +167,8 @@ export default function register(RED: NodeAPI): void {
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
     const release = options === null ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
       if (summary.error !== undefined && FAILURES.has(summary.end)) {
-        lastError = shortCode(summary.error.code, privileged);
-        node.warn(`unclaimed connection ${summary.id}: ${summary.error.message}`);
+        lastError = shortCode(summary.error.code, privileged, _);
+        node.warn(_("forward.error.unclaimed", { id: summary.id, reason: summary.error.message }));
       }
       show();
     });

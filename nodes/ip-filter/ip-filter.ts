@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { TrafficError } from "../../src/errors";
 import { compileIpFilter, IpFilter, IpRuleSpec } from "../../src/ipfilter/rules";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 /** One rule as the editor stores it: `vt` says whether `v` is a CIDR list or an environment variable name. */
@@ -37,6 +38,7 @@ export function rulesFromConfig(rules: IpFilterRuleConfig[], readEnv: (name: str
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function IpFilterNode(this: Node, config: IpFilterDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -51,18 +53,18 @@ export default function register(RED: NodeAPI): void {
     try {
       rules = rulesFromConfig(config.rules, (name) => RED.util.evaluateNodeProperty(name, "env", node, {}));
       filter = compileIpFilter(rules);
-      node.status({ fill: "grey", shape: "dot", text: rules.length === 1 ? "1 rule" : `${rules.length} rules` });
+      node.status({ fill: "grey", shape: "dot", text: rules.length === 1 ? _("ip-filter.status.oneRule") : _("ip-filter.status.rules", { count: rules.length }) });
     } catch (err) {
       configError = err as Error;
-      node.error(`invalid rules: ${configError.message}`);
-      node.status({ fill: "red", shape: "ring", text: "bad rules" });
+      node.error(_("ip-filter.error.rules", { reason: configError.message }));
+      node.status({ fill: "red", shape: "ring", text: _("ip-filter.status.badRules") });
     }
     const outputs = mode === "rules" ? rules.length + 1 : 2;
 
     node.on("input", (msg, send, done) => {
       if (filter === null) {
         // Fail closed: with broken rules nothing passes.
-        done(configError ?? new Error("not configured"));
+        done(configError ?? new Error(_("ip-filter.error.notConfigured")));
         return;
       }
       const value = RED.util.getMessageProperty(msg, property);

@@ -8,6 +8,7 @@ import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishPrope
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
 import { intSetting } from "../common/settings";
+import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 import type { BrokerState, BrokerUser, TrafficBrokerNode } from "../traffic-broker/traffic-broker";
 
@@ -70,25 +71,26 @@ function compact(n: number): string {
 }
 
 /** Status text and colour from the publisher's counts. */
-export function statusFromStats(s: PublisherStats, state: BrokerState["state"], stateText: string = state): { fill: "green" | "yellow" | "red" | "grey"; shape: "dot" | "ring"; text: string } {
+export function statusFromStats(s: PublisherStats, state: BrokerState["state"], stateText: string, _: Messages): { fill: "green" | "yellow" | "red" | "grey"; shape: "dot" | "ring"; text: string } {
   if (!s.connected) {
     const fill = state === "error" ? "red" : "yellow";
     // The broker's words (refused, not authorized, …) say more than a count, unless events wait.
-    return { fill, shape: "ring", text: s.queued > 0 ? `${compact(s.queued)} queued` : stateText };
+    return { fill, shape: "ring", text: s.queued > 0 ? _("mqtt-events.status.queued", { count: compact(s.queued) }) : stateText };
   }
-  if (s.dropped > 0) return { fill: "yellow", shape: "dot", text: `${compact(s.sent)} sent ${compact(s.dropped)} drop` };
-  if (s.queued > 0) return { fill: "green", shape: "dot", text: `${compact(s.queued)} queued` };
-  return { fill: "green", shape: "dot", text: `${compact(s.sent)} sent` };
+  if (s.dropped > 0) return { fill: "yellow", shape: "dot", text: _("mqtt-events.status.sentDropped", { sent: compact(s.sent), dropped: compact(s.dropped) }) };
+  if (s.queued > 0) return { fill: "green", shape: "dot", text: _("mqtt-events.status.queued", { count: compact(s.queued) }) };
+  return { fill: "green", shape: "dot", text: _("mqtt-events.status.sent", { count: compact(s.sent) }) };
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function MqttEventsNode(this: Node, config: MqttEventsDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);
     const broker = RED.nodes.getNode(config.broker) as TrafficBrokerNode | null;
     let brokerState: BrokerState["state"] = "disconnected";
-    let brokerText = "disconnected";
+    let brokerText = _("mqtt-events.status.disconnected");
     let publisher: Publisher | null = null;
     let batcher: Batcher | null = null;
     let topicOf: ((values: TopicValues) => string) | null = null;
@@ -101,7 +103,7 @@ export default function register(RED: NodeAPI): void {
     let publishedDropped = 0;
 
     try {
-      if (!broker) throw new TrafficError("ERR_MQTT_CONFIG", "no traffic broker selected", "broker");
+      if (!broker) throw new TrafficError("ERR_MQTT_CONFIG", _("mqtt-events.error.noBroker"), "broker");
       topicOf = compileTopicTemplate((config.topic || "").trim() || "traffic/{host}/{type}/{side}");
       qos = qosOf(intSetting(config.qos, 1, 0, 2, "QoS"), 1);
       if (broker.protocolVersion === 5) {
@@ -133,12 +135,12 @@ export default function register(RED: NodeAPI): void {
       }
       statsIntervalMs = intSetting(config.statsInterval, 60, 0, 86_400, "stats interval") * 1000;
     } catch (err) {
-      node.error(`invalid configuration: ${(err as Error).message}`);
-      status.set({ fill: "red", shape: "ring", text: "bad config" });
+      node.error(_("mqtt-events.error.config", { reason: (err as Error).message }));
+      status.set({ fill: "red", shape: "ring", text: _("mqtt-events.status.badConfig") });
     }
 
     const refreshStatus = (): void => {
-      if (publisher) status.set(statusFromStats(publisher.stats(), brokerState, brokerText));
+      if (publisher) status.set(statusFromStats(publisher.stats(), brokerState, brokerText, _));
     };
 
     const user: BrokerUser = {
@@ -197,7 +199,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("input", (msg: NodeMessageInFlow, _send, done) => {
       if (!publisher || !topicOf || !broker) {
-        done(new Error("mqtt events is not configured"));
+        done(new Error(_("mqtt-events.error.notConfigured")));
         return;
       }
       try {

@@ -3,6 +3,7 @@ import { isTrafficSession, type ConnectionInfo, type OriginalDstMethod } from ".
 import { TrafficError } from "../../src/errors";
 import { getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface OriginalDstDef extends NodeDef {
@@ -34,16 +35,18 @@ export function lookupOriginalDst(id: string, method: OriginalDstDef["method"]):
   return { address: found.address, port: found.port, family: found.family, method: useLocal ? "tproxy-local-address" : "so_original_dst" };
 }
 
+/** Catalogue keys of the status texts, by error code. */
 const STATUS: Record<string, string> = {
-  ENOENT: "not redirected",
-  ENOPROTOOPT: "no conntrack",
-  EBADF: "connection gone",
-  ENOTCONN: "connection gone",
-  ERR_NO_FD: "connection gone",
-  ERR_NATIVE_UNAVAILABLE: "addon missing",
+  ENOENT: "original-dst.status.notRedirected",
+  ENOPROTOOPT: "original-dst.status.noConntrack",
+  EBADF: "original-dst.status.connectionGone",
+  ENOTCONN: "original-dst.status.connectionGone",
+  ERR_NO_FD: "original-dst.status.connectionGone",
+  ERR_NATIVE_UNAVAILABLE: "original-dst.status.addonMissing",
 };
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function OriginalDstNode(this: Node, config: OriginalDstDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -55,7 +58,7 @@ export default function register(RED: NodeAPI): void {
       try {
         const session = (msg as { _session?: unknown })._session;
         if (!isTrafficSession(session)) {
-          throw new TrafficError("ERR_BAD_ADDRESS", "no connection: msg._session must come from a transparent in node", "msg._session");
+          throw new TrafficError("ERR_BAD_ADDRESS", _("original-dst.error.noConnection"), "msg._session");
         }
         const result = lookupOriginalDst(session.id, method);
         RED.util.setMessageProperty(msg, property, result, true);
@@ -64,7 +67,7 @@ export default function register(RED: NodeAPI): void {
         done();
       } catch (err) {
         const e = err as Error & { code?: string };
-        status.set({ fill: "red", shape: "ring", text: STATUS[e.code ?? ""] ?? "error" });
+        status.set({ fill: "red", shape: "ring", text: _(STATUS[e.code ?? ""] ?? "original-dst.status.error") });
         done(e);
       }
     });

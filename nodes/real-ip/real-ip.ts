@@ -5,6 +5,7 @@ import { parseProxyHeader } from "../../src/proxy-protocol/parse";
 import type { ProxyHeader } from "../../src/proxy-protocol/types";
 import { AddressSource, compileRealIp, RealIpInput, RealIpResolver } from "../../src/realip/resolve";
 import { TrustSpec } from "../../src/realip/trust";
+import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface RealIpDef extends NodeDef {
@@ -92,6 +93,7 @@ interface HttpInRequest {
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function RealIpNode(this: Node, config: RealIpDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -108,8 +110,8 @@ export default function register(RED: NodeAPI): void {
       node.status({});
     } catch (err) {
       configError = err as Error;
-      node.error(`invalid configuration: ${configError.message}`);
-      node.status({ fill: "red", shape: "ring", text: "bad config" });
+      node.error(_("real-ip.error.config", { reason: configError.message }));
+      node.status({ fill: "red", shape: "ring", text: _("real-ip.status.badConfig") });
     }
 
     const fromProperties = (msg: NodeMessageInFlow): RealIpInput | undefined => {
@@ -145,7 +147,7 @@ export default function register(RED: NodeAPI): void {
 
     node.on("input", (msg, send, done) => {
       if (resolve === null) {
-        done(configError ?? new Error("not configured"));
+        done(configError ?? new Error(_("real-ip.error.notConfigured")));
         return;
       }
       try {
@@ -153,7 +155,7 @@ export default function register(RED: NodeAPI): void {
         if (input === undefined) {
           throw new TrafficError(
             "ERR_BAD_ADDRESS",
-            `no socket peer: expected msg.req from http in, a connection message, or msg.${config.peerProp || "peer"}`,
+            _("real-ip.error.noPeer", { property: config.peerProp || "peer" }),
             "socket peer",
           );
         }
@@ -166,7 +168,7 @@ export default function register(RED: NodeAPI): void {
         done();
       } catch (err) {
         const e = err as Error & { code?: string; input?: string };
-        status.set({ fill: "red", shape: "ring", text: e instanceof TrafficError ? `bad ${e.input ?? "input"}` : "error" });
+        status.set({ fill: "red", shape: "ring", text: e instanceof TrafficError ? _("real-ip.status.bad", { input: e.input ?? "input" }) : _("real-ip.status.error") });
         done(e);
       }
     });

@@ -7,6 +7,7 @@ import { TrafficError } from "../../src/errors";
 import { makeEvent, type AgentStatusEvent } from "../../src/events";
 import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { PACKAGE } from "../../src/package-info";
+import { messages, type Messages } from "../common/messages";
 import { intSetting } from "../common/settings";
 
 
@@ -138,16 +139,16 @@ async function startEmbeddedBroker(host: string, port: number): Promise<Embedded
 }
 
 /** Status text for a connection error: errno names, and CONNACK refusals in words. */
-export function errorText(err: Error & { code?: string | number }): string {
+export function errorText(err: Error & { code?: string | number }, _: Messages): string {
   const code = err.code;
   if (typeof code === "number") {
     // CONNACK return codes: MQTT 3.1.1 4/5, MQTT 5 0x86/0x87 are bad credentials / not authorised.
-    if (code === 4 || code === 5 || code === 0x86 || code === 0x87) return "not authorized";
-    return `refused (${code})`;
+    if (code === 4 || code === 5 || code === 0x86 || code === 0x87) return _("traffic-broker.status.notAuthorized");
+    return _("traffic-broker.status.refusedCode", { code });
   }
-  if (code === "ECONNREFUSED") return "refused";
-  if (typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return "TLS cert rejected";
-  return typeof code === "string" ? code.toLowerCase().slice(0, 19) : "error";
+  if (code === "ECONNREFUSED") return _("traffic-broker.status.refused");
+  if (typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(code)) return _("traffic-broker.status.tlsRejected");
+  return typeof code === "string" ? code.toLowerCase().slice(0, 19) : _("traffic-broker.status.error");
 }
 
 /** Races `work` against a timer, so a close handler always finishes. */
@@ -168,11 +169,12 @@ function bounded(work: Promise<unknown>, ms: number): Promise<void> {
 }
 
 export default function register(RED: NodeAPI): void {
+  const _ = messages(RED);
   function TrafficBrokerNodeImpl(this: TrafficBrokerNode & { credentials: TrafficBrokerCredentials }, config: TrafficBrokerDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const users = new Map<string, BrokerUser>();
-    let state: BrokerState = { state: "disconnected", text: "disconnected" };
+    let state: BrokerState = { state: "disconnected", text: _("traffic-broker.status.disconnected") };
     let client: MqttClient | null = null;
     let embedded: EmbeddedBroker | null = null;
     let starting: Promise<void> | null = null;
@@ -220,7 +222,7 @@ export default function register(RED: NodeAPI): void {
       }
     } catch (err) {
       configError = err as Error;
-      node.error(`invalid configuration: ${configError.message}`);
+      node.error(_("traffic-broker.error.config", { reason: configError.message }));
     }
     (node as { protocolVersion: 4 | 5 }).protocolVersion = protocolVersion;
 
@@ -245,33 +247,33 @@ export default function register(RED: NodeAPI): void {
       if (statusTopic !== null && client !== null) {
         client.publish(statusTopic, JSON.stringify(agentStatus("online")), { qos: 1, retain: true });
       }
-      setState({ state: "connected", text: "connected", client: client as MqttClient, ...(receiveMaximum === undefined ? {} : { receiveMaximum }) });
+      setState({ state: "connected", text: _("traffic-broker.status.connected"), client: client as MqttClient, ...(receiveMaximum === undefined ? {} : { receiveMaximum }) });
     };
-    const onReconnect = (): void => setState({ state: "connecting", text: "connecting" });
+    const onReconnect = (): void => setState({ state: "connecting", text: _("traffic-broker.status.connecting") });
     const onClose = (): void => {
       if (state.state === "connected" && !closing) node.warn(`lost the connection to ${url}; reconnecting every ${options.reconnectPeriod} ms, events are queued meanwhile`);
-      if (state.state === "connected" || state.state === "connecting") setState({ state: "disconnected", text: "disconnected" });
+      if (state.state === "connected" || state.state === "connecting") setState({ state: "disconnected", text: _("traffic-broker.status.disconnected") });
     };
     const onError = (err: Error & { code?: string | number }): void => {
       if (!errorLogged && !closing) node.error(`broker ${url}: ${err.message}`);
       errorLogged = true;
-      setState({ state: "error", text: errorText(err) });
+      setState({ state: "error", text: errorText(err, _) });
     };
 
     async function start(): Promise<void> {
       if (configError !== null) {
-        setState({ state: "error", text: "bad config" });
+        setState({ state: "error", text: _("traffic-broker.status.badConfig") });
         return;
       }
-      setState({ state: "connecting", text: "connecting" });
+      setState({ state: "connecting", text: _("traffic-broker.status.connecting") });
       if (config.mode === "embedded") {
         try {
           embedded = await startEmbeddedBroker(embeddedHost, embeddedPort);
           node.log(`embedded MQTT broker listening on ${url}`);
         } catch (err) {
           const e = err as Error & { code?: string };
-          node.error(`embedded broker on ${embeddedHost}:${embeddedPort} did not start: ${e.message}`);
-          setState({ state: "error", text: e.code === "EADDRINUSE" ? "port in use" : "broker failed" });
+          node.error(_("traffic-broker.error.embedded", { host: embeddedHost, port: embeddedPort, reason: e.message }));
+          setState({ state: "error", text: e.code === "EADDRINUSE" ? _("traffic-broker.status.portInUse") : _("traffic-broker.status.brokerFailed") });
           return;
         }
         if (closing) return;

@@ -7,6 +7,7 @@ import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
+import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
 interface TransparentInDef extends NodeDef {
@@ -33,25 +34,25 @@ interface TransparentInDef extends NodeDef {
 }
 
 /** Short status text for a start-up failure, by error code (the full text goes to the log). */
-export function shortReason(err: { code?: string; message?: string }): string {
+export function shortReason(err: { code?: string; message?: string }, _: Messages): string {
   switch (err.code) {
     case "EADDRINUSE":
-      return "port in use";
+      return _("transparent-in.status.portInUse");
     case "EPERM":
-      return /TRANSPARENT/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : "not permitted";
+      return /TRANSPARENT/.test(err.message ?? "") ? _("transparent-in.status.noCapNetAdmin") : _("transparent-in.status.notPermitted");
     case "EACCES":
-      return "port needs privilege";
+      return _("transparent-in.status.portNeedsPrivilege");
     case "EADDRNOTAVAIL":
-      return "address not here";
+      return _("transparent-in.status.addressNotHere");
     case "EAFNOSUPPORT":
-      return "no IPv6 here";
+      return _("transparent-in.status.noIpv6");
     case "ERR_NATIVE_UNAVAILABLE":
-      return "addon missing";
+      return _("transparent-in.status.addonMissing");
     case "ERR_LISTENER_CONFIG":
     case "ERR_NFT_CONFIG":
-      return "bad config";
+      return _("transparent-in.status.badConfig");
     case "ERR_NFT_FAILED":
-      return /CAP_NET_ADMIN/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : "nft rules failed";
+      return /CAP_NET_ADMIN/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : _("transparent-in.status.nftFailed");
     default:
       return err.code ?? "error";
   }
@@ -84,6 +85,7 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
 
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
+  const _ = messages(RED);
   function TransparentInNode(this: Node, config: TransparentInDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
@@ -105,18 +107,18 @@ export default function register(RED: NodeAPI): void {
     const fail = (err: Error & { code?: string }): void => {
       if (closing) return;
       status.clear();
-      reportStartFailure(RED, node, err.message, err.code ?? null, { fill: "red", shape: "ring", text: shortReason(err) });
+      reportStartFailure(RED, node, err.message, err.code ?? null, { fill: "red", shape: "ring", text: shortReason(err, _) });
     };
 
     // Rejections can come by the thousand: log a summary at most every ten seconds.
     const noteRejected = (reason: RejectReason, detail: string): void => {
       rejected[reason] = (rejected[reason] ?? 0) + 1;
       if (warnTimer !== null) return;
-      node.warn(`connection refused (${reason}): ${detail}`);
+      node.warn(_("transparent-in.error.refused", { reason, detail }));
       warnTimer = setTimeout(() => {
         warnTimer = null;
         const summary = Object.entries(rejected).map(([k, v]) => `${k}: ${v}`).join(", ");
-        if (summary !== "") node.warn(`connections refused in the last 10 s: ${summary}`);
+        if (summary !== "") node.warn(_("transparent-in.error.refusedSummary", { summary }));
         for (const k of Object.keys(rejected)) delete rejected[k as RejectReason];
       }, 10_000);
       warnTimer.unref();
@@ -148,7 +150,7 @@ export default function register(RED: NodeAPI): void {
       await l.start();
       listener = l;
       if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
-        node.warn("unclaimed action is forward, but no forward node runs in this Node-RED: unclaimed connections will be closed");
+        node.warn(_("transparent-in.error.noForwarder"));
       }
       if (closing) {
         await l.close();
@@ -165,7 +167,7 @@ export default function register(RED: NodeAPI): void {
     }, 1000);
     ticker.unref();
 
-    status.set({ fill: "grey", shape: "ring", text: "starting" });
+    status.set({ fill: "grey", shape: "ring", text: _("transparent-in.status.starting") });
     const started = start().catch(async (err: Error) => {
       fail(err);
       if (rules !== null) {
