@@ -4,7 +4,7 @@ import { FlowSource } from "../src/flow/source";
 import type { FlowEvent } from "../src/events/types";
 import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
-import { startCountingRed, type FlowTally } from "./flow-red";
+import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
 
 // Bounded load from the native generator (bench/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
@@ -92,29 +92,24 @@ interface RedPhase {
 }
 
 /**
- * The bar's case: a full Node-RED runs flow source (eBPF, closes of the generator's port,
- * batched every 100 ms) → a function node counting closes per side; the generator runs
- * paced against its own server. Everything started here is stopped by pid, also on failure.
+ * One run into the Node-RED flow (bench/flow-red.ts: flow source, eBPF, closes of the
+ * generator's port → a function node counting closes per side) with the generator paced
+ * against its own server, which is stopped by pid also on failure.
  */
-async function nodeRedPhase(rate: number, seconds: number): Promise<RedPhase> {
-  const red = await startCountingRed();
+async function nodeRedPhase(red: CountingRed, rate: number, seconds: number, delivery: FlowDelivery): Promise<RedPhase> {
+  const server = await startLoadServer();
   try {
-    const server = await startLoadServer();
-    try {
-      await red.deploy(server.port, { delivery: "batch", batchMs: 100 });
-      const cpu = processCpuMs(red.pid);
-      const load = await runLoadClient(server.port, rate, seconds, CONCURRENCY);
-      const accepted = await server.stop();
-      // Each client socket closes once (connected, refused or cut at exit); each accepted one too.
-      const tally = await red.settledTally(load.attempted, accepted);
-      const nodeRedCpuMs = processCpuMs(red.pid) - cpu;
-      await red.clear();
-      return { load, accepted, tally, nodeRedCpuMs };
-    } finally {
-      await server.stop().catch(() => 0);
-    }
+    await red.deploy(server.port, delivery);
+    const cpu = processCpuMs(red.pid);
+    const load = await runLoadClient(server.port, rate, seconds, CONCURRENCY);
+    const accepted = await server.stop();
+    // Each client socket closes once (connected, refused or cut at exit); each accepted one too.
+    const tally = await red.settledTally(load.attempted, accepted);
+    const nodeRedCpuMs = processCpuMs(red.pid) - cpu;
+    await red.clear();
+    return { load, accepted, tally, nodeRedCpuMs };
   } finally {
-    await red.stop();
+    await server.stop().catch(() => 0);
   }
 }
 
@@ -219,11 +214,19 @@ export async function run(): Promise<BenchReport> {
   const b = await phase(BAR_RATE, BAR_S, counting(bar));
   const barExpected = b.load.attempted + b.accepted;
 
-  // The same bar with the closes delivered into a Node-RED flow.
+  // The same bar with the closes delivered into a Node-RED flow, batched (the node's
+  // setting for high rates); then, for comparison, a short run with one message per event.
   let red: RedPhase | null = null;
+  let perEvent: RedPhase | null = null;
   let redFailure = "";
   try {
-    red = await nodeRedPhase(BAR_RATE, BAR_S);
+    const runtime = await startCountingRed();
+    try {
+      red = await nodeRedPhase(runtime, BAR_RATE, BAR_S, { delivery: "batch", batchMs: 100 });
+      perEvent = await nodeRedPhase(runtime, BAR_RATE, PHASE_S, { delivery: "event" });
+    } finally {
+      await runtime.stop();
+    }
   } catch (err) {
     redFailure = (err as Error).message.split("\n")[0]!;
   }
@@ -297,6 +300,22 @@ export async function run(): Promise<BenchReport> {
         pass: rateMet && allDelivered && lost === 0,
       },
     );
+    if (perEvent !== null) {
+      const p = perEvent.tally;
+      const pExpected = perEvent.load.attempted + perEvent.accepted;
+      rows.push({
+        case: `Node-RED flow, one message per event, paced ${BAR_RATE} conn/s for ${PHASE_S} s: closes delivered / expected`,
+        unit: "events",
+        ours: p.client + p.server,
+        anchorName: "expected",
+        anchor: pExpected,
+        ratio: pExpected === 0 ? 0 : (p.client + p.server) / pExpected,
+      });
+      notes.push(
+        `Node-RED flow, one message per event: ${perEvent.load.rate.toFixed(0)} conn/s achieved; ${p.client} client + ${p.server} server closes of ${pExpected} in ${p.messages} messages; ` +
+          `lost kernel ${p.lostKernel}, JS ${p.lostJs}; Node-RED CPU ${perConnUs(perEvent.nodeRedCpuMs, perEvent.load.connected).toFixed(1)} µs per connection`,
+      );
+    }
     notes.push(
       `Node-RED flow run: ${red.load.attempted} connections attempted, ${red.load.connected} connected, ${red.load.failed} failed, ${red.load.unfinished} unfinished; ` +
         `closes expected ${red.load.attempted} client + ${red.accepted} server = ${expected}; delivered into the flow ${t.client} client + ${t.server} server = ${delivered} ` +
@@ -306,8 +325,8 @@ export async function run(): Promise<BenchReport> {
     );
   } else {
     rows.push({ case: `bar: zero lost at ≥ ${BAR_RATE} conn/s for ${BAR_S} s, closes delivered into a Node-RED flow`, unit: "conn/s", ours: NaN, bar: "the Node-RED case ran", pass: false });
-    notes.push(`Node-RED flow case failed: ${redFailure}`);
   }
+  if (redFailure !== "") notes.push(`Node-RED flow case failed: ${redFailure}`);
 
   return {
     name: "flow source: short connections on loopback from a native generator, attached vs detached (and vs tcplife)",
