@@ -4,6 +4,7 @@ import { FlowSource } from "../src/flow/source";
 import type { FlowEvent } from "../src/events/types";
 import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
+import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
 
 // Bounded load from the native generator (bench/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
@@ -75,6 +76,43 @@ function counting(into: Counted): Attach {
   };
 }
 
+/** CPU time (user + system, ms) a process used so far, from /proc (USER_HZ is 100 on Linux). */
+function processCpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+interface RedPhase {
+  readonly load: LoadResult;
+  readonly accepted: number;
+  readonly tally: FlowTally;
+  /** CPU Node-RED used during the load and the delivery of its closes (ms). */
+  readonly nodeRedCpuMs: number;
+}
+
+/**
+ * One run into the Node-RED flow (bench/flow-red.ts: flow source, eBPF, closes of the
+ * generator's port → a function node counting closes per side) with the generator paced
+ * against its own server, which is stopped by pid also on failure.
+ */
+async function nodeRedPhase(red: CountingRed, rate: number, seconds: number, delivery: FlowDelivery): Promise<RedPhase> {
+  const server = await startLoadServer();
+  try {
+    await red.deploy(server.port, delivery);
+    const cpu = processCpuMs(red.pid);
+    const load = await runLoadClient(server.port, rate, seconds, CONCURRENCY);
+    const accepted = await server.stop();
+    // Each client socket closes once (connected, refused or cut at exit); each accepted one too.
+    const tally = await red.settledTally(load.attempted, accepted);
+    const nodeRedCpuMs = processCpuMs(red.pid) - cpu;
+    await red.clear();
+    return { load, accepted, tally, nodeRedCpuMs };
+  } finally {
+    await server.stop().catch(() => 0);
+  }
+}
+
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
@@ -124,6 +162,11 @@ function bpfRunTimeNs(ids: ReadonlySet<number>): number {
   return progs.filter((p) => ids.has(p.id)).reduce((sum, p) => sum + (p.run_time_ns ?? 0), 0);
 }
 
+/** Microseconds per connection for `ms` of CPU over `connections`. */
+function perConnUs(ms: number, connections: number): number {
+  return connections > 0 ? (ms * 1000) / connections : NaN;
+}
+
 export async function run(): Promise<BenchReport> {
   loadgenBinary();
   const rates: Record<"detached" | "attached" | "tcplife", number[]> = { detached: [], attached: [], tcplife: [] };
@@ -171,10 +214,27 @@ export async function run(): Promise<BenchReport> {
   const b = await phase(BAR_RATE, BAR_S, counting(bar));
   const barExpected = b.load.attempted + b.accepted;
 
+  // The same bar with the closes delivered into a Node-RED flow, batched (the node's
+  // setting for high rates); then, for comparison, a short run with one message per event.
+  let red: RedPhase | null = null;
+  let perEvent: RedPhase | null = null;
+  let redFailure = "";
+  try {
+    const runtime = await startCountingRed();
+    try {
+      red = await nodeRedPhase(runtime, BAR_RATE, BAR_S, { delivery: "batch", batchMs: 100 });
+      perEvent = await nodeRedPhase(runtime, BAR_RATE, PHASE_S, { delivery: "event" });
+    } finally {
+      await runtime.stop();
+    }
+  } catch (err) {
+    redFailure = (err as Error).message.split("\n")[0]!;
+  }
+
   const detached = median(rates.detached);
   const attached = median(rates.attached);
   const conns = costPhase?.load.connected ?? 0;
-  const perConn = (ms: number): number => (conns > 0 ? (ms * 1000) / conns : NaN);
+  const perConn = (ms: number): number => perConnUs(ms, conns);
   const bpfUs = perConn(bpfNs / 1e6);
   const nodeUs = perConn(cost.nodeCpuMs);
   const loadUs = perConn(costPhase?.loadCpuMs ?? NaN);
@@ -211,6 +271,63 @@ export async function run(): Promise<BenchReport> {
       pass: bar.closes === barExpected && bar.kernelLost === 0 && bar.jsLost === 0,
     },
   );
+  const notes: string[] = [];
+  if (red !== null) {
+    const t = red.tally;
+    const expected = red.load.attempted + red.accepted;
+    const delivered = t.client + t.server;
+    const lost = t.lostKernel + t.lostJs;
+    const rateMet = red.load.rate >= BAR_RATE * 0.99;
+    const allDelivered = delivered === expected && t.mismatched === 0;
+    rows.push(
+      { case: `Node-RED flow, paced ${BAR_RATE} conn/s for ${BAR_S} s: achieved`, unit: "conn/s", ours: red.load.rate, bar: `≥ ${BAR_RATE} conn/s`, pass: rateMet },
+      {
+        case: "Node-RED flow: closes delivered into the flow / expected (client + server)",
+        unit: "events",
+        ours: delivered,
+        anchorName: "expected",
+        anchor: expected,
+        ratio: expected === 0 ? 0 : delivered / expected,
+        bar: "all delivered",
+        pass: allDelivered,
+      },
+      { case: "Node-RED flow: lost events (kernel + JS)", unit: "events", ours: lost, bar: "0", pass: lost === 0 },
+      {
+        case: `bar: zero lost at ≥ ${BAR_RATE} conn/s for ${BAR_S} s, closes delivered into a Node-RED flow`,
+        unit: "conn/s",
+        ours: red.load.rate,
+        bar: `≥ ${BAR_RATE} conn/s, every close in the flow, 0 lost`,
+        pass: rateMet && allDelivered && lost === 0,
+      },
+    );
+    if (perEvent !== null) {
+      const p = perEvent.tally;
+      const pExpected = perEvent.load.attempted + perEvent.accepted;
+      rows.push({
+        case: `Node-RED flow, one message per event, paced ${BAR_RATE} conn/s for ${PHASE_S} s: closes delivered / expected`,
+        unit: "events",
+        ours: p.client + p.server,
+        anchorName: "expected",
+        anchor: pExpected,
+        ratio: pExpected === 0 ? 0 : (p.client + p.server) / pExpected,
+      });
+      notes.push(
+        `Node-RED flow, one message per event: ${perEvent.load.rate.toFixed(0)} conn/s achieved; ${p.client} client + ${p.server} server closes of ${pExpected} in ${p.messages} messages; ` +
+          `lost kernel ${p.lostKernel}, JS ${p.lostJs}; Node-RED CPU ${perConnUs(perEvent.nodeRedCpuMs, perEvent.load.connected).toFixed(1)} µs per connection`,
+      );
+    }
+    notes.push(
+      `Node-RED flow run: ${red.load.attempted} connections attempted, ${red.load.connected} connected, ${red.load.failed} failed, ${red.load.unfinished} unfinished; ` +
+        `closes expected ${red.load.attempted} client + ${red.accepted} server = ${expected}; delivered into the flow ${t.client} client + ${t.server} server = ${delivered} ` +
+        `in ${t.messages} messages (${t.mismatched} with the wrong side); lost kernel ${t.lostKernel}, JS ${t.lostJs}; state changes the kernel skipped ${t.skipped}; ` +
+        `Node-RED CPU ${(red.nodeRedCpuMs / 1000).toFixed(1)} s (${perConnUs(red.nodeRedCpuMs, red.load.connected).toFixed(1)} µs per connection)`,
+      "Node-RED flow: a full Node-RED (scripts/node-red-env.js) loading the built package; flow source (mode ebpf, close events, port filter = the generator's server port, batched every 100 ms) → a function node counting closes per side, read over the flow's HTTP endpoint after the source's last lost-count check",
+    );
+  } else {
+    rows.push({ case: `bar: zero lost at ≥ ${BAR_RATE} conn/s for ${BAR_S} s, closes delivered into a Node-RED flow`, unit: "conn/s", ours: NaN, bar: "the Node-RED case ran", pass: false });
+  }
+  if (redFailure !== "") notes.push(`Node-RED flow case failed: ${redFailure}`);
+
   return {
     name: "flow source: short connections on loopback from a native generator, attached vs detached (and vs tcplife)",
     rows,
@@ -220,6 +337,7 @@ export async function run(): Promise<BenchReport> {
       `paced bar run: ${b.load.attempted} attempted, ${b.load.connected} connected, ${b.load.failed} failed; kernel lost ${bar.kernelLost}, JS lost ${bar.jsLost}, skipped ${bar.skipped}`,
       rates.tcplife.length > 0 ? "tcplife ran with tracefs mounted for its phases only" : "tcplife not run (not installed, or not root)",
       "BPF CPU from the kernel's run-time stats of this process's programs (kernel.bpf_stats_enabled on for one phase, then restored; the stats add two clock reads per run); it counts every TCP state change on the host, not only the load's; load CPU is the generator's user+system time",
+      ...notes,
     ],
   };
 }

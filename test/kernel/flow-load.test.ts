@@ -4,6 +4,7 @@ import { FlowSource } from "../../src/flow/source";
 import { loadFlowAddon } from "../../src/flow/native";
 import type { FlowEvent } from "../../src/events/types";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../../bench/loadgen";
+import { startCountingRed } from "../../bench/flow-red";
 import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
@@ -128,5 +129,38 @@ run("eBPF flow source under connection load (native generator)", () => {
     expect(r.tally.lost).toBe(0);
     expect(r.tally.clientCloses).toBe(r.load.attempted);
     expect(r.tally.serverCloses).toBe(r.accepted);
+  });
+
+  it(`into a Node-RED flow: ${RATE} connections/s for ${SECONDS} s, batched delivery, every close reaches the flow's counter node, nothing lost`, { timeout: 180_000 }, async () => {
+    if (systemCommand("cc").skip) return;
+    loadgenBinary();
+    // A full Node-RED loading the built package: flow source (eBPF, closes of the generator's
+    // port, batched) → a function node counting per side, read back over the flow's HTTP endpoint.
+    const red = await startCountingRed();
+    cleanups.push(() => red.stop());
+    const server = await startLoadServer();
+    let stopped = false;
+    cleanups.push(() => (stopped ? undefined : server.stop()));
+    await red.deploy(server.port, { delivery: "batch", batchMs: 100 });
+    const load = await runLoadClient(server.port, RATE, SECONDS);
+    const accepted = await server.stop();
+    stopped = true;
+    const t = await red.settledTally(load.attempted, accepted);
+    console.log(
+      `into Node-RED: ${load.rate.toFixed(0)} conn/s achieved (${load.connected} connected, ${load.failed} failed); ` +
+        `closes in the flow ${t.client} client + ${t.server} server of ${load.attempted} + ${accepted} in ${t.messages} messages; ` +
+        `lost kernel ${t.lostKernel}, js ${t.lostJs}; skipped state changes ${t.skipped}; status "${t.status}"`,
+    );
+    expect(load.connected).toBeGreaterThan(0);
+    expect(load.unfinished).toBe(0);
+    expect(accepted).toBe(load.connected);
+    expect(t.lostKernel).toBe(0);
+    expect(t.lostJs).toBe(0);
+    expect(t.mismatched).toBe(0);
+    expect(t.client).toBe(load.attempted);
+    expect(t.server).toBe(accepted);
+    // Batched: far fewer messages than events.
+    expect(t.messages).toBeLessThan((t.client + t.server) / 10);
+    await red.clear();
   });
 });
