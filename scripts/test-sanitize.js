@@ -11,7 +11,10 @@
 // of the addons are checked by the suites themselves. abort_on_error/halt_on_error make the
 // first error end the process, so a report can never scroll by in a passing run.
 // Reports go to files (log_path) as well as being looked for on stdout/stderr, because
-// vitest workers are child processes whose stderr vitest may swallow.
+// vitest workers are child processes whose stderr vitest may swallow. The preloaded runtime
+// is inherited by every program the suites start (ip, nft, haproxy, …): the file names carry
+// the program (log_exe_name), and only reports of node processes — the ones running the
+// addons — count; the others are listed as foreign.
 "use strict";
 const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -55,8 +58,8 @@ function sanitizerEnv(logDir, base = process.env) {
   return {
     ...base,
     LD_PRELOAD: [...sanitizerRuntime(), ...(base.LD_PRELOAD ? [base.LD_PRELOAD] : [])].join(" "),
-    ASAN_OPTIONS: `detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1:log_path=${path.join(logDir, "asan")}`,
-    UBSAN_OPTIONS: `print_stacktrace=1:halt_on_error=1:print_summary=1:log_path=${path.join(logDir, "ubsan")}`,
+    ASAN_OPTIONS: `detect_leaks=0:halt_on_error=1:abort_on_error=1:print_summary=1:log_exe_name=1:log_path=${path.join(logDir, "asan")}`,
+    UBSAN_OPTIONS: `print_stacktrace=1:halt_on_error=1:print_summary=1:log_exe_name=1:log_path=${path.join(logDir, "ubsan")}`,
   };
 }
 
@@ -91,9 +94,16 @@ function runSanitized(command, args, { cwd = root, env = process.env, echo = fal
     child.on("error", reject);
     child.on("close", (status, signal) => {
       let logs = "";
-      for (const file of fs.readdirSync(logDir)) logs += `${fs.readFileSync(path.join(logDir, file), "utf8")}\n`;
+      let foreignLogs = "";
+      for (const file of fs.readdirSync(logDir)) {
+        // <asan|ubsan>.<program>.<pid>
+        const program = file.split(".").slice(1, -1).join(".");
+        const text = `${fs.readFileSync(path.join(logDir, file), "utf8")}\n`;
+        if (program === "" || program === "node") logs += text;
+        else foreignLogs += `[${program}]\n${text}`;
+      }
       fs.rmSync(logDir, { recursive: true, force: true });
-      resolve({ status, signal, output, logs, reports: findReports(`${output}\n${logs}`), seconds: (Date.now() - started) / 1000 });
+      resolve({ status, signal, output, logs, foreignLogs, reports: findReports(`${output}\n${logs}`), foreignReports: findReports(foreignLogs), seconds: (Date.now() - started) / 1000 });
     });
   });
 }
@@ -122,7 +132,7 @@ async function testSanitized({ echo = true, extraArgs = [] } = {}) {
   }
   fs.rmSync(reportDir, { recursive: true, force: true });
   const ok = run.status === 0 && counts.failed === 0 && counts.passed > 0 && run.reports.length === 0;
-  return { ok, dir, buildSeconds, ...counts, failedTests, status: run.status, signal: run.signal, output: run.output, reports: run.reports, logs: run.logs, seconds: run.seconds };
+  return { ok, dir, buildSeconds, ...counts, failedTests, status: run.status, signal: run.signal, output: run.output, reports: run.reports, logs: run.logs, foreignReports: run.foreignReports, seconds: run.seconds };
 }
 
 module.exports = { NATIVE_SUITES, sanitizerRuntime, sanitizerEnv, findReports, runSanitized, testSanitized };
@@ -136,6 +146,8 @@ if (require.main === module) {
           `${r.reports.length} sanitizer reports; build ${r.buildSeconds.toFixed(1)} s, run ${r.seconds.toFixed(1)} s\n`,
       );
       for (const rep of r.reports) process.stdout.write(`  ${rep.sanitizer}: ${rep.line}\n`);
+      // Programs the suites run, not our code: shown, not counted.
+      for (const rep of r.foreignReports) process.stdout.write(`  foreign (another program, not counted): ${rep.sanitizer}: ${rep.line}\n`);
       for (const name of r.failedTests) process.stdout.write(`  failed: ${name}\n`);
       process.exit(r.ok ? 0 : 1);
     })

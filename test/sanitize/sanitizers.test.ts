@@ -38,7 +38,7 @@ interface Summary extends Run {
 const runner = require_("../../scripts/test-sanitize.js") as {
   NATIVE_SUITES: readonly string[];
   findReports(text: string): Report[];
-  runSanitized(command: string, args: readonly string[], options?: { cwd?: string }): Promise<Run>;
+  runSanitized(command: string, args: readonly string[], options?: { cwd?: string }): Promise<Run & { foreignReports: Report[] }>;
   testSanitized(options?: { echo?: boolean }): Promise<Summary>;
 };
 
@@ -123,6 +123,18 @@ describe.skipIf(gxx.skip)("sanitizer runner", () => {
     expect(shift.output).not.toContain("survived");
     expect(shift.status === 0 && shift.signal === null).toBe(false);
   }, 120_000);
+
+  it("a report from another program the suites run (the runtime is inherited by ip, nft, …) is shown as foreign and not counted", async () => {
+    // Not instrumented itself: the preloaded runtime intercepts its strncpy, as it did for
+    // iproute2's `ip route` in a kernel suite.
+    const source = path.join(tmp, "overlap.c");
+    const program = path.join(tmp, "overlap-tool");
+    fs.writeFileSync(source, '#include <string.h>\n#include <stdio.h>\nint main(int c, char** v) { char b[32] = "0123456789"; strncpy(b, b + (c > 5 ? 1 : 0), 10); puts(b); return 0; }\n');
+    execFileSync(gxx.path!, ["-x", "c", "-O0", source, "-o", program]);
+    const viaNode = await runner.runSanitized(process.execPath, ["-e", `require("node:child_process").spawnSync(${JSON.stringify(program)}, { stdio: "inherit" })`], { cwd: tmp });
+    expect(viaNode.foreignReports.map((r) => r.kind)).toContain("strncpy-param-overlap");
+    expect(viaNode.reports).toEqual([]);
+  }, 60_000);
 
   it("lists every kernel suite and the native unit suites", () => {
     expect(runner.NATIVE_SUITES).toContain("test/kernel/");
