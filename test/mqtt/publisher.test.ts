@@ -187,7 +187,7 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
       expect(publisher.stats().inFlight).toBe(1);
       const sentBefore = publisher.stats().sent;
       // The broker dies with that socket unread; the client never gets its drain.
-      const closed = new Promise((resolve) => pub.once("close", resolve));
+      const closed = new Promise<void>((resolve) => pub.once("close", () => resolve()));
       process.kill(own.pid, "SIGKILL");
       await own.stop();
       await closed;
