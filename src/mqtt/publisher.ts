@@ -54,6 +54,7 @@ export interface PublisherStats {
   connected: boolean;
   /** Waiting to be published (not yet handed to the client). */
   queued: number;
+  /** Handed to the client, not yet called back: QoS 1/2 awaiting acknowledgement, and at QoS 0 the one message waiting for the socket to drain. */
   inFlight: number;
   sent: number;
   dropped: number;
