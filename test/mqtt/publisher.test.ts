@@ -193,8 +193,10 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
       await closed;
       expect(publisher.stats()).toMatchObject({ connected: false, inFlight: 0, queued: n - sentBefore });
 
+      // The client retries every 100 ms: it may be back before restart() has seen the port.
+      const reconnected = new Promise<void>((resolve) => pub.once("connect", () => resolve()));
       await own.restart();
-      await new Promise((resolve) => pub.once("connect", resolve));
+      await reconnected;
       const got = await receive(own.port, "q/zero-lost", n - sentBefore);
       publisher.connected(pub);
       await got.done;
