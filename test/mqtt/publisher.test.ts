@@ -29,6 +29,8 @@ describe("topic templates", () => {
 describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
   let broker: Mosquitto;
   let small: Mosquitto;
+  /** Brokers a test stops with SIGSTOP: disposed here too, since a test that times out never reaches its finally. */
+  const paused: Mosquitto[] = [];
   const clients: MqttClient[] = [];
   const dirs: string[] = [];
 
@@ -41,8 +43,21 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     for (const c of clients) await c.endAsync(true).catch(() => undefined);
     await broker?.dispose();
     await small?.dispose();
+    for (const b of paused) await resumeAndDispose(b);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
+
+  async function resumeAndDispose(b: Mosquitto): Promise<void> {
+    // A broker still stopped by SIGSTOP would never act on the SIGTERM of dispose.
+    if (b.pid > 0) {
+      try {
+        process.kill(b.pid, "SIGCONT");
+      } catch {
+        // already gone
+      }
+    }
+    await b.dispose();
+  }
 
   async function client(port: number, opts: Record<string, unknown> = {}): Promise<MqttClient> {
     const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, ...opts });
@@ -163,6 +178,7 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
 
   it("QoS 0: a message waiting on a socket that dies is sent on the next connection, and publishing goes on", { timeout: 60_000 }, async () => {
     const own = await startMosquitto(mosquittoBin.path as string);
+    paused.push(own);
     try {
       const url = `mqtt://127.0.0.1:${own.port}`;
       const pub = connect(url, { protocolVersion: 5, reconnectPeriod: 100 });
@@ -207,9 +223,8 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
       expect(publisher.stats()).toMatchObject({ sent: n, dropped: 0, queued: 0, inFlight: 0 });
       publisher.close();
     } finally {
-      // A broker still stopped by SIGSTOP would never act on the SIGTERM of dispose.
-      if (own.pid > 0) process.kill(own.pid, "SIGCONT");
-      await own.dispose();
+      paused.splice(paused.indexOf(own), 1);
+      await resumeAndDispose(own);
     }
   });
 
