@@ -22,6 +22,7 @@ export interface OutgoingMessage {
 /**
  * What the publisher needs from an MQTT client; mqtt.js's MqttClient fits. The callback
  * runs when the broker acknowledged the message (QoS 1/2) or the client wrote it (QoS 0).
+ * The options object may be passed again for later messages: the transport must not change it.
  */
 export interface PublishTransport {
   publish(
@@ -53,6 +54,7 @@ export interface PublisherStats {
   connected: boolean;
   /** Waiting to be published (not yet handed to the client). */
   queued: number;
+  /** Handed to the client, not yet called back: QoS 1/2 awaiting acknowledgement, and at QoS 0 the one message waiting for the socket to drain. */
   inFlight: number;
   sent: number;
   dropped: number;
@@ -64,6 +66,12 @@ export interface PublisherStats {
 interface Entry {
   seq: number;
   message: OutgoingMessage;
+  /**
+   * While the entry is with the client: the token of that publish call, which its callback
+   * must bring back to count; 0 otherwise. A callback from an earlier hand-over (the entry
+   * was taken back and published again) then changes nothing.
+   */
+  token: number;
 }
 
 /**
@@ -74,11 +82,23 @@ interface Entry {
  * first, so order is kept and a message is sent again only when MQTT's at-least-once
  * says it may be. When the queue is full, `drop-oldest` drops the oldest waiting message
  * and counts it; `block` makes `enqueue` return a promise that settles when there is room.
+ *
+ * QoS 0 has no acknowledgement: its callback is the socket write. mqtt.js calls it at once
+ * while the socket takes data, and on the socket's `drain` once it pushes back. The pump
+ * stops at the first QoS 0 message that waits for `drain` (the held message) and goes on
+ * when it is written: handing more to a full socket only moves the queue into the
+ * socket's buffer, out of reach of the overflow policy, with one drain listener each.
  */
 export class Publisher {
   private readonly waiting: Entry[] = [];
   private head = 0;
-  private readonly inFlight = new Map<number, Entry>();
+  /** Entries with the client, not yet called back: QoS 1/2 awaiting PUBACK/PUBCOMP, and the held QoS 0. */
+  private inFlight = 0;
+  /** The QoS 0 entry whose write waits for the socket to drain; nothing more goes out meanwhile. */
+  private held: Entry | null = null;
+  private lastToken = 0;
+  /** The options object of the last publish, reused while qos, retain and properties repeat. */
+  private publishOptions: { qos: 0 | 1 | 2; retain: boolean; properties?: PublishProperties } = { qos: 0, retain: false };
   private readonly blockedProducers: Array<{ entry: Entry; resolve: () => void }> = [];
   private transport: PublishTransport | null = null;
   private window: number;
@@ -105,7 +125,7 @@ export class Publisher {
     const restored: SpoolRecord[] = this.spool ? this.spool.load() : [];
     this.nextSeq = this.spool ? this.spool.nextSeq : 1;
     for (const record of restored) {
-      this.waiting.push({ seq: record.seq, message: record.message });
+      this.waiting.push({ seq: record.seq, message: record.message, token: 0 });
     }
     while (this.queuedCount() > options.maxQueued) this.dropOldest();
   }
@@ -115,7 +135,7 @@ export class Publisher {
     return {
       connected: this.transport !== null,
       queued: this.waiting.length - this.head,
-      inFlight: this.inFlight.size,
+      inFlight: this.inFlight,
       sent: this.sent,
       dropped: this.dropped,
       spooled: this.spool ? this.spool.size : 0,
@@ -129,7 +149,7 @@ export class Publisher {
    */
   enqueue(message: OutgoingMessage): Promise<void> | undefined {
     if (this.closed) throw new TrafficError("ERR_MQTT_CONFIG", "publisher is closed", "enqueue");
-    const entry: Entry = { seq: this.nextSeq++, message };
+    const entry: Entry = { seq: this.nextSeq++, message, token: 0 };
     if (this.queuedCount() >= this.options.maxQueued) {
       if (this.options.overflow === "block") {
         return new Promise<void>((resolve) => this.blockedProducers.push({ entry, resolve }));
@@ -143,6 +163,7 @@ export class Publisher {
 
   /** The connection is up: publish through `transport`, at most `receiveMaximum` in flight. */
   connected(transport: PublishTransport, receiveMaximum?: number): void {
+    if (transport !== this.transport) this.takeBackHeld();
     this.transport = transport;
     this.window = Math.max(1, Math.min(this.options.maxInFlight, receiveMaximum ?? 65535));
     this.pump();
@@ -151,6 +172,7 @@ export class Publisher {
   /** The connection is down: hold new messages until `connected` is called again. */
   disconnected(): void {
     this.transport = null;
+    this.takeBackHeld();
   }
 
   /** Resolves when nothing waits and nothing is in flight, or after `timeoutMs`; true when drained. */
@@ -188,11 +210,33 @@ export class Publisher {
   }
 
   private queuedCount(): number {
-    return this.waiting.length - this.head + this.inFlight.size;
+    return this.waiting.length - this.head + this.inFlight;
   }
 
   private isDrained(): boolean {
-    return this.waiting.length === this.head && this.inFlight.size === 0 && this.blockedProducers.length === 0;
+    return this.waiting.length === this.head && this.inFlight === 0 && this.blockedProducers.length === 0;
+  }
+
+  /**
+   * The connection of the held QoS 0 message is gone: a closed socket never emits `drain`,
+   * so its callback would never come and the pump would wait forever. Its bytes sat at the
+   * end of the socket's unsent buffer; it goes back in front of what waits, to be written
+   * on the next connection.
+   */
+  private takeBackHeld(): void {
+    const entry = this.held;
+    if (entry === null) return;
+    this.held = null;
+    entry.token = 0;
+    this.inFlight--;
+    this.requeue(entry);
+  }
+
+  /** Puts an entry taken back from the client in front of what waits, in sequence order. */
+  private requeue(entry: Entry): void {
+    let at = this.head;
+    while (at < this.waiting.length && (this.waiting[at] as Entry).seq < entry.seq) at++;
+    this.waiting.splice(at, 0, entry);
   }
 
   private admit(entry: Entry): void {
@@ -239,21 +283,35 @@ export class Publisher {
   }
 
   private pumpLoop(transport: PublishTransport): void {
-    while (this.inFlight.size < this.window && this.head < this.waiting.length && this.transport === transport) {
+    while (this.held === null && this.inFlight < this.window && this.head < this.waiting.length && this.transport === transport) {
       const entry = this.waiting[this.head] as Entry;
       this.waiting[this.head] = undefined as unknown as Entry;
       this.head++;
-      this.inFlight.set(entry.seq, entry);
+      const token = ++this.lastToken;
+      entry.token = token;
+      this.inFlight++;
       const m = entry.message;
-      const opts: { qos: 0 | 1 | 2; retain: boolean; properties?: PublishProperties } = { qos: m.qos, retain: m.retain };
-      if (m.properties !== undefined) opts.properties = m.properties;
-      transport.publish(m.topic, m.payload, opts, (err) => this.settled(entry, err ?? undefined));
+      transport.publish(m.topic, m.payload, this.optionsFor(m), (err) => this.settled(entry, token, err ?? undefined));
+      // Not called back yet: the socket pushes back (see the class comment).
+      if (m.qos === 0 && entry.token === token) this.held = entry;
     }
   }
 
-  private settled(entry: Entry, err: Error | undefined): void {
-    if (this.inFlight.get(entry.seq) !== entry) return;
-    this.inFlight.delete(entry.seq);
+  /** mqtt.js copies the options it is given, so one object serves every message alike. */
+  private optionsFor(m: OutgoingMessage): { qos: 0 | 1 | 2; retain: boolean; properties?: PublishProperties } {
+    const last = this.publishOptions;
+    if (last.qos === m.qos && last.retain === m.retain && last.properties === m.properties) return last;
+    const opts: { qos: 0 | 1 | 2; retain: boolean; properties?: PublishProperties } = { qos: m.qos, retain: m.retain };
+    if (m.properties !== undefined) opts.properties = m.properties;
+    this.publishOptions = opts;
+    return opts;
+  }
+
+  private settled(entry: Entry, token: number, err: Error | undefined): void {
+    if (entry.token !== token) return;
+    entry.token = 0;
+    this.inFlight--;
+    if (this.held === entry) this.held = null;
     if (err !== undefined && typeof (err as { code?: unknown }).code === "number") {
       // An MQTT 5 reason code ≥ 0x80 in PUBACK/PUBREC: the broker refused this message
       // (not authorised, quota, topic invalid). Sending it again would fail again.
@@ -262,9 +320,7 @@ export class Publisher {
     } else if (err !== undefined && !this.closed) {
       // The client gave the message up (it was ended or lost its store): put it
       // back in front of what waits, in sequence order, to be sent on the next connection.
-      let at = this.head;
-      while (at < this.waiting.length && (this.waiting[at] as Entry).seq < entry.seq) at++;
-      this.waiting.splice(at, 0, entry);
+      this.requeue(entry);
       this.transport = null;
       return;
     } else if (err === undefined) {

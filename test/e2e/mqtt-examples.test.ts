@@ -98,7 +98,10 @@ describe("MQTT example flows, as the demo deploys them", () => {
     while (!(has("connection-accepted", mine) && has("classification", mine)) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
     client.destroy();
     // The host-wide log reports the client socket's close (eBPF as root, sock_diag otherwise).
-    while (!has("flow-close", (e) => e["localPort"] === localPort) && Date.now() < end + 10_000) await new Promise((r) => setTimeout(r, 50));
+    // It sees every process on the host: another one may use the same ephemeral port towards
+    // some other server, so the close is the one of this local port to the listener.
+    const myClose = (e: Record<string, unknown>): boolean => e["localPort"] === localPort && e["remotePort"] === listenPort;
+    while (!has("flow-close", myClose) && Date.now() < end + 10_000) await new Promise((r) => setTimeout(r, 50));
     for (const m of received) assertValidEvent(m.event);
     const accepted = received.find((m) => m.event.type === "connection-accepted" && mine(m.event));
     expect(accepted?.event).toMatchObject({ mode: "plain", localPort: listenPort, remotePort: localPort });
@@ -106,7 +109,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
     const classified = received.find((m) => m.event.type === "classification" && mine(m.event));
     expect(classified?.event).toMatchObject({ protocol: "http1", rule: "web", remotePort: localPort, fields: { host: "example.test" } });
     expect(classified?.topic).toMatch(/^traffic\/[^/]+\/classification\/http1$/);
-    const close = received.find((m) => m.event.type === "flow-close" && m.event["localPort"] === localPort);
+    const close = received.find((m) => m.event.type === "flow-close" && myClose(m.event));
     expect(close?.event).toMatchObject({ side: "client", remotePort: listenPort, pid: process.pid, bytesSent: 38 });
     expect(close?.topic).toMatch(/^traffic\/[^/]+\/flow-close\/client$/);
     expect(red.log()).not.toMatch(/\[error\]/);

@@ -29,6 +29,8 @@ describe("topic templates", () => {
 describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
   let broker: Mosquitto;
   let small: Mosquitto;
+  /** Brokers a test stops with SIGSTOP: disposed here too, since a test that times out never reaches its finally. */
+  const paused: Mosquitto[] = [];
   const clients: MqttClient[] = [];
   const dirs: string[] = [];
 
@@ -41,8 +43,21 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     for (const c of clients) await c.endAsync(true).catch(() => undefined);
     await broker?.dispose();
     await small?.dispose();
+    for (const b of paused) await resumeAndDispose(b);
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
+
+  async function resumeAndDispose(b: Mosquitto): Promise<void> {
+    // A broker still stopped by SIGSTOP would never act on the SIGTERM of dispose.
+    if (b.pid > 0) {
+      try {
+        process.kill(b.pid, "SIGCONT");
+      } catch {
+        // already gone
+      }
+    }
+    await b.dispose();
+  }
 
   async function client(port: number, opts: Record<string, unknown> = {}): Promise<MqttClient> {
     const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, ...opts });
@@ -121,6 +136,96 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     expect(peak).toBe(5);
     expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(2000).keys()]);
     publisher.close();
+  });
+
+  it("QoS 0: at most one message waits on the socket, and every message arrives in order", async () => {
+    const publisher = new Publisher({ maxQueued: 100_000, overflow: "drop-oldest", maxInFlight: 1000 });
+    const c = await client(broker.port);
+    // Count QoS 0 publishes the client has not called back: mqtt.js calls back at once
+    // while the socket takes data and on its drain event once it pushes back.
+    let outstanding = 0;
+    let peak = 0;
+    let waitedForDrain = 0;
+    const watched = {
+      publish: (topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain: boolean }, cb: (err?: Error | null) => void) => {
+        outstanding++;
+        peak = Math.max(peak, outstanding);
+        let returned = false;
+        c.publish(topic, payload, options, (err) => {
+          if (returned) waitedForDrain++;
+          outstanding--;
+          cb(err);
+        });
+        returned = true;
+      },
+    };
+    const total = 20_000;
+    const got = await receive(broker.port, "q/zero", total);
+    publisher.connected(watched);
+    for (let i = 0; i < total; i++) {
+      publisher.enqueue({ ...msg("q/zero", i), qos: 0 });
+      if (i % 1000 === 999) await new Promise((r) => setImmediate(r));
+    }
+    expect(await publisher.drain(20_000)).toBe(true);
+    await got.done;
+    // The socket did push back, and then only one message waited for it.
+    expect(waitedForDrain).toBeGreaterThan(0);
+    expect(peak).toBe(1);
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(total).keys()]);
+    expect(publisher.stats()).toMatchObject({ sent: total, dropped: 0, queued: 0, inFlight: 0 });
+    publisher.close();
+  });
+
+  it("QoS 0: a message waiting on a socket that dies is sent on the next connection, and publishing goes on", { timeout: 60_000 }, async () => {
+    const own = await startMosquitto(mosquittoBin.path as string);
+    paused.push(own);
+    try {
+      const url = `mqtt://127.0.0.1:${own.port}`;
+      const pub = connect(url, { protocolVersion: 5, reconnectPeriod: 100 });
+      clients.push(pub);
+      await new Promise((resolve) => pub.once("connect", resolve));
+      const publisher = new Publisher({ maxQueued: 1_000_000, overflow: "drop-oldest", maxInFlight: 1000 });
+      pub.on("close", () => publisher.disconnected());
+      publisher.connected(pub);
+      // A stopped broker reads nothing: the socket fills and one message waits for its drain.
+      process.kill(own.pid, "SIGSTOP");
+      const payload = "x".repeat(300);
+      let n = 0;
+      let lastSent = -1;
+      for (;;) {
+        for (let i = 0; i < 2000; i++) publisher.enqueue({ topic: "q/zero-lost", payload: `${n++} ${payload}`, qos: 0, retain: false });
+        await new Promise((r) => setTimeout(r, 50));
+        const s = publisher.stats();
+        if (s.inFlight > 0 && s.sent === lastSent) break;
+        lastSent = s.sent;
+        expect(n).toBeLessThan(500_000);
+      }
+      expect(publisher.stats().inFlight).toBe(1);
+      const sentBefore = publisher.stats().sent;
+      // The broker dies with that socket unread; the client never gets its drain.
+      const closed = new Promise<void>((resolve) => pub.once("close", () => resolve()));
+      process.kill(own.pid, "SIGKILL");
+      await own.stop();
+      await closed;
+      expect(publisher.stats()).toMatchObject({ connected: false, inFlight: 0, queued: n - sentBefore });
+
+      // The client retries every 100 ms: it may be back before restart() has seen the port.
+      const reconnected = new Promise<void>((resolve) => pub.once("connect", () => resolve()));
+      await own.restart();
+      await reconnected;
+      const got = await receive(own.port, "q/zero-lost", n - sentBefore);
+      publisher.connected(pub);
+      await got.done;
+      expect(await publisher.drain(20_000)).toBe(true);
+      // Everything from the waiting message on arrives once, in order; what the socket had
+      // taken before is QoS 0 on a dead connection (sent, at most once).
+      expect(got.messages.map((m) => Number(m.slice(0, m.indexOf(" "))))).toEqual(Array.from({ length: n - sentBefore }, (_, i) => sentBefore + i));
+      expect(publisher.stats()).toMatchObject({ sent: n, dropped: 0, queued: 0, inFlight: 0 });
+      publisher.close();
+    } finally {
+      paused.splice(paused.indexOf(own), 1);
+      await resumeAndDispose(own);
+    }
   });
 
   it("a spool keeps what was queued across a close and reopen, then empties itself", async () => {
