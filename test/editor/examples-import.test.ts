@@ -20,10 +20,17 @@ async function importExample(page: Page, name: string): Promise<void> {
   await label(MODULE).first().click();
   const parts = name.split("/");
   for (const part of parts) await label(part).first().click();
-  await page.locator("#red-ui-clipboard-dialog-ok").click();
+  // The editor fetches the example before it enables Import: wait for that, then for the
+  // dialog to go and the nodes to be on the workspace.
+  const ok = page.locator("#red-ui-clipboard-dialog-ok");
+  await page.locator("#red-ui-clipboard-dialog-ok:not(.ui-state-disabled):not([disabled])").waitFor({ timeout: 15_000 });
+  await ok.click();
+  await ok.waitFor({ state: "hidden", timeout: 15_000 });
+  await page.locator("#red-ui-workspace-chart .red-ui-flow-node").first().waitFor({ timeout: 15_000 });
   // Imported nodes follow the mouse until a click places them.
   const chart = (await page.locator("#red-ui-workspace-chart").boundingBox())!;
-  await page.mouse.move(chart.x + 120, chart.y + 80);
+  await page.mouse.move(chart.x + 100, chart.y + 60, { steps: 4 });
+  await page.mouse.move(chart.x + 120, chart.y + 80, { steps: 4 });
   await page.mouse.click(chart.x + 120, chart.y + 80);
 }
 
