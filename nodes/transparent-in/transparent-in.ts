@@ -130,6 +130,17 @@ export default function register(RED: NodeAPI): void {
       const l = new TransparentListener(listenerConfigFrom(config), node.id);
       const s = l.settings;
       label = `${s.mode} :${s.port}`;
+      l.on("connection", (info: ConnectionInfo) => {
+        node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
+        showLive();
+      });
+      l.on("rejected", noteRejected);
+      l.on("error", (err) => node.error(`listener: ${err.message}`));
+      if (config.manageRules && s.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
+      // Listening before the rules capture anything: a connection the rules divert must
+      // find a socket, or under TPROXY its SYN is dropped until the client retries.
+      await l.start();
+      listener = l;
       if (config.manageRules) {
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
@@ -138,17 +149,8 @@ export default function register(RED: NodeAPI): void {
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
         };
-        if (s.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
         rules = await installRules(node.id, spec);
       }
-      l.on("connection", (info: ConnectionInfo) => {
-        node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
-        showLive();
-      });
-      l.on("rejected", noteRejected);
-      l.on("error", (err) => node.error(`listener: ${err.message}`));
-      await l.start();
-      listener = l;
       if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
         node.warn(_("transparent-in.error.noForwarder"));
       }
@@ -174,6 +176,11 @@ export default function register(RED: NodeAPI): void {
         await removeRules(rules).catch(() => undefined);
         rules = null;
       }
+      // Rules that could not be installed leave a listener nobody's traffic reaches: close it.
+      if (listener !== null) {
+        await listener.close().catch(() => undefined);
+        listener = null;
+      }
     });
 
     node.on("close", (_removed: boolean, done: () => void) => {
@@ -183,10 +190,11 @@ export default function register(RED: NodeAPI): void {
       status.clear();
       const finish = async (): Promise<void> => {
         await started;
-        if (listener !== null) await listener.close();
-        listener = null;
+        // Rules first: nothing is diverted to the port once its listener is gone.
         if (rules !== null) await removeRules(rules);
         rules = null;
+        if (listener !== null) await listener.close();
+        listener = null;
       };
       finish()
         .catch((err: Error) => node.error(`close: ${err.message}`))
