@@ -56,8 +56,19 @@ export function fdLimitFor(wanted: number): number {
   return canRaiseLimits() ? wanted : Math.min(wanted, hardFdLimit());
 }
 
+/**
+ * The environment of system tools (ip, nft, ss): without a sanitizer runtime that a
+ * sanitized test run preloads for the addons. They are not the code under test, and
+ * iproute2's `ip route` trips it (an overlapping strncpy of its own) and aborts.
+ */
+function toolEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env["LD_PRELOAD"];
+  return env;
+}
+
 function run(cmd: string, args: readonly string[], input?: string): string {
-  return execFileSync(cmd, args, { encoding: "utf8", stdio: ["pipe", "pipe", "pipe"], ...(input === undefined ? {} : { input }) });
+  return execFileSync(cmd, args, { encoding: "utf8", env: toolEnv(), stdio: ["pipe", "pipe", "pipe"], ...(input === undefined ? {} : { input }) });
 }
 
 /** A child speaking JSON lines on stdout; keeps them for `next`. */
