@@ -832,15 +832,17 @@ struct PumpEngine {
     // hardware_concurrency() reads /sys on every call: once is enough.
     static const unsigned cores = std::thread::hardware_concurrency();
     size_t want = cores == 0 ? 1 : std::min(cores, kMaxWorkers);
-    if (workers.size() < want && (running >= workers.size() || workers.empty())) {
+    // All workers start with the first pump: the process's threads and fds are then the
+    // same whatever the load, so they are easy to check for leaks.
+    while (workers.size() < want) {
       auto w = std::make_unique<PumpWorker>(tsfn);
       *err = w->Start();
       if (*err != 0) {
         if (workers.empty()) return nullptr;
         *err = 0;
-      } else {
-        workers.push_back(std::move(w));
+        break;
       }
+      workers.push_back(std::move(w));
     }
     return workers[next++ % workers.size()].get();
   }
