@@ -5,6 +5,7 @@ import type { FlowEvent } from "../src/events/types";
 import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
 import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
+import { sampleProcess } from "./process-stats";
 
 // Bounded load from the native generator (bench/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
@@ -141,17 +142,7 @@ function tcplifeAttach(): Attach | null {
 
 /** Ids of the BPF programs this process holds open (the running flow source's). */
 function ownProgramIds(): Set<number> {
-  const ids = new Set<number>();
-  for (const fd of fs.readdirSync("/proc/self/fd")) {
-    try {
-      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== "anon_inode:bpf-prog") continue;
-      const m = /^prog_id:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
-      if (m !== null) ids.add(Number(m[1]));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return ids;
+  return new Set(sampleProcess(process.pid).bpfProgs);
 }
 
 /** Run time (ns) of this process's BPF programs, from the kernel's per-program stats. */

@@ -4,6 +4,7 @@ import path from "node:path";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
+import { sampleProcess } from "../../bench/process-stats";
 
 export const FIXTURES = path.resolve(__dirname, "..", "fixtures", "flow");
 export const ROOT = path.resolve(__dirname, "..", "..");
@@ -185,17 +186,7 @@ export function threadCount(): number {
 
 /** Ids of the BPF programs this process holds open (from /proc/self/fdinfo). */
 export function ownProgramIds(): Set<number> {
-  const ids = new Set<number>();
-  for (const fd of fs.readdirSync("/proc/self/fd")) {
-    try {
-      if (fs.readlinkSync(`/proc/self/fd/${fd}`) !== "anon_inode:bpf-prog") continue;
-      const m = /^prog_id:\s*(\d+)/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, "utf8"));
-      if (m !== null) ids.add(Number(m[1]));
-    } catch {
-      // closed meanwhile
-    }
-  }
-  return ids;
+  return new Set(sampleProcess(process.pid).bpfProgs);
 }
 
 /**

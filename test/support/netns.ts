@@ -1,5 +1,4 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
 import path from "node:path";
 import readline from "node:readline";
 
@@ -141,25 +140,7 @@ export function clientConnect(
 }
 
 /** Builds dist/ when a source file is newer than the compiled output the children load. */
-export function ensureBuilt(): void {
-  const marker = path.join(ROOT, "dist", "src", "listener", "index.js");
-  const newest = (dir: string): number => {
-    let t = 0;
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, entry.name);
-      t = Math.max(t, entry.isDirectory() ? newest(p) : fs.statSync(p).mtimeMs);
-    }
-    return t;
-  };
-  const sources = Math.max(newest(path.join(ROOT, "src")), newest(path.join(ROOT, "nodes")), newest(path.join(ROOT, "native")));
-  let built = 0;
-  try {
-    built = fs.statSync(marker).mtimeMs;
-  } catch {
-    built = 0;
-  }
-  if (built < sources) execFileSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, stdio: "pipe" });
-}
+export { ensureBuilt } from "../../bench/load-rig";
 
 /** Starts test/support/node-red-child.js with a flow, in a namespace, optionally without CAP_NET_ADMIN. */
 export function startNodeRedChild(ns: string | null, flow: readonly object[], dropNetAdmin = false): NdjsonChild {
