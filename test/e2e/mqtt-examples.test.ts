@@ -24,6 +24,17 @@ describe("MQTT example flows, as the demo deploys them", () => {
     for (const c of cleanup.reverse()) await c();
   });
 
+  /** A full Node-RED running `flows` from a temporary user dir; both go when the block ends. */
+  async function startRed(flows: Array<Record<string, unknown>>): Promise<Awaited<ReturnType<typeof env.startNodeRed>>> {
+    const userDir = mkdtempSync(join(tmpdir(), "traffic-red-examples-"));
+    cleanup.push(() => rmSync(userDir, { recursive: true, force: true }));
+    const port = await freePort();
+    env.prepareUserDir(userDir, { port, flows });
+    const red = await env.startNodeRed(userDir, { port, timeoutMs: 90_000 });
+    cleanup.push(() => env.stopNodeRed(red.child));
+    return red;
+  }
+
   it("the embedded-broker example publishes schema-valid events and its agent status; the mqtt in example subscribes", { timeout: 120_000 }, async () => {
     if (!existsSync(join(env.root, "dist", "nodes", "index.js"))) execFileSync(process.execPath, [join(env.root, "scripts", "build.js")], { stdio: "inherit" });
     // The examples use 1883; this machine may have a broker there, so move both to a free port.
@@ -32,12 +43,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
       .filter((n) => String(n["id"]).startsWith("e7a1c0de") || (n["type"] === "tab" && String(n["label"]).startsWith("mqtt-events")))
       .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "mqtt-broker" ? { ...n, port: String(mqttPort) } : n));
     expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(2);
-    const userDir = mkdtempSync(join(tmpdir(), "traffic-red-examples-"));
-    cleanup.push(() => rmSync(userDir, { recursive: true, force: true }));
-    const port = await freePort();
-    env.prepareUserDir(userDir, { port, flows });
-    const red = await env.startNodeRed(userDir, { port, timeoutMs: 90_000 });
-    cleanup.push(() => env.stopNodeRed(red.child));
+    const red = await startRed(flows);
 
     const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
     cleanup.push(() => sub.endAsync(true).then(() => undefined));
@@ -72,12 +78,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
         return n;
       });
     expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(2);
-    const userDir = mkdtempSync(join(tmpdir(), "traffic-red-examples-"));
-    cleanup.push(() => rmSync(userDir, { recursive: true, force: true }));
-    const port = await freePort();
-    env.prepareUserDir(userDir, { port, flows });
-    const red = await env.startNodeRed(userDir, { port, timeoutMs: 90_000 });
-    cleanup.push(() => env.stopNodeRed(red.child));
+    const red = await startRed(flows);
 
     const received: Array<{ topic: string; event: { type: string } & Record<string, unknown> }> = [];
     // Node-RED is up; its embedded brokers and the listener start listening moments later.

@@ -82,6 +82,15 @@ describe.skipIf(skip)("10,000 concurrent connections through a real Node-RED", (
     return { n, result, barrierOpen: barrier.held, peak, after, afterRssKiB, heapUsed, settledMs };
   }
 
+  /** Warm-up (code paths compiled, pools and pump workers started), then the baseline. */
+  async function warmUpAndBaseline(): Promise<void> {
+    await rig.runClient({ mode: "burst", count: 200, timeoutMs: 30_000 }, 60_000);
+    await new Promise((r) => setTimeout(r, 1000));
+    baseline = rig.sample();
+    baselineHeap = (await rig.memory()).heapUsed;
+    baselineRssKiB = rig.sample().rssKiB;
+  }
+
   function report(label: string, r: Round): void {
     console.log(
       `${label}: ${r.n} connections, ${r.result.outcomes["ok"] ?? 0} ok in ${r.result.ms} ms (all open after ${r.result.allConnectedMs} ms, ${r.barrierOpen} requests held open at the server at once)\n` +
@@ -118,12 +127,7 @@ describe.skipIf(skip)("10,000 concurrent connections through a real Node-RED", (
   it("JS pump: all open at once, every byte right, fds back to the baseline, memory bounded", { timeout: 170_000 }, async () => {
     const n = connectionsFor("js");
     if (n < TARGET) console.warn(`RLIMIT_NOFILE is ${rig.nofile} (no CAP_SYS_RESOURCE to raise it): ${n} connections, not ${TARGET}`);
-    // Warm-up: code paths compiled, pools filled; then the baseline.
-    await rig.runClient({ mode: "burst", count: 200, timeoutMs: 30_000 }, 60_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    baseline = rig.sample();
-    baselineHeap = (await rig.memory()).heapUsed;
-    baselineRssKiB = rig.sample().rssKiB;
+    await warmUpAndBaseline();
     const first = await round(n);
     report("js pump, round 1", first);
     expectRound(first);
@@ -138,11 +142,7 @@ describe.skipIf(skip)("10,000 concurrent connections through a real Node-RED", (
     await rig.waitListening();
     const n = connectionsFor("native");
     if (n < TARGET) console.warn(`RLIMIT_NOFILE is ${rig.nofile}: ${n} connections with the native pump, not ${TARGET}`);
-    await rig.runClient({ mode: "burst", count: 200, timeoutMs: 30_000 }, 60_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    baseline = rig.sample();
-    baselineHeap = (await rig.memory()).heapUsed;
-    baselineRssKiB = rig.sample().rssKiB;
+    await warmUpAndBaseline();
     const first = await round(n);
     report("native pump, round 1", first);
     expectRound(first);

@@ -98,41 +98,50 @@ async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> 
   }
 }
 
-describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kind) => {
+/**
+ * The broker of one describe.each kind, for the whole block: the embedded one (a free port
+ * for the `traffic broker` to listen on) or a mosquitto of its own, and the Node-RED test
+ * server around it. `skip` when mosquitto is wanted and missing.
+ */
+function brokerFor(kind: "embedded" | "mosquitto"): { readonly skip: boolean; port: number } {
   let mosquitto: Mosquitto | null = null;
-  let port = 0;
-  const skip = kind === "mosquitto" ? mosquittoBin.skip : false;
-
+  const broker = { skip: kind === "mosquitto" ? mosquittoBin.skip : false, port: 0 };
   beforeAll(async () => {
-    if (skip) return;
+    if (broker.skip) return;
     await helper.startServer();
     if (kind === "mosquitto") {
       mosquitto = await startMosquitto(mosquittoBin.path as string);
-      port = mosquitto.port;
+      broker.port = mosquitto.port;
     } else {
-      port = await freePort();
+      broker.port = await freePort();
     }
   });
   afterEach(async () => {
-    if (!skip) await helper.unload();
+    if (!broker.skip) await helper.unload();
   });
   afterAll(async () => {
-    if (skip) return;
+    if (broker.skip) return;
     await helper.stopServer();
     await mosquitto?.dispose();
   });
+  return broker;
+}
+
+describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kind) => {
+  const setup = brokerFor(kind);
+  const skip = setup.skip;
 
   it.skipIf(skip)("subscribers (mqtt.js and mosquitto_sub) receive exactly the events sent, schema-valid, in order per topic", async () => {
     const broker =
       kind === "embedded"
-        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, statusTopic: "traffic/{host}/status", agentHost: "agent-a" }
-        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", statusTopic: "traffic/{host}/status", agentHost: "agent-a" };
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, statusTopic: "traffic/{host}/status", agentHost: "agent-a" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", statusTopic: "traffic/{host}/status", agentHost: "agent-a" };
     await helper.load(registerNodes, flowFor(broker));
     // The broker node connects (and the embedded one listens) when its first user registers.
     const status = await (async () => {
-      const c = await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100, connectTimeout: 5000 }).catch(async () => {
+      const c = await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { reconnectPeriod: 100, connectTimeout: 5000 }).catch(async () => {
         await new Promise((r) => setTimeout(r, 300));
-        return connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 100 });
+        return connectAsync(`mqtt://127.0.0.1:${setup.port}`, { reconnectPeriod: 100 });
       });
       return c;
     })();
@@ -145,9 +154,9 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     await status.endAsync();
 
     const n = kind === "embedded" ? 2000 : 5000;
-    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const sub = await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
     const viaJs = collect(sub, "traffic/agent-a/flow-open/#", n);
-    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(port, "traffic/agent-a/flow-open/#", n);
+    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(setup.port, "traffic/agent-a/flow-open/#", n);
     await viaCli?.ready;
     await new Promise((r) => setTimeout(r, 100));
     const node = helper.getNode("ev");
@@ -175,11 +184,11 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
   it.skipIf(skip)("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
     const broker =
       kind === "embedded"
-        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "agent-b" }
-        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", agentHost: "agent-b" };
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, agentHost: "agent-b" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", agentHost: "agent-b" };
     await helper.load(registerNodes, flowFor(broker, { statsInterval: 1 }));
     await new Promise((r) => setTimeout(r, 300));
-    const sub = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const sub = await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
     const overridden = collect(sub, "custom/override", 1);
     const statsOnBroker = new Promise<unknown>((resolve) => {
       sub.on("message", (t, p) => {
@@ -215,38 +224,18 @@ function httpClient(port: number, bytes: string): Promise<{ localPort: number; s
 }
 
 describe.each(["embedded", "mosquitto"] as const)("transparent in → classify → mqtt events through %s: connections become events", (kind) => {
-  let mosquitto: Mosquitto | null = null;
-  let port = 0;
-  const skip = kind === "mosquitto" ? mosquittoBin.skip : false;
-
-  beforeAll(async () => {
-    if (skip) return;
-    await helper.startServer();
-    if (kind === "mosquitto") {
-      mosquitto = await startMosquitto(mosquittoBin.path as string);
-      port = mosquitto.port;
-    } else {
-      port = await freePort();
-    }
-  });
-  afterEach(async () => {
-    if (!skip) await helper.unload();
-  });
-  afterAll(async () => {
-    if (skip) return;
-    await helper.stopServer();
-    await mosquitto?.dispose();
-  });
+  const setup = brokerFor(kind);
+  const skip = setup.skip;
 
   const brokerNode = (): object =>
     kind === "embedded"
-      ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, statusTopic: "", agentHost: "agent-c" }
-      : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${port}`, protocolVersion: "5", statusTopic: "", agentHost: "agent-c" };
+      ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, statusTopic: "", agentHost: "agent-c" }
+      : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", statusTopic: "", agentHost: "agent-c" };
 
   async function subscriber(): Promise<MqttClient> {
     for (let i = 0; ; i++) {
       try {
-        return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000, protocolVersion: kind === "embedded" ? 4 : 5 });
+        return await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { reconnectPeriod: 0, connectTimeout: 1000, protocolVersion: kind === "embedded" ? 4 : 5 });
       } catch (err) {
         // The embedded broker listens once its first user registered.
         if (i > 50) throw err;
@@ -265,7 +254,7 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in → classify �
     ]);
     const sub = await subscriber();
     const viaJs = collect(sub, "traffic/agent-c/#", 2);
-    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(port, "traffic/agent-c/#", 2);
+    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(setup.port, "traffic/agent-c/#", 2);
     await viaCli?.ready;
     await new Promise((r) => setTimeout(r, 100));
     const client = await httpClient(listenPort, "GET /status HTTP/1.1\r\nHost: example.org\r\n\r\n");
