@@ -549,7 +549,8 @@ export interface MqttStatsEvent extends EventBase {
    */
   queued: number;
   /**
-   * Published, not yet acknowledged (QoS 1/2).
+   * Handed to the client, not yet called back: QoS 1/2 awaiting acknowledgement, and at
+   * QoS 0 at most one message waiting for the socket to drain.
    * @minimum 0
    */
   inFlight: number;
