@@ -333,7 +333,6 @@ struct Direction {
   const char* dstName = "";
 };
 
-struct Pump;
 // What an epoll event points at: one of a pump's two sockets.
 struct Endpoint {
   Pump* pump;
@@ -377,7 +376,6 @@ constexpr size_t kMaxPooledPipes = 64;
 constexpr unsigned kMaxWorkers = 4;
 // How long an idle worker keeps its pooled pipes.
 constexpr std::chrono::milliseconds kIdlePoolMs{300};
-
 
 class PumpWorker {
  public:
