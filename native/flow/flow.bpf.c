@@ -398,6 +398,22 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 	if (newstate == S_SYN_SENT || (oldstate == S_LISTEN && newstate == S_SYN_RECV)) {
 		__u8 side = newstate == S_SYN_SENT ? FLOW_SIDE_CLIENT : FLOW_SIDE_SERVER;
 
+		read_addrs(sk, &a);
+		if (!wanted(sk, side, &a)) {
+			/*
+			 * A filtered socket gets no storage: allocating and freeing it was most of what
+			 * an untracked connection cost. Storage left from an earlier connect of this
+			 * socket (connect(AF_UNSPEC), then connect again) is marked ignored instead.
+			 */
+			if (side == FLOW_SIDE_CLIENT) {
+				st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, 0);
+				if (st) {
+					__builtin_memset(st, 0, sizeof(*st));
+					st->flags = SK_IGNORED;
+				}
+			}
+			return;
+		}
 		st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return;
@@ -405,25 +421,25 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 		__builtin_memset(st, 0, sizeof(*st));
 		st->side = side;
 		st->start_ns = now;
-		read_addrs(sk, &a);
-		if (!wanted(sk, side, &a)) {
-			st->flags |= SK_IGNORED;
-			return;
-		}
 		if (side == FLOW_SIDE_CLIENT)
 			take_owner(st, FLOW_OWNER_CONNECT);
 	} else {
 		st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, 0);
 		if (!st) {
-			/* Older than the capture: track it from now on, marked partial. */
+			/*
+			 * Filtered when it opened, or older than the capture. The filter is decided
+			 * again with the side unknown: a wanted socket is tracked from now on, marked
+			 * partial. (Only a filtered socket whose other port is itself a filtered-for
+			 * service port would pass here: an ephemeral port inside the port list.)
+			 */
+			read_addrs(sk, &a);
+			if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
+				return;
 			st = bpf_sk_storage_get(&flow_sockets, (void *)sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 			if (!st)
 				return;
 			st->flags |= SK_PARTIAL;
 			st->open_sent = OPEN_DONE;
-			read_addrs(sk, &a);
-			if (!wanted(sk, FLOW_SIDE_UNKNOWN, &a))
-				st->flags |= SK_IGNORED;
 		}
 		if (st->flags & SK_IGNORED)
 			return;
@@ -599,6 +615,10 @@ static __always_inline int on_io(struct sock *sk)
 
 		if (state != S_ESTABLISHED && state != S_CLOSE_WAIT)
 			return 0;
+		/*
+		 * Filtered when it opened, or older than the capture: storage now, partial or
+		 * ignored, so that the socket's further I/O costs one lookup.
+		 */
 		st = bpf_sk_storage_get(&flow_sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return 0;
