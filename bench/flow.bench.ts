@@ -163,6 +163,20 @@ function bpfRunTimeNs(ids: ReadonlySet<number>): number {
   return progs.filter((p) => ids.has(p.id)).reduce((sum, p) => sum + (p.run_time_ns ?? 0), 0);
 }
 
+/** A row with the bar "every close delivered, none lost" for what a source counted. */
+function deliveredRow(caseName: string, c: Counted, anchorName: string, expected: number): BenchRow {
+  return {
+    case: caseName,
+    unit: "events",
+    ours: c.closes,
+    anchorName,
+    anchor: expected,
+    ratio: expected === 0 ? 0 : c.closes / expected,
+    bar: "all delivered, 0 lost",
+    pass: c.closes === expected && c.kernelLost === 0 && c.jsLost === 0,
+  };
+}
+
 /** Microseconds per connection for `ms` of CPU over `connections`. */
 function perConnUs(ms: number, connections: number): number {
   return connections > 0 ? (ms * 1000) / connections : NaN;
@@ -258,41 +272,14 @@ export async function run(): Promise<BenchReport> {
       { ...ratioRow("flow source (both ends) vs tcplife (server side)", "conn/s", attached, "tcplife", tl, 1) },
     );
   }
-  rows.push({
-    case: "server-side phases: server closes delivered / accepted",
-    unit: "events",
-    ours: serverSide.closes,
-    anchorName: "accepted",
-    anchor: serverExpected,
-    ratio: serverExpected === 0 ? 0 : serverSide.closes / serverExpected,
-    bar: "all delivered, 0 lost",
-    pass: serverSide.closes === serverExpected && serverSide.kernelLost === 0 && serverSide.jsLost === 0,
-  });
+  rows.push(deliveredRow("server-side phases: server closes delivered / accepted", serverSide, "accepted", serverExpected));
   rows.push(
     { case: "capture CPU per connection: BPF programs", unit: "µs", ours: bpfUs },
     { case: "capture CPU per connection: Node (reader, decode, delivery)", unit: "µs", ours: nodeUs },
     { case: "load CPU per connection (client + server processes)", unit: "µs", ours: loadUs, anchorName: "capture/load", anchor: bpfUs + nodeUs, ratio: (bpfUs + nodeUs) / loadUs },
-    {
-      case: "close events delivered / expected (unpaced phases)",
-      unit: "events",
-      ours: counted.closes,
-      anchorName: "expected",
-      anchor: expectedCloses,
-      ratio: expectedCloses === 0 ? 0 : counted.closes / expectedCloses,
-      bar: "all delivered, 0 lost",
-      pass: counted.closes === expectedCloses && counted.kernelLost === 0 && counted.jsLost === 0,
-    },
+    deliveredRow("close events delivered / expected (unpaced phases)", counted, "expected", expectedCloses),
     { case: `paced ${BAR_RATE} conn/s for ${BAR_S} s: achieved`, unit: "conn/s", ours: b.load.rate, bar: `≥ ${BAR_RATE} conn/s`, pass: b.load.rate >= BAR_RATE * 0.99 },
-    {
-      case: `paced ${BAR_RATE} conn/s for ${BAR_S} s: closes delivered / expected`,
-      unit: "events",
-      ours: bar.closes,
-      anchorName: "expected",
-      anchor: barExpected,
-      ratio: barExpected === 0 ? 0 : bar.closes / barExpected,
-      bar: "all delivered, 0 lost",
-      pass: bar.closes === barExpected && bar.kernelLost === 0 && bar.jsLost === 0,
-    },
+    deliveredRow(`paced ${BAR_RATE} conn/s for ${BAR_S} s: closes delivered / expected`, bar, "expected", barExpected),
   );
   const notes: string[] = [];
   if (red !== null) {
