@@ -251,14 +251,13 @@ static __always_inline void take_owner(struct flow_sk *st, __u8 from)
 /*
  * Waking the reader for every record costs a context switch per event on a busy host.
  * The reader polls every few tens of milliseconds anyway; wake it early only when the
- * ring is a quarter full.
+ * ring is a quarter full (the loader sets that size: one helper call less per record).
  */
 static __always_inline void submit(struct flow_record *r)
 {
 	__u64 avail = bpf_ringbuf_query(&flow_events, BPF_RB_AVAIL_DATA);
-	__u64 size = bpf_ringbuf_query(&flow_events, BPF_RB_RING_SIZE);
 
-	bpf_ringbuf_submit(r, avail >= size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(r, avail >= flow_cfg.wake_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline struct flow_record *reserve(void)
@@ -393,7 +392,11 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 	if (!event_on(FLOW_EV_STATE) &&
 	    (newstate == S_CLOSE_WAIT || newstate == S_FIN_WAIT2 || newstate == S_CLOSING || newstate == S_TIME_WAIT))
 		return;
-	now = bpf_ktime_get_boot_ns();
+	/* The clock only where a stamp is kept or sent: a guest's clock read is not free. */
+	now = newstate == S_SYN_SENT || newstate == S_SYN_RECV || newstate == S_ESTABLISHED || newstate == S_CLOSE ||
+			      event_on(FLOW_EV_STATE)
+		      ? bpf_ktime_get_boot_ns()
+		      : 0;
 
 	if (newstate == S_SYN_SENT || (oldstate == S_LISTEN && newstate == S_SYN_RECV)) {
 		__u8 side = newstate == S_SYN_SENT ? FLOW_SIDE_CLIENT : FLOW_SIDE_SERVER;
@@ -477,12 +480,14 @@ static __always_inline void on_state(const struct sock *sk, const int oldstate, 
 		/* Once per socket, also against flow_destroy on another CPU. */
 		if (__sync_fetch_and_or(&st->flags, SK_CLOSED) & SK_CLOSED)
 			return;
+		__u64 cookie = bpf_get_socket_cookie((void *)sk);
+
 		/* An accepted connection that closes before any I/O still opens first. */
 		if (st->established_ns)
-			emit_open(sk, st, now, bpf_get_socket_cookie((void *)sk));
+			emit_open(sk, st, now, cookie);
 		if (event_on(FLOW_EV_CLOSE)) {
 			read_addrs(sk, &a);
-			emit_close(sk, st, oldstate, &a, now, bpf_get_socket_cookie((void *)sk));
+			emit_close(sk, st, oldstate, &a, now, cookie);
 		}
 	}
 }

@@ -107,7 +107,7 @@ struct flow_config {
 	__u32 port_filter; /* 1: the service port must be in flow_ports */
 	__u32 cidr_filter; /* 1: the remote address must match flow_cidr4/flow_cidr6 */
 	__u32 first_bytes; /* first payload bytes to capture per direction, 0..FLOW_FIRST_BYTES_MAX */
-	__u32 reserved;
+	__u32 wake_bytes;  /* unread ring bytes from which a record wakes the reader (a quarter of the ring) */
 };
 
 struct flow_cidr4_key {

@@ -440,6 +440,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     cfg.cidr_filter = cidrs.IsArray() && cidrs.As<Napi::Array>().Length() > 0 ? 1 : 0;
     cfg.first_bytes = U32(opts, "firstBytes", 0);
     if (cfg.first_bytes > FLOW_FIRST_BYTES_MAX) cfg.first_bytes = FLOW_FIRST_BYTES_MAX;
+    cfg.wake_bytes = U32(opts, "ringBytes", 4u << 20) / 4;
     std::memcpy(const_cast<struct flow_config*>(&skel->rodata->flow_cfg), &cfg, sizeof cfg);
   }
 
