@@ -6,6 +6,8 @@ import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
 import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
 import { sampleProcess } from "./process-stats";
+import { attachFloor, floorBuild } from "./flow-floor";
+import { cgroupV2Root } from "../src/flow/features";
 
 // Bounded load from the native generator (bench/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
@@ -29,14 +31,16 @@ interface PhaseCounts {
 }
 
 /** Something attached for one phase; `detach` gets the phase's counts, to wait for its closes. */
-type Attach = (port: number) => (counts: PhaseCounts) => Promise<void>;
+type Detach = (counts: PhaseCounts) => Promise<void>;
+type Attach = (port: number) => Detach | Promise<Detach>;
 
 /** One phase against a fresh accept-and-close server (so its CPU time is this phase's). */
 async function phase(rate: number, seconds: number, attach?: Attach): Promise<Phase & { accepted: number }> {
   const server = await startLoadServer();
-  const detach = attach?.(server.port);
+  let detach: Detach | undefined;
   let counts: PhaseCounts = { attempted: 0, accepted: 0 };
   try {
+    detach = await attach?.(server.port);
     const load = await runLoadClient(server.port, rate, seconds, CONCURRENCY);
     const accepted = await server.stop();
     counts = { attempted: load.attempted, accepted };
@@ -60,7 +64,7 @@ interface Counted {
  * Attaches a flow source (close events of the phase's server port) and counts what it
  * delivers: both ends of every connection, or only the server's (what `tcplife -L` reports).
  */
-function counting(into: Counted, side?: "server"): Attach {
+function counting(into: Counted, side?: "server"): (port: number) => Detach {
   return (port) => {
     let closes = 0;
     const source = new FlowSource({ mode: "ebpf", ports: [port], ...(side !== undefined ? { side } : {}), open: false, close: true, reportExisting: false, lostCheckMs: 250 }, (events: FlowEvent[]) => {
@@ -184,7 +188,29 @@ function perConnUs(ms: number, connections: number): number {
 
 export async function run(): Promise<BenchReport> {
   loadgenBinary();
-  const rates: Record<"detached" | "attached" | "server" | "tcplife", number[]> = { detached: [], attached: [], server: [], tcplife: [] };
+  const rates: Record<"detached" | "attached" | "server" | "tcplife" | "floor" | "floorStorage", number[]> = {
+    detached: [],
+    attached: [],
+    server: [],
+    tcplife: [],
+    floor: [],
+    floorStorage: [],
+  };
+  // The floor: the design's hooks with empty programs, then with the per-socket storage.
+  const cgroupRoot = cgroupV2Root();
+  let floorFailure = "";
+  try {
+    if (cgroupRoot === null) throw new Error("cgroup v2 is not mounted");
+    floorBuild();
+  } catch (err) {
+    floorFailure = (err as Error).message.split("\n")[0]!;
+  }
+  const floorAttach =
+    (storage: boolean): Attach =>
+    async () => {
+      const detach = await attachFloor(storage, cgroupRoot!);
+      return () => detach();
+    };
   const serverSide: Counted = { closes: 0, kernelLost: 0, jsLost: 0, skipped: 0, closeAtDestroy: 0, nodeCpuMs: 0 };
   let serverExpected = 0;
   const counted: Counted = { closes: 0, kernelLost: 0, jsLost: 0, skipped: 0, closeAtDestroy: 0, nodeCpuMs: 0 };
@@ -204,6 +230,10 @@ export async function run(): Promise<BenchReport> {
     rates.server.push(srv.load.rate);
     serverExpected += srv.accepted;
     if (tcplife !== null) rates.tcplife.push((await phase(0, PHASE_S, tcplife)).load.rate);
+    if (floorFailure === "") {
+      rates.floor.push((await phase(0, PHASE_S, floorAttach(false))).load.rate);
+      rates.floorStorage.push((await phase(0, PHASE_S, floorAttach(true))).load.rate);
+    }
   }
 
   // Per-connection CPU: this package's BPF programs (kernel run-time stats switched on for
@@ -273,6 +303,12 @@ export async function run(): Promise<BenchReport> {
     );
   }
   rows.push(deliveredRow("server-side phases: server closes delivered / accepted", serverSide, "accepted", serverExpected));
+  if (rates.floor.length > 0) {
+    rows.push(
+      { ...ratioRow("floor: the design's hooks with empty programs (2 × inet_sock_set_state, tcp_destroy_sock, sock_ops)", "conn/s", median(rates.floor), "detached", detached) },
+      { ...ratioRow("floor: the same hooks + per-socket storage created and freed", "conn/s", median(rates.floorStorage), "detached", detached) },
+    );
+  }
   rows.push(
     { case: "capture CPU per connection: BPF programs", unit: "µs", ours: bpfUs },
     { case: "capture CPU per connection: Node (reader, decode, delivery)", unit: "µs", ours: nodeUs },
@@ -337,6 +373,11 @@ export async function run(): Promise<BenchReport> {
     rows.push({ case: `bar: zero lost at ≥ ${BAR_RATE} conn/s for ${BAR_S} s, closes delivered into a Node-RED flow`, unit: "conn/s", ours: NaN, bar: "the Node-RED case ran", pass: false });
   }
   if (redFailure !== "") notes.push(`Node-RED flow case failed: ${redFailure}`);
+  notes.push(
+    floorFailure === ""
+      ? "floor (bench/flow-floor.bpf.c): the hooks the flow source needs, attached with programs that do nothing, then also creating the per-socket storage the source keeps: what any capture on this design costs before it records anything"
+      : `floor not measured: ${floorFailure}`,
+  );
 
   return {
     name: "flow source: short connections on loopback from a native generator, attached vs detached (and vs tcplife)",

@@ -1,0 +1,78 @@
+/**
+ * The floor under the flow source's design (bench/flow-floor.bpf.c): its hooks attached
+ * with empty programs, optionally creating the per-socket storage. Built with clang,
+ * bpftool and libbpf on first use and cached by source hash and kernel release, like the
+ * load generator.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const DIRS = [__dirname, path.resolve(__dirname, "..", "..", "bench")];
+
+function source(name: string): string {
+  const found = DIRS.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
+  if (found === undefined) throw new Error(`${name} not found (looked in ${DIRS.join(", ")})`);
+  return found;
+}
+
+function run(command: string, args: readonly string[], what: string): void {
+  const r = spawnSync(command, args, { encoding: "utf8", maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`${what}: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
+const ARCH: Record<string, string> = { x64: "x86", arm64: "arm64", s390x: "s390", ppc64: "powerpc", riscv64: "riscv", loong64: "loongarch" };
+
+let built: { loader: string; object: string } | null = null;
+
+/** The loader and BPF object; throws with the tool's message when one is missing or fails. */
+export function floorBuild(): { loader: string; object: string } {
+  if (built !== null) return built;
+  const bpfSource = source("flow-floor.bpf.c");
+  const loaderSource = source("flow-floor.c");
+  const hash = crypto
+    .createHash("sha256")
+    .update(fs.readFileSync(bpfSource))
+    .update(fs.readFileSync(loaderSource))
+    .update(os.release())
+    .digest("hex")
+    .slice(0, 16);
+  const dir = path.join(os.tmpdir(), `traffic-policy-flow-floor-${hash}`);
+  const out = { loader: path.join(dir, "flow-floor"), object: path.join(dir, "flow-floor.bpf.o") };
+  if (!fs.existsSync(out.loader) || !fs.existsSync(out.object)) {
+    // Built in a private directory and renamed, so two runs never use half-written files.
+    const tmp = `${dir}.${process.pid}`;
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    const vmlinux = spawnSync("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], { encoding: "utf8", maxBuffer: 256 << 20 });
+    if (vmlinux.status !== 0) throw new Error(`bpftool btf dump: ${vmlinux.error?.message ?? vmlinux.stderr.trim()}`);
+    fs.writeFileSync(path.join(tmp, "vmlinux.h"), vmlinux.stdout);
+    run("clang", ["-O2", "-g", "-target", "bpf", `-D__TARGET_ARCH_${ARCH[process.arch] ?? process.arch}`, `-I${tmp}`, "-c", bpfSource, "-o", path.join(tmp, "flow-floor.bpf.o")], "clang flow-floor.bpf.c");
+    run("cc", ["-O2", "-Wall", "-o", path.join(tmp, "flow-floor"), loaderSource, "-lbpf"], "cc flow-floor.c");
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.renameSync(tmp, dir);
+  }
+  built = out;
+  return out;
+}
+
+/** Attaches the floor programs; resolves once they run, with a function that detaches them. */
+export function attachFloor(storage: boolean, cgroupRoot: string): Promise<() => Promise<void>> {
+  const { loader, object } = floorBuild();
+  const child: ChildProcess = spawn(loader, [object, storage ? "1" : "0", cgroupRoot], { stdio: ["pipe", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => reject(new Error(`flow-floor exited (${code}): ${stderr.trim()}`)));
+    child.stdout!.once("data", () =>
+      resolve(async () => {
+        child.stdin!.end();
+        await exited;
+      }),
+    );
+  });
+}
