@@ -230,8 +230,15 @@ async function runRemoval(steps: readonly RemovalStep[]): Promise<void> {
   }
 }
 
-function sameRouting(a: ManagedRules["routing"], b: ManagedRules["routing"]): boolean {
-  return a === null || b === null ? a === b : a.mark === b.mark && a.table === b.table && a.v4 === b.v4 && a.v6 === b.v6;
+/**
+ * The part of routing `a` that `b` lacks: the families whose ip rule and route `a` needs and
+ * `b` has not (the same mark and table in that family), or null for none.
+ */
+function routingMinus(a: ManagedRules["routing"], b: ManagedRules["routing"]): Routing | null {
+  if (a === null) return null;
+  const shared = b !== null && a.mark === b.mark && a.table === b.table;
+  const rest = { ...a, v4: a.v4 && !(shared && b.v4), v6: a.v6 && !(shared && b.v6) };
+  return rest.v4 || rest.v6 ? rest : null;
 }
 
 async function addRouting(routing: Routing): Promise<void> {
@@ -278,27 +285,28 @@ export async function installRules(owner: string, spec: RuleSpec): Promise<Manag
 }
 
 /**
- * Moves installed rules to a new spec of the same owner without a moment with no rules:
- * unchanged rules stay as they are; otherwise new routing is added, the table replaced in
- * one transaction, then routing the new rules no longer use removed. On failure the
- * current rules are left in place.
+ * Moves an owner's installed rules to a new spec without a moment with no rules: what is
+ * unchanged stays as it is; routing the new rules need is added first, the table is
+ * replaced in one transaction, then routing only the old rules used is removed. On
+ * failure the current rules are left in place.
  */
 export async function replaceRules(current: ManagedRules, owner: string, spec: RuleSpec): Promise<ManagedRules> {
   const next = managedFrom(owner, spec);
-  if (next.table === current.table && next.ruleset === current.ruleset && sameRouting(next.routing, current.routing)) return current;
-  const newRouting = next.routing !== null && !sameRouting(next.routing, current.routing);
+  if (next.table !== current.table) throw bad("owner", "replaceRules moves one owner's rules; another owner's are installed separately");
+  const adding = routingMinus(next.routing, current.routing);
+  const dropping = routingMinus(current.routing, next.routing);
+  if (adding === null && dropping === null && next.ruleset === current.ruleset) return current;
   try {
-    if (newRouting) {
-      await runRemoval(routingRemoval(next.routing!));
-      await addRouting(next.routing!);
+    if (adding !== null) {
+      await runRemoval(routingRemoval(adding));
+      await addRouting(adding);
     }
-    await replaceTable(next.table, next.ruleset);
+    if (next.ruleset !== current.ruleset) await replaceTable(next.table, next.ruleset);
   } catch (err) {
-    if (newRouting) await runRemoval(routingRemoval(next.routing!));
+    if (adding !== null) await runRemoval(routingRemoval(adding));
     throw err;
   }
-  if (current.table !== next.table) await runRemoval(removal({ ...current, routing: null }));
-  if (current.routing !== null && !sameRouting(current.routing, next.routing)) await runRemoval(routingRemoval(current.routing));
+  if (dropping !== null) await runRemoval(routingRemoval(dropping));
   return next;
 }
 
