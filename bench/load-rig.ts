@@ -166,6 +166,8 @@ export interface FlowOptions {
   flowSourceMode?: "ebpf" | "sockdiag" | "auto";
   /** The forward node's pump (default auto). */
   pump?: "auto" | "native" | "js";
+  /** What transparent in's managed rules capture (default the server's address). */
+  ruleDestinations?: string;
 }
 
 /** The gateway's flow: transparent in → classify → forward (→ mqtt events, with a flow source). */
@@ -180,7 +182,7 @@ export function gatewayFlow(o: FlowOptions): object[] {
       // a: no bytes read ahead (classify reads the live connection); b: the first 64 read before the message.
       sniffBytes: v === "a" ? 0 : 64, sniffTimeout: 1, proxyProtocol: "off", proxyFrom: "",
       unclaimedTimeout: 30, unclaimedAction: "close", onClose: "keep",
-      manageRules: true, ruleDestinations: `${SERVER_IP}/32`, rulePorts: String(SERVER_PORT), ruleMark: "",
+      manageRules: true, ruleDestinations: o.ruleDestinations ?? `${SERVER_IP}/32`, rulePorts: String(SERVER_PORT), ruleMark: "",
       x: 120, y: 80, wires: [["cls", ...ev]],
     },
     {
@@ -392,6 +394,11 @@ export class LoadRig {
       body: JSON.stringify(flows),
     });
     if (r["status"] !== 204 && r["status"] !== 200) throw new Error(`deploy: HTTP ${String(r["status"])} ${String(r["body"])}`);
+  }
+
+  /** Stops Node-RED as a service manager does (SIGTERM) and waits until it has exited. */
+  async stopNodeRed(): Promise<void> {
+    if (this.red !== null) await redEnv.stopProcess(this.red.child, 15_000);
   }
 
   /** Node-RED's process.memoryUsage() right after a full garbage collection. */

@@ -33,6 +33,7 @@ const NATIVE_SUITES = [
   "test/unit/native-args.test.ts",
   "test/unit/native-loader.test.ts",
   "test/unit/listener.test.ts",
+  "test/unit/handover.test.ts",
   "test/unit/connection-table.test.ts",
   "test/unit/flow-decode.test.ts",
   "test/nodes/transparent-in.test.ts",

@@ -5,7 +5,8 @@ import { TransparentListener, type RejectReason } from "../../src/listener/trans
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
-import { installRules, removeRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/handover";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
@@ -83,8 +84,31 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
   };
 }
 
+/**
+ * How long a stopped node's listener and rules wait for the node's next instance. A
+ * redeploy starts it within moments; the flows' start releases what nobody took sooner,
+ * and a runtime that stops (not for a deploy) releases everything at once.
+ */
+const HANDOVER_GRACE_MS = 10_000;
+
+// Per runtime event bus (a test may start several): one pair of listeners each.
+const releasing = new WeakSet<object>();
+
+/** Releases parked listeners and rules when the flows started without them, or the runtime stops. */
+function watchHandovers(RED: NodeAPI): void {
+  const events = RED.events;
+  if (releasing.has(events)) return;
+  releasing.add(events);
+  events.on("flows:started", () => void releaseParked());
+  events.on("runtime-event", (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
+    // Node-RED exits right after this event when it stops: release before returning.
+    if (event.id === "runtime-state" && event.payload?.state === "stop" && event.payload.deploy !== true) releaseParkedNow();
+  });
+}
+
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
+  watchHandovers(RED);
   const _ = messages(RED);
   function TransparentInNode(this: Node, config: TransparentInDef): void {
     RED.nodes.createNode(this, config);
@@ -96,6 +120,12 @@ export default function register(RED: NodeAPI): void {
     let label = "";
     const rejected: Partial<Record<RejectReason, number>> = {};
     let warnTimer: NodeJS.Timeout | null = null;
+    // What the previous instance of this node left running for this one (see close).
+    const handed = takeParkedListener(node.id);
+    // Connections accepted before the flows run wait here: a message sent before the
+    // downstream nodes exist is lost, and its connection would hang until unclaimed.
+    const held: ConnectionInfo[] = handed === undefined ? [] : [...handed.waiting];
+    let flowsRunning = handed === undefined;
 
     let shownLive = -1;
     const showLive = (): void => {
@@ -124,23 +154,55 @@ export default function register(RED: NodeAPI): void {
       warnTimer.unref();
     };
 
-    const start = async (): Promise<void> => {
-      const native = nativeAvailability();
-      if (!native.available) throw new TrafficError("ERR_NATIVE_UNAVAILABLE", native.reason, "native addon");
-      const l = new TransparentListener(listenerConfigFrom(config), node.id);
-      const s = l.settings;
-      label = `${s.mode} :${s.port}`;
+    const announce = (info: ConnectionInfo): void => {
+      node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
+      showLive();
+    };
+    const serve = (l: TransparentListener): void => {
+      l.removeAllListeners();
       l.on("connection", (info: ConnectionInfo) => {
-        node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
-        showLive();
+        if (flowsRunning) announce(info);
+        else held.push(info);
       });
       l.on("rejected", noteRejected);
       l.on("error", (err) => node.error(`listener: ${err.message}`));
-      if (config.manageRules && s.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
-      // Listening before the rules capture anything: a connection the rules divert must
-      // find a socket, or under TPROXY its SYN is dropped until the client retries.
-      await l.start();
-      listener = l;
+    };
+    if (handed !== undefined) {
+      // Owned from here: a failed start closes them like its own.
+      listener = handed.listener;
+      rules = handed.rules;
+      serve(handed.listener);
+      whenFlowsStarted(RED, () => {
+        if (closing) return;
+        flowsRunning = true;
+        // Those that ended meanwhile left the table.
+        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined) announce(info);
+      });
+    }
+
+    const start = async (): Promise<void> => {
+      const native = nativeAvailability();
+      if (!native.available) throw new TrafficError("ERR_NATIVE_UNAVAILABLE", native.reason, "native addon");
+      const listenerConfig = listenerConfigFrom(config);
+      if (config.manageRules && listenerConfig.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
+      // The previous instance's socket serves on when the new settings need the same one;
+      // otherwise it goes (rules first, as at a close) before this one binds the port.
+      if (listener !== null && !listener.reconfigure(listenerConfig)) {
+        if (rules !== null) await removeRules(rules);
+        rules = null;
+        await listener.close();
+        listener = null;
+      }
+      if (listener === null) {
+        const l = new TransparentListener(listenerConfig, node.id);
+        serve(l);
+        // Listening before the rules capture anything: a connection the rules divert must
+        // find a socket, or under TPROXY its SYN is dropped until the client retries.
+        await l.start();
+        listener = l;
+      }
+      const s = listener.settings;
+      label = `${s.mode} :${s.port}`;
       if (config.manageRules) {
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
@@ -149,15 +211,16 @@ export default function register(RED: NodeAPI): void {
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
         };
-        rules = await installRules(node.id, spec);
+        // Rules handed over stay in place when unchanged, and are replaced in one step when not.
+        rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);
+      } else if (rules !== null) {
+        await removeRules(rules);
+        rules = null;
       }
       if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
         node.warn(_("transparent-in.error.noForwarder"));
       }
-      if (closing) {
-        await l.close();
-        return;
-      }
+      if (closing) return;
       showLive();
       // Again once the flows run, for Status nodes that did not exist yet.
       whenFlowsStarted(RED, showLive);
@@ -183,13 +246,22 @@ export default function register(RED: NodeAPI): void {
       }
     });
 
-    node.on("close", (_removed: boolean, done: () => void) => {
+    node.on("close", (removed: boolean, done: () => void) => {
       closing = true;
       clearInterval(ticker);
       if (warnTimer !== null) clearTimeout(warnTimer);
       status.clear();
       const finish = async (): Promise<void> => {
         await started;
+        if (!removed && listener !== null) {
+          // Stopped, not deleted: most likely a deploy that starts this node again at once.
+          // Listening and capturing go on for the next instance, so no connection of that
+          // moment passes the policy or finds nothing listening.
+          parkListener(node.id, listener, rules, HANDOVER_GRACE_MS, held.splice(0));
+          listener = null;
+          rules = null;
+          return;
+        }
         // Rules first: nothing is diverted to the port once its listener is gone.
         if (rules !== null) await removeRules(rules);
         rules = null;

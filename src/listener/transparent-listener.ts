@@ -35,7 +35,7 @@ export interface TransparentListenerEvents {
  * announced as a `connection` event.
  */
 export class TransparentListener extends EventEmitter<TransparentListenerEvents> {
-  readonly settings: ListenerSettings;
+  private current: ListenerSettings;
   readonly name: string;
   readonly counters: ListenerCounters = { accepted: 0, sent: 0, rejected: 0, noOriginalDst: 0 };
   private readonly table: ConnectionTable;
@@ -48,9 +48,31 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
   /** `name` identifies the listener's connections in the table (a node id). */
   constructor(config: TransparentListenerConfig, name: string, table: ConnectionTable = connectionTable()) {
     super();
-    this.settings = listenerSettings(config);
+    this.current = listenerSettings(config);
     this.name = name;
     this.table = table;
+  }
+
+  /** The settings in force: those given at construction, or by the last reconfigure. */
+  get settings(): ListenerSettings {
+    return this.current;
+  }
+
+  /**
+   * Takes new settings without closing the socket, when they need the same one (address,
+   * port, family, mode and socket options); returns false and changes nothing when they do
+   * not. Throws ERR_LISTENER_CONFIG like the constructor. A connection being read keeps
+   * the settings it was accepted with.
+   */
+  reconfigure(config: TransparentListenerConfig): boolean {
+    const next = listenerSettings(config);
+    const s = this.current;
+    const sameSocket =
+      next.port === s.port && next.address === s.address && next.family === s.family && next.v6Only === s.v6Only && next.mode === s.mode && next.reusePort === s.reusePort && next.freebind === s.freebind;
+    if (!sameSocket) return false;
+    this.current = next;
+    if (this.server !== null) this.server.maxConnections = next.maxConnections > 0 ? next.maxConnections : Infinity;
+    return true;
   }
 
   /** Binds and listens; rejects with the addon's typed error (EADDRINUSE, EPERM, …). */
@@ -123,6 +145,8 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
   }
 
   private accept(socket: net.Socket): void {
+    // The settings this connection was accepted with, should a reconfigure come while it is read.
+    const s = this.settings;
     this.counters.accepted++;
     const acceptedAt = Date.now();
     // A reset during reading must not become an uncaught 'error'.
@@ -134,7 +158,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     try {
       // One native call: addresses and the conntrack lookup, no exceptions when the
       // connection simply was not redirected.
-      const facts = acceptedSocketInfo(socketFd(socket), this.settings.mode === "redirect");
+      const facts = acceptedSocketInfo(socketFd(socket), s.mode === "redirect");
       local = facts.local;
       peer = facts.peer;
       const found = this.originalDstOf(facts);
@@ -148,7 +172,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     // Built field by field: conditional object spreads cost microseconds per connection.
     const info: Writable<ConnectionInfo> = {
       id: `${this.idPrefix}-${(this.nextId++).toString(36)}`,
-      mode: this.settings.mode,
+      mode: s.mode,
       family: peer.family,
       localAddress: local.address,
       localPort: local.port,
@@ -158,9 +182,9 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     };
     if (originalDst !== undefined) info.originalDst = originalDst;
     if (originalDstError !== undefined) info.originalDstError = originalDstError;
-    const peerIp = this.settings.proxyProtocol === "off" ? null : tryParseIp(peer.address);
-    const wantProxy = peerIp !== null && this.settings.proxyFrom(peerIp);
-    if (!wantProxy && this.settings.sniffBytes === 0) {
+    const peerIp = s.proxyProtocol === "off" ? null : tryParseIp(peer.address);
+    const wantProxy = peerIp !== null && s.proxyFrom(peerIp);
+    if (!wantProxy && s.sniffBytes === 0) {
       info.readyAt = acceptedAt;
       this.announce(socket, info, Buffer.alloc(0));
       return;
@@ -175,7 +199,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
         info.proxy = proxy;
         // Behind a PROXY-speaking balancer in plain mode, the header is the only witness
         // of where the client was going.
-        if (this.settings.mode === "plain" && proxy.command === "proxy" && proxy.destinationAddress !== undefined && proxy.destinationPort !== undefined) {
+        if (s.mode === "plain" && proxy.command === "proxy" && proxy.destinationAddress !== undefined && proxy.destinationPort !== undefined) {
           const ip = tryParseIp(proxy.destinationAddress);
           if (ip !== null) {
             info.originalDst = { address: ip.text, port: proxy.destinationPort, family: ip.family, method: "proxy-protocol" };
@@ -184,7 +208,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
         }
       }
       // A copy: the message must not hold the replay buffer's memory or see it change.
-      if (this.settings.sniffBytes > 0) info.firstBytes = Buffer.from(result.data.subarray(0, this.settings.sniffBytes));
+      if (s.sniffBytes > 0) info.firstBytes = Buffer.from(result.data.subarray(0, s.sniffBytes));
       info.readyAt = Date.now();
       this.announce(socket, info, result.data);
     });

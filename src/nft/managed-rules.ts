@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { TrafficError } from "../errors";
 import { formatIPv4 } from "../net/ip";
 import { NAMED_RANGES, parseCidr, splitList, type IpRange } from "../net/cidr";
@@ -188,50 +188,95 @@ function exec(command: string, args: readonly string[], input?: string): Promise
   });
 }
 
+/** The same as exec, blocking: for a process that is about to exit and cannot wait for a callback. */
+function execBlocking(command: string, args: readonly string[]): void {
+  const r = spawnSync(command, args, { stdio: "ignore", shell: false, timeout: COMMAND_TIMEOUT_MS, killSignal: "SIGKILL" });
+  if (r.error !== undefined || r.status !== 0) throw new TrafficError("ERR_NFT_FAILED", `${command} ${args.join(" ")} failed (${r.error?.message ?? r.status ?? r.signal})`, command);
+}
+
 const ipFamilies = (r: { v4: boolean; v6: boolean }): Array<"-4" | "-6"> => [...(r.v4 ? (["-4"] as const) : []), ...(r.v6 ? (["-6"] as const) : [])];
 
-async function removeRouting(routing: NonNullable<ManagedRules["routing"]>): Promise<void> {
-  for (const f of ipFamilies(routing)) {
-    // A crash may have left more than one copy of the rule: delete until none is left.
-    for (let i = 0; i < 16; i++) {
+type Routing = NonNullable<ManagedRules["routing"]>;
+
+/** One removal step: run it once, or (`repeat`) until it fails, as a crash may have left several copies of an ip rule. */
+interface RemovalStep {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly repeat: boolean;
+}
+
+function routingRemoval(routing: Routing): RemovalStep[] {
+  return ipFamilies(routing).flatMap((f) => [
+    { command: "ip", args: [f, "rule", "del", "fwmark", String(routing.mark), "lookup", String(routing.table)], repeat: true },
+    { command: "ip", args: [f, "route", "flush", "table", String(routing.table)], repeat: false },
+  ]);
+}
+
+/** What removes installed rules: the table first, so nothing is diverted to routing that is going away. */
+function removal(rules: ManagedRules): RemovalStep[] {
+  return [{ command: "nft", args: ["delete", "table", "inet", rules.table], repeat: false }, ...(rules.routing === null ? [] : routingRemoval(rules.routing))];
+}
+
+/** Runs removal steps; a missing piece is not an error. */
+async function runRemoval(steps: readonly RemovalStep[]): Promise<void> {
+  for (const step of steps) {
+    for (let i = 0; i < (step.repeat ? 16 : 1); i++) {
       try {
-        await exec("ip", [f, "rule", "del", "fwmark", String(routing.mark), "lookup", String(routing.table)]);
+        await exec(step.command, step.args);
       } catch {
         break;
       }
     }
-    await exec("ip", [f, "route", "flush", "table", String(routing.table)]).catch(() => undefined);
   }
 }
 
-/** Deletes this owner's table if a crashed run left it behind. */
-export async function removeStaleTable(owner: string): Promise<boolean> {
-  const table = tableName(owner);
-  const list = await exec("nft", ["list", "tables", "inet"]);
-  if (!list.split("\n").some((line) => line.trim() === `table inet ${table}`)) return false;
-  await exec("nft", ["delete", "table", "inet", table]);
-  return true;
+/**
+ * The part of routing `a` that `b` lacks: the families whose ip rule and route `a` needs and
+ * `b` has not (the same mark and table in that family), or null for none.
+ */
+function routingMinus(a: ManagedRules["routing"], b: ManagedRules["routing"]): Routing | null {
+  if (a === null) return null;
+  const shared = b !== null && a.mark === b.mark && a.table === b.table;
+  const rest = { ...a, v4: a.v4 && !(shared && b.v4), v6: a.v6 && !(shared && b.v6) };
+  return rest.v4 || rest.v6 ? rest : null;
+}
+
+async function addRouting(routing: Routing): Promise<void> {
+  for (const f of ipFamilies(routing)) {
+    await exec("ip", [f, "rule", "add", "fwmark", String(routing.mark), "lookup", String(routing.table)]);
+    await exec("ip", [f, "route", "replace", "local", f === "-4" ? "0.0.0.0/0" : "::/0", "dev", "lo", "table", String(routing.table)]);
+  }
+}
+
+/**
+ * Puts `ruleset` in place of whatever table of that name exists, in one nft transaction
+ * (nft -f applies a file atomically): packets meet the old rules or the new ones, never
+ * none. Adding the table first makes the delete valid when there is none.
+ */
+async function replaceTable(table: string, ruleset: string): Promise<void> {
+  await exec("nft", ["-f", "-"], `add table inet ${table}\ndelete table inet ${table}\n${ruleset}`);
+}
+
+function managedFrom(owner: string, spec: RuleSpec): ManagedRules {
+  const built = buildRuleset(owner, spec);
+  return { table: built.table, routing: spec.mode === "tproxy" ? { mark: built.mark, table: built.routeTable, v4: built.v4, v6: built.v6 } : null, ruleset: built.ruleset };
 }
 
 /**
  * Installs the owner's table (replacing one a crash left behind) and, for TPROXY, the
- * `ip rule`/`ip route` that deliver marked packets to local sockets. All or nothing:
- * on failure whatever was added is removed again.
+ * `ip rule`/`ip route` that deliver marked packets to local sockets. The routing comes
+ * first: a packet TPROXY has marked and given a socket, but that no rule routes locally,
+ * is forwarded, and the kernel drops a forwarded packet that carries a socket. All or
+ * nothing: on failure whatever was added is removed again.
  */
 export async function installRules(owner: string, spec: RuleSpec): Promise<ManagedRules> {
-  const built = buildRuleset(owner, spec);
-  await removeStaleTable(owner);
-  const routing = spec.mode === "tproxy" ? { mark: built.mark, table: built.routeTable, v4: built.v4, v6: built.v6 } : null;
-  const rules: ManagedRules = { table: built.table, routing, ruleset: built.ruleset };
+  const rules = managedFrom(owner, spec);
   try {
-    if (routing !== null) await removeRouting(routing);
-    await exec("nft", ["-f", "-"], built.ruleset);
-    if (routing !== null) {
-      for (const f of ipFamilies(routing)) {
-        await exec("ip", [f, "rule", "add", "fwmark", String(routing.mark), "lookup", String(routing.table)]);
-        await exec("ip", [f, "route", "replace", "local", f === "-4" ? "0.0.0.0/0" : "::/0", "dev", "lo", "table", String(routing.table)]);
-      }
+    if (rules.routing !== null) {
+      await runRemoval(routingRemoval(rules.routing));
+      await addRouting(rules.routing);
     }
+    await replaceTable(rules.table, rules.ruleset);
   } catch (err) {
     await removeRules(rules).catch(() => undefined);
     throw err;
@@ -239,8 +284,46 @@ export async function installRules(owner: string, spec: RuleSpec): Promise<Manag
   return rules;
 }
 
+/**
+ * Moves an owner's installed rules to a new spec without a moment with no rules: what is
+ * unchanged stays as it is; routing the new rules need is added first, the table is
+ * replaced in one transaction, then routing only the old rules used is removed. On
+ * failure the current rules are left in place.
+ */
+export async function replaceRules(current: ManagedRules, owner: string, spec: RuleSpec): Promise<ManagedRules> {
+  const next = managedFrom(owner, spec);
+  if (next.table !== current.table) throw bad("owner", "replaceRules moves one owner's rules; another owner's are installed separately");
+  const adding = routingMinus(next.routing, current.routing);
+  const dropping = routingMinus(current.routing, next.routing);
+  if (adding === null && dropping === null && next.ruleset === current.ruleset) return current;
+  try {
+    if (adding !== null) {
+      await runRemoval(routingRemoval(adding));
+      await addRouting(adding);
+    }
+    if (next.ruleset !== current.ruleset) await replaceTable(next.table, next.ruleset);
+  } catch (err) {
+    if (adding !== null) await runRemoval(routingRemoval(adding));
+    throw err;
+  }
+  if (dropping !== null) await runRemoval(routingRemoval(dropping));
+  return next;
+}
+
 /** Removes what installRules added; missing pieces are not an error. */
 export async function removeRules(rules: ManagedRules): Promise<void> {
-  await exec("nft", ["delete", "table", "inet", rules.table]).catch(() => undefined);
-  if (rules.routing !== null) await removeRouting(rules.routing);
+  await runRemoval(removal(rules));
+}
+
+/** removeRules for a process about to exit: blocks until the commands have run. */
+export function removeRulesNow(rules: ManagedRules): void {
+  for (const step of removal(rules)) {
+    for (let i = 0; i < (step.repeat ? 16 : 1); i++) {
+      try {
+        execBlocking(step.command, step.args);
+      } catch {
+        break;
+      }
+    }
+  }
 }

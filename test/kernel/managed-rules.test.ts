@@ -2,7 +2,8 @@
 // and a table left by a crashed run replaced at the next start.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IS_ROOT, systemCommand } from "../support/system";
-import { defaultRouting } from "../../src/nft/managed-rules";
+import path from "node:path";
+import { defaultRouting, type ManagedRules } from "../../src/nft/managed-rules";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
@@ -120,6 +121,43 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(ipRules(tg)).not.toMatch(markRule);
     expect(inNs(tg, "ip", ["-6", "rule", "show"])).not.toMatch(markRule);
     expect(inNs(tg, "ip", ["route", "show", "table", String(table)]).trim()).toBe("");
+  });
+
+  it("replaceRules moves a TPROXY table to a new spec in place: a family's routing added, then dropped, the other one's kept", () => {
+    // The library itself, run in the gateway namespace (built dist), one step per process.
+    const lib = path.resolve(__dirname, "..", "..", "dist", "src", "nft", "managed-rules.js");
+    const step = (body: string): ManagedRules =>
+      JSON.parse(
+        inNs(tg, process.execPath, [
+          "-e",
+          `const m = require(${JSON.stringify(lib)}); (async () => { ${body} })().then((r) => process.stdout.write(JSON.stringify(r)), (e) => { process.stderr.write(String(e)); process.exit(1); });`,
+        ]),
+      ) as ManagedRules;
+    const spec = (destinations: string): string => JSON.stringify({ mode: "tproxy", port: PORT, destinations, ports: "80" });
+    const { mark, table } = defaultRouting("node.2");
+    const count = (family: "-4" | "-6"): number => inNs(tg, "ip", [family, "rule", "show"]).split("\n").filter((l) => l.includes(`fwmark 0x${mark.toString(16)} lookup ${table}`)).length;
+    const routes = (family: "-4" | "-6"): string => inNs(tg, "ip", [family, "route", "show", "table", String(table)]).trim();
+    const nftTable = (): string => inNs(tg, "nft", ["list", "table", "inet", "traffic_policy_node_2"]);
+
+    const v4 = step(`return m.installRules("node.2", ${spec("198.51.100.20/32")});`);
+    expect([count("-4"), count("-6")]).toEqual([1, 0]);
+    // Unchanged: the same rules back, nothing run.
+    expect(step(`return m.replaceRules(${JSON.stringify(v4)}, "node.2", ${spec("198.51.100.20/32")});`)).toEqual(v4);
+    const both = step(`return m.replaceRules(${JSON.stringify(v4)}, "node.2", ${spec("198.51.100.20/32, 2001:db8:5::20")});`);
+    expect([count("-4"), count("-6")]).toEqual([1, 1]);
+    expect(routes("-6")).toMatch(/local default dev lo/);
+    expect(nftTable()).toMatch(/2001:db8:5::20/);
+    expect(tables(tg)).toEqual(["table inet traffic_policy_node_2"]);
+    const back = step(`return m.replaceRules(${JSON.stringify(both)}, "node.2", ${spec("198.51.100.20/32")});`);
+    // The IPv4 rule and route the new spec still needs stay; only IPv6's go.
+    expect([count("-4"), count("-6")]).toEqual([1, 0]);
+    expect(routes("-4")).toMatch(/local default dev lo/);
+    expect(routes("-6")).toBe("");
+    expect(nftTable()).not.toMatch(/2001:db8/);
+    step(`await m.removeRules(${JSON.stringify(back)}); return null;`);
+    expect(tables(tg)).toEqual([]);
+    expect([count("-4"), count("-6")]).toEqual([0, 0]);
+    expect(routes("-4")).toBe("");
   });
 
   it.skipIf(setpriv.skip)("without CAP_NET_ADMIN the node says so, adds nothing and does not listen", async () => {

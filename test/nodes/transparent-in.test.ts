@@ -91,6 +91,57 @@ describe("transparent in (this process, loopback, plain mode)", () => {
     live.destroy();
   });
 
+  it("a redeploy keeps the port listening: no dial is refused, and the new settings apply on the same socket", async () => {
+    const port = await freePort();
+    const flow = (sniffBytes: number): object[] => [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", mode: "plain", sniffBytes, sniffTimeout: 1, unclaimedTimeout: 5, unclaimedAction: "close", wires: [["out"]] },
+      { id: "out", type: "helper" },
+    ];
+    await helper.load(registerNodes, flow(0));
+    // A client dialling all along: a redeploy that closed the port for a moment refused some.
+    let refused = 0;
+    let connected = 0;
+    let dialling = true;
+    const dialler = (async () => {
+      while (dialling) {
+        await new Promise<void>((resolve) => {
+          const c = net.connect(port, "127.0.0.1");
+          c.on("connect", () => {
+            connected++;
+            c.destroy();
+            resolve();
+          });
+          c.on("error", (err: NodeJS.ErrnoException) => {
+            if (err.code === "ECONNREFUSED") refused++;
+            resolve();
+          });
+        });
+      }
+    })();
+    // setFlows deploys like the editor (full: every node stopped and started); the helper's typings lack it.
+    const deploy = helper as unknown as { setFlows(flow: object[], type: "full"): Promise<void> };
+    for (let i = 1; i <= 6; i++) await deploy.setFlows(flow(i % 2 === 0 ? 3 : 0), "full");
+    dialling = false;
+    await dialler;
+    expect(refused).toBe(0);
+    expect(connected).toBeGreaterThan(0);
+    // The last version reads 3 first bytes, on the socket the first one opened.
+    const client = net.connect(port, "127.0.0.1", () => client.write("hello"));
+    client.on("error", () => undefined);
+    // Messages of the dialler's last connections may still come: wait for this client's.
+    const msg = await new Promise<Msg>((resolve) => {
+      const out = helper.getNode("out") as unknown as EventEmitter;
+      const onInput = (m: Msg): void => {
+        if (m.payload["remotePort"] !== client.localPort) return;
+        out.off("input", onInput);
+        resolve(m);
+      };
+      out.on("input", onInput);
+    });
+    expect(Buffer.from(msg.payload.firstBytes!).toString()).toBe("hel");
+    client.destroy();
+  });
+
   it("shows a red status with a short reason when it cannot listen or is misconfigured", async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", r));
