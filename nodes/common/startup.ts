@@ -54,3 +54,24 @@ export function reportStartFailure(RED: NodeAPI, node: Node, text: string, code:
     node.status(status);
   });
 }
+
+// Per runtime event bus: the handover kinds whose release is already wired to it.
+const handoverWatches = new WeakMap<object, Set<string>>();
+
+/**
+ * Ends what a redeploy parked for a node's next instance: `started` runs when the flows
+ * have started (what nobody took by then is not wanted), `stopping` when the runtime stops
+ * for good (Node-RED exits right after that event, so it must finish before it returns).
+ * Once per runtime event bus and `kind`.
+ */
+export function watchHandovers(RED: NodeAPI, kind: string, started: () => void, stopping: () => void): void {
+  const events = RED.events;
+  const kinds = handoverWatches.get(events) ?? new Set<string>();
+  handoverWatches.set(events, kinds);
+  if (kinds.has(kind)) return;
+  kinds.add(kind);
+  events.on("flows:started", started);
+  events.on("runtime-event", (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
+    if (event.id === "runtime-state" && event.payload?.state === "stop" && event.payload.deploy !== true) stopping();
+  });
+}

@@ -7,7 +7,7 @@ import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/handover";
-import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
+import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
@@ -91,24 +91,10 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
  */
 const HANDOVER_GRACE_MS = 10_000;
 
-// Per runtime event bus (a test may start several): one pair of listeners each.
-const releasing = new WeakSet<object>();
-
-/** Releases parked listeners and rules when the flows started without them, or the runtime stops. */
-function watchHandovers(RED: NodeAPI): void {
-  const events = RED.events;
-  if (releasing.has(events)) return;
-  releasing.add(events);
-  events.on("flows:started", () => void releaseParked());
-  events.on("runtime-event", (event: { id?: string; payload?: { state?: string; deploy?: boolean } }) => {
-    // Node-RED exits right after this event when it stops: release before returning.
-    if (event.id === "runtime-state" && event.payload?.state === "stop" && event.payload.deploy !== true) releaseParkedNow();
-  });
-}
-
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
-  watchHandovers(RED);
+  // Parked listeners and rules nobody took are released once the flows run, or when Node-RED stops.
+  watchHandovers(RED, "transparent-in", () => void releaseParked(), releaseParkedNow);
   const _ = messages(RED);
   function TransparentInNode(this: Node, config: TransparentInDef): void {
     RED.nodes.createNode(this, config);
