@@ -7,7 +7,9 @@ import { Batcher } from "../../src/mqtt/batcher";
 import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishProperties, type PublisherStats, type PublishTransport } from "../../src/mqtt/publisher";
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
+import { handovers } from "../common/handover";
 import { intSetting } from "../common/settings";
+import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 import type { BrokerState, BrokerUser, TrafficBrokerNode } from "../traffic-broker/traffic-broker";
@@ -82,7 +84,19 @@ export function statusFromStats(s: PublisherStats, state: BrokerState["state"], 
   return { fill: "green", shape: "dot", text: _("mqtt-events.status.sent", { count: compact(s.sent) }) };
 }
 
+/** Events a redeployed node had not sent yet, for its next instance to send first. */
+interface Unsent {
+  readonly messages: OutgoingMessage[];
+  /** Says what was dropped when no next instance came (the node was deleted meanwhile). */
+  readonly warn: (text: string) => void;
+}
+
+const unsentEvents = handovers<Unsent>("mqtt-events", (unsent) =>
+  unsent.warn(`${unsent.messages.length} events not sent: no instance of this node came back after the deploy to send them`),
+);
+
 export default function register(RED: NodeAPI): void {
+  watchHandovers(RED, "mqtt-events", unsentEvents.releaseAll, unsentEvents.releaseAll);
   const _ = messages(RED);
   function MqttEventsNode(this: Node, config: MqttEventsDef): void {
     RED.nodes.createNode(this, config);
@@ -123,6 +137,8 @@ export default function register(RED: NodeAPI): void {
         maxInFlight: intSetting(config.maxInFlight, 1000, 1, 65535, "in-flight window"),
         ...(spool ? { spool } : {}),
       });
+      // What this node's previous instance had not sent goes out first.
+      for (const m of unsentEvents.take(node.id)?.messages ?? []) void publisher.enqueue(m);
       const batchSize = intSetting(config.batchSize, 0, 0, 100_000, "batch size");
       if (batchSize > 1) {
         const batchMs = intSetting(config.batchMs, 1000, 1, 3_600_000, "batch time");
@@ -238,14 +254,20 @@ export default function register(RED: NodeAPI): void {
       }
     });
 
-    node.on("close", (_removed: boolean, done: () => void) => {
+    node.on("close", (removed: boolean, done: () => void) => {
       if (statsTimer) clearInterval(statsTimer);
       if (statusTimer) clearInterval(statusTimer);
       status.clear();
       batcher?.flush();
       const p = publisher;
       const finish = (): void => {
-        p?.close();
+        if (p !== null && !removed) {
+          // Stopped, not deleted: most likely a deploy. The next instance sends what is left.
+          const rest = p.handOff();
+          if (rest.length > 0) unsentEvents.park(node.id, { messages: rest, warn: (text) => node.warn(text) });
+        } else {
+          p?.close();
+        }
         if (broker) broker.deregister(user, done);
         else done();
       };

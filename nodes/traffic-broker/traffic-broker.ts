@@ -9,6 +9,8 @@ import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { PACKAGE } from "../../src/package-info";
 import { messages, type Messages } from "../common/messages";
 import { intSetting } from "../common/settings";
+import { handovers } from "../common/handover";
+import { watchHandovers } from "../common/startup";
 
 
 interface TrafficBrokerDef extends NodeDef {
@@ -138,6 +140,19 @@ async function startEmbeddedBroker(host: string, port: number): Promise<Embedded
   };
 }
 
+/**
+ * Embedded brokers a stopped node keeps running for its next instance: subscribers stay
+ * connected, their sessions and queued messages live on, and nothing published around a
+ * deploy is lost to a broker that was briefly gone.
+ */
+interface ParkedBroker {
+  readonly broker: EmbeddedBroker;
+  readonly host: string;
+  readonly port: number;
+}
+
+const parkedBrokers = handovers<ParkedBroker>("embedded-broker", (parked) => void bounded(parked.broker.close(), 2000));
+
 /** Status text for a connection error: errno names, and CONNACK refusals in words. */
 export function errorText(err: Error & { code?: string | number }, _: Messages): string {
   const code = err.code;
@@ -169,6 +184,8 @@ function bounded(work: Promise<unknown>, ms: number): Promise<void> {
 }
 
 export default function register(RED: NodeAPI): void {
+  // Stopping closes the listening socket at once (server.close), which is all an exiting process needs.
+  watchHandovers(RED, "traffic-broker", parkedBrokers.releaseAll, parkedBrokers.releaseAll);
   const _ = messages(RED);
   function TrafficBrokerNodeImpl(this: TrafficBrokerNode & { credentials: TrafficBrokerCredentials }, config: TrafficBrokerDef): void {
     RED.nodes.createNode(this, config);
@@ -267,9 +284,18 @@ export default function register(RED: NodeAPI): void {
       }
       setState({ state: "connecting", text: _("traffic-broker.status.connecting") });
       if (config.mode === "embedded") {
+        // Taken before the first await: the flows-started release must not close it first.
+        const parked = parkedBrokers.take(node.id);
         try {
-          embedded = await startEmbeddedBroker(embeddedHost, embeddedPort);
-          node.log(`embedded MQTT broker listening on ${url}`);
+          if (parked !== undefined && parked.host === embeddedHost && parked.port === embeddedPort) {
+            embedded = parked.broker;
+            node.log(`embedded MQTT broker on ${url} kept running across the deploy`);
+          } else {
+            // Another address or port: the old broker goes first, in case the new one reuses its port.
+            if (parked !== undefined) await bounded(parked.broker.close(), 2000);
+            embedded = await startEmbeddedBroker(embeddedHost, embeddedPort);
+            node.log(`embedded MQTT broker listening on ${url}`);
+          }
         } catch (err) {
           const e = err as Error & { code?: string };
           node.error(_("traffic-broker.error.embedded", { host: embeddedHost, port: embeddedPort, reason: e.message }));
@@ -298,7 +324,7 @@ export default function register(RED: NodeAPI): void {
 
     node.currentState = (): BrokerState => state;
 
-    node.on("close", (_removed: boolean, done: () => void) => {
+    node.on("close", (removed: boolean, done: () => void) => {
       closing = true;
       const shutdown = async (): Promise<void> => {
         await starting;
@@ -319,7 +345,9 @@ export default function register(RED: NodeAPI): void {
           client = null;
         }
         if (embedded !== null) {
-          await bounded(embedded.close(), 2000);
+          // Stopped, not deleted: most likely a deploy that starts this node again at once.
+          if (removed) await bounded(embedded.close(), 2000);
+          else parkedBrokers.park(node.id, { broker: embedded, host: embeddedHost, port: embeddedPort });
           embedded = null;
         }
       };

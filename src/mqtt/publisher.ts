@@ -209,6 +209,28 @@ export class Publisher {
     this.spool?.close();
   }
 
+  /**
+   * Closes the publisher and gives back, oldest first, the messages it had not handed to
+   * the client yet (waiting, then those of blocked producers), for a successor to send.
+   * Messages with the client are not given back: they are acknowledged or, when the
+   * client ends first, counted as dropped. With a spool nothing is given back: the spool
+   * keeps the messages for the next start itself.
+   */
+  handOff(): OutgoingMessage[] {
+    if (this.closed || this.spool) {
+      this.close();
+      return [];
+    }
+    const rest = this.waiting.slice(this.head).map((entry) => entry.message);
+    for (const producer of this.blockedProducers) rest.push(producer.entry.message);
+    this.waiting.length = 0;
+    this.head = 0;
+    for (const producer of this.blockedProducers) producer.resolve();
+    this.blockedProducers.length = 0;
+    this.close();
+    return rest;
+  }
+
   private queuedCount(): number {
     return this.waiting.length - this.head + this.inFlight;
   }

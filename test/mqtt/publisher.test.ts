@@ -108,6 +108,35 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     publisher.close();
   });
 
+  it("hands off what it did not send: waiting, then blocked, in order; a successor sends them; with a spool the spool keeps them", async () => {
+    const publisher = new Publisher({ maxQueued: 4, overflow: "block", maxInFlight: 10 });
+    const pending = Array.from({ length: 6 }, (_, i) => publisher.enqueue(msg("q/handoff", i)));
+    const rest = publisher.handOff();
+    expect(rest.map((m) => (JSON.parse(m.payload as string) as { n: number }).n)).toEqual([0, 1, 2, 3, 4, 5]);
+    // The blocked producers are let go, and nothing is counted as dropped: it was handed on.
+    await Promise.all(pending);
+    expect(publisher.stats()).toMatchObject({ queued: 0, blocked: 0, dropped: 0 });
+    expect(() => publisher.enqueue(msg("q/handoff", 9))).toThrow(TrafficError);
+    expect(publisher.handOff()).toEqual([]);
+
+    const successor = new Publisher({ maxQueued: 10, overflow: "drop-oldest", maxInFlight: 10 });
+    for (const m of rest) successor.enqueue(m);
+    const got = await receive(broker.port, "q/handoff", 6);
+    successor.connected(await client(broker.port));
+    await got.done;
+    expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([0, 1, 2, 3, 4, 5]);
+    successor.close();
+
+    const dir = mkdtempSync(join(tmpdir(), "handoff-spool-"));
+    dirs.push(dir);
+    const spooled = new Publisher({ maxQueued: 10, overflow: "drop-oldest", maxInFlight: 10, spool: new FileSpool(join(dir, "q.ndjson")) });
+    for (let i = 0; i < 3; i++) spooled.enqueue(msg("q/handoff-spool", i));
+    expect(spooled.handOff()).toEqual([]);
+    const reopened = new Publisher({ maxQueued: 10, overflow: "drop-oldest", maxInFlight: 10, spool: new FileSpool(join(dir, "q.ndjson")) });
+    expect(reopened.stats().queued).toBe(3);
+    reopened.close();
+  });
+
   it("never has more in flight than the broker's receive maximum", async () => {
     const c = connect(`mqtt://127.0.0.1:${small.port}`, { protocolVersion: 5 });
     clients.push(c);

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { connect as netConnect, type Socket } from "node:net";
-import { connectAsync, type MqttClient } from "mqtt";
+import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
 import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
@@ -64,6 +64,18 @@ function topicMatches(filter: string, topic: string): boolean {
     if (i >= t.length || (f[i] !== "+" && f[i] !== t[i])) return false;
   }
   return f.length === t.length;
+}
+
+/** Connects to the embedded broker on `port`, retrying while it starts. */
+async function connectWhenUp(port: number, options: IClientOptions): Promise<MqttClient> {
+  for (let i = 0; ; i++) {
+    try {
+      return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000, ...options });
+    } catch (err) {
+      if (i > 50) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
 }
 
 async function collect(client: MqttClient, filter: string, count: number, timeoutMs = 20_000): Promise<Array<{ topic: string; payload: unknown }>> {
@@ -354,28 +366,37 @@ describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, re
     await sub.endAsync();
   });
 
-  it("a redeploy closes the connection and the embedded broker, so the next deploy gets the port again", async () => {
+  it("a redeploy keeps the embedded broker: subscribers stay connected and get every event; another port moves it; deleting the node frees the port", async () => {
     const port = await freePort();
     const embedded = { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: port, agentHost: "re" };
-    for (let deploy = 0; deploy < 3; deploy++) {
-      await helper.load(registerNodes, flowFor(embedded));
-      const sub = await (async () => {
-        for (let i = 0; ; i++) {
-          try {
-            return await connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 });
-          } catch (err) {
-            if (i > 50) throw err;
-            await new Promise((r) => setTimeout(r, 100));
-          }
-        }
-      })();
-      const got = collect(sub, "traffic/re/flow-open/client", 1);
-      await new Promise((r) => setTimeout(r, 100));
-      helper.getNode("ev")?.receive({ payload: { ...flowEvent(deploy, "client"), host: "re" } });
-      expect(((await got)[0]?.payload as TrafficEvent).id).toBe(`ev-${deploy}`);
-      await sub.endAsync(true);
-      await helper.unload();
+    // setFlows deploys like the editor (full: every node stopped and started); the helper's typings lack it.
+    const deploy = helper as unknown as { setFlows(flow: object[], type: "full"): Promise<void> };
+    await helper.load(registerNodes, flowFor(embedded));
+    const sub = await connectWhenUp(port, { clean: false, clientId: "redeploy-sub" });
+    let dropped = 0;
+    sub.on("close", () => dropped++);
+    const got = collect(sub, "traffic/re/flow-open/client", 6);
+    for (let i = 0; i < 3; i++) {
+      // One event just before the deploy, one after: both reach the subscriber.
+      helper.getNode("ev")?.receive({ payload: { ...flowEvent(2 * i, "client"), host: "re" } });
+      await deploy.setFlows(flowFor({ ...embedded, name: `version ${i}` }), "full");
+      helper.getNode("ev")?.receive({ payload: { ...flowEvent(2 * i + 1, "client"), host: "re" } });
     }
+    const ids = (await got).map((m) => (m.payload as TrafficEvent).id).sort();
+    expect(ids).toEqual(["ev-0", "ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]);
+    expect(dropped).toBe(0);
+    await sub.endAsync(true);
+
+    // Another port: the old broker closes, the new one serves.
+    const moved = await freePort();
+    await deploy.setFlows(flowFor({ ...embedded, embeddedPort: moved }), "full");
+    const sub2 = await connectWhenUp(moved, {});
+    await expect(connectAsync(`mqtt://127.0.0.1:${port}`, { reconnectPeriod: 0, connectTimeout: 1000 })).rejects.toThrow(/ECONNREFUSED/);
+    await sub2.endAsync(true);
+
+    // Deleted: the port is free again at once.
+    await deploy.setFlows([{ id: "out", type: "helper" }], "full");
+    await expect(connectAsync(`mqtt://127.0.0.1:${moved}`, { reconnectPeriod: 0, connectTimeout: 1000 })).rejects.toThrow(/ECONNREFUSED/);
   });
 
   it("while the broker is unreachable it queues, drops the oldest beyond the bound, and says so in stats and lost events", async () => {
