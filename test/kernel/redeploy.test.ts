@@ -95,7 +95,7 @@ describe.skipIf(skip)("100 redeploys of a real Node-RED under traffic", () => {
       `${DEPLOYS} full deploys in ${deployMs} ms with ${load.started} connections meanwhile: ${JSON.stringify(load.outcomes)} ` +
         `(${load.proxied} through the proxy, ${load.direct} straight to the server while no rule captured)\n` +
         `  before ${describeSample(baseline)}\n  after  ${describeSample(after)}\n` +
-        `  mqtt events received: ${JSON.stringify(events.byType)}; heap after gc ${(heapBefore / 1048576).toFixed(1)} → ${(heapAfter / 1048576).toFixed(1)} MiB`,
+        `  mqtt events received: ${JSON.stringify(events.byType)} for ${warm.started + load.proxied} connections through transparent in; heap after gc ${(heapBefore / 1048576).toFixed(1)} → ${(heapAfter / 1048576).toFixed(1)} MiB`,
     );
 
     expect(rig.alive).toBe(true);
@@ -116,7 +116,14 @@ describe.skipIf(skip)("100 redeploys of a real Node-RED under traffic", () => {
     expect(unclean).toEqual([]);
     expect(load.wrongSamples).toEqual([]);
     expect(load.proxied).toBeGreaterThan(0);
-    // The events path worked across the deploys too.
+    // The events path worked across the deploys too: the embedded broker kept running, so
+    // the subscriber stayed connected, and each mqtt events instance handed what it had not
+    // sent to the next. Every connection transparent in took is one connection-accepted
+    // event; a message still between two nodes when a flow stops is Node-RED's to drop,
+    // hence the 1% (measured here: 1,200 events for 1,200 connections; before the handover
+    // 552 for 1,213).
+    const accepted = warm.started + load.proxied;
+    expect(events.byType["connection-accepted"] ?? 0).toBeGreaterThanOrEqual(Math.floor(accepted * 0.99));
     expect(events.byType["forward-summary"] ?? 0).toBeGreaterThan(0);
     expect(events.byType["flow-close"] ?? 0).toBeGreaterThan(0);
     // What a hundred flow versions left on the heap (measured here: about +1 MiB).
