@@ -58,10 +58,17 @@ export function floorBuild(): { loader: string; object: string } {
   return out;
 }
 
+/** Which floor programs to attach: the tracepoint programs always, then optionally these. */
+export interface FloorParts {
+  readonly sockops: boolean;
+  readonly storage: boolean;
+}
+
 /** Attaches the floor programs; resolves once they run, with a function that detaches them. */
-export function attachFloor(storage: boolean, cgroupRoot: string): Promise<() => Promise<void>> {
+export function attachFloor(parts: FloorParts, cgroupRoot: string): Promise<() => Promise<void>> {
   const { loader, object } = floorBuild();
-  const child: ChildProcess = spawn(loader, [object, storage ? "1" : "0", cgroupRoot], { stdio: ["pipe", "pipe", "pipe"] });
+  const args = [object, parts.storage ? "1" : "0", parts.sockops ? "1" : "0", cgroupRoot];
+  const child: ChildProcess = spawn(loader, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));

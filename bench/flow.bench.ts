@@ -6,7 +6,7 @@ import { BenchReport, BenchRow, median, ratioRow } from "./harness";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
 import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
 import { sampleProcess } from "./process-stats";
-import { attachFloor, floorBuild } from "./flow-floor";
+import { attachFloor, floorBuild, type FloorParts } from "./flow-floor";
 import { cgroupV2Root } from "../src/flow/features";
 
 // Bounded load from the native generator (bench/loadgen.c): short connections on
@@ -188,11 +188,12 @@ function perConnUs(ms: number, connections: number): number {
 
 export async function run(): Promise<BenchReport> {
   loadgenBinary();
-  const rates: Record<"detached" | "attached" | "server" | "tcplife" | "floor" | "floorStorage", number[]> = {
+  const rates: Record<"detached" | "attached" | "server" | "tcplife" | "floorTracepoints" | "floor" | "floorStorage", number[]> = {
     detached: [],
     attached: [],
     server: [],
     tcplife: [],
+    floorTracepoints: [],
     floor: [],
     floorStorage: [],
   };
@@ -206,9 +207,9 @@ export async function run(): Promise<BenchReport> {
     floorFailure = (err as Error).message.split("\n")[0]!;
   }
   const floorAttach =
-    (storage: boolean): Attach =>
+    (parts: FloorParts): Attach =>
     async () => {
-      const detach = await attachFloor(storage, cgroupRoot!);
+      const detach = await attachFloor(parts, cgroupRoot!);
       return () => detach();
     };
   const serverSide: Counted = { closes: 0, kernelLost: 0, jsLost: 0, skipped: 0, closeAtDestroy: 0, nodeCpuMs: 0 };
@@ -231,8 +232,9 @@ export async function run(): Promise<BenchReport> {
     serverExpected += srv.accepted;
     if (tcplife !== null) rates.tcplife.push((await phase(0, PHASE_S, tcplife)).load.rate);
     if (floorFailure === "") {
-      rates.floor.push((await phase(0, PHASE_S, floorAttach(false))).load.rate);
-      rates.floorStorage.push((await phase(0, PHASE_S, floorAttach(true))).load.rate);
+      rates.floorTracepoints.push((await phase(0, PHASE_S, floorAttach({ sockops: false, storage: false }))).load.rate);
+      rates.floor.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: false }))).load.rate);
+      rates.floorStorage.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: true }))).load.rate);
     }
   }
 
@@ -306,8 +308,9 @@ export async function run(): Promise<BenchReport> {
   rows.push(deliveredRow("server-side phases: server closes delivered / accepted", serverSide, "accepted", serverExpected));
   if (rates.floor.length > 0) {
     rows.push(
-      { ...ratioRow("floor: the design's hooks with empty programs (2 × inet_sock_set_state, tcp_destroy_sock, sock_ops)", "conn/s", median(rates.floor), "detached", detached) },
-      { ...ratioRow("floor: the same hooks + per-socket storage created and freed", "conn/s", median(rates.floorStorage), "detached", detached) },
+      ratioRow("floor: empty tracepoint programs (2 × inet_sock_set_state, tcp_destroy_sock)", "conn/s", median(rates.floorTracepoints), "detached", detached),
+      ratioRow("floor: the same + an empty sock_ops program on the cgroup v2 root", "conn/s", median(rates.floor), "detached", detached),
+      ratioRow("floor: the same + per-socket storage created and freed", "conn/s", median(rates.floorStorage), "detached", detached),
     );
   }
   rows.push(
@@ -376,7 +379,7 @@ export async function run(): Promise<BenchReport> {
   if (redFailure !== "") notes.push(`Node-RED flow case failed: ${redFailure}`);
   notes.push(
     floorFailure === ""
-      ? "floor (bench/flow-floor.bpf.c): the hooks the flow source needs, attached with programs that do nothing, then also creating the per-socket storage the source keeps: what any capture on this design costs before it records anything"
+      ? "floor (bench/flow-floor.bpf.c): the hooks the flow source needs, attached with programs that do nothing (the tracepoints, then also sock_ops), then also creating the per-socket storage the source keeps: what any capture on this design costs before it records anything"
       : `floor not measured: ${floorFailure}`,
   );
 
