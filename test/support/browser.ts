@@ -43,8 +43,12 @@ export async function snapshot(page: Page, name: string): Promise<void> {
 export async function addNodeAndOpen(page: Page, type: string, x: number, y: number): Promise<void> {
   const nodes = page.locator("#red-ui-workspace-chart .red-ui-flow-node-group");
   const before = await nodes.count();
-  // No dialog may be open or closing: the drop would land under its tray.
+  // No dialog may be open or closing: the drop would land under its tray. Nor may a deploy
+  // still be in progress: its shades cover the palette and the workspace, and a drop on
+  // them adds nothing (the status of a deployed node can show before the deploy returns).
   await page.locator(".red-ui-tray").waitFor({ state: "detached" });
+  await page.locator("#red-ui-editor-shade").waitFor({ state: "hidden" });
+  await page.locator("#red-ui-palette-shade").waitFor({ state: "hidden" });
   const item = page.locator(`.red-ui-palette-node[data-palette-type="${type}"]`);
   await item.scrollIntoViewIfNeeded();
   const box = (await item.boundingBox())!;
