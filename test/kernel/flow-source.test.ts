@@ -464,26 +464,47 @@ run("eBPF flow source on the real kernel", () => {
   }, 120_000);
 });
 
+/** One NDJSON line of fixtures/child-source.js: its start status, an event, or its error. */
+interface ChildLine {
+  status?: { mode: string; ebpfUnavailable: string | null };
+  event?: FlowEvent;
+  error?: unknown;
+}
+
+/**
+ * Runs fixtures/child-source.js (a flow source in `mode`, reporting the server `port`) with
+ * the `drop` capabilities taken from its bounding and inheritable sets; every line it prints
+ * is collected, and every event schema-checked.
+ */
+function childSource(setpriv: string, drop: string, mode: string, port: number): { child: ReturnType<typeof spawn>; lines: ChildLine[] } {
+  const dist = path.join(ROOT, "dist");
+  if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
+  const child = spawn(setpriv, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, mode, String(port)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const lines: ChildLine[] = [];
+  let buf = "";
+  child.stdout!.on("data", (c) => {
+    buf += c.toString();
+    const parts = buf.split("\n");
+    buf = parts.pop()!;
+    for (const p of parts) {
+      if (p.trim() === "") continue;
+      const line = JSON.parse(p) as ChildLine;
+      if (line.event !== undefined) assertValidEvent(line.event);
+      lines.push(line);
+    }
+  });
+  return { child, lines };
+}
+
 const unprivileged = IS_ROOT ? describe : describe.skip;
 unprivileged("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
   it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async () => {
     const setpriv = systemCommand("setpriv");
     if (setpriv.skip) return;
-    const dist = path.join(ROOT, "dist");
-    if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
     const srv = await server("127.0.0.1", "after-client", 7);
-    const drop = "-net_admin,-sys_admin";
-    const child = spawn(setpriv.path!, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, "ebpf", String(srv.port)], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const lines: Array<{ status?: { mode: string }; event?: FlowEvent; error?: unknown }> = [];
-    let buf = "";
-    child.stdout!.on("data", (c) => {
-      buf += c.toString();
-      const parts = buf.split("\n");
-      buf = parts.pop()!;
-      for (const p of parts) if (p.trim() !== "") lines.push(JSON.parse(p) as (typeof lines)[number]);
-    });
+    const { child, lines } = childSource(setpriv.path!, "-net_admin,-sys_admin", "ebpf", srv.port);
     try {
       const log = new EventLog();
       await log.waitFor(() => lines.length > 0, "child status", 10_000);
@@ -505,26 +526,8 @@ unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
   it("auto mode falls back to sock_diag, says why, and close events still arrive", async () => {
     const setpriv = systemCommand("setpriv");
     if (setpriv.skip) return;
-    const dist = path.join(ROOT, "dist");
-    if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
     const srv = await server("127.0.0.1", "after-client", 99);
-    const drop = "-bpf,-perfmon,-sys_admin";
-    const child = spawn(setpriv.path!, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, "auto", String(srv.port)], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const lines: Array<{ status?: { mode: string; ebpfUnavailable: string | null }; event?: FlowEvent; error?: unknown }> = [];
-    let buf = "";
-    child.stdout!.on("data", (c) => {
-      buf += c.toString();
-      const parts = buf.split("\n");
-      buf = parts.pop()!;
-      for (const p of parts) {
-        if (p.trim() === "") continue;
-        const line = JSON.parse(p) as (typeof lines)[number];
-        if (line.event !== undefined) assertValidEvent(line.event);
-        lines.push(line);
-      }
-    });
+    const { child, lines } = childSource(setpriv.path!, "-bpf,-perfmon,-sys_admin", "auto", srv.port);
     try {
       const log = new EventLog();
       await log.waitFor(() => lines.length > 0, "child status", 10_000);
