@@ -1,25 +1,17 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, expect, it } from "vitest";
 import { FlowSource } from "../../src/flow/source";
-import { loadFlowAddon } from "../../src/flow/native";
 import type { FlowEvent } from "../../src/events/types";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../../bench/loadgen";
 import { startCountingRed } from "../../bench/flow-red";
-import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
+import { systemCommand } from "../support/system";
+import { ebpfDescribe } from "./flow-support";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
 
 // Bounded connection load from the native generator (bench/loadgen.c) against the eBPF
 // flow source: every connection's two close events must arrive, and nothing may be lost.
-const ebpfBuilt = (() => {
-  try {
-    return loadFlowAddon().ebpfBuilt;
-  } catch {
-    return false;
-  }
-})();
-if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow load suite must run as root with the BPF program built under CI");
-const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
+const run = ebpfDescribe("flow load");
 
 const RATE = 20_000;
 const SECONDS = 3;

@@ -3,15 +3,15 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
-import { loadFlowAddon } from "../../src/flow/native";
 import { cgroupV2Root } from "../../src/flow/features";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
-import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
+import { IS_ROOT, systemCommand } from "../support/system";
 import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import {
   bpfFds,
   createNetns,
+  ebpfDescribe,
   EventLog,
   FIXTURES,
   ownProgramIds,
@@ -28,15 +28,7 @@ import {
 } from "./flow-support";
 
 // eBPF needs root here; outside CI a non-root run skips, under CI it fails.
-const ebpfBuilt = (() => {
-  try {
-    return loadFlowAddon().ebpfBuilt;
-  } catch {
-    return false;
-  }
-})();
-if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow kernel suite must run as root with the BPF program built under CI");
-const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
+const run = ebpfDescribe("flow kernel");
 
 const servers: TestServer[] = [];
 const tcplifes: Array<{ stop(): Promise<unknown> }> = [];

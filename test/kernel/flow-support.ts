@@ -4,7 +4,25 @@ import path from "node:path";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
+import { describe } from "vitest";
 import { sampleProcess } from "../../bench/process-stats";
+import { loadFlowAddon } from "../../src/flow/native";
+import { IN_CI, IS_ROOT } from "../support/system";
+
+/**
+ * `describe` for a suite that needs eBPF (root and the built BPF program), skipped
+ * without them; under CI a missing one fails the file instead, naming `suite`.
+ */
+export function ebpfDescribe(suite: string): ReturnType<typeof describe.skipIf> {
+  let built = false;
+  try {
+    built = loadFlowAddon().ebpfBuilt;
+  } catch {
+    built = false;
+  }
+  if (IN_CI && (!IS_ROOT || !built)) throw new Error(`the ${suite} suite must run as root with the BPF program built under CI`);
+  return describe.skipIf(!(IS_ROOT && built));
+}
 
 export const FIXTURES = path.resolve(__dirname, "..", "fixtures", "flow");
 export const ROOT = path.resolve(__dirname, "..", "..");

@@ -7,13 +7,11 @@ import path from "node:path";
 import type { Node } from "node-red";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerFlowSource, { optionsFromConfig } from "../../nodes/flow-source/flow-source";
-import { loadFlowAddon } from "../../src/flow/native";
 import type { FlowCloseEvent, FlowEvent } from "../../src/events/types";
 import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
-import { IN_CI, IS_ROOT } from "../support/system";
-import { bpfFds, FIXTURES, runClient } from "../kernel/flow-support";
+import { bpfFds, ebpfDescribe, FIXTURES, runClient } from "../kernel/flow-support";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -22,15 +20,7 @@ const env = require_("../../scripts/node-red-env.js") as {
   stopNodeRed(child: import("node:child_process").ChildProcess): Promise<void>;
 };
 
-const ebpfBuilt = (() => {
-  try {
-    return loadFlowAddon().ebpfBuilt;
-  } catch {
-    return false;
-  }
-})();
-if (IN_CI && (!IS_ROOT || !ebpfBuilt)) throw new Error("the flow source node suite must run as root with the BPF program built under CI");
-const run = IS_ROOT && ebpfBuilt ? describe : describe.skip;
+const run = ebpfDescribe("flow source node");
 
 /** A loopback server that echoes and closes when the client ends. */
 async function echoServer(): Promise<{ port: number; close(): Promise<void> }> {
