@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { connect, connectAsync, type IConnackPacket, type MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TrafficError } from "../../src/errors";
-import { Publisher, type PublisherOptions } from "../../src/mqtt/publisher";
+import { Publisher, type PublisherOptions, type PublishTransport } from "../../src/mqtt/publisher";
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic } from "../../src/mqtt/topic";
 import { startMosquitto, type Mosquitto } from "../support/mosquitto";
@@ -79,6 +79,30 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     return { messages, done };
   }
 
+  /**
+   * A transport around `c` that counts, from its own side, publishes not yet called back:
+   * their most at once (`peak`), and how many were called back only after publish returned.
+   */
+  function watch(c: MqttClient): PublishTransport & { peak: number; calledBackLater: number } {
+    let outstanding = 0;
+    const watched = {
+      peak: 0,
+      calledBackLater: 0,
+      publish: (topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain: boolean }, cb: (err?: Error | null) => void) => {
+        outstanding++;
+        watched.peak = Math.max(watched.peak, outstanding);
+        let returned = false;
+        c.publish(topic, payload, options, (err) => {
+          if (returned) watched.calledBackLater++;
+          outstanding--;
+          cb(err);
+        });
+        returned = true;
+      },
+    };
+    return watched;
+  }
+
   const msg = (topic: string, n: number) => ({ topic, payload: JSON.stringify({ n }), qos: 1 as const, retain: false });
 
   it("drop-oldest keeps the newest messages while disconnected, counts the dropped, then drains in order", async () => {
@@ -145,24 +169,13 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     expect(receiveMaximum).toBe(5);
     const publisher = new Publisher({ maxQueued: 10_000, overflow: "drop-oldest", maxInFlight: 1000 });
     // Watch the window from the transport's side: count publishes not yet called back.
-    let outstanding = 0;
-    let peak = 0;
-    const watched = {
-      publish: (topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain: boolean }, cb: (err?: Error | null) => void) => {
-        outstanding++;
-        peak = Math.max(peak, outstanding);
-        c.publish(topic, payload, options, (err) => {
-          outstanding--;
-          cb(err);
-        });
-      },
-    };
+    const watched = watch(c);
     const got = await receive(small.port, "q/window", 2000);
     publisher.connected(watched, receiveMaximum);
     for (let i = 0; i < 2000; i++) publisher.enqueue(msg("q/window", i));
     await got.done;
     expect(await publisher.drain(10_000)).toBe(true);
-    expect(peak).toBe(5);
+    expect(watched.peak).toBe(5);
     expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(2000).keys()]);
     publisher.close();
   });
@@ -172,22 +185,7 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     const c = await client(broker.port);
     // Count QoS 0 publishes the client has not called back: mqtt.js calls back at once
     // while the socket takes data and on its drain event once it pushes back.
-    let outstanding = 0;
-    let peak = 0;
-    let waitedForDrain = 0;
-    const watched = {
-      publish: (topic: string, payload: string | Buffer, options: { qos: 0 | 1 | 2; retain: boolean }, cb: (err?: Error | null) => void) => {
-        outstanding++;
-        peak = Math.max(peak, outstanding);
-        let returned = false;
-        c.publish(topic, payload, options, (err) => {
-          if (returned) waitedForDrain++;
-          outstanding--;
-          cb(err);
-        });
-        returned = true;
-      },
-    };
+    const watched = watch(c);
     const total = 20_000;
     const got = await receive(broker.port, "q/zero", total);
     publisher.connected(watched);
@@ -198,8 +196,8 @@ describe.skipIf(mosquittoBin.skip)("publisher queue against mosquitto", () => {
     expect(await publisher.drain(20_000)).toBe(true);
     await got.done;
     // The socket did push back, and then only one message waited for it.
-    expect(waitedForDrain).toBeGreaterThan(0);
-    expect(peak).toBe(1);
+    expect(watched.calledBackLater).toBeGreaterThan(0);
+    expect(watched.peak).toBe(1);
     expect(got.messages.map((m) => (JSON.parse(m) as { n: number }).n)).toEqual([...Array(total).keys()]);
     expect(publisher.stats()).toMatchObject({ sent: total, dropped: 0, queued: 0, inFlight: 0 });
     publisher.close();
