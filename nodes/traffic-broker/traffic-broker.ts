@@ -9,7 +9,7 @@ import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { PACKAGE } from "../../src/package-info";
 import { messages, type Messages } from "../common/messages";
 import { intSetting } from "../common/settings";
-import { handovers } from "../common/handover";
+import { handovers } from "../../src/handover";
 import { watchHandovers } from "../common/startup";
 
 

@@ -1,5 +1,6 @@
 import type { ConnectionInfo } from "../connection";
 import { removeRules, removeRulesNow, type ManagedRules } from "../nft/managed-rules";
+import { handovers, type Handovers } from "../handover";
 import { connectionTable } from "../session/table";
 import type { TransparentListener } from "./transparent-listener";
 
@@ -19,23 +20,16 @@ export interface HandedOver {
   readonly waiting: ConnectionInfo[];
 }
 
-interface Parked extends HandedOver {
-  readonly timer: NodeJS.Timeout;
-}
-
-const KEY = Symbol.for("traffic-policy.parked-listeners");
-
-/** One registry per process, on globalThis like the connection table, so every copy of the code shares it. */
-function parked(): Map<string, Parked> {
-  const g = globalThis as { [KEY]?: Map<string, Parked> };
-  if (g[KEY] === undefined) {
-    const registry = new Map<string, Parked>();
-    g[KEY] = registry;
-    // Whatever nobody took must not outlive the process: the kernel rules would.
+/** Parked ones; whatever nobody took must not outlive the process: the kernel rules would. */
+function parked(): Handovers<HandedOver> {
+  const registry = handovers<HandedOver>("listener", release);
+  if (!exitHooked) {
+    exitHooked = true;
     process.once("exit", releaseParkedNow);
   }
-  return g[KEY];
+  return registry;
 }
+let exitHooked = false;
 
 /**
  * Keeps an owner's listener running (and its rules installed) for a successor with the same
@@ -46,20 +40,13 @@ function parked(): Map<string, Parked> {
  */
 export function parkListener(owner: string, listener: TransparentListener, rules: ManagedRules | null, graceMs: number, waiting: readonly ConnectionInfo[] = []): void {
   const registry = parked();
-  const earlier = registry.get(owner);
-  if (earlier !== undefined) void release(owner, earlier);
   connectionTable().closeListener(listener.name, listener.settings.keepClaimedOnClose);
   const queue = [...waiting];
   listener.removeAllListeners();
   listener.on("connection", (info) => queue.push(info));
   // Nobody reports it while parked; an 'error' without a listener would throw.
   listener.on("error", () => undefined);
-  const timer = setTimeout(() => {
-    const entry = registry.get(owner);
-    if (entry !== undefined) void release(owner, entry);
-  }, graceMs);
-  timer.unref();
-  registry.set(owner, { listener, rules, waiting: queue, timer });
+  registry.park(owner, { listener, rules, waiting: queue }, graceMs);
 }
 
 /**
@@ -68,35 +55,23 @@ export function parkListener(owner: string, listener: TransparentListener, rules
  * connections into `waiting` until the caller replaces its listeners (removeAllListeners).
  */
 export function takeParkedListener(owner: string): HandedOver | undefined {
-  const registry = parked();
-  const entry = registry.get(owner);
-  if (entry === undefined) return undefined;
-  registry.delete(owner);
-  clearTimeout(entry.timer);
-  return { listener: entry.listener, rules: entry.rules, waiting: entry.waiting };
+  return parked().take(owner);
 }
 
-async function release(owner: string, entry: Parked): Promise<void> {
-  const registry = parked();
-  if (registry.get(owner) === entry) registry.delete(owner);
-  clearTimeout(entry.timer);
+async function release(entry: HandedOver): Promise<void> {
   // Rules first: nothing is diverted to the port once its listener is gone.
   if (entry.rules !== null) await removeRules(entry.rules).catch(() => undefined);
   await entry.listener.close();
 }
 
 /** Removes the rules and closes the listeners nobody took (the flows started without them). */
-export async function releaseParked(): Promise<void> {
-  const registry = parked();
-  await Promise.all([...registry].map(([owner, entry]) => release(owner, entry)));
+export function releaseParked(): Promise<void> {
+  return parked().releaseAll();
 }
 
 /** releaseParked for a process that is stopping: done when it returns. */
 export function releaseParkedNow(): void {
-  const registry = parked();
-  for (const [owner, entry] of [...registry]) {
-    registry.delete(owner);
-    clearTimeout(entry.timer);
+  for (const entry of parked().takeAll()) {
     if (entry.rules !== null) removeRulesNow(entry.rules);
     // close() does its work before its first await: the socket is closed on return.
     void entry.listener.close();
