@@ -5,18 +5,10 @@
  * load generator.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-
-const DIRS = [__dirname, path.resolve(__dirname, "..", "..", "bench")];
-
-function source(name: string): string {
-  const found = DIRS.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
-  if (found === undefined) throw new Error(`${name} not found (looked in ${DIRS.join(", ")})`);
-  return found;
-}
+import { benchSource, cachedBuild } from "./build-cache";
 
 function run(command: string, args: readonly string[], what: string): void {
   const r = spawnSync(command, args, { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -30,30 +22,17 @@ let built: { loader: string; object: string } | null = null;
 /** The loader and BPF object; throws with the tool's message when one is missing or fails. */
 export function floorBuild(): { loader: string; object: string } {
   if (built !== null) return built;
-  const bpfSource = source("flow-floor.bpf.c");
-  const loaderSource = source("flow-floor.c");
-  const hash = crypto
-    .createHash("sha256")
-    .update(fs.readFileSync(bpfSource))
-    .update(fs.readFileSync(loaderSource))
-    .update(os.release())
-    .digest("hex")
-    .slice(0, 16);
-  const dir = path.join(os.tmpdir(), `traffic-policy-flow-floor-${hash}`);
-  const out = { loader: path.join(dir, "flow-floor"), object: path.join(dir, "flow-floor.bpf.o") };
-  if (!fs.existsSync(out.loader) || !fs.existsSync(out.object)) {
-    // Built in a private directory and renamed, so two runs never use half-written files.
-    const tmp = `${dir}.${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
+  const bpfSource = benchSource("flow-floor.bpf.c");
+  const loaderSource = benchSource("flow-floor.c");
+  const dir = cachedBuild("flow-floor", [fs.readFileSync(bpfSource), fs.readFileSync(loaderSource), os.release()], (tmp) => {
     fs.mkdirSync(tmp, { recursive: true });
     const vmlinux = spawnSync("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], { encoding: "utf8", maxBuffer: 256 << 20 });
     if (vmlinux.status !== 0) throw new Error(`bpftool btf dump: ${vmlinux.error?.message ?? vmlinux.stderr.trim()}`);
     fs.writeFileSync(path.join(tmp, "vmlinux.h"), vmlinux.stdout);
     run("clang", ["-O2", "-g", "-target", "bpf", `-D__TARGET_ARCH_${ARCH[process.arch] ?? process.arch}`, `-I${tmp}`, "-c", bpfSource, "-o", path.join(tmp, "flow-floor.bpf.o")], "clang flow-floor.bpf.c");
     run("cc", ["-O2", "-Wall", "-o", path.join(tmp, "flow-floor"), loaderSource, "-lbpf"], "cc flow-floor.c");
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
-  }
+  });
+  const out = { loader: path.join(dir, "flow-floor"), object: path.join(dir, "flow-floor.bpf.o") };
   built = out;
   return out;
 }

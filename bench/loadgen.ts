@@ -4,10 +4,8 @@
  * load test, so both measure with the same load.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import crypto from "node:crypto";
 import fs from "node:fs";
-import os from "node:os";
-import path from "node:path";
+import { benchSource, cachedBuild } from "./build-cache";
 
 /** What one client run did; every connection is exactly one of connected/failed/unfinished. */
 export interface LoadResult {
@@ -36,27 +34,17 @@ export interface LoadServer {
   cpuMs(): number;
 }
 
-// Source next to this module (run from source) or two levels up (run from dist/bench).
-const SOURCES = [path.join(__dirname, "loadgen.c"), path.resolve(__dirname, "..", "..", "bench", "loadgen.c")];
-
 let built: string | null = null;
 
 /** Path of the compiled generator; compiles it when its source changed. Throws when cc fails. */
 export function loadgenBinary(cc = "cc"): string {
   if (built !== null) return built;
-  const source = SOURCES.find((s) => fs.existsSync(s));
-  if (source === undefined) throw new Error(`loadgen.c not found (looked in ${SOURCES.join(", ")})`);
-  const hash = crypto.createHash("sha256").update(fs.readFileSync(source)).digest("hex").slice(0, 16);
-  const out = path.join(os.tmpdir(), `traffic-policy-loadgen-${hash}`);
-  if (!fs.existsSync(out)) {
-    // Built under a private name and renamed, so two runs never execute a half-written file.
-    const tmp = `${out}.${process.pid}`;
-    const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", tmp, source], { encoding: "utf8" });
+  const source = benchSource("loadgen.c");
+  built = cachedBuild("loadgen", [fs.readFileSync(source)], (out) => {
+    const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", out, source], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`${cc} ${source}: ${r.error?.message ?? r.stderr}`);
-    fs.renameSync(tmp, out);
-  }
-  built = out;
-  return out;
+  });
+  return built;
 }
 
 function lines(child: ChildProcess, onLine: (line: string) => void): void {

@@ -1,0 +1,39 @@
+/**
+ * Bench programs built from source on first use (the load generator, the flow floor's
+ * BPF object and loader), cached in the temp directory under a hash of their inputs.
+ */
+import crypto from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+/** A bench source file: next to this module (run from source) or in bench/ (run from dist/bench). */
+export function benchSource(name: string): string {
+  const places = [path.join(__dirname, name), path.resolve(__dirname, "..", "..", "bench", name)];
+  const found = places.find((p) => fs.existsSync(p));
+  if (found === undefined) throw new Error(`${name} not found (looked in ${places.join(", ")})`);
+  return found;
+}
+
+/**
+ * The path `<tmpdir>/traffic-policy-<name>-<hash of inputs>`, built by `build` when it is
+ * not there yet. `build` writes to a private path (a file or a directory) that is then
+ * renamed into place, so two runs never use half-written output.
+ */
+export function cachedBuild(name: string, inputs: ReadonlyArray<string | Buffer>, build: (privatePath: string) => void): string {
+  const hash = crypto.createHash("sha256");
+  for (const input of inputs) hash.update(input);
+  const out = path.join(os.tmpdir(), `traffic-policy-${name}-${hash.digest("hex").slice(0, 16)}`);
+  if (fs.existsSync(out)) return out;
+  const tmp = `${out}.${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  build(tmp);
+  try {
+    fs.renameSync(tmp, out);
+  } catch (err) {
+    // Another run put its copy in place first (a directory cannot be renamed over it).
+    if (!fs.existsSync(out)) throw err;
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return out;
+}
