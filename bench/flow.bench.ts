@@ -208,10 +208,8 @@ export async function run(): Promise<BenchReport> {
   }
   const floorAttach =
     (parts: FloorParts): Attach =>
-    async () => {
-      const detach = await attachFloor(parts, cgroupRoot!);
-      return () => detach();
-    };
+    () =>
+      attachFloor(parts, cgroupRoot!);
   const serverSide: Counted = { closes: 0, kernelLost: 0, jsLost: 0, skipped: 0, closeAtDestroy: 0, nodeCpuMs: 0 };
   let serverExpected = 0;
   const counted: Counted = { closes: 0, kernelLost: 0, jsLost: 0, skipped: 0, closeAtDestroy: 0, nodeCpuMs: 0 };

@@ -66,7 +66,7 @@ function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-/** Connects to the embedded broker on `port`, retrying while it starts. */
+/** Connects to the MQTT broker on `port` (loopback), retrying while it starts. */
 async function connectWhenUp(port: number, options: IClientOptions): Promise<MqttClient> {
   for (let i = 0; ; i++) {
     try {
@@ -244,17 +244,8 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
       ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, statusTopic: "", agentHost: "agent-c" }
       : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", statusTopic: "", agentHost: "agent-c" };
 
-  async function subscriber(): Promise<MqttClient> {
-    for (let i = 0; ; i++) {
-      try {
-        return await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { reconnectPeriod: 0, connectTimeout: 1000, protocolVersion: kind === "embedded" ? 4 : 5 });
-      } catch (err) {
-        // The embedded broker listens once its first user registered.
-        if (i > 50) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+  // The embedded broker listens once its first user registered.
+  const subscriber = (): Promise<MqttClient> => connectWhenUp(setup.port, { protocolVersion: kind === "embedded" ? 4 : 5 });
 
   it.skipIf(skip)("a real connection is published as connection-accepted and classification events, schema-valid, topics from the events", async () => {
     const listenPort = await freePort();
