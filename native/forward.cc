@@ -28,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 #include <unistd.h>
+#include <uv.h>
 
 #ifndef IP_TRANSPARENT
 #define IP_TRANSPARENT 19
@@ -164,54 +165,109 @@ int LocalPortOf(int fd) {
   return getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &blen) == 0 ? PortOf(bound) : 0;
 }
 
-// connectUpstream on a libuv pool thread: the connect may take up to its timeout, and a
-// blocking wait must not stall the event loop.
-class ConnectWorker : public Napi::AsyncWorker {
+// connectUpstream's wait for the handshake, on the JS thread's own libuv loop: a poll
+// handle for writability and a timer for the timeout. A blocking wait on a pool thread
+// would hold one of libuv's four pool threads for the whole timeout, and with it fs,
+// dns.lookup, zlib and crypto for the whole process.
+class PendingConnect {
  public:
-  ConnectWorker(Napi::Env env, const ConnectParams& params)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), params_(params) {}
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    start_ = StartConnect(params_);
-    if (start_.fd < 0) return;
-    pollfd p{start_.fd, POLLOUT, 0};
-    int rc;
-    do {
-      rc = poll(&p, 1, params_.timeoutMs > 0 ? params_.timeoutMs : -1);
-    } while (rc < 0 && errno == EINTR);
-    int err = rc < 0 ? errno : rc == 0 ? ETIMEDOUT : ConnectError(start_.fd);
-    if (err != 0) {
-      close(start_.fd);
-      start_.fd = -1;
-      start_.err = err;
-      start_.syscall = rc < 0 ? "poll" : "connect";
-      return;
+  static Napi::Value Begin(Napi::Env env, const ConnectParams& params) {
+    auto* c = new PendingConnect(env);
+    Napi::Promise promise = c->deferred_.Promise();
+    c->start_ = StartConnect(params);
+    if (c->start_.fd < 0) {
+      c->deferred_.Reject(ErrnoError(env, c->start_.err, c->start_.syscall).Value());
+      delete c;
+      return promise;
     }
-    localPort_ = LocalPortOf(start_.fd);
+    uv_loop_t* loop = nullptr;
+    int rc = napi_get_uv_event_loop(env, &loop) == napi_ok ? uv_poll_init_socket(loop, &c->poll_, c->start_.fd) : UV_EINVAL;
+    if (rc != 0) {
+      close(c->start_.fd);
+      c->deferred_.Reject(ErrnoError(env, -rc, "uv_poll_init").Value());
+      delete c;
+      return promise;
+    }
+    c->poll_.data = c;
+    c->open_++;
+    uv_poll_start(&c->poll_, UV_WRITABLE | UV_DISCONNECT, OnPoll);
+    if (params.timeoutMs > 0) {
+      uv_timer_init(loop, &c->timer_);
+      c->timer_.data = c;
+      c->open_++;
+      c->timed_ = true;
+      uv_timer_start(&c->timer_, OnTimer, static_cast<uint64_t>(params.timeoutMs), 0);
+    }
+    napi_add_env_cleanup_hook(env, OnEnvGone, c);
+    return promise;
   }
 
-  void OnOK() override {
-    Napi::Env env = Env();
-    if (start_.fd < 0) {
-      deferred_.Reject(ErrnoError(env, start_.err, start_.syscall).Value());
+ private:
+  explicit PendingConnect(Napi::Env env) : env_(env), deferred_(Napi::Promise::Deferred::New(env)), context_(env, "traffic-connect") {}
+
+  static void OnPoll(uv_poll_t* handle, int status, int) {
+    auto* c = static_cast<PendingConnect*>(handle->data);
+    c->Finish(status < 0 ? -status : ConnectError(c->start_.fd), status < 0 ? "poll" : "connect");
+  }
+
+  static void OnTimer(uv_timer_t* handle) { static_cast<PendingConnect*>(handle->data)->Finish(ETIMEDOUT, "connect"); }
+
+  // The environment is going away: nobody waits for the promise, the handles must close
+  // before the loop does.
+  static void OnEnvGone(void* arg) {
+    auto* c = static_cast<PendingConnect*>(arg);
+    c->envGone_ = true;
+    c->Finish(ECANCELED, "connect");
+  }
+
+  void Finish(int err, const char* syscall) {
+    if (done_) return;
+    done_ = true;
+    err_ = err;
+    syscall_ = syscall;
+    if (!envGone_) napi_remove_env_cleanup_hook(env_, OnEnvGone, this);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_), OnClosed);
+    if (timed_) uv_close(reinterpret_cast<uv_handle_t*>(&timer_), OnClosed);
+  }
+
+  // Settles once libuv has let go of the fd: only then may a net.Socket take it over.
+  static void OnClosed(uv_handle_t* handle) {
+    auto* c = static_cast<PendingConnect*>(handle->data);
+    if (--c->open_ > 0) return;
+    c->Settle();
+    delete c;
+  }
+
+  void Settle() {
+    if (err_ != 0 || envGone_) {
+      close(start_.fd);
+      if (envGone_) return;
+      Napi::HandleScope handles(env_);
+      Napi::CallbackScope scope(env_, context_);
+      deferred_.Reject(ErrnoError(env_, err_, syscall_).Value());
       return;
     }
-    Napi::Object out = Napi::Object::New(env);
+    Napi::HandleScope handles(env_);
+    Napi::CallbackScope scope(env_, context_);
+    Napi::Object out = Napi::Object::New(env_);
     out.Set("fd", start_.fd);
-    out.Set("localPort", localPort_);
+    out.Set("localPort", LocalPortOf(start_.fd));
     out.Set("portFellBack", start_.fellBack);
     deferred_.Resolve(out);
   }
 
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
+  Napi::Env env_;
   Napi::Promise::Deferred deferred_;
-  ConnectParams params_;
+  Napi::AsyncContext context_;
   ConnectStart start_;
-  int localPort_ = 0;
+  uv_poll_t poll_{};
+  uv_timer_t timer_{};
+  int open_ = 0;
+  bool timed_ = false;
+  bool done_ = false;
+  bool envGone_ = false;
+  int err_ = 0;
+  const char* syscall_ = "connect";
 };
 
 bool GetInt(const Napi::Object& o, const char* key, int64_t min, int64_t max, int64_t fallback, int64_t* out) {
@@ -271,10 +327,7 @@ Napi::Value ConnectUpstream(const Napi::CallbackInfo& info) {
   }
   ConnectParams params;
   if (!ParseConnectOptions(env, info[0], &params)) return env.Undefined();
-  auto* worker = new ConnectWorker(env, params);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  return PendingConnect::Begin(env, params);
 }
 
 // ---- splice pump ----------------------------------------------------------------------
@@ -354,9 +407,8 @@ struct Pump {
   bool registeredB = false;
   bool ended = false;
   bool queued = false;
-  // When the pump makes the upstream connection itself: b is its own, and until the
-  // handshake completes nothing is spliced.
-  bool ownsB = false;
+  // When the pump makes the upstream connection itself: until the handshake completes
+  // nothing is spliced. Both fds are the pump's own (duplicates or its connect) either way.
   bool connecting = false;
   bool noDelay = false;
   int startErr = 0;
@@ -718,7 +770,8 @@ class PumpWorker {
     p->state->pump = nullptr;
     live_.erase(p);
     if (live_.empty()) idleSince_ = std::chrono::steady_clock::now();
-    // JS closes these fds after the callback: they must leave the epoll set first.
+    // The fds leave the epoll set before they close: the set would otherwise keep them until
+    // every duplicate of the socket is gone.
     if (p->registeredA) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endA.fd, nullptr);
     if (p->registeredB) epoll_ctl(epollFd_, EPOLL_CTL_DEL, p->endB.fd, nullptr);
     // A pipe still holding bytes is closed; an empty one serves the next pump.
@@ -735,11 +788,19 @@ class PumpWorker {
     r->localPort = p->localPort;
     r->portFellBack = p->portFellBack;
     ClearDeadline(p);
-    if (p->ownsB && p->endB.fd >= 0) close(p->endB.fd);
+    CloseEnds(p);
     // The queue is unbounded: this never blocks the worker. It fails only once the
     // environment is going away, and then nobody is left to tell.
     if (tsfn_.NonBlockingCall(r) != napi_ok) delete r;
     ended_.push_back(p);
+  }
+
+  // Both sockets are the pump's own duplicates: closing them here leaves JS's fds alone.
+  static void CloseEnds(Pump* p) {
+    for (Endpoint* e : {&p->endA, &p->endB}) {
+      if (e->fd >= 0) close(e->fd);
+      e->fd = -1;
+    }
   }
 
   bool TakePipe(int size, PipePair* out) {
@@ -774,7 +835,7 @@ class PumpWorker {
   // nobody to go to.
   void Shutdown() {
     for (Pump* p : live_) {
-      if (p->ownsB && p->endB.fd >= 0) close(p->endB.fd);
+      CloseEnds(p);
       GivePipe(&p->ab.pipe, false);
       GivePipe(&p->ba.pipe, false);
       delete p;
@@ -913,6 +974,26 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
       ErrnoError(env, err, "pump worker").ThrowAsJavaScriptException();
       return;
     }
+    // The pump works on its own duplicates: when JS closes its fd (a destroyed socket), the
+    // number may go to the next accepted socket at once, and a pump still using that number
+    // would move bytes between strangers. Only the pump closes its duplicates, at its end.
+    int ownA = fcntl(a, F_DUPFD_CLOEXEC, 0);
+    if (ownA < 0) {
+      ErrnoError(env, errno, "dup").ThrowAsJavaScriptException();
+      return;
+    }
+    int ownB = -1;
+    if (!connects) {
+      ownB = fcntl(b, F_DUPFD_CLOEXEC, 0);
+      if (ownB < 0) {
+        int e = errno;
+        close(ownA);
+        ErrnoError(env, e, "dup").ThrowAsJavaScriptException();
+        return;
+      }
+    }
+    a = ownA;
+    b = ownB;
     callback_ = Napi::Persistent(info[4].As<Napi::Function>());
     state_ = std::make_shared<PumpState>();
     worker_ = worker;
@@ -925,7 +1006,6 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
     pump->endA = Endpoint{pump, a};
     if (connects) {
       ConnectStart started = StartConnect(params);
-      pump->ownsB = started.fd >= 0;
       pump->connecting = started.fd >= 0;
       pump->startErr = started.err;
       pump->startSyscall = started.syscall;

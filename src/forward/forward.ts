@@ -7,7 +7,7 @@ import { tryParseIp } from "../net/ip";
 import { loadNative, nativeAvailability, socketFd, type NativeAddon, type NativeConnectOptions, type SplicePumpHandle, type SystemCallError } from "../native";
 import { encodeProxyHeaderV1, encodeProxyHeaderV2 } from "../proxy-protocol/encode";
 import type { ForwardEnd, ForwardIdentity } from "../events/types";
-import type { ClaimedConnection } from "../session/table";
+import { connectionTable, type ClaimedConnection } from "../session/table";
 
 // How the upstream learns who the client is (ForwardIdentity) and how a connection ended
 // (ForwardEnd) are part of the event contract (forward-summary): declared there, once.
@@ -254,6 +254,10 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       target = await resolveTarget(info, options.target);
     } catch (err) {
       finish("no-target", err as TrafficError);
+      return;
+    }
+    if (stopped) {
+      finish("stopped");
       return;
     }
     const loop = loopReason(info, target);
@@ -521,16 +525,17 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     }
   };
 
-  void run();
-  return {
-    id: conn.id,
-    done,
-    stop(): void {
-      if (finished || stopped) return;
-      stopped = true;
-      if (stopper !== null) stopper();
-    },
+  const stop = (): void => {
+    if (finished || stopped) return;
+    stopped = true;
+    if (stopper !== null) stopper();
   };
+  // The table (a listener closing, a redeploy) ends this connection through stop(): the
+  // native pump holds its own duplicate of the client's fd, and closing Node's socket
+  // alone would leave it pumping.
+  connectionTable().onEnd(conn.id, conn.owner, stop);
+  void run();
+  return { id: conn.id, done, stop };
 }
 
 /** Stops libuv reading a socket for good: the addon's thread owns its bytes from now on. */

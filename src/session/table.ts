@@ -37,6 +37,8 @@ interface Entry {
   readonly listener: string;
   replay: Buffer;
   owner: string | null;
+  /** How the owner ends it (a pump that moved the socket's bytes off Node must stop itself). */
+  end: ((reason?: Error) => void) | null;
   timer: NodeJS.Timeout | null;
   readonly timeoutMs: number;
   readonly action: UnclaimedAction;
@@ -77,6 +79,7 @@ export class ConnectionTable {
       listener: options.listener,
       replay: options.replay,
       owner: null,
+      end: null,
       timer: null,
       timeoutMs: options.unclaimedTimeoutMs,
       action: options.unclaimedAction,
@@ -124,6 +127,7 @@ export class ConnectionTable {
     const entry = this.entries.get(id);
     if (entry === undefined || entry.owner !== owner) return false;
     entry.owner = null;
+    entry.end = null;
     entry.replay = unread.length > 0 ? Buffer.concat([unread, entry.replay]) : entry.replay;
     this.arm(entry);
     return true;
@@ -175,12 +179,28 @@ export class ConnectionTable {
     });
   }
 
-  /** Ends a connection (any owner's) and removes it: in order (FIN) unless for an error. */
+  /**
+   * Registers how the owner of a claimed connection ends it: `destroy` and `closeListener`
+   * call this instead of closing the socket, whose fd may be in use by someone else (a
+   * native pump works on its own duplicate). False when `owner` does not hold it.
+   */
+  onEnd(id: string, owner: string, end: (reason?: Error) => void): boolean {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== owner) return false;
+    entry.end = end;
+    return true;
+  }
+
+  /**
+   * Ends a connection (any owner's) and removes it: through its owner's end when it
+   * registered one, else in order (FIN) unless for an error.
+   */
   destroy(id: string, reason?: Error): void {
     const entry = this.entries.get(id);
     if (entry === undefined) return;
     this.forget(id);
-    if (reason === undefined) closeOrderly(entry.socket);
+    if (entry.owner !== null && entry.end !== null) entry.end(reason);
+    else if (reason === undefined) closeOrderly(entry.socket);
     else entry.socket.destroy(reason);
   }
 

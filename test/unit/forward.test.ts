@@ -17,7 +17,7 @@ afterEach(async () => {
 
 let nextName = 0;
 /** A plain listener on loopback whose connections are forwarded with `options` (or rejected). */
-async function gateway(handle: (info: ConnectionInfo) => Promise<ForwardSummary>, sniffBytes = 0): Promise<{ port: number; summaries: ForwardSummary[] }> {
+async function gateway(handle: (info: ConnectionInfo) => Promise<ForwardSummary>, sniffBytes = 0): Promise<{ port: number; name: string; summaries: ForwardSummary[] }> {
   const name = `fwd-unit-${nextName++}`;
   const probe = net.createServer();
   await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
@@ -30,7 +30,7 @@ async function gateway(handle: (info: ConnectionInfo) => Promise<ForwardSummary>
   });
   await l.start();
   cleanups.push(() => l.close());
-  return { port: l.address()!.port, summaries };
+  return { port: l.address()!.port, name, summaries };
 }
 
 function forwardVia(options: ForwardOptions): (info: ConnectionInfo) => Promise<ForwardSummary> {
@@ -200,6 +200,97 @@ for (const pump of ["native", "js"] as const) {
       expect(first.subarray(parsed.header.length).toString()).toBe("abcdef");
       expect(summaries[0]!.bytesToUpstream).toBe(6);
     });
+
+    it("a listener ending its claimed connections moves no byte to the next client", async () => {
+      const got: string[] = [];
+      const up = await server((s) => {
+        const idx = got.push("") - 1;
+        s.on("data", (c: Buffer) => {
+          got[idx] += c.toString();
+          s.write(`u${idx}:${c.toString()}`);
+        });
+      });
+      const { port, name, summaries } = await gateway(forwardVia({ target: { address: "127.0.0.1", port: up }, pump }));
+      const first = await connect(port);
+      const firstSaw: Buffer[] = [];
+      first.on("data", (c: Buffer) => firstSaw.push(c));
+      first.on("error", () => undefined);
+      first.write("hello-1");
+      await until(() => Buffer.concat(firstSaw).toString() === "u0:hello-1", "first echo");
+      expect(connectionTable().closeListener(name, false)).toBe(1);
+      await until(() => summaries.length === 1, "first summary");
+      expect(summaries[0]!.end).toBe("stopped");
+      const second = await connect(port);
+      const secondSaw: Buffer[] = [];
+      second.on("data", (c: Buffer) => secondSaw.push(c));
+      second.write("secret-2");
+      await until(() => Buffer.concat(secondSaw).toString().includes("secret-2"), "second echo");
+      // A stale pump would have carried the secret to upstream 0 and its echo back here.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(got[0]).toBe("hello-1");
+      expect(got[1]).toBe("secret-2");
+      expect(Buffer.concat(secondSaw).toString()).toBe("u1:secret-2");
+      second.end();
+    });
+
+    it("keeps every connection's bytes its own while ends from JS and new clients interleave", async () => {
+      const TOTAL = 1000;
+      const PARALLEL = 48;
+      const mixed: string[] = [];
+      const up = await server((s) => {
+        let own: string | null = null;
+        let seen = "";
+        s.on("data", (c: Buffer) => {
+          seen += c.toString();
+          for (const t of seen.split(";").slice(0, -1)) {
+            own ??= t;
+            if (t !== own) mixed.push(`upstream of ${own} got ${t}`);
+          }
+          seen = seen.slice(seen.lastIndexOf(";") + 1);
+          s.write(c);
+        });
+        s.on("end", () => s.end());
+      });
+      const ends: Array<Promise<void>> = [];
+      const { port } = await gateway((info) => {
+        const session = forwardConnection(connectionTable().claim(info.id, "test")!, { target: { address: "127.0.0.1", port: up }, pump });
+        // About a third are ended from JS while their bytes flow.
+        if (Math.random() < 0.35) {
+          ends.push(new Promise((r) => setTimeout(() => {
+            connectionTable().destroy(info.id);
+            r();
+          }, Math.floor(Math.random() * 15))));
+        }
+        return session.done;
+      });
+      const one = (i: number): Promise<void> =>
+        new Promise((resolve) => {
+          const token = `T${String(i).padStart(6, "0")}`;
+          const s = net.connect({ port, host: "127.0.0.1" });
+          let seen = "";
+          let rounds = 0;
+          const timer = setTimeout(() => s.destroy(), 5000);
+          s.on("error", () => undefined);
+          s.on("close", () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          s.on("connect", () => s.write(`${token};`));
+          s.on("data", (c: Buffer) => {
+            seen += c.toString();
+            for (const t of seen.split(";").slice(0, -1)) if (t !== token) mixed.push(`client ${token} got ${t}`);
+            seen = seen.slice(seen.lastIndexOf(";") + 1);
+            if (++rounds < 4) s.write(`${token};`);
+            else s.end();
+          });
+        });
+      let next = 0;
+      await Promise.all(Array.from({ length: PARALLEL }, async () => {
+        while (next < TOTAL) await one(next++);
+      }));
+      await Promise.all(ends);
+      expect(mixed).toEqual([]);
+    }, 90_000);
 
     it("idle timeout ends a silent connection", async () => {
       const upstreamPort = await server((s) => s.resume());
