@@ -205,9 +205,14 @@ for (const pump of ["native", "js"] as const) {
       const got: string[] = [];
       const up = await server((s) => {
         const idx = got.push("") - 1;
+        s.once("data", () => {
+          // A reply after the listener's close: a stale pump would still carry it.
+          const late = setTimeout(() => s.write(`u${idx}:late;`), 200);
+          s.once("close", () => clearTimeout(late));
+        });
         s.on("data", (c: Buffer) => {
           got[idx] += c.toString();
-          s.write(`u${idx}:${c.toString()}`);
+          s.write(`u${idx}:${c.toString()};`);
         });
       });
       const { port, name, summaries } = await gateway(forwardVia({ target: { address: "127.0.0.1", port: up }, pump }));
@@ -216,20 +221,23 @@ for (const pump of ["native", "js"] as const) {
       first.on("data", (c: Buffer) => firstSaw.push(c));
       first.on("error", () => undefined);
       first.write("hello-1");
-      await until(() => Buffer.concat(firstSaw).toString() === "u0:hello-1", "first echo");
+      await until(() => Buffer.concat(firstSaw).toString() === "u0:hello-1;", "first echo");
+      // The second client's own socket is made first, so the fd number the close frees goes
+      // to the connection the listener accepts next.
+      const dialing = connect(port);
       expect(connectionTable().closeListener(name, false)).toBe(1);
-      await until(() => summaries.length === 1, "first summary");
-      expect(summaries[0]!.end).toBe("stopped");
-      const second = await connect(port);
+      const second = await dialing;
       const secondSaw: Buffer[] = [];
       second.on("data", (c: Buffer) => secondSaw.push(c));
       second.write("secret-2");
-      await until(() => Buffer.concat(secondSaw).toString().includes("secret-2"), "second echo");
-      // A stale pump would have carried the secret to upstream 0 and its echo back here.
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => got.some((g) => g.includes("secret-2")), "the secret upstream");
+      // A stale pump carries the secret to upstream 0, and upstream 0's late reply here.
+      await until(() => Buffer.concat(secondSaw).toString().includes("late"), "the late reply");
       expect(got[0]).toBe("hello-1");
       expect(got[1]).toBe("secret-2");
-      expect(Buffer.concat(secondSaw).toString()).toBe("u1:secret-2");
+      expect(Buffer.concat(secondSaw).toString()).toBe("u1:secret-2;u1:late;");
+      await until(() => summaries.length >= 1, "first summary");
+      expect(summaries[0]!.end).toBe("stopped");
       second.end();
     });
 
