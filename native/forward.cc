@@ -207,7 +207,11 @@ class PendingConnect {
 
   static void OnPoll(uv_poll_t* handle, int status, int) {
     auto* c = static_cast<PendingConnect*>(handle->data);
-    c->Finish(status < 0 ? -status : ConnectError(c->start_.fd), status < 0 ? "poll" : "connect");
+    // libuv reports a socket error (EPOLLERR: refused, unreachable) as UV_EBADF: the
+    // handshake's own errno is in SO_ERROR.
+    int err = ConnectError(c->start_.fd);
+    if (err == 0 && status < 0) err = -status;
+    c->Finish(err, "connect");
   }
 
   static void OnTimer(uv_timer_t* handle) { static_cast<PendingConnect*>(handle->data)->Finish(ETIMEDOUT, "connect"); }

@@ -256,6 +256,18 @@ describe("traffic_native: the pump and the upstream connect refuse what is malfo
       await pair.close();
     }
   });
+  it("connectUpstream: a refused upstream rejects with ECONNREFUSED from connect, and its socket is closed", async () => {
+    const dead = net.createServer();
+    await new Promise<void>((r) => dead.listen(0, "127.0.0.1", r));
+    const port = (dead.address() as net.AddressInfo).port;
+    await new Promise((r) => dead.close(r));
+    const fdsBefore = fs.readdirSync("/proc/self/fd").length;
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, () => native.connectUpstream({ address: "127.0.0.1", port, timeoutMs: 2000 }).then(() => null, (err: Error & { code?: string; syscall?: string }) => err)),
+    );
+    for (const err of outcomes) expect(err).toMatchObject({ code: "ECONNREFUSED", syscall: "connect" });
+    expect(fs.readdirSync("/proc/self/fd").length).toBe(fdsBefore);
+  });
 });
 
 describe("flow: invalid arguments give typed errors", () => {
