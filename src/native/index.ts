@@ -59,7 +59,10 @@ export interface NativeAddon {
   describeErrno(errno: number, syscall: string): { code: string; message: string };
   closeFd(fd: number): void;
   socketOptions(fd: number): SocketOptionFlags;
-  /** A connected non-blocking TCP socket (optionally transparent-bound and marked): see native/forward.cc. */
+  /**
+   * A connected non-blocking TCP socket (optionally transparent-bound and marked): see
+   * native/forward.cc. The handshake is awaited on the event loop, not on a pool thread.
+   */
   connectUpstream(options: NativeConnectOptions): Promise<NativeConnected>;
   /** TCP_NODELAY on a raw socket fd. */
   setNoDelay(fd: number): void;
@@ -67,8 +70,10 @@ export interface NativeAddon {
   discardInput(fd: number): number;
   /**
    * Starts a splice pump on the addon's shared pump threads between the socket `fdA` and
-   * either the connected socket `fdB` or an upstream connection the pump makes itself
-   * (then it owns that socket and closes it at the end).
+   * either the connected socket `fdB` or an upstream connection the pump makes itself. The
+   * pump works on its own duplicates of `fdA` and `fdB` (and on the socket it connected)
+   * and closes only those at its end: the caller still closes its own fds, and closing them
+   * early does not end the pump; `stop()` does.
    */
   readonly SplicePump: new (fdA: number, fdB: number | (NativeConnectOptions & { readonly noDelay?: boolean }), pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
   readonly abiVersion: number;
