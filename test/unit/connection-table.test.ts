@@ -79,6 +79,28 @@ describe("connection table", () => {
     expect(t.canDo("forward")).toBe(false);
   });
 
+  it("ends a claimed connection through its owner's end, never by closing the socket itself", async () => {
+    const t = new ConnectionTable();
+    const a = await pair();
+    const b = await pair();
+    const opts = { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 0, unclaimedAction: "close" as const };
+    t.add(a.accepted, info("a"), opts);
+    t.add(b.accepted, info("b"), opts);
+    const ended: string[] = [];
+    t.claim("a", "fwd");
+    expect(t.onEnd("a", "someone else", () => ended.push("wrong owner"))).toBe(false);
+    expect(t.onEnd("a", "fwd", () => ended.push("a"))).toBe(true);
+    t.claim("b", "fwd");
+    t.onEnd("b", "fwd", () => ended.push("b"));
+    // Handed back: the end belonged to the owner that let go of it.
+    t.release("b", "fwd");
+    expect(t.closeListener("L", false)).toBe(2);
+    expect(ended).toEqual(["a"]);
+    expect(a.accepted.destroyed).toBe(false);
+    expect(b.accepted.destroyed).toBe(true);
+    expect(t.count("L")).toBe(0);
+  });
+
   it("forgets closed sockets and ends a listener's connections on close", async () => {
     const t = new ConnectionTable();
     const a = await pair();
