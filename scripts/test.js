@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Runs every test. First it checks the system programs the suites need: as root on
 // Debian/Ubuntu it installs missing packages with apt-get; otherwise it prints the exact
-// install line and those suites skip, loudly. Under CI=true a missing program is a failure.
+// install line and those suites skip, loudly. Under CI=true a missing program is a failure,
+// and so is any skipped test. Type-checks the sources and the tests before running them.
 // Ends with one line: "N passed, N failed" (", N skipped" when any skipped).
 "use strict";
 const { spawnSync } = require("node:child_process");
@@ -51,6 +52,21 @@ function run(cmd, args, opts = {}) {
   return result.status ?? 1;
 }
 
+/**
+ * The skipped tests and their reasons, from skip-reporter.mjs. When that report is missing
+ * while vitest counted skips, the count still stands: one unnamed entry per skip.
+ */
+function readSkips(file, counted) {
+  let skips = [];
+  try {
+    skips = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    skips = [];
+  }
+  while (skips.length < counted) skips.push({ file: "?", name: "?", reason: "the skip report is missing" });
+  return skips;
+}
+
 function main() {
   if (process.getuid?.() !== 0) {
     // The kernel suites (namespaces, nft, TPROXY, eBPF) and the sanitized run need root.
@@ -70,11 +86,28 @@ function main() {
     console.log("0 passed, 1 failed");
     process.exit(1);
   }
-  const report = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "traffic-test-")), "vitest.json");
+  // The build compiles src and nodes only; tests that no longer type-check would still run.
+  const tsc = require.resolve("typescript/bin/tsc", { paths: [root] });
+  if (run(process.execPath, [tsc, "-p", path.join(root, "tsconfig.json"), "--noEmit"]) !== 0) {
+    console.log("test: the type check (tsc -p tsconfig.json --noEmit, tests included) failed.");
+    console.log("0 passed, 1 failed");
+    process.exit(1);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-test-"));
+  const report = path.join(dir, "vitest.json");
+  const skipReport = path.join(dir, "skipped.json");
   const vitest = path.join(path.dirname(require.resolve("vitest/package.json", { paths: [root] })), "vitest.mjs");
-  const args = [vitest, "run", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...process.argv.slice(2)];
+  const args = [
+    vitest,
+    "run",
+    "--reporter=default",
+    "--reporter=json",
+    `--reporter=${path.join(root, "scripts", "skip-reporter.mjs")}`,
+    `--outputFile.json=${report}`,
+    ...process.argv.slice(2),
+  ];
   const status = run(process.execPath, args, {
-    env: { ...process.env, TRAFFIC_MISSING_COMMANDS: missing.map((d) => d.command).join(",") },
+    env: { ...process.env, TRAFFIC_MISSING_COMMANDS: missing.map((d) => d.command).join(","), TRAFFIC_SKIP_REPORT: skipReport },
   });
   let passed = 0;
   let failed = 0;
@@ -91,10 +124,17 @@ function main() {
   } catch {
     failed = Math.max(failed, 1);
   }
-  fs.rmSync(path.dirname(report), { recursive: true, force: true });
+  const skips = readSkips(skipReport, skipped);
+  fs.rmSync(dir, { recursive: true, force: true });
   if (status !== 0 && failed === 0) failed = 1;
+  if (skips.length > 0) {
+    console.log(`test: ${skips.length} skipped${ci ? " (CI=true: a skipped test fails the run)" : ""}:`);
+    for (const s of skips) console.log(`  - ${s.file}: ${s.name} (${s.reason || "skipIf without a note: see the SKIP lines above"})`);
+  }
+  const failedRun = status !== 0 || failed > 0 || (ci && skipped > 0);
+  if (ci && skipped > 0) failed += skipped;
   console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
-  process.exit(status === 0 && failed === 0 ? 0 : 1);
+  process.exit(failedRun ? 1 : 0);
 }
 
 try {

@@ -85,6 +85,16 @@ export function forwardOptionsFrom(config: ForwardDef): Omit<ForwardOptions, "ta
   };
 }
 
+/**
+ * Whether a node may take the listeners' unclaimed connections: only one that forwards
+ * every connection to its original destination. A reject node, a node whose action or
+ * target the message decides, or one with a fixed target (its identity and mark were
+ * chosen for that target) would send its PROXY header or mark to arbitrary destinations.
+ */
+export function takesUnclaimed(config: Pick<ForwardDef, "action" | "targetType">): boolean {
+  return (config.action || "forward") === "forward" && (config.targetType || "original") === "original";
+}
+
 /** SNI (or HTTP Host) and the first ALPN offer from a `classify` result on the message, for PROXY v2 TLVs. */
 function tlvsFrom(msg: NodeMessage): { authority?: string; alpn?: string } {
   const fields = (msg as { classification?: { fields?: { sni?: unknown; host?: unknown; alpn?: unknown } } }).classification?.fields;
@@ -165,7 +175,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
-    const release = options === null ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
+    const release = options === null || !takesUnclaimed(config) ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
       if (summary.error !== undefined && FAILURES.has(summary.end)) {
         lastError = shortCode(summary.error.code, privileged, _);
         node.warn(_("forward.error.unclaimed", { id: summary.id, reason: summary.error.message }));

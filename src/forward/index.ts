@@ -29,17 +29,29 @@ const owners = new Map<string, UnclaimedOwner>();
 let unregister: (() => void) | null = null;
 
 /**
+ * The owner that forwards unclaimed connections: the lowest owner id (node ids compare
+ * as strings), so the choice does not depend on the order in which nodes started.
+ */
+function chosenOwner(): UnclaimedOwner | undefined {
+  let best: string | undefined;
+  for (const id of owners.keys()) if (best === undefined || id < best) best = id;
+  return best === undefined ? undefined : owners.get(best);
+}
+
+/**
  * Makes the listeners' unclaimed action `forward` work (to the original destination)
- * while at least one owner holds it; the first owner's options and summary callback are
- * used. Returns the release function.
+ * while at least one owner holds it; the options and summary callback of the owner with
+ * the lowest id are used. Only a forwarder whose own connections go to their original
+ * destination may hold it: its identity (PROXY header, transparent bind) and mark then
+ * go where it sends connections anyway. Returns the release function.
  */
 export function holdUnclaimedForward(owner: string, options: Omit<ForwardOptions, "target">, onSummary: (summary: ForwardSummary) => void): () => void {
   owners.set(owner, { options, onSummary });
   if (unregister === null) {
     unregister = connectionTable().setUnclaimedHandler("forward", (connection) => {
-      const first = owners.values().next().value as UnclaimedOwner | undefined;
-      const session = forwardConnection(connection, { ...(first?.options ?? {}), target: "original" });
-      void session.done.then((summary) => first?.onSummary(summary));
+      const chosen = chosenOwner();
+      const session = forwardConnection(connection, { ...(chosen?.options ?? {}), target: "original" });
+      void session.done.then((summary) => chosen?.onSummary(summary));
     });
   }
   return () => {

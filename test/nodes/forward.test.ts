@@ -10,6 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
 import registerAll from "../../nodes/index";
 import { toEvent } from "../../src/events/convert";
+import { connectionTable } from "../../src/session/table";
 import { assertValidEvent } from "../support/events";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
 
@@ -133,6 +134,60 @@ describe("forward node in a Node-RED runtime", () => {
     expect(String((errors[0] as Error).message ?? errors[0])).toMatch(/ECONNREFUSED: upstream 127\.0\.0\.1:\d+ refused/);
     expect(seen["out"]![0]!["payload"]).toMatchObject({ end: "connect-failed", error: { code: "ECONNREFUSED" } });
     await until(() => statuses.some((s) => /ECONNREFUSED/.test(String(s.text))), 2000, "status with the error");
+  });
+
+  /** Opens a connection nobody claims and waits until the listener's unclaimed action ended it. */
+  async function unclaimedOnce(port: number): Promise<void> {
+    const c = net.connect(port, "127.0.0.1");
+    c.on("error", () => undefined);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => c.destroy(), 5000);
+      c.on("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  it("unclaimed forward is never taken by a reject node, nor by one whose target is fixed or msg-provided", async () => {
+    const port = await freePort();
+    const fixed = await upstream("F");
+    await helper.load(registerAll, [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 0, unclaimedTimeout: 0.1, unclaimedAction: "forward", wires: [[]] },
+      { id: "fw-0-reject", type: "forward", action: "reject", identity: "proxy-v2", mark: 7, wires: [[]] },
+      { id: "fw-1-msg", type: "forward", action: "msg", targetType: "original", identity: "proxy-v1", wires: [[]] },
+      { id: "fw-2-fixed", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: fixed.port, identity: "proxy-v2", wires: [[]] },
+      { id: "fw-3-target", type: "forward", action: "forward", targetType: "msg", targetProp: "target", identity: "proxy-v2", wires: [[]] },
+    ]);
+    const warned: string[] = [];
+    for (const id of ["fw-0-reject", "fw-1-msg", "fw-2-fixed", "fw-3-target"]) onCall(helper.getNode(id) as Node, "warn", () => warned.push(id));
+    const before = connectionTable().stats();
+    expect(connectionTable().canDo("forward")).toBe(false);
+    await unclaimedOnce(port);
+    await until(() => connectionTable().stats().unclaimedClosed > before.unclaimedClosed, 2000, "unclaimed close");
+    // Closed, not handed to any of these nodes' settings.
+    expect(connectionTable().stats().unclaimedForwarded).toBe(before.unclaimedForwarded);
+    expect(warned).toEqual([]);
+    expect(fixed.seen).toHaveLength(0);
+  });
+
+  it("among forwarding nodes the one with the lowest id takes unclaimed connections, whatever the flow order", async () => {
+    const port = await freePort();
+    await helper.load(registerAll, [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 0, unclaimedTimeout: 0.1, unclaimedAction: "forward", wires: [[]] },
+      { id: "fw-b", type: "forward", action: "forward", targetType: "original", identity: "proxy-v2", wires: [[]] },
+      { id: "fw-a", type: "forward", action: "forward", targetType: "original", identity: "none", wires: [[]] },
+      { id: "fw-0-reject", type: "forward", action: "reject", wires: [[]] },
+    ]);
+    const warned: Array<{ id: string; text: string }> = [];
+    for (const id of ["fw-a", "fw-b", "fw-0-reject"]) onCall(helper.getNode(id) as Node, "warn", (w) => warned.push({ id, text: String(w) }));
+    const before = connectionTable().stats();
+    await unclaimedOnce(port);
+    // Plain mode has no original destination: the chosen node reports the unclaimed
+    // connection it could not forward, which shows whose settings were used.
+    await until(() => warned.length > 0, 3000, "the chosen node's report");
+    expect(warned).toEqual([{ id: "fw-a", text: expect.stringMatching(/original destination/) }]);
+    expect(connectionTable().stats().unclaimedForwarded).toBe(before.unclaimedForwarded + 1);
   });
 
   it("msg without a connection is an error, not a crash", async () => {

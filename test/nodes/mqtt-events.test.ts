@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { connect as netConnect, type Socket } from "node:net";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
 import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
 import { assertValidEvent } from "../support/events";
@@ -113,11 +113,12 @@ async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> 
 /**
  * The broker of one describe.each kind, for the whole block: the embedded one (a free port
  * for the `traffic broker` to listen on) or a mosquitto of its own, and the Node-RED test
- * server around it. `skip` when mosquitto is wanted and missing.
+ * server around it. Its tests skip, with the reason, when mosquitto is wanted and missing.
  */
 function brokerFor(kind: "embedded" | "mosquitto"): { readonly skip: boolean; port: number } {
   let mosquitto: Mosquitto | null = null;
   const broker = { skip: kind === "mosquitto" ? mosquittoBin.skip : false, port: 0 };
+  beforeEach((ctx) => ctx.skip(broker.skip, mosquittoBin.reason));
   beforeAll(async () => {
     if (broker.skip) return;
     await helper.startServer();
@@ -141,9 +142,9 @@ function brokerFor(kind: "embedded" | "mosquitto"): { readonly skip: boolean; po
 
 describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kind) => {
   const setup = brokerFor(kind);
-  const skip = setup.skip;
 
-  it.skipIf(skip)("subscribers (mqtt.js and mosquitto_sub) receive exactly the events sent, schema-valid, in order per topic", async () => {
+  it("subscribers (mqtt.js and mosquitto_sub) receive exactly the events sent, schema-valid, in order per topic", async (ctx) => {
+    ctx.skip(mosquittoSub.skip, mosquittoSub.reason);
     const broker =
       kind === "embedded"
         ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, statusTopic: "traffic/{host}/status", agentHost: "agent-a" }
@@ -168,8 +169,8 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     const n = kind === "embedded" ? 2000 : 5000;
     const sub = await connectAsync(`mqtt://127.0.0.1:${setup.port}`, { protocolVersion: kind === "embedded" ? 4 : 5 });
     const viaJs = collect(sub, "traffic/agent-a/flow-open/#", n);
-    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(setup.port, "traffic/agent-a/flow-open/#", n);
-    await viaCli?.ready;
+    const viaCli = mosquittoSubCollect(setup.port, "traffic/agent-a/flow-open/#", n);
+    await viaCli.ready;
     await new Promise((r) => setTimeout(r, 100));
     const node = helper.getNode("ev");
     if (!node) throw new Error("node not loaded");
@@ -179,7 +180,7 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
       sent.push(ev);
       node.receive({ payload: ev });
     }
-    for (const got of [await viaJs, ...(viaCli ? [await viaCli.done] : [])]) {
+    for (const got of [await viaJs, await viaCli.done]) {
       expect(got.length).toBe(n);
       for (const m of got) assertValidEvent(m.payload);
       expect(new Set(got.map((m) => (m.payload as TrafficEvent).id))).toEqual(new Set(sent.map((e) => e.id)));
@@ -193,7 +194,7 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     await helper.unload();
   });
 
-  it.skipIf(skip)("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
+  it("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
     const broker =
       kind === "embedded"
         ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, agentHost: "agent-b" }
@@ -237,7 +238,6 @@ function httpClient(port: number, bytes: string): Promise<{ localPort: number; s
 
 describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â†’ mqtt events through %s: connections become events", (kind) => {
   const setup = brokerFor(kind);
-  const skip = setup.skip;
 
   const brokerNode = (): object =>
     kind === "embedded"
@@ -247,7 +247,8 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
   // The embedded broker listens once its first user registered.
   const subscriber = (): Promise<MqttClient> => connectWhenUp(setup.port, { protocolVersion: kind === "embedded" ? 4 : 5 });
 
-  it.skipIf(skip)("a real connection is published as connection-accepted and classification events, schema-valid, topics from the events", async () => {
+  it("a real connection is published as connection-accepted and classification events, schema-valid, topics from the events", async (ctx) => {
+    ctx.skip(mosquittoSub.skip, mosquittoSub.reason);
     const listenPort = await freePort();
     await helper.load(registerNodes, [
       brokerNode(),
@@ -257,12 +258,12 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
     ]);
     const sub = await subscriber();
     const viaJs = collect(sub, "traffic/agent-c/#", 2);
-    const viaCli = mosquittoSub.skip ? null : mosquittoSubCollect(setup.port, "traffic/agent-c/#", 2);
-    await viaCli?.ready;
+    const viaCli = mosquittoSubCollect(setup.port, "traffic/agent-c/#", 2);
+    await viaCli.ready;
     await new Promise((r) => setTimeout(r, 100));
     const client = await httpClient(listenPort, "GET /status HTTP/1.1\r\nHost: example.org\r\n\r\n");
     try {
-      for (const got of [await viaJs, ...(viaCli ? [await viaCli.done] : [])]) {
+      for (const got of [await viaJs, await viaCli.done]) {
         for (const m of got) assertValidEvent(m.payload);
         const byType = new Map(got.map((m) => [(m.payload as TrafficEvent).type, m]));
         const accepted = byType.get("connection-accepted");
@@ -286,7 +287,7 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
     }
   });
 
-  it.skipIf(skip)("with convert off, the connection message is published as it is (its msg.topic, when allowed, is the topic again)", async () => {
+  it("with convert off, the connection message is published as it is (its msg.topic, when allowed, is the topic again)", async () => {
     const listenPort = await freePort();
     await helper.load(registerNodes, [
       brokerNode(),
@@ -309,16 +310,19 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
   });
 });
 
-describe.skipIf(mosquittoBin.skip)("mqtt events: MQTT 5 properties, batching, redeploy", () => {
+describe("mqtt events: MQTT 5 properties, batching, redeploy", () => {
   let mosquitto: Mosquitto;
   beforeAll(async () => {
+    if (mosquittoBin.skip) return;
     await helper.startServer();
     mosquitto = await startMosquitto(mosquittoBin.path as string);
   });
+  beforeEach((ctx) => ctx.skip(mosquittoBin.skip, mosquittoBin.reason));
   afterEach(async () => {
-    await helper.unload();
+    if (!mosquittoBin.skip) await helper.unload();
   });
   afterAll(async () => {
+    if (mosquittoBin.skip) return;
     await helper.stopServer();
     await mosquitto?.dispose();
   });
