@@ -1,7 +1,11 @@
 import fc from "fast-check";
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
+import { compileIpFilter } from "../../src/ipfilter/rules";
 import { isValidRangeEntry, parseCidr } from "../../src/net/cidr";
+import { parseIp } from "../../src/net/ip";
+import { buildRuleset } from "../../src/nft/managed-rules";
+import { compileTrust } from "../../src/realip/trust";
 
 const require_ = createRequire(__filename);
 const editor = require_("../../resources/cidr-check.js") as {
@@ -51,6 +55,9 @@ describe("shared CIDR rules", () => {
     expect(parseCidr("10.0.0.0/255.255.255.0")).toMatchObject({ family: 4, prefix: 24 });
     expect(parseCidr("10.0.0.0/255.255.255.255")).toMatchObject({ prefix: 32 });
     expect(editor.entryError("10.0.0.0/255.255.255.0")).toBeNull();
+    expect(compileIpFilter([{ action: "deny", ranges: "198.51.100.0/255.255.255.0" }])("198.51.100.77").action).toBe("deny");
+    expect(compileTrust("10.0.0.0/255.0.0.0")(parseIp("10.9.9.9"), 0)).toBe(true);
+    expect(buildRuleset("n1", { mode: "redirect", port: 15001, destinations: "198.51.100.0/255.255.255.128" }).ruleset).toContain("198.51.100.0/25");
     expect(() => parseCidr("10.0.0.0/255.0.255.0")).toThrow(/netmask/);
     expect(editor.entryError("10.0.0.0/255.0.255.0")).toMatch(/netmask/);
   });
