@@ -3,7 +3,7 @@ import { isTrafficSession, type ConnectionInfo } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import { parseProxyHeader } from "../../src/proxy-protocol/parse";
 import type { ProxyHeader } from "../../src/proxy-protocol/types";
-import { AddressSource, compileRealIp, RealIpInput, RealIpResolver } from "../../src/realip/resolve";
+import { AddressSource, compileRealIp, HeaderSource, RealIpInput, RealIpOptions, RealIpResolver, readsSeveralHeaders } from "../../src/realip/resolve";
 import { TrustSpec } from "../../src/realip/trust";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
@@ -13,8 +13,10 @@ interface RealIpDef extends NodeDef {
   trusted: string;
   /** Optional hop limit ("" = no limit). */
   hops: string | number;
-  /** Enabled sources in order, comma separated. */
-  sources: string;
+  /** The one forwarding header the trusted proxies set, or `none`. */
+  header?: HeaderSource | "none" | "";
+  /** Legacy (flows saved before `header`): enabled sources in order, comma separated; when set it wins over `header`. */
+  sources?: string;
   /** `auto`: msg.req, connection messages, else the custom properties; `custom`: only the properties. */
   input: "auto" | "custom";
   peerProp: string;
@@ -41,6 +43,18 @@ export function trustFromConfig(trusted: string, hops: string | number): TrustSp
   if (hopText === "") return list;
   const n = Number(hopText);
   return list === "" ? n : { proxies: list, hops: n };
+}
+
+/**
+ * The resolver settings a node's config asks for. A node saved with the legacy source
+ * list keeps it (so deployed flows behave as before, whatever default the editor filled
+ * into `header`); saving it from the dialog clears the list. `legacy` is then set.
+ */
+export function resolverOptions(config: Pick<RealIpDef, "trusted" | "hops" | "header" | "sources">): { options: RealIpOptions; legacy: boolean } {
+  const trust = trustFromConfig(config.trusted, config.hops);
+  const sources = sourcesFromConfig(config.sources);
+  if (sources !== undefined) return { options: { trust, sources }, legacy: true };
+  return { options: config.header ? { trust, header: config.header } : { trust }, legacy: false };
 }
 
 /** Parses the editor's source list ("x-forwarded-for,forwarded"). */
@@ -102,11 +116,9 @@ export default function register(RED: NodeAPI): void {
     let resolve: RealIpResolver | null = null;
     let configError: Error | null = null;
     try {
-      const sources = sourcesFromConfig(config.sources);
-      resolve = compileRealIp(sources === undefined ? { trust: trustFromConfig(config.trusted, config.hops) } : {
-        trust: trustFromConfig(config.trusted, config.hops),
-        sources,
-      });
+      const { options, legacy } = resolverOptions(config);
+      resolve = compileRealIp(options);
+      if (legacy && readsSeveralHeaders(options.sources!)) node.warn(_("real-ip.warn.severalHeaders", { sources: options.sources!.join(", ") }));
       node.status({});
     } catch (err) {
       configError = err as Error;
@@ -131,6 +143,8 @@ export default function register(RED: NodeAPI): void {
             const peer = sock.remotePort === undefined ? { address: sock.remoteAddress } : { address: sock.remoteAddress, port: sock.remotePort };
             return { peer, headers: req.headers };
           }
+          // Express hands over requests whose socket already closed: there is no peer to start from.
+          throw new TrafficError("ERR_BAD_ADDRESS", _("real-ip.error.socketClosed"), "socket peer");
         }
         const m = msg as { _session?: unknown; payload?: unknown };
         if (isTrafficSession(m._session) && m.payload && typeof m.payload === "object") {

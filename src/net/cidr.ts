@@ -1,5 +1,5 @@
 import { TrafficError } from "../errors";
-import { clip, IpAddress, parseIPv4Strict, tryParseIp } from "./ip";
+import { clip, formatIPv4, formatIPv6, IpAddress, parseIPv4Strict, tryParseIp } from "./ip";
 
 /** One address range: an IPv4 network and mask, or an IPv6 network and prefix length. */
 export type IpRange =
@@ -23,9 +23,19 @@ function badCidr(text: string, why: string): TrafficError {
   return new TrafficError("ERR_BAD_CIDR", `${why}: ${JSON.stringify(clip(text))}`, "cidr");
 }
 
+/** The prefix length of a contiguous IPv4 netmask ("255.255.255.0" is 24), or -1. */
+function netmaskPrefix(value: number): number {
+  const inverted = ~value >>> 0;
+  // A contiguous mask inverted is 2^k - 1: adding one leaves no bit in common with it.
+  if ((inverted & (inverted + 1)) !== 0) return -1;
+  return 32 - Math.log2(inverted + 1);
+}
+
 /**
- * Parses "192.0.2.0/24", "2001:db8::/32" or a single address (a /32 or /128).
- * Host bits set below the prefix are an error: "192.0.2.1/24" is almost always a typo.
+ * Parses "192.0.2.0/24", "192.0.2.0/255.255.255.0" (netmask notation, as Express and
+ * nginx trust lists are often written), "2001:db8::/32" or a single address (a /32 or
+ * /128). Host bits set below the prefix are an error: "192.0.2.1/24" is almost always a
+ * typo, and the message names the network that was probably meant.
  */
 export function parseCidr(text: string): IpRange {
   const slash = text.indexOf("/");
@@ -37,25 +47,37 @@ export function parseCidr(text: string): IpRange {
   let prefix = ip.family === 4 ? 32 : 128;
   if (slash >= 0) {
     const p = text.slice(slash + 1);
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) throw badCidr(text, "bad prefix length");
-    prefix = Number(p);
-    if (mapped) {
-      // "::ffff:192.0.2.0/120" names IPv4 addresses; keep it in IPv4 terms.
-      if (prefix < 96 || prefix > 128) throw badCidr(text, "IPv4-mapped prefix must be 96-128");
-      prefix -= 96;
+    const netmask = p.indexOf(".") >= 0 ? parseIPv4Strict(p) : -2;
+    if (netmask !== -2) {
+      if (ip.family !== 4 || mapped) throw badCidr(text, "a netmask applies to IPv4 addresses only");
+      prefix = netmask < 0 ? -1 : netmaskPrefix(netmask);
+      if (prefix < 0) throw badCidr(text, "bad netmask (its one bits must be contiguous)");
+    } else {
+      if (!/^(0|[1-9][0-9]{0,2})$/.test(p)) throw badCidr(text, "bad prefix length");
+      prefix = Number(p);
+      if (mapped) {
+        // "::ffff:192.0.2.0/120" names IPv4 addresses; keep it in IPv4 terms.
+        if (prefix < 96 || prefix > 128) throw badCidr(text, "IPv4-mapped prefix must be 96-128");
+        prefix -= 96;
+      }
     }
   }
   if (ip.family === 4) {
     if (prefix > 32) throw badCidr(text, "IPv4 prefix must be 0-32");
     const mask = maskOf(prefix);
-    if ((ip.v4 & mask) >>> 0 !== ip.v4) throw badCidr(text, "host bits set beyond the prefix");
+    const network = (ip.v4 & mask) >>> 0;
+    if (network !== ip.v4) throw hostBits(text, `${formatIPv4(network)}/${prefix}`);
     return { family: 4, network: ip.v4, mask, prefix };
   }
   if (prefix > 128) throw badCidr(text, "IPv6 prefix must be 0-128");
   const v6 = ip.v6!;
   const network = maskV6(v6, prefix);
-  for (let i = 0; i < 8; i++) if (network[i] !== v6[i]) throw badCidr(text, "host bits set beyond the prefix");
+  for (let i = 0; i < 8; i++) if (network[i] !== v6[i]) throw hostBits(text, `${formatIPv6(network)}/${prefix}`);
   return { family: 6, network: v6, prefix };
+}
+
+function hostBits(text: string, meant: string): TrafficError {
+  return badCidr(text, `host bits set beyond the prefix (did you mean ${meant}?)`);
 }
 
 function groupMask(prefix: number, group: number): number {

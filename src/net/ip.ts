@@ -162,8 +162,10 @@ function isMapped(g: Uint16Array): boolean {
 
 /**
  * Parses an IP address strictly, or returns null. IPv4 must be four-part decimal;
- * IPv6 may carry a zone ("fe80::1%eth0"); IPv4-mapped IPv6 becomes IPv4 (and so does
- * the deprecated IPv4-compatible "::192.0.2.1", as ipaddr.js reads it).
+ * IPv6 may carry a zone ("fe80::1%eth0"); IPv4-mapped IPv6 (::ffff:a.b.c.d) becomes IPv4.
+ * The deprecated IPv4-compatible form "::a.b.c.d" (::/96) stays IPv6: the kernel accepts
+ * TCP from such sources, so reading "::127.0.0.1" as loopback would let a remote IPv6
+ * peer pass for a local one (proxy-addr reads it as IPv6 too).
  */
 export function tryParseIp(text: string): IpAddress | null {
   const v4 = parseIPv4Strict(text);
@@ -171,8 +173,7 @@ export function tryParseIp(text: string): IpAddress | null {
   const parsed = text.indexOf(":") >= 0 ? parseIPv6(text) : null;
   if (parsed === null) return null;
   const g = parsed.groups;
-  const compat = g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0 && text.charCodeAt(0) === 58 && text.charCodeAt(1) === 58 && text.indexOf(".") >= 0 && text.lastIndexOf(":") === 1;
-  if (isMapped(g) || compat) {
+  if (isMapped(g)) {
     const value = ((g[6]! << 16) | g[7]!) >>> 0;
     return { family: 4, text: formatIPv4(value), v4: value, v6: null };
   }

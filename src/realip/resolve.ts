@@ -28,10 +28,19 @@ export interface RealIpOptions {
   /** Which proxies to trust (see TrustSpec). Default: nobody. */
   readonly trust?: TrustSpec;
   /**
-   * Sources to consult, in order of preference. `proxy-protocol` applies to the
+   * The one forwarding header the trusted proxies set, or `none` (socket and PROXY
+   * header only). Every other forwarding header is never read, only reported in
+   * `ignoredHeaders`: nginx and HAProxy append to X-Forwarded-For but pass a client's
+   * own `Forwarded:` (or X-Forwarded-For, behind a proxy that sets only X-Real-IP)
+   * through untouched, so reading a header the proxy does not set lets the client pick
+   * its address. Default: x-forwarded-for (as Express and Envoy). Not with `sources`.
+   */
+  readonly header?: HeaderSource | "none";
+  /**
+   * Legacy: sources to consult, in order of preference. `proxy-protocol` applies to the
    * connection's PROXY header; of the header sources, the first one present is walked
-   * and later ones are reported as ignored (configure only headers your proxies set).
-   * Default: proxy-protocol, forwarded, x-forwarded-for, x-real-ip.
+   * and later ones are reported as ignored. Listing more than one header is unsafe (see
+   * `header`); prefer `header`.
    */
   readonly sources?: readonly AddressSource[];
 }
@@ -73,12 +82,35 @@ export interface RealIpResult {
   /** Entries left of the decided address that were not read (written before the first untrusted hop). */
   readonly ignoredEntries: number;
   readonly ignored: readonly IgnoredSource[];
+  /** Forwarding headers present on the request that the settings never read (not the configured header). */
+  readonly ignoredHeaders: readonly HeaderSource[];
 }
 
 /** A compiled resolver. */
 export type RealIpResolver = (input: RealIpInput) => RealIpResult;
 
 const ALL_SOURCES: readonly AddressSource[] = ["proxy-protocol", ...HEADER_SOURCES];
+const DEFAULT_HEADER: HeaderSource = "x-forwarded-for";
+
+function sourcesOf(options: RealIpOptions): readonly AddressSource[] {
+  if (options.sources !== undefined) {
+    if (options.header !== undefined) {
+      throw new TrafficError("ERR_TRUST_CONFIG", "give either header or the legacy sources list, not both", "header");
+    }
+    return checkSources(options.sources);
+  }
+  const header = options.header ?? DEFAULT_HEADER;
+  if (header === "none") return ["proxy-protocol"];
+  if (!(HEADER_SOURCES as readonly string[]).includes(header)) {
+    throw new TrafficError("ERR_TRUST_CONFIG", `unknown forwarding header ${JSON.stringify(header)} (x-forwarded-for, forwarded, x-real-ip or none)`, "header");
+  }
+  return ["proxy-protocol", header];
+}
+
+/** True when a legacy source list reads more than one forwarding header (a client can then choose its address). */
+export function readsSeveralHeaders(sources: readonly AddressSource[]): boolean {
+  return sources.filter((s) => s !== "proxy-protocol").length > 1;
+}
 
 function checkSources(sources: readonly AddressSource[]): readonly AddressSource[] {
   const seen = new Set<string>();
@@ -116,6 +148,7 @@ interface Walk {
   untrusted: boolean;
   ignoredEntries: number;
   ignored: IgnoredSource[];
+  ignoredHeaders: HeaderSource[];
 }
 
 function markTrusted(walk: Walk): void {
@@ -205,13 +238,18 @@ function readRealIp(value: string | readonly string[]): HopNode {
  */
 export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
   const trust = compileTrust(options.trust ?? false);
-  const sources = checkSources(options.sources ?? ALL_SOURCES);
+  const sources = sourcesOf(options);
   const useProxyProtocol = sources.includes("proxy-protocol");
   const headerSources = sources.filter((s): s is HeaderSource => s !== "proxy-protocol");
   const disabledHeaders = HEADER_SOURCES.filter((s) => !headerSources.includes(s));
 
   return (input: RealIpInput): RealIpResult => {
-    const peer = parseIp(input.peer.address, "socket peer");
+    const address = input.peer?.address;
+    if (typeof address !== "string") {
+      // Express hands over a request whose socket already closed with no remote address.
+      throw new TrafficError("ERR_BAD_ADDRESS", "no socket peer address (the connection is already closed?)", "socket peer");
+    }
+    const peer = parseIp(address, "socket peer");
     const walk: Walk = {
       chain: [hopOf(peer.text, input.peer.port, "socket")],
       current: peer,
@@ -222,6 +260,7 @@ export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
       untrusted: false,
       ignoredEntries: 0,
       ignored: [],
+      ignoredHeaders: [],
     };
     let stopped = false;
 
@@ -254,6 +293,7 @@ export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
         if (raw === undefined) continue;
         if (chosen !== undefined) {
           walk.ignored.push({ source, reason: "lower-priority" });
+          walk.ignoredHeaders.push(source);
           continue;
         }
         chosen = source;
@@ -280,7 +320,10 @@ export function compileRealIp(options: RealIpOptions = {}): RealIpResolver {
         }
       }
       for (const source of disabledHeaders) {
-        if (headers[source] !== undefined) walk.ignored.push({ source, reason: "not-enabled" });
+        if (headers[source] !== undefined) {
+          walk.ignored.push({ source, reason: "not-enabled" });
+          walk.ignoredHeaders.push(source);
+        }
       }
     }
 
@@ -303,6 +346,7 @@ function finish(walk: Walk): RealIpResult {
     untrustedHeaders: walk.untrusted,
     ignoredEntries: walk.ignoredEntries,
     ignored: walk.ignored,
+    ignoredHeaders: walk.ignoredHeaders,
   };
 }
 

@@ -26,17 +26,23 @@ interface Ports {
   fePp2: number;
 }
 
+/** The shipped real-ip-gate example on this tab, served at /gate. */
+function gateExample(tab: string): Array<Record<string, unknown>> {
+  const nodes = JSON.parse(fs.readFileSync(path.join(__dirname, "../../examples/real-ip-gate.json"), "utf8")) as Array<Record<string, unknown>>;
+  return nodes.map((n) => ({ ...n, z: tab, ...(n["type"] === "http in" ? { url: "/gate" } : {}) }));
+}
+
 function flows(ports: Ports) {
   const tab = "e2e-tab";
   return [
     { id: tab, type: "tab", label: "e2e" },
+    ...gateExample(tab),
     { id: "h-in", z: tab, type: "http in", url: "/whoami", method: "get", wires: [["h-rip"]] },
     {
       id: "h-rip",
       z: tab,
       type: "real ip",
       trusted: PROXY,
-      sources: "forwarded,x-forwarded-for,x-real-ip",
       input: "auto",
       property: "clientIp",
       wires: [["h-set"]],
@@ -112,9 +118,9 @@ backend be_pp2
 `;
 }
 
-function get(port: number, headers: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
+function get(port: number, headers: Record<string, string>, urlPath = "/whoami"): Promise<{ status: number; body: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: "127.0.0.1", port, path: "/whoami", localAddress: CLIENT, headers, agent: false }, (res) => {
+    const req = http.request({ host: "127.0.0.1", port, path: urlPath, localAddress: CLIENT, headers, agent: false }, (res) => {
       let text = "";
       res.on("data", (c) => (text += c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
@@ -185,15 +191,33 @@ describe.skipIf(haproxy.skip)("real client address behind a real HAProxy", () =>
     expect(body).toMatchObject({ address: CLIENT, source: "socket", trustedHops: 0, untrustedHeaders: true });
   });
 
-  it("through HAProxy with a malformed header it forwarded: a 400 from the Catch path", async () => {
-    // HAProxy appends the client after the junk; the walk reaches the client and stops, so
-    // junk on the client's side is never judged...
+  it("through HAProxy with junk in X-Forwarded-For: the client's side is never judged", async () => {
+    // HAProxy appends the client after the junk; the walk reaches the client and stops.
     const ok = await get(ports.feXff, { "X-Forwarded-For": "1231233" });
     expect(ok.body).toMatchObject({ address: CLIENT });
-    // ...but a malformed header that replaces the trusted one (Forwarded is preferred and HAProxy
-    // 2.6 does not write it) is the trusted proxy's word and must fail loudly.
-    const bad = await get(ports.feXff, { Forwarded: "for=1231233" });
-    expect(bad.status).toBe(400);
+  });
+
+  // HAProxy appends to X-Forwarded-For but passes a client's own Forwarded and X-Real-IP
+  // through untouched: only the header the proxy sets may be read.
+  it.each([
+    ["Forwarded", { Forwarded: "for=198.51.100.11" }, ["forwarded"]],
+    ["X-Real-IP", { "X-Real-IP": "198.51.100.10" }, ["x-real-ip"]],
+    ["Forwarded with junk", { Forwarded: "for=1231233" }, ["forwarded"]],
+  ])("through HAProxy with the client's own %s: not read, reported in ignoredHeaders", async (_name, headers, ignored) => {
+    const { status, body } = await get(ports.feXff, headers);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ address: CLIENT, source: "x-forwarded-for", ignoredHeaders: ignored });
+  });
+
+  it("the real-ip-gate example through HAProxy: a client's own Forwarded does not turn a denied address into an allowed one", async () => {
+    // The example trusts loopback, so HAProxy and the client hop are both trusted and the
+    // client's X-Forwarded-For entry stands for a documentation-range client, which is denied.
+    const denied = await get(ports.feXff, { "X-Forwarded-For": "203.0.113.7" }, "/gate");
+    expect(denied).toMatchObject({ status: 403, body: { verdict: "denied", clientIp: "203.0.113.7" } });
+    const forged = await get(ports.feXff, { "X-Forwarded-For": "203.0.113.7", Forwarded: "for=10.0.0.1" }, "/gate");
+    expect(forged).toMatchObject({ status: 403, body: { verdict: "denied", clientIp: "203.0.113.7", source: "x-forwarded-for" } });
+    const realIp = await get(ports.feXff, { "X-Forwarded-For": "203.0.113.7", "X-Real-IP": "10.0.0.1" }, "/gate");
+    expect(realIp).toMatchObject({ status: 403, body: { verdict: "denied", clientIp: "203.0.113.7" } });
   });
 
   it("PROXY v2 from HAProxy into Node-RED's tcp in: the client's own address", async () => {

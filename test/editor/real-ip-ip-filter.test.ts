@@ -35,25 +35,25 @@ describe.skipIf(chromiumPath.skip)("editor dialogs in a real browser: real ip an
     await trusted.waitFor();
     await trusted.fill("loopback, 10.0.0.1/8");
     await trusted.press("End");
-    await expect(page.locator("#traffic-trusted-error").textContent()).resolves.toMatch(/host bits/);
+    await expect(page.locator("#traffic-trusted-error").textContent()).resolves.toMatch(/host bits.*did you mean 10\.0\.0\.0\/8\?/);
     await expect(page.locator("#traffic-trusted-error").isVisible()).resolves.toBe(true);
     await snapshot(page, "real-ip-dialog-invalid");
-    await trusted.fill("loopback, 10.0.0.0/8, 2001:db8::/32");
+    await trusted.fill("loopback, 10.0.0.0/255.0.0.0, 2001:db8::/32");
     await trusted.press("End");
     await expect(page.locator("#traffic-trusted-error").isVisible()).resolves.toBe(false);
-    // The sources list is sortable with a checkbox each, all enabled by default.
-    await expect(page.locator(".traffic-source-enabled:checked").count()).resolves.toBe(4);
-    await page.locator(".traffic-source-enabled[data-source='x-real-ip']").uncheck();
+    // One header, X-Forwarded-For for a new node.
+    await expect(page.locator("#node-input-header").inputValue()).resolves.toBe("x-forwarded-for");
+    await page.locator("#node-input-header").selectOption("forwarded");
     await page.locator("#node-dialog-ok").click();
     const saved = await page.evaluate(() => {
       const RED = (window as unknown as { RED: { nodes: { eachNode(cb: (n: Record<string, unknown>) => void): void } } }).RED;
       let found: Record<string, unknown> | undefined;
       RED.nodes.eachNode((n) => {
-        if (n["type"] === "real ip") found = { trusted: n["trusted"], sources: n["sources"], valid: n["valid"] };
+        if (n["type"] === "real ip") found = { trusted: n["trusted"], header: n["header"], sources: n["sources"], valid: n["valid"] };
       });
       return found;
     });
-    expect(saved).toEqual({ trusted: "loopback, 10.0.0.0/8, 2001:db8::/32", sources: "proxy-protocol,forwarded,x-forwarded-for", valid: true });
+    expect(saved).toEqual({ trusted: "loopback, 10.0.0.0/255.0.0.0, 2001:db8::/32", header: "forwarded", sources: "", valid: true });
   });
 
   it("ip filter: flags a bad rule, labels outputs by rule, deploys with a status", async () => {

@@ -1,4 +1,6 @@
 import type { Node } from "node-red";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import registerRealIp from "../../nodes/real-ip/real-ip";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
@@ -46,7 +48,7 @@ describe("real ip node in a Node-RED runtime", () => {
 
   it("ignores headers from an untrusted peer and shows a yellow status", async () => {
     await helper.load(registerRealIp, flow({ trusted: "loopback" }));
-    const req = { headers: { "x-real-ip": "10.0.0.1" }, socket: { remoteAddress: "203.0.113.66" } };
+    const req = { headers: { "x-forwarded-for": "10.0.0.1" }, socket: { remoteAddress: "203.0.113.66" } };
     const { out, status } = await run({ req });
     expect(out[0]!["clientIp"]).toBe("203.0.113.66");
     expect(status).toContainEqual(expect.objectContaining({ fill: "yellow" }));
@@ -92,5 +94,49 @@ describe("real ip node in a Node-RED runtime", () => {
     expect(out).toHaveLength(0);
     expect(String((error as Error).message)).toMatch(/host bits/);
     expect(node).toBeDefined();
+  });
+
+  it("reads only the configured header and lists the others in msg.realIp.ignoredHeaders", async () => {
+    await helper.load(registerRealIp, flow({ trusted: "loopback", header: "x-forwarded-for" }));
+    const req = { headers: { forwarded: "for=10.0.0.1", "x-forwarded-for": "203.0.113.66" }, socket: { remoteAddress: "127.0.0.1" } };
+    const { out } = await run({ req });
+    expect(out[0]!["clientIp"]).toBe("203.0.113.66");
+    expect((out[0]!["realIp"] as { ignoredHeaders: string[] }).ignoredHeaders).toEqual(["forwarded"]);
+  });
+
+  it("keeps a legacy multi-header source list working and warns once on deploy", async () => {
+    await helper.load(registerRealIp, flow({ trusted: "loopback", header: "x-forwarded-for", sources: "proxy-protocol,forwarded,x-forwarded-for,x-real-ip" }));
+    const warnings = () =>
+      (helper.log() as unknown as { args: Array<[{ level: number; id?: string; msg?: unknown }]> }).args
+        .map((a) => a[0])
+        .filter((e) => e.id === "rip" && e.level === 30 && /severalHeaders|several forwarding headers/.test(String(e.msg)));
+    expect(warnings()).toHaveLength(1);
+    const req = { headers: { forwarded: "for=203.0.113.50", "x-forwarded-for": "192.0.2.66" }, socket: { remoteAddress: "127.0.0.1" } };
+    const { out } = await run({ req });
+    expect(out[0]!["clientIp"]).toBe("203.0.113.50");
+    await run({ req });
+    expect(warnings()).toHaveLength(1);
+  });
+
+  it("gives a typed error and a red status for a request whose socket is gone", async () => {
+    await helper.load(registerRealIp, flow({ trusted: "loopback" }));
+    const { out, error, status } = await run({ req: { headers: { "x-forwarded-for": "192.0.2.1" }, socket: {} } });
+    expect(out).toHaveLength(0);
+    expect(error).toMatchObject({ code: "ERR_BAD_ADDRESS", input: "socket peer" });
+    expect(String((error as Error).message)).toMatch(/socketClosed|already closed/);
+    expect(status).toContainEqual(expect.objectContaining({ fill: "red", text: expect.stringMatching(/socket peer/) }));
+  });
+
+  it("in the real-ip-gate example, a client's own Forwarded header does not pass the ip filter", async () => {
+    const example = JSON.parse(readFileSync(join(__dirname, "../../examples/real-ip-gate.json"), "utf8")) as Array<Record<string, unknown>>;
+    const config = example.find((n) => n["type"] === "real ip")!;
+    const { z: _z, x: _x, y: _y, ...settings } = config;
+    await helper.load(registerRealIp, flow({ ...settings, id: "rip", wires: [["out"]] }));
+    const req = { headers: { forwarded: "for=10.0.0.1", "x-forwarded-for": "203.0.113.7" }, socket: { remoteAddress: "127.0.0.1" } };
+    const { out } = await run({ req });
+    expect(out[0]!["clientIp"]).toBe("203.0.113.7");
+    const direct = await run({ req: { headers: { forwarded: "for=10.0.0.1", "x-real-ip": "10.0.0.1" }, socket: { remoteAddress: "127.0.0.1" } } });
+    expect(direct.out[0]!["clientIp"]).toBe("127.0.0.1");
+    expect((direct.out[0]!["realIp"] as { ignoredHeaders: string[] }).ignoredHeaders).toEqual(["forwarded", "x-real-ip"]);
   });
 });

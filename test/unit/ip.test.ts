@@ -139,7 +139,11 @@ describe("IPv6 parser agrees with ipaddr.js", () => {
           return;
         }
         expect(ours, text).not.toBeNull();
-        if (theirs.isIPv4MappedAddress()) expect(ours!.text).toBe(theirs.toIPv4Address().toString());
+        // ipaddr.js reads the deprecated IPv4-compatible "::a.b.c.d" as IPv4-mapped; it is
+        // ::/96, a different address the kernel accepts TCP from, so it stays IPv6 here.
+        const compat = ours!.v6 !== null && ours!.v6.subarray(0, 6).every((g) => g === 0);
+        if (compat && theirs.isIPv4MappedAddress()) expect(Array.from(ours!.v6!), text).toEqual([0, 0, 0, 0, 0, 0, ...theirs.parts.slice(6)]);
+        else if (theirs.isIPv4MappedAddress()) expect(ours!.text).toBe(theirs.toIPv4Address().toString());
         else expect(ours!.text).toBe(theirs.toString());
       }),
       { numRuns: Number(process.env["FUZZ_RUNS"] ?? 20_000) },

@@ -110,7 +110,7 @@ describe("trust walk over X-Forwarded-For", () => {
 });
 
 describe("trust walk over Forwarded", () => {
-  const resolve = compileRealIp({ trust: ["loopback", "2001:db8:ffff::/48"] });
+  const resolve = compileRealIp({ trust: ["loopback", "2001:db8:ffff::/48"], header: "forwarded" });
 
   it("walks elements from the right", () => {
     const r = resolve({
@@ -132,13 +132,14 @@ describe("trust walk over Forwarded", () => {
     expect(r).toMatchObject({ address: null, identifier: "unknown" });
   });
 
-  it("prefers Forwarded over X-Forwarded-For and says so (mixed headers)", () => {
-    const r = resolve({
+  it("with the legacy source list, prefers Forwarded over X-Forwarded-For and says so (mixed headers)", () => {
+    const r = compileRealIp({ trust: "loopback", sources: ["forwarded", "x-forwarded-for"] })({
       peer: { address: "127.0.0.1" },
       headers: { forwarded: "for=203.0.113.50", "x-forwarded-for": "192.0.2.66" },
     });
     expect(r.address).toBe("203.0.113.50");
     expect(r.ignored).toContainEqual({ source: "x-forwarded-for", reason: "lower-priority" });
+    expect(r.ignoredHeaders).toEqual(["x-forwarded-for"]);
   });
 
   it("follows the configured order", () => {
@@ -216,6 +217,54 @@ describe("configuration and input errors", () => {
   });
   it("rejects a socket peer that is not an address", () => {
     expect(() => compileRealIp()({ peer: { address: "localhost" } })).toThrow(expect.objectContaining({ code: "ERR_BAD_ADDRESS" }));
+  });
+  it("gives a typed error when the socket is already gone (no remote address, as Express can hand over)", () => {
+    const resolve = compileRealIp({ trust: "loopback" });
+    for (const peer of [{} as { address: string }, { address: undefined as unknown as string }, undefined as unknown as { address: string }]) {
+      expect(() => resolve({ peer, headers: { "x-forwarded-for": "192.0.2.1" } })).toThrow(
+        expect.objectContaining({ name: expect.any(String), code: "ERR_BAD_ADDRESS", input: "socket peer" }),
+      );
+    }
+  });
+  it("rejects an unknown header and header together with the legacy sources", () => {
+    expect(() => compileRealIp({ header: "via" as never })).toThrow(expect.objectContaining({ code: "ERR_TRUST_CONFIG" }));
+    expect(() => compileRealIp({ header: "forwarded", sources: ["forwarded"] })).toThrow(expect.objectContaining({ code: "ERR_TRUST_CONFIG" }));
+  });
+});
+
+describe("only the configured forwarding header is read", () => {
+  const peer = { address: "127.0.0.1" };
+  const headers = { forwarded: "for=10.0.0.1", "x-forwarded-for": "203.0.113.7", "x-real-ip": "10.0.0.2" };
+  it.each([
+    [undefined, "203.0.113.7", ["forwarded", "x-real-ip"]],
+    ["x-forwarded-for", "203.0.113.7", ["forwarded", "x-real-ip"]],
+    ["forwarded", "10.0.0.1", ["x-forwarded-for", "x-real-ip"]],
+    ["x-real-ip", "10.0.0.2", ["forwarded", "x-forwarded-for"]],
+    ["none", "127.0.0.1", ["forwarded", "x-forwarded-for", "x-real-ip"]],
+  ] as const)("header %s", (header, address, ignored) => {
+    const r = compileRealIp(header === undefined ? { trust: "loopback" } : { trust: "loopback", header })({ peer, headers });
+    expect(r.address).toBe(address);
+    expect(r.ignoredHeaders).toEqual(ignored);
+  });
+  it("none still reads a PROXY header from a trusted peer", () => {
+    const r = compileRealIp({ trust: "loopback", header: "none" })({ peer, proxyHeader: proxyHeader("198.51.100.3") });
+    expect(r).toMatchObject({ address: "198.51.100.3", source: "proxy-protocol" });
+  });
+});
+
+describe("IPv4-compatible IPv6 (::a.b.c.d) is not IPv4", () => {
+  it("does not trust a remote ::127.0.0.1 peer as loopback, nor ::10.0.0.1 as private", () => {
+    const resolve = compileRealIp({ trust: ["loopback", "private"] });
+    for (const address of ["::127.0.0.1", "::7f00:1", "::10.0.0.1"]) {
+      const r = resolve({ peer: { address }, headers: { "x-forwarded-for": "192.0.2.1" } });
+      expect(r.family).toBe(6);
+      expect(r.address).not.toBe("192.0.2.1");
+      expect(r.untrustedHeaders).toBe(true);
+    }
+  });
+  it("still unwraps IPv4-mapped ::ffff:127.0.0.1", () => {
+    const r = compileRealIp({ trust: "loopback" })({ peer: { address: "::ffff:127.0.0.1" }, headers: { "x-forwarded-for": "192.0.2.1" } });
+    expect(r.address).toBe("192.0.2.1");
   });
 });
 

@@ -54,6 +54,14 @@ const ATTACKS: Attack[] = [
     input: { peer: { address: PROXY }, headers: { forwarded: `for=${FORGED}`, "x-forwarded-for": ATTACKER } },
   },
   {
+    name: "client's own Forwarded through a proxy that appends to X-Forwarded-For (defaults)",
+    input: { peer: { address: PROXY }, headers: { forwarded: `for=${FORGED}`, "x-forwarded-for": ATTACKER } },
+  },
+  {
+    name: "client's own X-Real-IP through a proxy that appends to X-Forwarded-For (defaults)",
+    input: { peer: { address: PROXY }, headers: { "x-real-ip": FORGED, "x-forwarded-for": ATTACKER } },
+  },
+  {
     name: "IPv4-mapped forged address, direct",
     input: { peer: { address: `::ffff:${ATTACKER}` }, headers: { "x-forwarded-for": `::ffff:${FORGED}` } },
   },
@@ -73,14 +81,28 @@ describe("spoofing attacks on real ip and ip filter", () => {
     });
   }
 
+  it("a client's own X-Forwarded-For through a proxy that sets only X-Real-IP is not read", () => {
+    const realIpOnly = compileRealIp({ trust: [PROXY], header: "x-real-ip" });
+    const r = realIpOnly({ peer: { address: PROXY }, headers: { "x-forwarded-for": FORGED, "x-real-ip": ATTACKER } });
+    expect(r.address).toBe(ATTACKER);
+    expect(r.ignoredHeaders).toEqual(["x-forwarded-for"]);
+    expect(filter(r.address).action).toBe("deny");
+  });
+
+  it("an IPv4-compatible peer ::10.0.0.5 is not the trusted proxy 10.0.0.5", () => {
+    const r = resolve({ peer: { address: `::${PROXY}` }, headers: { "x-forwarded-for": FORGED } });
+    expect(r.address).toBe(`::a00:5`);
+    expect(filter(r.address).action).toBe("deny");
+  });
+
   it.each([
     ["header injection inside a value", { "x-forwarded-for": `${ATTACKER}\r\nX-Real-IP: ${FORGED}` }, "ERR_XFF_SYNTAX"],
-    ["two X-Real-IP lines", { "x-real-ip": [FORGED, ATTACKER] }, "ERR_REAL_IP_SYNTAX"],
-    ["X-Real-IP with a list", { "x-real-ip": `${FORGED}, ${ATTACKER}` }, "ERR_REAL_IP_SYNTAX"],
-    ["a quote smuggling a second element", { forwarded: `for="${ATTACKER}, for=${FORGED}` }, "ERR_FORWARDED_SYNTAX"],
-  ])("%s from the trusted proxy is a typed error, never an address", (_name, headers, code) => {
+    ["two X-Real-IP lines", { "x-real-ip": [FORGED, ATTACKER] }, "ERR_REAL_IP_SYNTAX", "x-real-ip"],
+    ["X-Real-IP with a list", { "x-real-ip": `${FORGED}, ${ATTACKER}` }, "ERR_REAL_IP_SYNTAX", "x-real-ip"],
+    ["a quote smuggling a second element", { forwarded: `for="${ATTACKER}, for=${FORGED}` }, "ERR_FORWARDED_SYNTAX", "forwarded"],
+  ] as const)("%s from the trusted proxy is a typed error, never an address", (_name, headers, code, header?: "x-real-ip" | "forwarded") => {
     try {
-      const r = resolve({ peer: { address: PROXY }, headers: headers as RealIpInput["headers"] });
+      const r = compileRealIp({ trust: [PROXY], header: header ?? "x-forwarded-for" })({ peer: { address: PROXY }, headers: headers as RealIpInput["headers"] });
       throw new Error(`resolved to ${r.address}`);
     } catch (err) {
       expect(err).toBeInstanceOf(TrafficError);
