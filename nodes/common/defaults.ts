@@ -6,9 +6,18 @@
  * TRAFFIC_DEFAULTS (nodes/<name>/<name>.html).
  *
  * The embedded broker is the default because a new user has no broker yet (README,
- * examples); every example flow sets `mode`, `family` and `outputMode` itself.
+ * examples); every example flow sets these fields itself.
  */
 export const NODE_DEFAULTS = {
+  classify: {
+    name: "",
+    input: "auto",
+    property: "payload",
+    maxBytes: 16384,
+    timeoutMs: 5000,
+    serverFirstMs: 300,
+    rules: [{ name: "tls", protocols: "tls" }],
+  },
   "transparent in": {
     name: "",
     port: 15001,

@@ -1,10 +1,12 @@
 import net from "node:net";
 import type { Node } from "node-red";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
+import registerClassify from "../../nodes/classify/classify";
 import registerIpFilter from "../../nodes/ip-filter/ip-filter";
 import registerBroker, { type BrokerState, type TrafficBrokerNode } from "../../nodes/traffic-broker/traffic-broker";
 import registerTransparentIn from "../../nodes/transparent-in/transparent-in";
 import { editorPerSuite } from "../support/browser";
+import { vector } from "../support/classify-vectors";
 import { freePort } from "../support/net";
 import { collect, helper, onCall, until } from "../support/node-red-helper";
 import { systemCommand } from "../support/system";
@@ -40,12 +42,26 @@ function accepts(host: string, port: number): Promise<boolean> {
   });
 }
 
+/** For each message (by topic), the output a node of `type` with `config` sent it to. */
+async function routes(register: Parameters<typeof helper.load>[0], type: string, config: Config, msgs: Config[]): Promise<Record<string, number>> {
+  const wires = [["o0"], ["o1"], ["o2"]];
+  await helper.load(register, [{ id: "n", type, wires, ...config }, ...wires.map(([id]) => ({ id, type: "helper" }))]);
+  const seen = collect({ o0: helper.getNode("o0"), o1: helper.getNode("o1"), o2: helper.getNode("o2") });
+  const node = helper.getNode("n") as Node & { receive(m: Config): void };
+  for (const m of msgs) node.receive(m);
+  await until(() => Object.values(seen).reduce((n, list) => n + list.length, 0) === msgs.length, 5000, "every message out");
+  const out: Record<string, number> = {};
+  for (const [port, list] of Object.values(seen).entries()) for (const m of list) out[String(m["topic"])] = port;
+  await helper.unload();
+  return out;
+}
+
 describe.skipIf(chromiumPath.skip)("a node from {} runs as the editor's defaults showed it", () => {
   const editor = editorPerSuite(chromiumPath.path!, "transparent in");
   let defaults: Record<string, Config> = {};
 
   beforeAll(async () => {
-    defaults = await editorDefaults(editor.page, ["transparent in", "traffic broker", "ip filter"]);
+    defaults = await editorDefaults(editor.page, ["classify", "transparent in", "traffic broker", "ip filter"]);
   });
 
   afterEach(async () => {
@@ -53,22 +69,18 @@ describe.skipIf(chromiumPath.skip)("a node from {} runs as the editor's defaults
   });
 
   it("ip filter: the same outputs for the same addresses", async () => {
-    const addresses = ["10.1.2.3", "127.0.0.1", "192.0.2.7", "2001:db8::1"];
-    /** For each address, the output it left by. */
-    const route = async (config: Config): Promise<Record<string, number>> => {
-      const wires = [["o0"], ["o1"], ["o2"]];
-      await helper.load(registerIpFilter, [{ id: "f", type: "ip filter", wires, ...config }, ...wires.map(([id]) => ({ id, type: "helper" }))]);
-      const seen = collect({ o0: helper.getNode("o0"), o1: helper.getNode("o1"), o2: helper.getNode("o2") });
-      const f = helper.getNode("f") as Node & { receive(m: Config): void };
-      for (const ip of addresses) f.receive({ clientIp: ip });
-      await until(() => Object.values(seen).reduce((n, list) => n + list.length, 0) === addresses.length, 3000, "every message out");
-      const out: Record<string, number> = {};
-      for (const [port, list] of Object.values(seen).entries()) for (const m of list) out[String(m["clientIp"])] = port;
-      await helper.unload();
-      return out;
-    };
+    const addresses = ["10.1.2.3", "127.0.0.1", "192.0.2.7", "2001:db8::1"].map((ip) => ({ topic: ip, clientIp: ip }));
+    const route = (config: Config) => routes(registerIpFilter, "ip filter", config, addresses);
     const fromEditor = await route(defaults["ip filter"]!);
     expect(fromEditor).toEqual({ "10.1.2.3": 0, "127.0.0.1": 0, "192.0.2.7": 1, "2001:db8::1": 1 });
+    await expect(route({})).resolves.toEqual(fromEditor);
+  });
+
+  it("classify: the same outputs for the same first bytes", async () => {
+    const inputs = ["openssl-s_client", "curl-http1"].map((name) => ({ topic: name, payload: vector(name).bytes }));
+    const route = (config: Config) => routes(registerClassify, "classify", config, inputs);
+    const fromEditor = await route(defaults["classify"]!);
+    expect(fromEditor).toEqual({ "openssl-s_client": 0, "curl-http1": 1 });
     await expect(route({})).resolves.toEqual(fromEditor);
   });
 
