@@ -39,9 +39,11 @@ function editorFiles() {
 }
 
 function bundleEditorHtml() {
+  // The dialogs take their field defaults from the table the runtime applies (compiled above).
+  const defaults = JSON.stringify(require(path.join(root, "dist", "nodes", "common", "defaults.js")).NODE_DEFAULTS);
   const parts = editorFiles().map((file) => {
     const rel = path.relative(root, file);
-    const html = fs.readFileSync(file, "utf8");
+    const html = fs.readFileSync(file, "utf8").replace(/\bTRAFFIC_DEFAULTS\b/g, defaults);
     // Node-RED reads help from the dialog file first: one left there would hide the
     // locale file's help in every language.
     if (/data-help-name=/.test(html)) throw new Error(`${rel}: help text belongs in nodes/<name>/locales/<lang>/<name>.html`);

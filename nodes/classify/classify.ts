@@ -11,6 +11,7 @@ import {
 } from "../../src/classify";
 import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
+import { withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
@@ -130,7 +131,8 @@ interface Input {
 
 export default function register(RED: NodeAPI): void {
   const _ = messages(RED);
-  function ClassifyNode(this: Node, config: ClassifyDef): void {
+  function ClassifyNode(this: Node, flowConfig: ClassifyDef): void {
+    const config = withNodeDefaults("classify", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);

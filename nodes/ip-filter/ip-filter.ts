@@ -3,6 +3,7 @@ import { TrafficError } from "../../src/errors";
 import { compileIpFilter, IpFilter, IpRuleSpec } from "../../src/ipfilter/rules";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
+import { withNodeDefaults } from "../common/defaults";
 
 /** One rule as the editor stores it: `vt` says whether `v` is a CIDR list or an environment variable name. */
 export interface IpFilterRuleConfig {
@@ -39,7 +40,8 @@ export function rulesFromConfig(rules: IpFilterRuleConfig[], readEnv: (name: str
 
 export default function register(RED: NodeAPI): void {
   const _ = messages(RED);
-  function IpFilterNode(this: Node, config: IpFilterDef): void {
+  function IpFilterNode(this: Node, flowConfig: IpFilterDef): void {
+    const config = withNodeDefaults("ip filter", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);

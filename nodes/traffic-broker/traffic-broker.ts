@@ -11,6 +11,7 @@ import { messages, type Messages } from "../common/messages";
 import { intSetting } from "../common/settings";
 import { handovers } from "../../src/handover";
 import { watchHandovers } from "../common/startup";
+import { withNodeDefaults } from "../common/defaults";
 
 
 interface TrafficBrokerDef extends NodeDef {
@@ -187,7 +188,8 @@ export default function register(RED: NodeAPI): void {
   // Stopping closes the listening socket at once (server.close), which is all an exiting process needs.
   watchHandovers(RED, "traffic-broker", parkedBrokers.releaseAll, parkedBrokers.releaseAll);
   const _ = messages(RED);
-  function TrafficBrokerNodeImpl(this: TrafficBrokerNode & { credentials: TrafficBrokerCredentials }, config: TrafficBrokerDef): void {
+  function TrafficBrokerNodeImpl(this: TrafficBrokerNode & { credentials: TrafficBrokerCredentials }, flowConfig: TrafficBrokerDef): void {
+    const config = withNodeDefaults("traffic broker", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
     const users = new Map<string, BrokerUser>();

@@ -10,6 +10,7 @@ import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } fro
 import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
+import { withNodeDefaults } from "../common/defaults";
 
 interface TransparentInDef extends NodeDef {
   port: string | number;
@@ -96,7 +97,8 @@ export default function register(RED: NodeAPI): void {
   // Parked listeners and rules nobody took are released once the flows run, or when Node-RED stops.
   watchHandovers(RED, "transparent-in", () => void releaseParked(), releaseParkedNow);
   const _ = messages(RED);
-  function TransparentInNode(this: Node, config: TransparentInDef): void {
+  function TransparentInNode(this: Node, flowConfig: TransparentInDef): void {
+    const config = withNodeDefaults("transparent in", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);

@@ -2,6 +2,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { afterAll, beforeAll } from "vitest";
 import { freePort } from "./net";
 
 /** Where screenshots of editor tests go (kept as test artifacts). */
@@ -108,4 +109,27 @@ export async function openEditor(
     await close();
     throw err;
   }
+}
+
+/**
+ * One editor for the enclosing describe block: opened before its first test, closed after
+ * its last. Read `page` and `session` inside tests, once the editor is open.
+ */
+export function editorPerSuite(chromiumPath: string, paletteType: string): { readonly page: Page; readonly session: EditorSession } {
+  let session: EditorSession | undefined;
+  beforeAll(async () => {
+    session = await openEditor(chromiumPath, { paletteType });
+  }, 120_000);
+  afterAll(async () => {
+    await session?.close();
+  });
+  return {
+    get session(): EditorSession {
+      if (session === undefined) throw new Error("the editor is not open yet");
+      return session;
+    },
+    get page(): Page {
+      return this.session.page;
+    },
+  };
 }
