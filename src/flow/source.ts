@@ -288,7 +288,15 @@ export class FlowSource {
           w.uid = old.uid;
           w.ownerFrom = old.ownerFrom;
         }
-        if (e.type === "flow-close") this.preexisting.delete(e.flowId);
+        if (e.type === "flow-close") {
+          this.preexisting.delete(e.flowId);
+          // Closed before its owner scan finished: the dump's open goes out first.
+          const pending = this.live.get(e.flowId);
+          if (pending?.announce === true) {
+            pending.announce = false;
+            this.emit([pending.event]);
+          }
+        }
       }
     }
     // Without open events there is no open to wait for.
