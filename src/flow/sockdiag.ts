@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { setImmediate as nextTurn } from "node:timers/promises";
 import { addressText } from "./record";
 
 /** One socket from an inet_diag dump or a "socket destroyed" message. */
@@ -133,49 +134,93 @@ export interface ProcOwner {
   readonly command: string;
 }
 
+/** Socket inodes remembered from earlier scans (oldest forgotten first). */
+const OWNER_CACHE_MAX = 65_536;
+/** fd links read per event-loop turn: each is a readlink on the libuv pool, the loop only collects them. */
+const LINKS_PER_TURN = 32;
+
 /**
- * Maps socket inodes to owning processes by reading /proc/<pid>/fd links, for the inodes
- * asked for only. Processes of other users are skipped unless this process may read them.
+ * Finds socket owners off the event loop: fd links are read asynchronously, a bounded number
+ * per turn, and every socket inode a scan passes is remembered. At most one scan runs and one
+ * waits; requests made meanwhile join the waiting one. An inode a whole scan did not find is
+ * given up (its owner has left, or may not be read) instead of causing another scan.
  */
-export function findSocketOwners(inodes: ReadonlySet<number>, procRoot = "/proc"): Map<number, ProcOwner> {
-  const found = new Map<number, ProcOwner>();
-  if (inodes.size === 0) return found;
-  let pids: string[];
-  try {
-    pids = fs.readdirSync(procRoot).filter((d) => /^[0-9]+$/.test(d));
-  } catch {
-    return found;
-  }
-  for (const pid of pids) {
-    let fds: string[];
-    try {
-      fds = fs.readdirSync(`${procRoot}/${pid}/fd`);
-    } catch {
-      continue;
+export class SocketOwnerScanner {
+  private readonly known = new Map<number, ProcOwner>();
+  private waiting: { readonly inodes: Set<number>; readonly done: Promise<void> } | null = null;
+  private tail: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly procRoot = "/proc") {}
+
+  /** Owners of the inodes asked for; the ones not found are absent from the map. */
+  async owners(inodes: Iterable<number>): Promise<Map<number, ProcOwner>> {
+    const asked = [...inodes].filter((i) => i !== 0);
+    const missing = new Set(asked.filter((i) => !this.known.has(i)));
+    if (missing.size > 0 && !this.stopped) {
+      if (this.waiting === null) {
+        const inodes = new Set<number>();
+        const done = this.tail.then(() => {
+          this.waiting = null;
+          return this.scan(inodes);
+        });
+        this.waiting = { inodes, done };
+        this.tail = done;
+      }
+      for (const i of missing) this.waiting.inodes.add(i);
+      await this.waiting.done;
     }
-    let command: string | null = null;
-    for (const fd of fds) {
-      let link: string;
+    const out = new Map<number, ProcOwner>();
+    for (const i of asked) {
+      const o = this.known.get(i);
+      if (o !== undefined) out.set(i, o);
+    }
+    return out;
+  }
+
+  /** Ends scanning: a running scan stops at its next turn. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  private remember(inode: number, owner: ProcOwner): void {
+    this.known.delete(inode);
+    this.known.set(inode, owner);
+    if (this.known.size > OWNER_CACHE_MAX) this.known.delete(this.known.keys().next().value!);
+  }
+
+  private async scan(wanted: Set<number>): Promise<void> {
+    const left = new Set([...wanted].filter((i) => !this.known.has(i)));
+    if (left.size === 0) return;
+    let pids: string[];
+    try {
+      pids = (await fs.promises.readdir(this.procRoot)).filter((d) => /^[0-9]+$/.test(d));
+    } catch {
+      return;
+    }
+    for (const pid of pids) {
+      if (this.stopped || left.size === 0) return;
+      let fds: string[];
       try {
-        link = fs.readlinkSync(`${procRoot}/${pid}/fd/${fd}`);
+        fds = await fs.promises.readdir(`${this.procRoot}/${pid}/fd`);
       } catch {
         continue;
       }
-      if (!link.startsWith("socket:[")) continue;
-      const inode = Number(link.slice(8, -1));
-      if (!inodes.has(inode) || found.has(inode)) continue;
-      if (command === null) {
-        try {
-          command = fs.readFileSync(`${procRoot}/${pid}/comm`, "utf8").trim();
-        } catch {
-          command = "";
+      let command: Promise<string> | null = null;
+      for (let i = 0; i < fds.length; i += LINKS_PER_TURN) {
+        if (this.stopped) return;
+        const links = await Promise.all(fds.slice(i, i + LINKS_PER_TURN).map((fd) => fs.promises.readlink(`${this.procRoot}/${pid}/fd/${fd}`).catch(() => "")));
+        for (const link of links) {
+          if (!link.startsWith("socket:[")) continue;
+          const inode = Number(link.slice(8, -1));
+          command ??= fs.promises.readFile(`${this.procRoot}/${pid}/comm`, "utf8").then((c) => c.trim(), () => "");
+          this.remember(inode, { pid: Number(pid), command: await command });
+          left.delete(inode);
         }
+        await nextTurn();
       }
-      found.set(inode, { pid: Number(pid), command });
-      if (found.size === inodes.size) return found;
     }
   }
-  return found;
 }
 
 /** Inode of this process's network namespace (what sock_diag sees), or null. */

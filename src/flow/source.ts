@@ -5,7 +5,7 @@ import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZ
 import {
   AF_INET,
   AF_INET6,
-  findSocketOwners,
+  SocketOwnerScanner,
   ownNetns,
   parseDiagMessages,
   STATE_CONNECTED_MASK,
@@ -88,7 +88,9 @@ export class FlowSource {
   private delivered = 0;
   private lostSeen: Record<keyof typeof LOST_REASONS, number> = { kernel: 0, skipped: 0, js: 0, netlink: 0 };
   // sock_diag state: live sockets by cookie, listening ports, owners by inode.
-  private live = new Map<string, { readonly event: FlowOpenEvent; seen: number }>();
+  // An open event waits (`announce`) until the owner scan for its socket has finished.
+  private live = new Map<string, { event: FlowOpenEvent; seen: number; announce: boolean }>();
+  private owners = new SocketOwnerScanner();
   private listeningPorts = new Set<number>();
   private dumpRound = 0;
   // eBPF mode: sockets found by the start-up dump, to complete their partial eBPF events.
@@ -176,6 +178,8 @@ export class FlowSource {
       this.destroy.stop();
       this.destroy = null;
     }
+    this.owners.stop();
+    this.owners = new SocketOwnerScanner();
     this.live.clear();
     this.preexisting.clear();
     this.firstBytes.clear();
@@ -284,7 +288,15 @@ export class FlowSource {
           w.uid = old.uid;
           w.ownerFrom = old.ownerFrom;
         }
-        if (e.type === "flow-close") this.preexisting.delete(e.flowId);
+        if (e.type === "flow-close") {
+          this.preexisting.delete(e.flowId);
+          // Closed before its owner scan finished: the dump's open goes out first.
+          const pending = this.live.get(e.flowId);
+          if (pending?.announce === true) {
+            pending.announce = false;
+            this.emit([pending.event]);
+          }
+        }
       }
     }
     // Without open events there is no open to wait for.
@@ -328,27 +340,48 @@ export class FlowSource {
       sockets.push(...parseDiagMessages(addon.diagDump(af, STATE_CONNECTED_MASK)));
     }
     this.listeningPorts = listening;
-    const fresh = sockets.filter((s) => !this.live.has(s.cookie));
-    const owners = findSocketOwners(new Set(fresh.map((s) => s.inode).filter((i) => i !== 0)));
     const netns = ownNetns();
     const now = new Date().toISOString();
-    const opened: FlowEvent[] = [];
+    const fresh: DiagSocket[] = [];
     for (const s of sockets) {
       const known = this.live.get(s.cookie);
       if (known !== undefined) {
         known.seen = round;
         continue;
       }
-      const event = this.openFromDiag(s, owners.get(s.inode) ?? null, netns, now, this.bpf !== null || round === 1);
-      this.live.set(s.cookie, { event, seen: round });
+      const event = this.openFromDiag(s, null, netns, now, this.bpf !== null || round === 1);
       // With eBPF running, only pre-existing sockets come from here (the kernel reports the rest).
-      if (report && this.filter.matches(event) && this.opts.open !== false) opened.push(event);
+      const announce = report && this.filter.matches(event) && this.opts.open !== false;
+      this.live.set(s.cookie, { event, seen: round, announce });
+      // eBPF events of this socket are completed from here even before its owner is known.
+      if (this.bpf !== null) this.preexisting.set(s.cookie, event);
+      fresh.push(s);
     }
     // Sockets gone without a destroy message (missed or in another namespace): forget them.
     for (const [cookie, entry] of this.live) if (round - entry.seen > 2) this.live.delete(cookie);
-    if (this.bpf !== null) {
-      for (const [cookie, entry] of this.live) this.preexisting.set(cookie, entry.event);
-      this.live.clear();
+    if (fresh.length === 0) return;
+    // The owner scan reads /proc off the event loop; the open events go out when it is done.
+    const scanner = this.owners;
+    void scanner.owners(fresh.map((s) => s.inode)).then(
+      (owners) => this.guard(() => this.ownersFound(scanner, fresh, owners)),
+      () => this.guard(() => this.ownersFound(scanner, fresh, new Map())),
+    );
+  }
+
+  private ownersFound(scanner: SocketOwnerScanner, fresh: DiagSocket[], owners: Map<number, ProcOwner>): void {
+    if (scanner !== this.owners) return;
+    const opened: FlowEvent[] = [];
+    for (const s of fresh) {
+      const entry = this.live.get(s.cookie);
+      const owner = owners.get(s.inode);
+      if (entry === undefined) continue;
+      if (owner !== undefined) entry.event = { ...entry.event, pid: owner.pid, comm: owner.command, ownerFrom: "proc" };
+      if (entry.announce) opened.push(entry.event);
+      entry.announce = false;
+      if (this.bpf !== null) {
+        if (this.preexisting.has(s.cookie)) this.preexisting.set(s.cookie, entry.event);
+        this.live.delete(s.cookie);
+      }
     }
     this.emit(opened);
   }
@@ -392,6 +425,8 @@ export class FlowSource {
       if (s.state === 10 || s.remotePort === 0) continue;
       const known = this.live.get(s.cookie);
       this.live.delete(s.cookie);
+      // Closed before its owner scan finished: the open goes out first, without an owner.
+      if (known?.announce === true) out.push(known.event);
       const base = known?.event ?? this.openFromDiag(s, null, netns, now, true);
       const info = s.info;
       const close: FlowCloseEvent = {

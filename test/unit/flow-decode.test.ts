@@ -4,7 +4,7 @@ import { compileFlowFilter } from "../../src/flow/filter";
 import { cgroupV2Root } from "../../src/flow/features";
 import { loadFlowAddon } from "../../src/flow/native";
 import { classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_SIZE } from "../../src/flow/record";
-import { AF_INET, findSocketOwners, parseDiagMessages, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
+import { AF_INET, parseDiagMessages, SocketOwnerScanner, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
 import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/events/types";
 import { assertValidEvent } from "../support/events";
 import { IN_CI } from "../support/system";
@@ -281,7 +281,7 @@ describe("sock_diag dump (no privilege needed)", () => {
       expect(mine.cookie).not.toBe(peer.cookie);
       expect(mine.info!.bytesSent).toBe(5);
       expect(peer.info!.bytesReceived).toBe(5);
-      const owners = findSocketOwners(new Set([mine.inode]));
+      const owners = await new SocketOwnerScanner().owners([mine.inode]);
       expect(owners.get(mine.inode)?.pid).toBe(process.pid);
       expect(() => addon!.diagDump(7 as never, 0)).toThrow(TypeError);
     } finally {
