@@ -1,7 +1,7 @@
 import { createCipheriv } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { quicInitialKeys } from "../../src/classify";
+import { decryptQuicInitial, QUIC_MAX_CRYPTO, quicCryptoFrames, quicInitialKeys } from "../../src/classify";
 
 /** The protected client Initial of RFC 9001 A.2 (`v1`) or RFC 9369 A.2 (`v2`). */
 export function rfcClientInitial(which: "v1" | "v2"): Buffer {
@@ -60,4 +60,19 @@ export function cryptoFrame(offset: number, data: Buffer): Buffer {
 /** Pads an Initial payload with PADDING frames to the 1200-byte datagram minimum's share. */
 export function padded(payload: Buffer, size = 1162): Buffer {
   return payload.length >= size ? payload : Buffer.concat([payload, Buffer.alloc(size - payload.length)]);
+}
+
+/** The CRYPTO stream of a client's Initials (the ClientHello), reassembled from its datagrams. */
+export function cryptoStream(datagrams: readonly Buffer[]): Buffer {
+  const out = Buffer.alloc(QUIC_MAX_CRYPTO);
+  let end = 0;
+  for (const d of datagrams) {
+    const p = decryptQuicInitial(d);
+    if (p === null) continue;
+    for (const f of quicCryptoFrames(p.payload)) {
+      f.data.copy(out, f.offset);
+      end = Math.max(end, f.offset + f.data.length);
+    }
+  }
+  return out.subarray(0, end);
 }

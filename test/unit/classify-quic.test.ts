@@ -12,7 +12,7 @@ import {
 } from "../../src/classify";
 import { TrafficError } from "../../src/errors";
 import { vector } from "../support/classify-vectors";
-import { cryptoFrame, padded, protectInitial, rfcClientInitial } from "../support/quic-packets";
+import { cryptoFrame, cryptoStream, padded, protectInitial, rfcClientInitial } from "../support/quic-packets";
 
 const RFC_DCID = Buffer.from("8394c8f03e515708", "hex");
 // RFC 9001 A.2 and RFC 9369 A.2: the CRYPTO frame at the start of the client Initial's payload.
@@ -21,20 +21,7 @@ const RFC_CRYPTO_FRAME =
 
 const chromium = vector("chromium-quic");
 
-/** The ClientHello chromium sent, reassembled from its recorded Initials. */
-function chromiumHello(): Buffer {
-  const out = Buffer.alloc(QUIC_MAX_CRYPTO);
-  let end = 0;
-  for (const d of chromium.segments) {
-    const p = decryptQuicInitial(d);
-    if (p === null) continue;
-    for (const f of quicCryptoFrames(p.payload)) {
-      f.data.copy(out, f.offset);
-      end = Math.max(end, f.offset + f.data.length);
-    }
-  }
-  return out.subarray(0, end);
-}
+const chromiumHello = (): Buffer => cryptoStream(chromium.segments);
 
 describe("QUIC Initial keys and packet protection (RFC 9001 A, RFC 9369 A)", () => {
   const KEYS = [
