@@ -64,8 +64,16 @@ interface CachedKeys {
   readonly key: Buffer;
   readonly iv: Buffer;
   // AES-128-ECB without padding is stateless across update() calls: one cipher object
-  // serves every header protection mask of the connection.
+  // serves every header protection mask of the connection, and another, under the packet
+  // key, the GCM counter-mode keystream of every packet.
   readonly hp: Cipher;
+  readonly ctr: Cipher;
+}
+
+function ecb(key: Buffer): Cipher {
+  const c = createCipheriv("aes-128-ecb", key, null);
+  c.setAutoPadding(false);
+  return c;
 }
 
 // Retransmitted Initials and the second Initial of a large ClientHello share the DCID:
@@ -79,9 +87,7 @@ function cachedKeys(b: Buffer, dcidStart: number, dcidEnd: number, version: numb
   if (hit !== undefined) return hit;
   const keys = quicInitialKeys(b.subarray(dcidStart, dcidEnd), version);
   if (keys === null) return null;
-  const hp = createCipheriv("aes-128-ecb", keys.hp, null);
-  hp.setAutoPadding(false);
-  const entry = { key: keys.key, iv: keys.iv, hp };
+  const entry = { key: keys.key, iv: keys.iv, hp: ecb(keys.hp), ctr: ecb(keys.key) };
   if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
   keyCache.set(id, entry);
   return entry;
@@ -114,9 +120,31 @@ interface LongPacket {
   readonly version: number;
 }
 
+/**
+ * AES-128-GCM decryption without the tag check (NIST SP 800-38D 7.2: GCM encrypts in
+ * counter mode from J0 + 1, J0 = nonce || 1). Initial keys follow from the DCID in the
+ * packet itself, so a valid tag proves nothing about the sender; the sniffer's frame and
+ * ClientHello checks reject garbage, and it saves a cipher object per packet, which is
+ * most of a packet's cost in Node.
+ */
+function gcmKeystreamDecrypt(keys: CachedKeys, nonce: Buffer, b: Buffer, start: number, end: number): Buffer {
+  const len = end - start;
+  const blocks = (len + 15) >> 4;
+  // The counter words were written once; only the nonce changes between packets.
+  for (let o = 0, last = blocks << 4; o < last; o += 16) for (let k = 0; k < 12; k++) COUNTERS[o + k] = nonce[k]!;
+  const stream = keys.ctr.update(COUNTERS.subarray(0, blocks << 4));
+  for (let i = 0; i < len; i++) stream[i] = stream[i]! ^ b[start + i]!;
+  return stream.subarray(0, len);
+}
+
+// Counter blocks for the largest UDP payload (65507 bytes): block i counts i + 2.
+const COUNTERS = Buffer.alloc(4096 * 16);
+for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
+
 // Reads the long header packet at `start` and removes its protection when it is an Initial
-// (RFC 9001 5.3, 5.4). Null when the header is not a QUIC long header.
-function readLongPacket(b: Buffer, start: number): LongPacket | null {
+// (RFC 9001 5.3, 5.4); `verify` checks the AEAD tag too. Null when the header is not a
+// QUIC long header.
+function readLongPacket(b: Buffer, start: number, verify: boolean): LongPacket | null {
   const n = b.length;
   if (start + 7 > n) return null;
   const first = b[start]!;
@@ -153,44 +181,46 @@ function readLongPacket(b: Buffer, start: number): LongPacket | null {
   const mask = keys.hp.update(b.subarray(pnOffset + 4, pnOffset + 20));
   const plainFirst = first ^ (mask[0]! & 0x0f);
   // RFC 9000 17.2: the reserved bits are zero once protection is off.
+  if ((plainFirst & 0x0c) !== 0) return { end, initial: null, version };
   const pnLen = (plainFirst & 3) + 1;
-  const header = Buffer.allocUnsafe(pnOffset - start + pnLen);
-  b.copy(header, 0, start, pnOffset + pnLen);
-  header[0] = plainFirst;
   let pn = 0;
-  for (let i = 0; i < pnLen; i++) {
-    const v = b[pnOffset + i]! ^ mask[1 + i]!;
-    header[pnOffset - start + i] = v;
-    pn = pn * 256 + v;
-  }
+  for (let i = 0; i < pnLen; i++) pn = pn * 256 + (b[pnOffset + i]! ^ mask[1 + i]!);
   const nonce = Buffer.from(keys.iv);
   for (let i = 0; i < 4; i++) nonce[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
   const body = pnOffset + pnLen;
   const tag = end - 16;
   if (tag < body) return { end, initial: null, version };
   let payload: Buffer;
-  try {
-    const d = createDecipheriv("aes-128-gcm", keys.key, nonce);
-    d.setAAD(header);
-    d.setAuthTag(b.subarray(tag, end));
-    const out = d.update(b.subarray(body, tag));
-    d.final();
-    payload = out;
-  } catch {
-    return { end, initial: null, version };
+  if (!verify) payload = gcmKeystreamDecrypt(keys, nonce, b, body, tag);
+  else {
+    // The AAD is the header as sent, with its protection removed.
+    const header = Buffer.allocUnsafe(pnOffset - start + pnLen);
+    b.copy(header, 0, start, pnOffset + pnLen);
+    header[0] = plainFirst;
+    for (let i = 0; i < pnLen; i++) header[pnOffset - start + i] = b[pnOffset + i]! ^ mask[1 + i]!;
+    try {
+      const d = createDecipheriv("aes-128-gcm", keys.key, nonce);
+      d.setAAD(header);
+      d.setAuthTag(b.subarray(tag, end));
+      payload = d.update(b.subarray(body, tag));
+      d.final();
+    } catch {
+      return { end, initial: null, version };
+    }
   }
   return { end, initial: { version: params.version, dcid: Buffer.from(b.subarray(dcidStart, dcidStart + dcidLen)), packetNumber: pn, payload }, version };
 }
 
 /**
  * Removes header protection from and decrypts the first client Initial packet of a datagram
- * (skipping coalesced 0-RTT or Handshake packets before it). Null when there is none.
+ * (skipping coalesced 0-RTT or Handshake packets before it), checking its AEAD tag. Null
+ * when there is none or it does not authenticate.
  */
 export function decryptQuicInitial(datagram: Uint8Array): QuicInitialPacket | null {
   const b = Buffer.isBuffer(datagram) ? datagram : Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
   let at = 0;
   while (at < b.length) {
-    const packet = readLongPacket(b, at);
+    const packet = readLongPacket(b, at, true);
     if (packet === null) return null;
     if (packet.initial !== null) return packet.initial;
     if (packet.end <= at) return null;
@@ -266,6 +296,7 @@ export function quicCryptoFrames(payload: Buffer): QuicCryptoFrame[] {
 export const QUIC_MAX_CRYPTO = 16384;
 
 const CLIENT_HELLO = 1;
+const EMPTY = Buffer.alloc(0);
 
 function versionFields(version: QuicVersion, hello: ClassificationFields | null): ClassificationFields {
   return hello === null ? { quicVersion: version } : { ...hello, quicVersion: version };
@@ -281,7 +312,8 @@ function versionFields(version: QuicVersion, hello: ClassificationFields | null)
 export class QuicInitialReader {
   private dcid: Buffer | null = null;
   private version: QuicVersion = 1;
-  private readonly buffer = Buffer.alloc(QUIC_MAX_CRYPTO);
+  // Grown on demand up to QUIC_MAX_CRYPTO: most sessions are not QUIC, most ClientHellos small.
+  private buffer: Buffer = EMPTY;
   // Sorted, disjoint [start, end) ranges of `buffer` that hold data.
   private ranges: Array<[number, number]> = [];
   private overflow = false;
@@ -304,7 +336,7 @@ export class QuicInitialReader {
     let at = 0;
     let any = false;
     while (at < datagram.length) {
-      const packet = readLongPacket(datagram, at);
+      const packet = readLongPacket(datagram, at, false);
       if (packet === null) break; // a short header packet or padding after the long ones
       any = true;
       const initial = packet.initial;
@@ -341,6 +373,11 @@ export class QuicInitialReader {
     if (end > QUIC_MAX_CRYPTO) {
       this.overflow = true;
       return;
+    }
+    if (end > this.buffer.length) {
+      const next = Buffer.allocUnsafe(Math.min(QUIC_MAX_CRYPTO, Math.max(end, this.buffer.length * 2, 2048)));
+      this.buffer.copy(next);
+      this.buffer = next;
     }
     data.copy(this.buffer, offset);
     const merged: Array<[number, number]> = [];

@@ -66,11 +66,19 @@ describe("QUIC Initial keys and packet protection (RFC 9001 A, RFC 9369 A)", () 
     expect(protectInitial(RFC_DCID, 2, payload, 2).equals(rfcClientInitial("v2"))).toBe(true);
   });
 
-  it("a flipped ciphertext byte fails authentication: no Initial, not QUIC", () => {
+  it("a flipped ciphertext byte fails the tag check; the classifier, which skips it, still reads the padding as padding", () => {
     const b = rfcClientInitial("v1");
-    b[600] ^= 1;
+    b[600] ^= 1; // in the PADDING after the CRYPTO frame: plaintext 0x01, a PING frame
     expect(decryptQuicInitial(b)).toBeNull();
-    expect(classifyDatagrams([b]).protocol).toBe("unknown");
+    expect(classifyDatagrams([b]).fields).toMatchObject({ sni: "example.com", quicVersion: 1 });
+  });
+
+  it("a flipped byte inside the ClientHello: QUIC, but not a confident ClientHello", () => {
+    const b = rfcClientInitial("v1");
+    b[22 + 43] ^= 0x80; // the cipher suites length
+    const r = classifyDatagrams([b]);
+    expect(r).toMatchObject({ protocol: "quic", confidence: 0.5, fields: { quicVersion: 1 } });
+    expect(r.fields.sni).toBeUndefined();
   });
 });
 
