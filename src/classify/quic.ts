@@ -116,6 +116,8 @@ export interface QuicInitialPacket {
 interface LongPacket {
   readonly end: number;
   readonly initial: QuicInitialPacket | null;
+  /** Only the first `limit` bytes of the payload were decrypted. */
+  readonly partial: boolean;
   /** The header was well formed but the packet did not decrypt (or is another type). */
   readonly version: number;
 }
@@ -142,9 +144,9 @@ const COUNTERS = Buffer.alloc(4096 * 16);
 for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
 
 // Reads the long header packet at `start` and removes its protection when it is an Initial
-// (RFC 9001 5.3, 5.4); `verify` checks the AEAD tag too. Null when the header is not a
-// QUIC long header.
-function readLongPacket(b: Buffer, start: number, verify: boolean): LongPacket | null {
+// (RFC 9001 5.3, 5.4); `verify` checks the AEAD tag too, else at most `limit` payload
+// bytes are decrypted. Null when the header is not a QUIC long header.
+function readLongPacket(b: Buffer, start: number, verify: boolean, limit = Infinity): LongPacket | null {
   const n = b.length;
   if (start + 7 > n) return null;
   const first = b[start]!;
@@ -173,15 +175,15 @@ function readLongPacket(b: Buffer, start: number, verify: boolean): LongPacket |
   const pnOffset = length.next;
   const end = pnOffset + length.value;
   if (end > n) return null;
-  if (type !== params.initial) return { end, initial: null, version };
+  if (type !== params.initial) return { end, initial: null, partial: false, version };
   // RFC 9000 7.2: a client's first Destination Connection ID is at least 8 bytes.
-  if (dcidLen < 8 || pnOffset + 4 + 16 > end) return { end, initial: null, version };
+  if (dcidLen < 8 || pnOffset + 4 + 16 > end) return { end, initial: null, partial: false, version };
   const keys = cachedKeys(b, dcidStart, dcidStart + dcidLen, version);
   if (keys === null) return null;
   const mask = keys.hp.update(b.subarray(pnOffset + 4, pnOffset + 20));
   const plainFirst = first ^ (mask[0]! & 0x0f);
   // RFC 9000 17.2: the reserved bits are zero once protection is off.
-  if ((plainFirst & 0x0c) !== 0) return { end, initial: null, version };
+  if ((plainFirst & 0x0c) !== 0) return { end, initial: null, partial: false, version };
   const pnLen = (plainFirst & 3) + 1;
   let pn = 0;
   for (let i = 0; i < pnLen; i++) pn = pn * 256 + (b[pnOffset + i]! ^ mask[1 + i]!);
@@ -189,9 +191,10 @@ function readLongPacket(b: Buffer, start: number, verify: boolean): LongPacket |
   for (let i = 0; i < 4; i++) nonce[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
   const body = pnOffset + pnLen;
   const tag = end - 16;
-  if (tag < body) return { end, initial: null, version };
+  if (tag < body) return { end, initial: null, partial: false, version };
   let payload: Buffer;
-  if (!verify) payload = gcmKeystreamDecrypt(keys, nonce, b, body, tag);
+  const partial = !verify && tag - body > limit;
+  if (!verify) payload = gcmKeystreamDecrypt(keys, nonce, b, body, partial ? body + limit : tag);
   else {
     // The AAD is the header as sent, with its protection removed.
     const header = Buffer.allocUnsafe(pnOffset - start + pnLen);
@@ -205,10 +208,10 @@ function readLongPacket(b: Buffer, start: number, verify: boolean): LongPacket |
       payload = d.update(b.subarray(body, tag));
       d.final();
     } catch {
-      return { end, initial: null, version };
+      return { end, initial: null, partial: false, version };
     }
   }
-  return { end, initial: { version: params.version, dcid: Buffer.from(b.subarray(dcidStart, dcidStart + dcidLen)), packetNumber: pn, payload }, version };
+  return { end, initial: { version: params.version, dcid: Buffer.from(b.subarray(dcidStart, dcidStart + dcidLen)), packetNumber: pn, payload }, partial, version };
 }
 
 /**
@@ -297,6 +300,9 @@ export const QUIC_MAX_CRYPTO = 16384;
 
 const CLIENT_HELLO = 1;
 const EMPTY = Buffer.alloc(0);
+// Payload bytes decrypted first: most ClientHellos sit at the start of the payload, before
+// the padding, so the rest need not be decrypted once the ClientHello is whole.
+const FIRST_DECRYPT = 512;
 
 function versionFields(version: QuicVersion, hello: ClassificationFields | null): ClassificationFields {
   return hello === null ? { quicVersion: version } : { ...hello, quicVersion: version };
@@ -336,28 +342,39 @@ export class QuicInitialReader {
     let at = 0;
     let any = false;
     while (at < datagram.length) {
-      const packet = readLongPacket(datagram, at, false);
+      let packet = readLongPacket(datagram, at, false, FIRST_DECRYPT);
       if (packet === null) break; // a short header packet or padding after the long ones
       any = true;
-      const initial = packet.initial;
+      let initial = packet.initial;
       if (initial !== null) {
         if (this.dcid === null || !this.dcid.equals(initial.dcid)) this.restart(initial);
         for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+        if (packet.partial && this.settle() === null) {
+          packet = readLongPacket(datagram, at, false)!;
+          initial = packet.initial!;
+          for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+        }
+        const v = this.settle();
+        if (v !== null) return (this.verdict = v);
       }
       if (packet.end <= at) break;
       at = packet.end;
     }
     if (this.dcid === null) return any ? MORE : NO;
-    if (this.overflow) return (this.verdict = match("quic", 0.5, versionFields(this.version, null)));
+    return MORE;
+  }
+
+  // The verdict once the CRYPTO stream decides it, else null.
+  private settle(): SniffVerdict | null {
+    if (this.overflow) return match("quic", 0.5, versionFields(this.version, null));
     const have = this.ranges.length > 0 && this.ranges[0]![0] === 0 ? this.ranges[0]![1] : 0;
-    if (have < 4) return MORE;
-    if (this.buffer[0] !== CLIENT_HELLO) return (this.verdict = match("quic", 0.5, versionFields(this.version, null)));
+    if (have < 4) return null;
+    if (this.buffer[0] !== CLIENT_HELLO) return match("quic", 0.5, versionFields(this.version, null));
     const total = 4 + u24(this.buffer, 1);
-    if (total > QUIC_MAX_CRYPTO) return (this.verdict = match("quic", 0.5, versionFields(this.version, null)));
-    if (have < total) return MORE;
+    if (total > QUIC_MAX_CRYPTO) return match("quic", 0.5, versionFields(this.version, null));
+    if (have < total) return null;
     const hello = parseClientHello(this.buffer, 4, total);
-    this.verdict = match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
-    return this.verdict;
+    return match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
   }
 
   private restart(initial: QuicInitialPacket): void {
