@@ -1,7 +1,7 @@
 import { TrafficError } from "../errors";
 import { sniffDnsDatagram } from "./dns";
 import { QuicInitialReader } from "./quic";
-import { Classification, SniffVerdict } from "./types";
+import { Classification, NO, SniffVerdict } from "./types";
 
 /** Limits of one UDP session's classification. */
 export interface DatagramClassifierOptions {
@@ -38,7 +38,8 @@ function asBuffer(bytes: unknown): Buffer {
  */
 export class DatagramClassifier {
   readonly maxDatagrams: number;
-  private readonly quic = new QuicInitialReader();
+  // Made at the first long header packet: most UDP sessions are not QUIC.
+  private quic: QuicInitialReader | null = null;
   private count = 0;
   private bytes = 0;
   private result: Classification | null = null;
@@ -58,23 +59,19 @@ export class DatagramClassifier {
     const b = asBuffer(datagram);
     this.count++;
     this.bytes += b.length;
-    const q = this.quic.push(b);
+    if (this.quic === null && b.length > 0 && (b[0]! & 0x80) !== 0) this.quic = new QuicInitialReader();
+    const q = this.quic === null ? NO : this.quic.push(b);
     if (q.kind === "match") return this.decide(q);
     if (q.kind === "more") return this.count >= this.maxDatagrams ? this.end() : null;
-    // A session that began as QUIC stays QUIC.
-    if (!this.quic.seen) {
-      const d = sniffDnsDatagram(b);
-      if (d.kind === "match") return this.decide(d);
-    }
-    if (this.quic.seen) return this.count >= this.maxDatagrams ? this.end() : null;
-    return this.decide(null);
+    // QUIC said no, so no Initial was ever read: the session may be DNS.
+    return this.decide(sniffDnsDatagram(b));
   }
 
   /** No more datagrams will be examined: decide with what there is. */
   end(): Classification {
     if (this.result !== null) return this.result;
     if (this.count === 0) return (this.result = { protocol: "incomplete", confidence: 0, fields: { candidates: ["quic", "dns"] }, bytes: 0 });
-    return this.decide(this.quic.final());
+    return this.decide(this.quic === null ? NO : this.quic.final());
   }
 
   private decide(v: SniffVerdict | null): Classification {
