@@ -1,17 +1,25 @@
 import fs from "node:fs";
 import path from "node:path";
-import { classifyBytes, runSniffers } from "../src/classify";
+import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers } from "../src/classify";
 import { BenchReport, BenchRow, compareOps } from "./harness";
 
-// The bar from the issue: classifications per second on one core.
+// The bars: classifications per second on one core.
 const BAR = 1_000_000;
+const QUIC_BAR = 200_000;
+const DNS_UDP_BAR = 2_000_000;
 
-/** A recorded vector's bytes (test/fixtures/classify, captured from real clients). */
+// dist/bench → the checkout root; the fixtures are not part of the published package.
+const FIXTURES = path.resolve(__dirname, "..", "..", "test", "fixtures");
+
+/** A recorded vector's segments (test/fixtures/classify, captured from real clients): reads over TCP, datagrams over UDP. */
+function segments(name: string): Buffer[] {
+  const raw = JSON.parse(fs.readFileSync(path.join(FIXTURES, "classify", `${name}.json`), "utf8")) as { segments: string[] };
+  return raw.segments.map((h) => Buffer.from(h, "hex"));
+}
+
+/** A recorded vector's bytes. */
 function fixture(name: string): Buffer {
-  // dist/bench → the checkout root; the fixtures are not part of the published package.
-  const file = path.resolve(__dirname, "..", "..", "test", "fixtures", "classify", `${name}.json`);
-  const raw = JSON.parse(fs.readFileSync(file, "utf8")) as { segments: string[] };
-  return Buffer.from(raw.segments.join(""), "hex");
+  return Buffer.concat(segments(name));
 }
 
 function row(caseName: string, ops: number, bar?: number, anchor?: { name: string; ops: number }): BenchRow {
@@ -82,6 +90,27 @@ export async function run(): Promise<BenchReport> {
     const r = compareOps({ ours: () => runSniffers(c.bytes, false) });
     rows.push(row(c.name, r["ours"]!, c.bar));
   }
+  // UDP: the datagram classifier over a session's first client datagrams.
+  const rfcInitial = Buffer.from(fs.readFileSync(path.join(FIXTURES, "quic", "rfc9001-a2-client-initial.hex"), "utf8").replace(/\s/g, ""), "hex");
+  const chromiumQuic = segments("chromium-quic");
+  const chromiumInitials = chromiumQuic.findIndex((_d, i) => classifyDatagrams(chromiumQuic.slice(0, i + 1), { maxDatagrams: 8 }).confidence === 1) + 1;
+  const dnsUdp = segments("dig-udp");
+  const udpCases: Array<{ name: string; datagrams: Buffer[]; expect: string; bar?: number }> = [
+    { name: "QUIC Initial, RFC 9001 A.2 (1200 B, 1 datagram)", datagrams: [rfcInitial], expect: "quic", bar: QUIC_BAR },
+    { name: `QUIC Initials, chromium PQ ClientHello (${chromiumInitials} datagrams per session)`, datagrams: chromiumQuic.slice(0, chromiumInitials), expect: "quic" },
+    { name: "DNS query over UDP, dig", datagrams: dnsUdp, expect: "dns", bar: DNS_UDP_BAR },
+  ];
+  for (const c of udpCases) {
+    const got = classifyDatagrams(c.datagrams, { maxDatagrams: 8 });
+    if (got.protocol !== c.expect || got.confidence < 0.9) throw new Error(`${c.name}: classified as ${got.protocol} (${got.confidence})`);
+    const r = compareOps({ ours: () => classifyDatagrams(c.datagrams, { maxDatagrams: 8 }) });
+    rows.push(row(c.name, r["ours"]!, c.bar));
+  }
+  // A new connection's first Initial also pays for its keys (cached per DCID after that).
+  const dcid = Buffer.from("8394c8f03e515708", "hex");
+  let n = 0;
+  const keys = compareOps({ ours: () => quicInitialKeys((dcid.writeUInt32BE(n++ >>> 0, 0), dcid), 1) });
+  rows.push({ case: "QUIC Initial keys from a new DCID (HKDF-SHA256)", unit: "derivations/s", ours: keys["ours"]! });
   return {
     name: "classify: protocol sniffing of first bytes",
     rows,
@@ -89,6 +118,7 @@ export async function run(): Promise<BenchReport> {
       "one core, the whole sniffer chain per call (runSniffers over the bytes, fields extracted), bytes from real clients",
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
+      "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };
 }

@@ -14,6 +14,7 @@
 "use strict";
 const { spawn, execFileSync } = require("node:child_process");
 const fs = require("node:fs");
+const dgram = require("node:dgram");
 const net = require("node:net");
 const os = require("node:os");
 const path = require("node:path");
@@ -98,6 +99,22 @@ const VECTORS = [
   },
   { name: "kcat-metadata", program: "kcat", args: (p) => ["-b", `127.0.0.1:${p}`, "-L", "-m", "3"], expect: "kafka" },
   { name: "dig-tcp", program: "dig", args: (p) => ["+tcp", "+tries=1", "+time=2", "-p", String(p), "@127.0.0.1", "www.example.test", "AAAA"], expect: "dns" },
+  // UDP: the recording socket keeps the first client's datagrams (`udp: true`).
+  { name: "dig-udp", program: "dig", udp: true, args: (p) => ["+tries=1", "+time=1", "-p", String(p), "@127.0.0.1", "www.example.test", "AAAA"], expect: "dns" },
+  {
+    // QUIC Initials: chromium forced onto HTTP/3 for the origin, resolved to the socket.
+    name: "chromium-quic",
+    program: "chromium",
+    udp: true,
+    tmpDir: true,
+    args: (p, dir) => [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run", `--user-data-dir=${dir}`, "--enable-quic", "--origin-to-force-quic-on=www.example.com:443",
+      `--host-resolver-rules=MAP www.example.com:443 127.0.0.1:${p}`, "https://www.example.com/",
+    ],
+    expect: "quic",
+    quietMs: 1500,
+  },
   // Server-first: these clients wait for the server's greeting and send nothing.
   { name: "curl-smtp", program: "curl", args: (p) => ["-s", "-m", "3", `smtp://127.0.0.1:${p}/`], expect: "server-first", serverFirst: true },
   { name: "curl-ftp", program: "curl", args: (p) => ["-s", "-m", "3", `ftp://127.0.0.1:${p}/`], expect: "server-first", serverFirst: true },
@@ -114,7 +131,10 @@ function versionOf(program) {
   }
 }
 
-/** Records the first connection that brings bytes (or none, for server-first clients). */
+/**
+ * Records the first connection that brings bytes (or none, for server-first clients);
+ * for a UDP vector, the datagrams of the first client address, each one a segment.
+ */
 function record(vector) {
   return new Promise((resolveRecord, reject) => {
     const segments = [];
@@ -123,19 +143,30 @@ function record(vector) {
     let quiet = null;
     let done = false;
     const sockets = new Set();
-    const server = net.createServer((socket) => {
-      sockets.add(socket);
-      socket.on("error", () => {});
-      socket.on("close", () => sockets.delete(socket));
-      socket.on("data", (chunk) => {
-        if (done || (segments.length > 0 && socket !== segments[0].socket)) return;
-        segments.push({ socket, chunk });
-        total += chunk.length;
-        if (total >= MAX_BYTES) finish();
-        clearTimeout(quiet);
-        quiet = setTimeout(finish, vector.quietMs ?? QUIET_MS);
-      });
-    });
+    const take = (chunk, socket) => {
+      segments.push({ socket, chunk });
+      total += chunk.length;
+      if (total >= MAX_BYTES) finish();
+      clearTimeout(quiet);
+      quiet = setTimeout(finish, vector.quietMs ?? QUIET_MS);
+    };
+    let from = null;
+    const server = vector.udp
+      ? dgram.createSocket("udp4", (msg, rinfo) => {
+          const peer = `${rinfo.address}:${rinfo.port}`;
+          if (done || (from !== null && peer !== from)) return;
+          from = peer;
+          take(msg, null);
+        })
+      : net.createServer((socket) => {
+          sockets.add(socket);
+          socket.on("error", () => {});
+          socket.on("close", () => sockets.delete(socket));
+          socket.on("data", (chunk) => {
+            if (done || (segments.length > 0 && socket !== segments[0].socket)) return;
+            take(chunk, socket);
+          });
+        });
     const tmpDir = vector.tmpDir ? fs.mkdtempSync(path.join(os.tmpdir(), "classify-client-")) : null;
     const giveUp = setTimeout(() => finish(), vector.serverFirst ? SERVER_FIRST_MS : 15_000);
     function finish() {
@@ -162,7 +193,7 @@ function record(vector) {
         }, 200);
       }
     }
-    server.listen(0, "127.0.0.1", () => {
+    const listening = () => {
       const port = server.address().port;
       const args = vector.args(port, tmpDir);
       vector.commandLine = [vector.program, ...args.map((a) => String(a).replace(String(port), "PORT").replace(String(tmpDir), "$(mktemp -d)"))]
@@ -174,7 +205,9 @@ function record(vector) {
         reject(err);
       });
       if (vector.stdin) child.stdin.end(vector.stdin);
-    });
+    };
+    if (vector.udp) server.bind(0, "127.0.0.1", listening);
+    else server.listen(0, "127.0.0.1", listening);
   });
 }
 
@@ -215,7 +248,10 @@ async function main() {
       expect: vector.expect,
       command: vector.commandLine,
       client: versionOf(vector.program),
-      note: "Captured on loopback by scripts/capture-classify-vectors.js; PORT was the recording server's port. segments are the reads as they arrived.",
+      ...(vector.udp ? { transport: "udp" } : {}),
+      note: vector.udp
+        ? "Captured on loopback by scripts/capture-classify-vectors.js; PORT was the recording socket's port. segments are the client's datagrams in arrival order."
+        : "Captured on loopback by scripts/capture-classify-vectors.js; PORT was the recording server's port. segments are the reads as they arrived.",
       segments: segments.map((s) => s.toString("hex")),
     };
     fs.writeFileSync(path.join(outDir, `${vector.name}.json`), `${JSON.stringify(fixture, null, 2)}\n`);

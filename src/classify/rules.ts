@@ -19,6 +19,7 @@ export const CLASSIFIED_AS: readonly ClassifiedAs[] = [
   "socks5",
   "proxy",
   "dns",
+  "quic",
   "unknown",
   "incomplete",
   "server-first",

@@ -140,7 +140,7 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
   fields.tlsVersions = versions ?? [tlsVersionName(legacyVersion)];
   if (fields.alpn !== undefined) {
     let https = false;
-    for (const a of fields.alpn) if (a === "h2" || a.startsWith("http/1")) https = true;
+    for (const a of fields.alpn) if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
     fields.https = https;
   }
   return fields;

@@ -13,7 +13,8 @@ export type SniffedProtocol =
   | "socks4"
   | "socks5"
   | "proxy"
-  | "dns";
+  | "dns"
+  | "quic";
 
 /**
  * Outcomes that are not a protocol:
@@ -41,7 +42,7 @@ export interface ClassificationFields {
   ech?: boolean;
   /** A hybrid post-quantum key share (X25519MLKEM768 or its Kyber draft) was offered. */
   postQuantum?: boolean;
-  /** ALPN offers HTTP (h2 or http/1.x): HTTPS over TCP rather than some other TLS protocol. */
+  /** ALPN offers HTTP (h2, h3 or http/1.x): HTTPS rather than some other TLS protocol. */
   https?: boolean;
   // HTTP/1.x and HTTP/2
   /** HTTP request method (GET, POST, PRI for the HTTP/2 preface). */
@@ -110,11 +111,16 @@ export interface ClassificationFields {
   // PROXY protocol
   /** PROXY protocol header version. */
   proxyVersion?: 1 | 2;
-  // DNS over TCP
+  // QUIC (the TLS ClientHello fields above come from its Initial packets)
+  /** QUIC version of the Initial packets: 1 (RFC 9000) or 2 (RFC 9369). */
+  quicVersion?: 1 | 2;
+  // DNS over TCP and UDP
   /** DNS question name. */
   dnsName?: string;
   /** DNS question type (A, AAAA, …). */
   dnsType?: string;
+  /** DNS header flags that are set, of "aa", "tc", "rd", "ad", "cd", in that order. */
+  dnsFlags?: string[];
   // Outcomes
   /** For `incomplete`: the sniffers that still wanted more bytes. */
   candidates?: SniffedProtocol[];

@@ -181,7 +181,7 @@ export interface ClassificationEvent extends EventBase {
   originalDst?: OriginalDst;
   /**
    * What the stream is: a protocol (`tls`, `http1`, `http2`, `grpc`, `ssh`, `mqtt`, `redis`,
-   * `postgresql`, `kafka`, `dubbo`, `socks4`, `socks5`, `proxy`, `dns`), or an outcome:
+   * `postgresql`, `kafka`, `dubbo`, `socks4`, `socks5`, `proxy`, `dns`, `quic`), or an outcome:
    * `unknown` (no sniffer matched), `incomplete` (the byte cap or deadline came first),
    * `server-first` (the client sent nothing; the server speaks first).
    */

@@ -1,6 +1,6 @@
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
-import { Classification, ClassificationFields, classifyBytes, StreamClassifier } from "../../src/classify";
+import { Classification, ClassificationFields, classifyBytes, classifyDatagrams, StreamClassifier } from "../../src/classify";
 import { loadVectors } from "../support/classify-vectors";
 import { systemCommand } from "../support/system";
 
@@ -8,6 +8,7 @@ interface CaptureVector {
   name: string;
   program: string;
   expect: string;
+  udp?: boolean;
 }
 const require_ = createRequire(__filename);
 const capture = require_("../../scripts/capture-classify-vectors.js") as {
@@ -21,10 +22,22 @@ function stable(fields: ClassificationFields): ClassificationFields {
   return rest;
 }
 
-const RECORDED = new Map(loadVectors().map((v) => [v.name, v]));
+const RECORDED = new Map([...loadVectors(), ...loadVectors("udp")].map((v) => [v.name, v]));
 
 describe("real clients, live on loopback, classify as their recorded vectors do", () => {
   for (const v of capture.VECTORS) {
+    if (v.udp === true) {
+      it(`${v.name} (${v.program}, UDP)`, async (ctx) => {
+        if (systemCommand(v.program).skip) ctx.skip();
+        const datagrams = await capture.record(v);
+        const live = classifyDatagrams(datagrams);
+        expect(live.protocol).toBe(v.expect);
+        const recorded = RECORDED.get(v.name);
+        expect(recorded, "a committed vector for every client").toBeDefined();
+        expect(live.fields).toEqual(classifyDatagrams(recorded!.segments).fields);
+      }, 30_000);
+      continue;
+    }
     it(`${v.name} (${v.program})`, async (ctx) => {
       if (systemCommand(v.program).skip) ctx.skip();
       const segments = await capture.record(v);

@@ -1,9 +1,21 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { Classification, classifyBytes, DEFAULT_SNIFFERS, decodeHeaderBlock, huffmanDecode, runSniffers, StreamClassifier } from "../../src/classify";
+import {
+  Classification,
+  classifyBytes,
+  classifyDatagrams,
+  DEFAULT_SNIFFERS,
+  decodeHeaderBlock,
+  decryptQuicInitial,
+  huffmanDecode,
+  quicCryptoFrames,
+  runSniffers,
+  StreamClassifier,
+} from "../../src/classify";
 import { huffmanCodeLengths } from "../../src/classify/hpack";
 import { TrafficError } from "../../src/errors";
-import { loadVectors } from "../support/classify-vectors";
+import { loadVectors, vector } from "../support/classify-vectors";
+import { cryptoFrame, cryptoStream, padded, protectInitial, rfcClientInitial } from "../support/quic-packets";
 
 // FUZZ_RUNS (npm run fuzz) raises every property to at least that many runs.
 const runs = (ci: number): number => Math.max(ci, Number(process.env["FUZZ_RUNS"] ?? 0));
@@ -146,3 +158,87 @@ describe("classify under random input", () => {
     );
   });
 });
+
+describe("UDP datagrams under random input", () => {
+  const DATAGRAMS = [...loadVectors("udp").map((v) => v.segments), [rfcClientInitial("v1")], [rfcClientInitial("v2")]];
+  const sessions = fc.integer({ min: 0, max: DATAGRAMS.length - 1 }).map((i) => DATAGRAMS[i]!);
+
+  it("random datagrams: only classifications, never an exception", () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 1500 }), { maxLength: 6 }), (ds) => {
+        const r = classifyDatagrams(ds);
+        wellFormed(r, ds.reduce((n, d) => n + d.length, 0));
+      }),
+      { numRuns: runs(2000) },
+    );
+  });
+
+  it("real datagrams with damaged headers, lengths and ends: only classifications", () => {
+    fc.assert(
+      fc.property(
+        sessions,
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 60 }), fc.integer({ min: 1, max: 255 })), { maxLength: 4 }),
+        fc.option(fc.nat()),
+        (ds, flips, cut) => {
+          const damaged = ds.map((d, k) => {
+            let b = Buffer.from(d);
+            if (k === 0) for (const [at, x] of flips) b[at % b.length] = b[at % b.length]! ^ x;
+            if (cut !== null && k === 0) b = b.subarray(0, cut % (b.length + 1));
+            return b;
+          });
+          wellFormed(classifyDatagrams(damaged), damaged.reduce((n, d) => n + d.length, 0));
+          for (const d of damaged) {
+            const p = decryptQuicInitial(d);
+            if (p !== null) expect(Array.isArray(quicCryptoFrames(p.payload))).toBe(true);
+          }
+        },
+      ),
+      { numRuns: runs(2000) },
+    );
+  });
+
+  it("authenticated Initials carrying random frames: only classifications", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 1, maxLength: 1200 }), fc.nat({ max: 0xffff }), (frames, pn) => {
+        const d = protectInitial(Buffer.from("0102030405060708", "hex"), pn, padded(Buffer.from(frames), 1100));
+        wellFormed(classifyDatagrams([d]), d.length);
+        expect(decryptQuicInitial(d)?.packetNumber).toBe(pn);
+      }),
+      { numRuns: runs(500) },
+    );
+  });
+
+  it("a ClientHello cut into CRYPTO frames, shuffled and duplicated over packets and datagrams, reassembles", () => {
+    const hello = cryptoStream(vector("chromium-quic").segments);
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.integer({ min: 1, max: hello.length - 1 }), { maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 3 }),
+        fc.nat(),
+        fc.integer({ min: 1, max: 4 }),
+        (cutsIn, dupes, seed, perDatagram) => {
+          const cuts = [0, ...cutsIn.sort((a, b) => a - b), hello.length];
+          const frames = cuts.slice(1).map((end, i) => cryptoFrame(cuts[i]!, hello.subarray(cuts[i]!, end)));
+          for (const d of dupes) frames.push(frames[d % frames.length]!);
+          // A seeded shuffle: fast-check shrinks the seed like any other input.
+          let x = seed + 1;
+          for (let i = frames.length - 1; i > 0; i--) {
+            x = (x * 1103515245 + 12345) % 2147483648;
+            const j = x % (i + 1);
+            [frames[i], frames[j]] = [frames[j]!, frames[i]!];
+          }
+          const dcid = Buffer.from("a1a2a3a4a5a6a7a8", "hex");
+          const datagrams: Buffer[] = [];
+          for (let i = 0; i < frames.length; i += perDatagram) {
+            datagrams.push(Buffer.concat(frames.slice(i, i + perDatagram).map((f, k) => protectInitial(dcid, i + k, padded(f, 64)))));
+          }
+          const r = classifyDatagrams(datagrams, { maxDatagrams: datagrams.length });
+          expect(r.protocol).toBe("quic");
+          expect(r.fields.sni).toBe("www.example.com");
+        },
+      ),
+      { numRuns: runs(300) },
+    );
+  });
+});
+

@@ -1,0 +1,414 @@
+import { Cipher, createCipheriv, createDecipheriv, createHmac } from "node:crypto";
+import { u24, u32 } from "./bytes";
+import { parseClientHello } from "./tls";
+import { ClassificationFields, match, MORE, NO, SniffVerdict } from "./types";
+
+/** QUIC versions whose Initial packets can be read: RFC 9000/9001 (v1) and RFC 9369 (v2). */
+export type QuicVersion = 1 | 2;
+
+const V1 = 0x00000001;
+const V2 = 0x6b3343cf;
+
+interface VersionParams {
+  readonly version: QuicVersion;
+  readonly salt: Buffer;
+  readonly key: string;
+  readonly iv: string;
+  readonly hp: string;
+  /** Long header packet type bits (RFC 9000 17.2; RFC 9369 3.2 renumbers them). */
+  readonly initial: number;
+  readonly retry: number;
+}
+
+const VERSIONS: ReadonlyMap<number, VersionParams> = new Map([
+  // RFC 9001 5.2.
+  [V1, { version: 1, salt: Buffer.from("38762cf7f55934b34d179ae6a4c80cadccbb7f0a", "hex"), key: "quic key", iv: "quic iv", hp: "quic hp", initial: 0, retry: 3 }],
+  // RFC 9369 3.3.1 and 3.3.2.
+  [V2, { version: 2, salt: Buffer.from("0dede3def700a6db819381be6e269dcbf9bd2ed9", "hex"), key: "quicv2 key", iv: "quicv2 iv", hp: "quicv2 hp", initial: 1, retry: 0 }],
+]);
+
+/** The client's Initial secret and the packet protection keys derived from it. */
+export interface QuicInitialKeys {
+  readonly secret: Buffer;
+  readonly key: Buffer;
+  readonly iv: Buffer;
+  readonly hp: Buffer;
+}
+
+// RFC 8446 7.1 HKDF-Expand-Label with an empty context; every output here is at most one
+// SHA-256 block, so HKDF-Expand is a single HMAC.
+function expandLabel(secret: Buffer, label: string, length: number): Buffer {
+  const full = `tls13 ${label}`;
+  const info = Buffer.allocUnsafe(4 + full.length + 1);
+  info.writeUInt16BE(length, 0);
+  info[2] = full.length;
+  info.write(full, 3, "latin1");
+  info[3 + full.length] = 0;
+  info[4 + full.length] = 1;
+  return createHmac("sha256", secret).update(info).digest().subarray(0, length);
+}
+
+/**
+ * Derives the client Initial keys from the Destination Connection ID of the client's first
+ * Initial (RFC 9001 5.2, RFC 9369 3.3). Returns null for a version without Initial keys here.
+ */
+export function quicInitialKeys(dcid: Uint8Array, version: number): QuicInitialKeys | null {
+  const params = VERSIONS.get(version);
+  if (params === undefined) return null;
+  const initial = createHmac("sha256", params.salt).update(dcid).digest();
+  const secret = expandLabel(initial, "client in", 32);
+  return { secret, key: expandLabel(secret, params.key, 16), iv: expandLabel(secret, params.iv, 12), hp: expandLabel(secret, params.hp, 16) };
+}
+
+interface CachedKeys {
+  readonly key: Buffer;
+  readonly iv: Buffer;
+  // AES-128-ECB without padding is stateless across update() calls: one cipher object
+  // serves every header protection mask of the connection, and another, under the packet
+  // key, the GCM counter-mode keystream of every packet.
+  readonly hp: Cipher;
+  readonly ctr: Cipher;
+}
+
+function ecb(key: Buffer): Cipher {
+  const c = createCipheriv("aes-128-ecb", key, null);
+  c.setAutoPadding(false);
+  return c;
+}
+
+// Retransmitted Initials and the second Initial of a large ClientHello share the DCID:
+// a small cache saves five HMACs per packet. Cleared whole when full to stay bounded.
+const KEY_CACHE_MAX = 512;
+const keyCache = new Map<string, CachedKeys>();
+
+function cachedKeys(b: Buffer, dcidStart: number, dcidEnd: number, version: number): CachedKeys | null {
+  const id = `${version}:${b.toString("latin1", dcidStart, dcidEnd)}`;
+  const hit = keyCache.get(id);
+  if (hit !== undefined) return hit;
+  const keys = quicInitialKeys(b.subarray(dcidStart, dcidEnd), version);
+  if (keys === null) return null;
+  const entry = { key: keys.key, iv: keys.iv, hp: ecb(keys.hp), ctr: ecb(keys.key) };
+  if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
+  keyCache.set(id, entry);
+  return entry;
+}
+
+/** Reads a QUIC variable-length integer (RFC 9000 16); null when it runs past `end`. */
+function varint(b: Buffer, p: number, end: number): { value: number; next: number } | null {
+  if (p >= end) return null;
+  const first = b[p]!;
+  const len = 1 << (first >> 6);
+  if (p + len > end) return null;
+  let value = first & 0x3f;
+  for (let i = 1; i < len; i++) value = value * 256 + b[p + i]!;
+  return { value, next: p + len };
+}
+
+/** A decrypted Initial packet. */
+export interface QuicInitialPacket {
+  readonly version: QuicVersion;
+  readonly dcid: Buffer;
+  readonly packetNumber: number;
+  readonly payload: Buffer;
+}
+
+/** One long header packet of a datagram: where it ends and, for a client Initial, its contents. */
+interface LongPacket {
+  readonly end: number;
+  readonly initial: QuicInitialPacket | null;
+  /** Only the first `limit` bytes of the payload were decrypted. */
+  readonly partial: boolean;
+  /** The header was well formed but the packet did not decrypt (or is another type). */
+  readonly version: number;
+}
+
+/**
+ * AES-128-GCM decryption without the tag check (NIST SP 800-38D 7.2: GCM encrypts in
+ * counter mode from J0 + 1, J0 = nonce || 1). Initial keys follow from the DCID in the
+ * packet itself, so a valid tag proves nothing about the sender; the sniffer's frame and
+ * ClientHello checks reject garbage, and it saves a cipher object per packet, which is
+ * most of a packet's cost in Node.
+ */
+function gcmKeystreamDecrypt(keys: CachedKeys, nonce: Buffer, b: Buffer, start: number, end: number): Buffer {
+  const len = end - start;
+  const blocks = (len + 15) >> 4;
+  // The counter words were written once; only the nonce changes between packets.
+  for (let o = 0, last = blocks << 4; o < last; o += 16) for (let k = 0; k < 12; k++) COUNTERS[o + k] = nonce[k]!;
+  const stream = keys.ctr.update(COUNTERS.subarray(0, blocks << 4));
+  for (let i = 0; i < len; i++) stream[i] = stream[i]! ^ b[start + i]!;
+  return stream.subarray(0, len);
+}
+
+// Counter blocks for the largest UDP payload (65507 bytes): block i counts i + 2.
+const COUNTERS = Buffer.alloc(4096 * 16);
+for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
+
+// Reads the long header packet at `start` and removes its protection when it is an Initial
+// (RFC 9001 5.3, 5.4); `verify` checks the AEAD tag too, else at most `limit` payload
+// bytes are decrypted. Null when the header is not a QUIC long header.
+function readLongPacket(b: Buffer, start: number, verify: boolean, limit = Infinity): LongPacket | null {
+  const n = b.length;
+  if (start + 7 > n) return null;
+  const first = b[start]!;
+  if ((first & 0x80) === 0) return null;
+  const version = u32(b, start + 1);
+  const params = VERSIONS.get(version);
+  if (params === undefined) return null;
+  const dcidLen = b[start + 5]!;
+  // RFC 9000 17.2: at most 20 bytes in v1 and v2.
+  if (dcidLen > 20) return null;
+  const dcidStart = start + 6;
+  let p = dcidStart + dcidLen;
+  if (p >= n) return null;
+  const scidLen = b[p]!;
+  if (scidLen > 20) return null;
+  p += 1 + scidLen;
+  const type = (first >> 4) & 3;
+  if (type === params.retry) return null; // servers send Retry; a client never does
+  if (type === params.initial) {
+    const token = varint(b, p, n);
+    if (token === null || token.next + token.value > n) return null;
+    p = token.next + token.value;
+  }
+  const length = varint(b, p, n);
+  if (length === null) return null;
+  const pnOffset = length.next;
+  const end = pnOffset + length.value;
+  if (end > n) return null;
+  if (type !== params.initial) return { end, initial: null, partial: false, version };
+  // RFC 9000 7.2: a client's first Destination Connection ID is at least 8 bytes.
+  if (dcidLen < 8 || pnOffset + 4 + 16 > end) return { end, initial: null, partial: false, version };
+  const keys = cachedKeys(b, dcidStart, dcidStart + dcidLen, version);
+  if (keys === null) return null;
+  const mask = keys.hp.update(b.subarray(pnOffset + 4, pnOffset + 20));
+  const plainFirst = first ^ (mask[0]! & 0x0f);
+  // RFC 9000 17.2: the reserved bits are zero once protection is off.
+  if ((plainFirst & 0x0c) !== 0) return { end, initial: null, partial: false, version };
+  const pnLen = (plainFirst & 3) + 1;
+  let pn = 0;
+  for (let i = 0; i < pnLen; i++) pn = pn * 256 + (b[pnOffset + i]! ^ mask[1 + i]!);
+  const nonce = Buffer.from(keys.iv);
+  for (let i = 0; i < 4; i++) nonce[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
+  const body = pnOffset + pnLen;
+  const tag = end - 16;
+  if (tag < body) return { end, initial: null, partial: false, version };
+  let payload: Buffer;
+  const partial = !verify && tag - body > limit;
+  if (!verify) payload = gcmKeystreamDecrypt(keys, nonce, b, body, partial ? body + limit : tag);
+  else {
+    // The AAD is the header as sent, with its protection removed.
+    const header = Buffer.allocUnsafe(pnOffset - start + pnLen);
+    b.copy(header, 0, start, pnOffset + pnLen);
+    header[0] = plainFirst;
+    for (let i = 0; i < pnLen; i++) header[pnOffset - start + i] = b[pnOffset + i]! ^ mask[1 + i]!;
+    try {
+      const d = createDecipheriv("aes-128-gcm", keys.key, nonce);
+      d.setAAD(header);
+      d.setAuthTag(b.subarray(tag, end));
+      payload = d.update(b.subarray(body, tag));
+      d.final();
+    } catch {
+      return { end, initial: null, partial: false, version };
+    }
+  }
+  return { end, initial: { version: params.version, dcid: Buffer.from(b.subarray(dcidStart, dcidStart + dcidLen)), packetNumber: pn, payload }, partial, version };
+}
+
+/**
+ * Removes header protection from and decrypts the first client Initial packet of a datagram
+ * (skipping coalesced 0-RTT or Handshake packets before it), checking its AEAD tag. Null
+ * when there is none or it does not authenticate.
+ */
+export function decryptQuicInitial(datagram: Uint8Array): QuicInitialPacket | null {
+  const b = Buffer.isBuffer(datagram) ? datagram : Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+  let at = 0;
+  while (at < b.length) {
+    const packet = readLongPacket(b, at, true);
+    if (packet === null) return null;
+    if (packet.initial !== null) return packet.initial;
+    if (packet.end <= at) return null;
+    at = packet.end;
+  }
+  return null;
+}
+
+/** A CRYPTO frame's data at its offset in the Initial crypto stream. */
+export interface QuicCryptoFrame {
+  readonly offset: number;
+  readonly data: Buffer;
+}
+
+/**
+ * Reads the frames of an Initial payload (RFC 9000 19) and returns the CRYPTO frames.
+ * PADDING, PING, ACK and CONNECTION_CLOSE are stepped over; any other frame type (not
+ * allowed in an Initial, or malformed) ends the walk with what was read so far.
+ */
+export function quicCryptoFrames(payload: Buffer): QuicCryptoFrame[] {
+  const out: QuicCryptoFrame[] = [];
+  const n = payload.length;
+  let p = 0;
+  while (p < n) {
+    const type = payload[p]!;
+    if (type === 0x00) {
+      p++;
+      continue;
+    }
+    if (type === 0x01) {
+      p++;
+      continue;
+    }
+    if (type === 0x06) {
+      const offset = varint(payload, p + 1, n);
+      if (offset === null) break;
+      const len = varint(payload, offset.next, n);
+      if (len === null || len.next + len.value > n) break;
+      out.push({ offset: offset.value, data: payload.subarray(len.next, len.next + len.value) });
+      p = len.next + len.value;
+      continue;
+    }
+    if (type === 0x02 || type === 0x03) {
+      let q: { value: number; next: number } | null = varint(payload, p + 1, n); // largest acknowledged
+      if (q !== null) q = varint(payload, q.next, n); // delay
+      const count = q === null ? null : varint(payload, q.next, n);
+      q = count === null ? null : varint(payload, count.next, n); // first range
+      for (let i = 0; q !== null && count !== null && i < count.value; i++) {
+        q = varint(payload, q.next, n); // gap
+        if (q !== null) q = varint(payload, q.next, n); // range length
+      }
+      if (q !== null && type === 0x03) {
+        for (let i = 0; i < 3 && q !== null; i++) q = varint(payload, q.next, n); // ECN counts
+      }
+      if (q === null) break;
+      p = q.next;
+      continue;
+    }
+    if (type === 0x1c) {
+      const code = varint(payload, p + 1, n);
+      const frameType = code === null ? null : varint(payload, code.next, n);
+      const reason = frameType === null ? null : varint(payload, frameType.next, n);
+      if (reason === null || reason.next + reason.value > n) break;
+      p = reason.next + reason.value;
+      continue;
+    }
+    break;
+  }
+  return out;
+}
+
+/** CRYPTO data kept per session at most: a ClientHello beyond it is not waited for. */
+export const QUIC_MAX_CRYPTO = 16384;
+
+const CLIENT_HELLO = 1;
+const EMPTY = Buffer.alloc(0);
+// Payload bytes decrypted first: most ClientHellos sit at the start of the payload, before
+// the padding, so the rest need not be decrypted once the ClientHello is whole.
+const FIRST_DECRYPT = 512;
+
+function versionFields(version: QuicVersion, hello: ClassificationFields | null): ClassificationFields {
+  return hello === null ? { quicVersion: version } : { ...hello, quicVersion: version };
+}
+
+/**
+ * The client side of one QUIC session, datagram by datagram: decrypts each Initial,
+ * reassembles the CRYPTO stream by offset (out of order, retransmitted, across packets and
+ * datagrams) up to 16 KiB, and parses the ClientHello once it is whole. A later Initial
+ * with another Destination Connection ID (the client's answer to a Retry, or a new
+ * attempt) starts over.
+ */
+export class QuicInitialReader {
+  private dcid: Buffer | null = null;
+  private version: QuicVersion = 1;
+  // Grown on demand up to QUIC_MAX_CRYPTO: most sessions are not QUIC, most ClientHellos small.
+  private buffer: Buffer = EMPTY;
+  // Sorted, disjoint [start, end) ranges of `buffer` that hold data.
+  private ranges: Array<[number, number]> = [];
+  private overflow = false;
+  private verdict: SniffVerdict | null = null;
+
+  /** True once an Initial decrypted: the session is QUIC even if the ClientHello never completes. */
+  get seen(): boolean {
+    return this.dcid !== null;
+  }
+
+  /** The answer when no more datagrams will come: QUIC with the version only, or no. */
+  final(): SniffVerdict {
+    if (this.verdict !== null) return this.verdict;
+    return this.dcid === null ? NO : match("quic", 0.5, versionFields(this.version, null));
+  }
+
+  /** Adds one client datagram; match once the ClientHello is whole, more while waiting, no when not QUIC. */
+  push(datagram: Buffer): SniffVerdict {
+    if (this.verdict !== null) return this.verdict;
+    let at = 0;
+    let any = false;
+    while (at < datagram.length) {
+      let packet = readLongPacket(datagram, at, false, FIRST_DECRYPT);
+      if (packet === null) break; // a short header packet or padding after the long ones
+      any = true;
+      let initial = packet.initial;
+      if (initial !== null) {
+        if (this.dcid === null || !this.dcid.equals(initial.dcid)) this.restart(initial);
+        for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+        if (packet.partial && this.settle() === null) {
+          packet = readLongPacket(datagram, at, false)!;
+          initial = packet.initial!;
+          for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+        }
+        const v = this.settle();
+        if (v !== null) return (this.verdict = v);
+      }
+      if (packet.end <= at) break;
+      at = packet.end;
+    }
+    if (this.dcid === null) return any ? MORE : NO;
+    return MORE;
+  }
+
+  // The verdict once the CRYPTO stream decides it, else null.
+  private settle(): SniffVerdict | null {
+    if (this.overflow) return match("quic", 0.5, versionFields(this.version, null));
+    const have = this.ranges.length > 0 && this.ranges[0]![0] === 0 ? this.ranges[0]![1] : 0;
+    if (have < 4) return null;
+    if (this.buffer[0] !== CLIENT_HELLO) return match("quic", 0.5, versionFields(this.version, null));
+    const total = 4 + u24(this.buffer, 1);
+    if (total > QUIC_MAX_CRYPTO) return match("quic", 0.5, versionFields(this.version, null));
+    if (have < total) return null;
+    const hello = parseClientHello(this.buffer, 4, total);
+    return match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
+  }
+
+  private restart(initial: QuicInitialPacket): void {
+    this.dcid = initial.dcid;
+    this.version = initial.version;
+    this.ranges = [];
+    this.overflow = false;
+  }
+
+  private add(offset: number, data: Buffer): void {
+    if (data.length === 0) return;
+    const end = offset + data.length;
+    if (end > QUIC_MAX_CRYPTO) {
+      this.overflow = true;
+      return;
+    }
+    if (end > this.buffer.length) {
+      const next = Buffer.allocUnsafe(Math.min(QUIC_MAX_CRYPTO, Math.max(end, this.buffer.length * 2, 2048)));
+      this.buffer.copy(next);
+      this.buffer = next;
+    }
+    data.copy(this.buffer, offset);
+    const merged: Array<[number, number]> = [];
+    let s = offset;
+    let e = end;
+    for (const r of this.ranges) {
+      if (r[1] < s || r[0] > e) merged.push(r);
+      else {
+        s = Math.min(s, r[0]);
+        e = Math.max(e, r[1]);
+      }
+    }
+    merged.push([s, e]);
+    merged.sort((x, y) => x[0] - y[0]);
+    this.ranges = merged;
+  }
+}
