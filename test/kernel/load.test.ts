@@ -5,8 +5,10 @@
 // bytes are checked. Afterwards Node-RED's fds and threads return to the baseline and its
 // memory growth is bounded (a second round must not grow it again).
 //
-// Each proxied connection costs Node-RED two sockets with either pump: the native splice
-// pump holds a pipe only while bytes are in flight (pooled, at most 64 per pump worker,
+// Each proxied connection costs Node-RED two sockets with the JS pump and three with the
+// native splice pump (its own duplicate of the client's fd, so that an fd number Node
+// frees is never one the pump still moves bytes on). The native pump holds a pipe only
+// while bytes are in flight (pooled, at most 64 per pump worker,
 // closed when the worker is idle) and runs on at most one worker thread per core. The
 // count is 10,000 unless RLIMIT_NOFILE cannot hold that (raising a hard limit needs
 // CAP_SYS_RESOURCE): then it is the most the limit holds, and the test says so.
@@ -22,7 +24,7 @@ const TARGET = 10_000;
 const BODY_BYTES = 2048;
 /** Fds of Node-RED besides the connections (its own ~25, the Admin API calls, a margin). */
 const FD_RESERVE = 150;
-const FDS_PER_CONNECTION = { js: 2, native: 2 } as const;
+const FDS_PER_CONNECTION = { js: 2, native: 3 } as const;
 /** The native pump's pooled pipes at most: 64 pipes (2 fds each) per worker, at most 4 workers. */
 const PIPE_POOL_FDS = { js: 0, native: 64 * 2 * 4 } as const;
 const MiB = 1024 * 1024;
