@@ -100,12 +100,22 @@ describe.skipIf(chromiumPath.skip)("editor in a real browser: wires follow their
       const page = editor.page;
       const { id, targets } = await wiredNode(page, kind);
       const rows = page.locator("#node-input-rule-container li");
-      const handle = (await rows.nth(2).locator(".red-ui-editableList-item-handle").boundingBox())!;
-      const top = (await rows.nth(0).boundingBox())!;
-      await page.mouse.move(handle.x + handle.width / 2, handle.y + handle.height / 2);
-      await page.mouse.down();
-      await page.mouse.move(handle.x + handle.width / 2, top.y - 5, { steps: 20 });
-      await page.mouse.up();
+      // The edit tray slides in, and jQuery UI's sortable starts a drag only after the
+      // pointer has moved a few pixels: under load one gesture can land before either. The
+      // gesture is repeated (at most three times) until the rows are reordered; what is
+      // asserted is where the wires go afterwards.
+      for (let attempt = 0; attempt < 3; attempt++) {
+        await page.waitForTimeout(300);
+        const handle = (await rows.nth(2).locator(".red-ui-editableList-item-handle").boundingBox())!;
+        const top = (await rows.nth(0).boundingBox())!;
+        const x = handle.x + handle.width / 2;
+        await page.mouse.move(x, handle.y + handle.height / 2);
+        await page.mouse.down();
+        await page.mouse.move(x, handle.y + handle.height / 2 - 5, { steps: 5 });
+        await page.mouse.move(x, top.y - 5, { steps: 20 });
+        await page.mouse.up();
+        if ((await rows.nth(0).locator(".rule-name").inputValue()) === "c") break;
+      }
       await expect(rows.nth(0).locator(".rule-name").inputValue()).resolves.toBe("c");
       const { outputs, wires } = await closeAndReadWires(page, id, targets);
       expect(outputs).toBe(4);
