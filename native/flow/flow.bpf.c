@@ -657,7 +657,15 @@ int BPF_PROG(flow_recv, struct sock *sk, int ret, int flags)
  * First payload bytes per direction, from cgroup_skb programs on the cgroup v2 root: they
  * see every socket's packets with the socket attached, and their socket cookie is the
  * one the lifecycle records carry. Only sockets the lifecycle program tracks (shared
- * sk_storage) and only the first segment with payload each way are copied.
+ * sk_storage) are copied, and only the segment that starts the byte stream:
+ * - ingress runs before TCP processes the segment, so it starts the stream when its
+ *   sequence number is rcv_nxt and nothing was received yet. A segment that arrives
+ *   ahead of a lost or reordered one is passed over and the one that fills the gap taken;
+ *   once data went in unseen (handshake-ACK data, a socket older than the capture) the
+ *   direction is given up and reported absent.
+ * - egress runs after TCP counted the segment in data_segs_out, so the stream's first
+ *   transmission is the one where the count equals this segment's own count; later ones
+ *   (retransmissions, a socket older than the capture) are given up.
  */
 static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
 {
@@ -708,6 +716,26 @@ static __always_inline int first_bytes(struct __sk_buff *skb, __u8 direction)
 	if (total <= hdr)
 		return 1; /* no payload: SYN, ACK, FIN */
 	want = total - hdr;
+	struct bpf_tcp_sock *tp = bpf_tcp_sock(bsk);
+	if (!tp)
+		return 1;
+	if (direction == FLOW_DIR_IN) {
+		__u32 seq;
+		if (bpf_skb_load_bytes(skb, ip_len + 4, &seq, 4))
+			return 1;
+		if (tp->bytes_received != 0) {
+			__sync_fetch_and_or(&st->flags, flag); /* the start went by unseen: absent */
+			return 1;
+		}
+		if (bpf_ntohl(seq) != tp->rcv_nxt)
+			return 1; /* ahead of a gap: wait for the segment that fills it */
+	} else {
+		__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+		if (tp->data_segs_out > segs) {
+			__sync_fetch_and_or(&st->flags, flag);
+			return 1;
+		}
+	}
 	if (want > flow_cfg.first_bytes)
 		want = flow_cfg.first_bytes;
 	if (want > FLOW_FIRST_BYTES_MAX)

@@ -412,7 +412,11 @@ export interface FlowStateEvent extends EventBase, FlowFields {
   newState: TcpStateName;
 }
 
-/** First payload bytes of a flow, each direction, base64 (RFC 4648, with padding). */
+/**
+ * First payload bytes of a flow, each direction, base64 (RFC 4648, with padding): always the
+ * start of the byte stream. A direction is absent when its start was not seen in order
+ * (data carried by the handshake's last ACK, a connection older than the capture).
+ */
 export interface FlowFirstBytes {
   /**
    * First bytes this socket sent, base64.

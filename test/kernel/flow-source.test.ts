@@ -388,6 +388,48 @@ run("eBPF flow source on the real kernel", () => {
       expect(sc.netns).not.toBe(cc.netns);
     });
 
+    it("a first segment lost on the way in: the server's first bytes are the stream's start, not the segment that overtook it", async () => {
+      const log = new EventLog();
+      const srv = await server(NS_INNER_IP, "after-client", 10, ns);
+      // Drop the first big segment to the server once (its connection's ct mark records
+      // the drop), so the second segment reaches the socket ahead of the retransmission.
+      const table = `fbloss${process.pid}`;
+      const nft = (script: string): string => {
+        const r = spawnSync("ip", ["netns", "exec", ns, "nft", "-f", "-"], { input: script, encoding: "utf8" });
+        if (r.status !== 0) throw new Error(`nft: ${r.stderr}`);
+        return r.stdout;
+      };
+      nft(`table ip ${table} {
+  chain pre {
+    type filter hook prerouting priority -150;
+    ip daddr ${NS_INNER_IP} tcp dport ${srv.port} ip length > 200 ct mark 0 ct mark set 1 counter drop
+  }
+}`);
+      try {
+        source({ mode: "ebpf", ports: [srv.port], cidrs: ["203.0.113.200/30"], firstBytes: 16 }, log);
+        const net = await import("node:net");
+        const first = "FIRST-segment-".padEnd(300, "a");
+        const second = "second-seg";
+        const sock = net.connect(srv.port, NS_INNER_IP);
+        sock.setNoDelay(true);
+        sock.on("data", () => undefined);
+        await new Promise((r) => sock.once("connect", r));
+        const localPort = sock.localPort!;
+        sock.write(first);
+        await new Promise((r) => setTimeout(r, 30));
+        sock.end(second);
+        await new Promise((r) => sock.once("close", r));
+        await log.waitFor(() => log.closeOf(localPort) !== undefined && log.closeOf(srv.port, localPort) !== undefined, "close events");
+        const rules = spawnSync("ip", ["netns", "exec", ns, "nft", "list", "table", "ip", table], { encoding: "utf8" }).stdout;
+        expect(rules).toMatch(/counter packets 1 /); // the loss really happened
+        const b64 = (text: string): string => Buffer.from(text).toString("base64");
+        expect(log.closeOf(srv.port, localPort)).toMatchObject({ bytesReceived: first.length + second.length, firstBytes: { received: b64(first.slice(0, 16)) } });
+        expect(log.closeOf(localPort)!.firstBytes?.sent).toBe(b64(first.slice(0, 16)));
+      } finally {
+        spawnSync("ip", ["netns", "exec", ns, "nft", "delete", "table", "ip", table]);
+      }
+    });
+
     it("the kernel CIDR filter drops connections outside the ranges", async () => {
       const log = new EventLog();
       const srv = await server(NS_INNER_IP, "after-client", 1, ns);
@@ -421,6 +463,35 @@ run("eBPF flow source on the real kernel", () => {
     await log.waitFor(() => log.closeOf(localPort) !== undefined, "close of the old connection");
     // Side and owner of the old socket come from the start-up dump, joined by cookie.
     expect(log.closeOf(localPort)).toMatchObject({ source: "ebpf", flowId: pre[0]!.flowId, partial: true, side: "client", pid: process.pid, bytesSent: 3, bytesReceived: 3 });
+  });
+
+  it("a connection that carried data before the capture started has no first bytes, not mid-stream ones", async () => {
+    const net = await import("node:net");
+    const srv = net.createServer((c) => c.on("data", (d) => c.write(`re:${d.toString()}`)).on("end", () => c.end()));
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    const port = (srv.address() as import("node:net").AddressInfo).port;
+    try {
+      const sock = net.connect(port, "127.0.0.1");
+      sock.setNoDelay(true);
+      await new Promise((r) => sock.once("connect", r));
+      sock.write("early");
+      await new Promise((r) => sock.once("data", r));
+      const log = new EventLog();
+      source({ mode: "ebpf", ports: [port], firstBytes: 16 }, log);
+      sock.write("late-one");
+      await new Promise((r) => sock.once("data", r));
+      sock.write("late-two");
+      await new Promise((r) => sock.once("data", r));
+      const localPort = sock.localPort!;
+      sock.end();
+      await new Promise((r) => sock.once("close", r));
+      await log.waitFor(() => log.closeOf(localPort) !== undefined && log.closeOf(port, localPort) !== undefined, "close events");
+      expect(log.closeOf(localPort)).toMatchObject({ partial: true, bytesSent: 21 });
+      expect(log.closeOf(localPort)!.firstBytes).toBeUndefined();
+      expect(log.closeOf(port, localPort)!.firstBytes).toBeUndefined();
+    } finally {
+      await new Promise((r) => srv.close(r));
+    }
   });
 
   it("a burst of closes larger than the ring: every close is either delivered or counted lost, and the loss is reported", { timeout: 60_000 }, async () => {
