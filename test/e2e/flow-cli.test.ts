@@ -4,8 +4,9 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
 import type { FlowCloseEvent, FlowEvent } from "../../src/events/types";
-import { until } from "../support/node-red-helper";
+
 import { IS_ROOT, skipWithout } from "../support/system";
+import { until } from "../support/wait";
 
 const root = path.resolve(__dirname, "..", "..");
 const cli = path.join(root, "bin", "traffic-policy.js");
@@ -48,12 +49,12 @@ describe("traffic-policy CLI", () => {
     child.stdout!.on("data", (c) => (out += c.toString()));
     child.stderr!.on("data", (c) => (err += c.toString()));
     try {
-      await until(() => err.includes("capturing with"), 10_000, "flows start-up");
+      await until(() => err.includes("capturing with"), "flows start-up", 10_000);
       const sock = net.connect(port, "127.0.0.1", () => sock.end("ping"));
       sock.resume();
       const localPort = await new Promise<number>((r) => sock.once("connect", () => r(sock.localPort!)));
       await new Promise((r) => sock.once("close", r));
-      await until(() => out.includes('"flow-close"'), 5000, `close event; stderr: ${err}`);
+      await until(() => out.includes('"flow-close"'), `close event; stderr: ${err}`, 5000);
       const events = out
         .trim()
         .split("\n")

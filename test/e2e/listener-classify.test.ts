@@ -5,8 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
 import { connectionTable } from "../../src/session/table";
 import { freePort } from "../support/net";
-import { collect, helper, until } from "../support/node-red-helper";
+import { collect, helper } from "../support/node-red-helper";
 import { systemCommand } from "../support/system";
+import { until } from "../support/wait";
 
 const curl = systemCommand("curl");
 const openssl = systemCommand("openssl");
@@ -57,7 +58,7 @@ describe.skipIf(curl.skip || openssl.skip)("real clients through transparent in 
   }
 
   async function next(output: "api" | "web" | "other", before: number): Promise<Msg> {
-    await until(() => seen[output]!.length > before, 10_000, `a message on ${output}`);
+    await until(() => seen[output]!.length > before, `a message on ${output}`, 10_000);
     return seen[output]![before] as unknown as Msg;
   }
 

@@ -8,6 +8,7 @@ import { connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
 import { freePort, waitForPort } from "../support/net";
+import { poll } from "../support/wait";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -58,8 +59,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
     assertValidEvent(got.get("status"));
     expect(got.get("status")).toMatchObject({ type: "agent-status", status: "online" });
     // The core mqtt in node of the second example connected to the embedded broker.
-    const until = Date.now() + 10_000;
-    while (!/mqtt-broker:local broker\] Connected to broker/.test(red.log()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    await poll(() => /mqtt-broker:local broker\] Connected to broker/.test(red.log()), 10_000, 50);
     expect(red.log()).toMatch(/mqtt-broker:local broker\] Connected to broker/);
     expect(red.log()).not.toMatch(/\[error\]/);
   });

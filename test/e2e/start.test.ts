@@ -4,7 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
-import { until } from "../support/node-red-helper";
+import { until } from "../support/wait";
+
 
 const root = path.resolve(__dirname, "..", "..");
 
@@ -23,7 +24,7 @@ describe("npm start: Node-RED with the package and the demo flow", () => {
     });
     child.stdout!.on("data", (c) => (output += c.toString()));
     child.stderr!.on("data", (c) => (output += c.toString()));
-    await until(() => output.includes("Stop with Ctrl-C") || child.exitCode !== null, 90_000, `start-up; output so far:\n${output}`);
+    await until(() => output.includes("Stop with Ctrl-C") || child.exitCode !== null, `start-up; output so far:\n${output}`, 90_000);
     if (child.exitCode !== null) throw new Error(`npm start exited:\n${output}`);
   }, 120_000);
 

@@ -8,8 +8,9 @@ import registerTransparentIn from "../../nodes/transparent-in/transparent-in";
 import { editorPerSuite } from "../support/browser";
 import { vector } from "../support/classify-vectors";
 import { freePort } from "../support/net";
-import { collect, helper, onCall, until } from "../support/node-red-helper";
+import { collect, helper, onCall } from "../support/node-red-helper";
 import { systemCommand } from "../support/system";
+import { until } from "../support/wait";
 
 const chromiumPath = systemCommand("chromium");
 
@@ -49,7 +50,7 @@ async function routes(register: Parameters<typeof helper.load>[0], type: string,
   const seen = collect({ o0: helper.getNode("o0"), o1: helper.getNode("o1"), o2: helper.getNode("o2") });
   const node = helper.getNode("n") as Node & { receive(m: Config): void };
   for (const m of msgs) node.receive(m);
-  await until(() => Object.values(seen).reduce((n, list) => n + list.length, 0) === msgs.length, 5000, "every message out");
+  await until(() => Object.values(seen).reduce((n, list) => n + list.length, 0) === msgs.length, "every message out", 5000);
   const out: Record<string, number> = {};
   for (const [port, list] of Object.values(seen).entries()) for (const m of list) out[String(m["topic"])] = port;
   await helper.unload();
@@ -93,7 +94,7 @@ describe.skipIf(chromiumPath.skip)("a node from {} runs as the editor's defaults
       onCall(helper.getNode("in"), "status", (status) => {
         text = String((status as { text?: string }).text ?? "");
       });
-      await until(() => text.includes(String(port)) || /error|cannot/i.test(text), 5000, "a listening status");
+      await until(() => text.includes(String(port)) || /error|cannot/i.test(text), "a listening status", 5000);
       const seen = { ipv4: await accepts("127.0.0.1", port), ipv6: await accepts("::1", port), status: text.replace(String(port), "PORT") };
       await helper.unload();
       return seen;
@@ -111,7 +112,7 @@ describe.skipIf(chromiumPath.skip)("a node from {} runs as the editor's defaults
       const broker = helper.getNode("br") as TrafficBrokerNode;
       const states: BrokerState[] = [];
       broker.register({ id: "user", brokerState: (s) => states.push(s) });
-      await until(() => states.some((s) => s.state === "connected" || s.state === "error"), 10_000, "a settled broker state");
+      await until(() => states.some((s) => s.state === "connected" || s.state === "error"), "a settled broker state", 10_000);
       const settled = states.find((s) => s.state === "connected" || s.state === "error")!;
       const seen = { state: settled.state, protocolVersion: broker.protocolVersion, embedded: await accepts("127.0.0.1", embeddedPort) };
       await new Promise<void>((resolve) => broker.deregister({ id: "user", brokerState: () => undefined }, resolve));

@@ -8,6 +8,7 @@ import { skipWithout } from "../support/system";
 import { ebpfDescribe } from "./flow-support";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
+import { poll } from "../support/wait";
 
 // Bounded connection load from the native generator (bench/loadgen.c) against the eBPF
 // flow source: every connection's two close events must arrive, and nothing may be lost.
@@ -60,11 +61,6 @@ function countingSource(port: number): { source: FlowSource; tally: Tally } {
   return { source, tally };
 }
 
-async function until(check: () => boolean, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check() && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-}
-
 /** Runs the generator against its own server with a source attached; returns what each side counted. */
 async function loadRun(rate: number, seconds: number): Promise<{ load: LoadResult; accepted: number; serverPid: number; tally: Tally; stats: ReturnType<FlowSource["stats"]> }> {
   const server = await startLoadServer();
@@ -75,7 +71,7 @@ async function loadRun(rate: number, seconds: number): Promise<{ load: LoadResul
   const accepted = await server.stop();
   stopped = true;
   // Each client socket closes once (connected, refused or cut at exit); each accepted one too.
-  await until(() => tally.clientCloses >= load.attempted && tally.serverCloses >= accepted, 10_000);
+  await poll(() => tally.clientCloses >= load.attempted && tally.serverCloses >= accepted, 10_000);
   await new Promise((r) => setTimeout(r, 400)); // a last lost-count check, and nothing extra
   return { load, accepted, serverPid: server.pid, tally, stats: source.stats() };
 }

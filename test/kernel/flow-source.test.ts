@@ -579,9 +579,9 @@ run("eBPF flow source on the real kernel", () => {
     expect(threadCount()).toBe(before.threads);
     expect(ownProgramIds()).toEqual(before.progs);
     // Programs are freed after their last fd closes, asynchronously in the kernel.
-    const until = Date.now() + 5000;
+    const deadline = Date.now() + 5000;
     let left = stillLoaded(started);
-    while (left !== null && left.length > 0 && Date.now() < until) {
+    while (left !== null && left.length > 0 && Date.now() < deadline) {
       spawnSync("sleep", ["0.1"]);
       left = stillLoaded(started);
     }

@@ -8,6 +8,7 @@ import { describe } from "vitest";
 import { sampleProcess } from "../../bench/process-stats";
 import { loadFlowAddon } from "../../src/flow/native";
 import { IN_CI, IS_ROOT } from "../support/system";
+import { poll } from "../support/wait";
 
 /**
  * `describe` for a suite that needs eBPF (root and the built BPF program), skipped
@@ -133,12 +134,9 @@ export class EventLog {
   }
 
   async waitFor(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    while (!check()) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(this.events.slice(-10), null, 1)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    if (!(await poll(check, timeoutMs, 20))) throw new Error(`timed out waiting for ${what}; events: ${JSON.stringify(this.events.slice(-10), null, 1)}`);
   }
+
 }
 
 /**

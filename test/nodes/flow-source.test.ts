@@ -10,8 +10,9 @@ import registerFlowSource, { optionsFromConfig } from "../../nodes/flow-source/f
 import type { FlowCloseEvent, FlowEvent } from "../../src/events/types";
 import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
-import { collect, helper, onCall, until } from "../support/node-red-helper";
+import { collect, helper, onCall } from "../support/node-red-helper";
 import { bpfFds, ebpfDescribe, FIXTURES, runClient } from "../kernel/flow-support";
+import { until } from "../support/wait";
 
 const require_ = createRequire(__filename);
 const env = require_("../../scripts/node-red-env.js") as {
@@ -78,7 +79,7 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       onCall(node, "status", (s) => statuses.push(s as { text?: string }));
       const seen = collect({ out: helper.getNode("out") });
       const cli = await runClient("127.0.0.1", srv.port, 321);
-      await until(() => seen["out"]!.some((m) => m["topic"] === "flow-close"), 5000, "close message");
+      await until(() => seen["out"]!.some((m) => m["topic"] === "flow-close"), "close message", 5000);
       const msgs = seen["out"]!.filter((m) => (m["payload"] as FlowEvent & { localPort?: number }).localPort === cli.localPort);
       expect(msgs.map((m) => m["topic"])).toEqual(["flow-open", "flow-close"]);
       expectValidPayloads(seen["out"]!);
@@ -86,7 +87,7 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       expect(msgs[1]!["payload"]).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 321, bytesReceived: 321 });
       // Only client sockets: the accepted end of the same connection is filtered in the kernel.
       expect(seen["out"]!.every((m) => (m["payload"] as FlowEvent & { side?: string }).side === "client")).toBe(true);
-      await until(() => statuses.some((s) => s.text === "ebpf"), 3000, "ebpf status");
+      await until(() => statuses.some((s) => s.text === "ebpf"), "ebpf status", 3000);
       expect(bpfFds()["bpf_link"] ?? 0).toBeGreaterThan(before["bpf_link"] ?? 0);
       await helper.unload();
       expect(bpfFds()).toEqual(before);
@@ -106,7 +107,7 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       const clients = await Promise.all([1, 2, 3].map((n) => runClient("127.0.0.1", srv.port, n)));
       const closes = (): FlowCloseEvent[] => seen["out"]!.flatMap((m) => m["payload"] as FlowEvent[]).filter((e): e is FlowCloseEvent => e.type === "flow-close");
       // Three connections, two sockets each.
-      await until(() => closes().length >= 6, 5000, "six close events");
+      await until(() => closes().length >= 6, "six close events", 5000);
       expect(seen["out"]!.every((m) => m["topic"] === "flow-batch" && Array.isArray(m["payload"]))).toBe(true);
       expect(seen["out"]!.length).toBeLessThan(6);
       expectValidPayloads(seen["out"]!);
@@ -121,7 +122,7 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
     let out = "";
     child.stdout!.on("data", (c) => (out += c.toString()));
     try {
-      await until(() => /ready \d+/.test(out), 20_000, "burst connections");
+      await until(() => /ready \d+/.test(out), "burst connections", 20_000);
       const port = /ready (\d+)/.exec(out)![1]!;
       await helper.load(registerFlowSource, [
         { id: "fs", type: "flow source", mode: "ebpf", ports: port, eventOpen: false, eventClose: true, ringKiB: 4, delivery: "event", wires: [["out"]] },
@@ -132,11 +133,11 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       onCall(node, "status", (st) => statuses.push(st as { text?: string }));
       const seen = collect({ out: helper.getNode("out") });
       child.stdin!.write("go\n");
-      await until(() => seen["out"]!.some((m) => m["topic"] === "lost"), 5000, "a lost message");
+      await until(() => seen["out"]!.some((m) => m["topic"] === "lost"), "a lost message", 5000);
       const lost = seen["out"]!.filter((m) => m["topic"] === "lost").reduce((n, m) => n + (m["payload"] as { count: number }).count, 0);
       expectValidPayloads(seen["out"]!);
       expect(seen["out"]!.find((m) => m["topic"] === "lost")!["payload"]).toMatchObject({ type: "lost", capture: "ebpf" });
-      await until(() => statuses.some((st) => st.text === `ebpf lost ${lost}`), 5000, `status "ebpf lost ${lost}"`);
+      await until(() => statuses.some((st) => st.text === `ebpf lost ${lost}`), `status "ebpf lost ${lost}"`, 5000);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
@@ -192,7 +193,7 @@ run("flow source node in a full Node-RED", () => {
             .filter((l) => l !== "")
             .map((l) => JSON.parse(l) as FlowEvent)
         : [];
-    await until(() => events().filter((e) => e.type === "flow-close").length >= 2, 10_000, `close events in ${outFile}; log:\n${red!.log()}`);
+    await until(() => events().filter((e) => e.type === "flow-close").length >= 2, `close events in ${outFile}; log:\n${red!.log()}`, 10_000);
     for (const e of events()) assertValidEvent(e);
     const client = events().find((e): e is FlowCloseEvent => e.type === "flow-close" && e.localPort === cli.localPort);
     expect(client).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 1234, bytesReceived: 1234 });

@@ -12,7 +12,8 @@ import registerAll from "../../nodes/index";
 import { toEvent } from "../../src/events/convert";
 import { connectionTable } from "../../src/session/table";
 import { assertValidEvent } from "../support/events";
-import { collect, helper, onCall, until } from "../support/node-red-helper";
+import { collect, helper, onCall } from "../support/node-red-helper";
+import { until } from "../support/wait";
 
 type Msg = Record<string, unknown>;
 
@@ -78,7 +79,7 @@ describe("forward node in a Node-RED runtime", () => {
       { id: "out", type: "helper" },
     ]);
     const seen = collect({ out: helper.getNode("out") });
-    await until(() => (helper.getNode("in") as unknown as { status?: unknown }) !== null, 1000, "listener");
+    await until(() => (helper.getNode("in") as unknown as { status?: unknown }) !== null, "listener", 1000);
     // The listener starts asynchronously: retry the first connection until it is handled.
     for (let i = 0; i < 50 && seen["out"]!.length === 0; i++) {
       await hello(port, "a.example.test");
@@ -86,7 +87,7 @@ describe("forward node in a Node-RED runtime", () => {
     }
     await hello(port, "b.example.test");
     await hello(port, "other.example.test");
-    await until(() => seen["out"]!.length >= 3, 5000, "three summaries");
+    await until(() => seen["out"]!.length >= 3, "three summaries", 5000);
     expect(a.seen).toHaveLength(1);
     expect(b.seen).toHaveLength(1);
     const byEnd = seen["out"]!.map((m) => m["payload"] as Msg);
@@ -130,10 +131,10 @@ describe("forward node in a Node-RED runtime", () => {
       await new Promise((r) => setTimeout(r, 100));
       c.destroy();
     }
-    await until(() => errors.length > 0 && seen["out"]!.length > 0, 5000, "error and summary");
+    await until(() => errors.length > 0 && seen["out"]!.length > 0, "error and summary", 5000);
     expect(String((errors[0] as Error).message ?? errors[0])).toMatch(/ECONNREFUSED: upstream 127\.0\.0\.1:\d+ refused/);
     expect(seen["out"]![0]!["payload"]).toMatchObject({ end: "connect-failed", error: { code: "ECONNREFUSED" } });
-    await until(() => statuses.some((s) => /ECONNREFUSED/.test(String(s.text))), 2000, "status with the error");
+    await until(() => statuses.some((s) => /ECONNREFUSED/.test(String(s.text))), "status with the error", 2000);
   });
 
   /** Opens a connection nobody claims and waits until the listener's unclaimed action ended it. */
@@ -164,7 +165,7 @@ describe("forward node in a Node-RED runtime", () => {
     const before = connectionTable().stats();
     expect(connectionTable().canDo("forward")).toBe(false);
     await unclaimedOnce(port);
-    await until(() => connectionTable().stats().unclaimedClosed > before.unclaimedClosed, 2000, "unclaimed close");
+    await until(() => connectionTable().stats().unclaimedClosed > before.unclaimedClosed, "unclaimed close", 2000);
     // Closed, not handed to any of these nodes' settings.
     expect(connectionTable().stats().unclaimedForwarded).toBe(before.unclaimedForwarded);
     expect(warned).toEqual([]);
@@ -185,7 +186,7 @@ describe("forward node in a Node-RED runtime", () => {
     await unclaimedOnce(port);
     // Plain mode has no original destination: the chosen node reports the unclaimed
     // connection it could not forward, which shows whose settings were used.
-    await until(() => warned.length > 0, 3000, "the chosen node's report");
+    await until(() => warned.length > 0, "the chosen node's report", 3000);
     expect(warned).toEqual([{ id: "fw-a", text: expect.stringMatching(/original destination/) }]);
     expect(connectionTable().stats().unclaimedForwarded).toBe(before.unclaimedForwarded + 1);
   });
@@ -196,7 +197,7 @@ describe("forward node in a Node-RED runtime", () => {
     const errors: unknown[] = [];
     onCall(fw, "error", (e) => errors.push(e));
     fw.receive({ payload: "x" });
-    await until(() => errors.length > 0, 2000, "error");
+    await until(() => errors.length > 0, "error", 2000);
     expect(String(errors[0])).toMatch(/_session/);
   });
 

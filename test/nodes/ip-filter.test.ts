@@ -1,7 +1,8 @@
 import type { Node } from "node-red";
 import { afterEach, describe, expect, it } from "vitest";
 import registerIpFilter from "../../nodes/ip-filter/ip-filter";
-import { collect, helper, onCall, until } from "../support/node-red-helper";
+import { collect, helper, onCall } from "../support/node-red-helper";
+import { until } from "../support/wait";
 
 type Msg = Record<string, unknown>;
 type Receiver = Node & { receive(m: Msg): void };
@@ -34,7 +35,7 @@ describe("ip filter node in a Node-RED runtime", () => {
     for (const ip of ["203.0.113.5", "::ffff:10.2.3.4", "198.51.100.1", "2001:db8:bad::1", "127.0.0.1", null, "junk"]) {
       f.receive({ clientIp: ip });
     }
-    await until(() => seen["o0"]!.length + seen["o1"]!.length + seen["o2"]!.length === 7, 3000, "7 messages");
+    await until(() => seen["o0"]!.length + seen["o1"]!.length + seen["o2"]!.length === 7, "7 messages", 3000);
     expect(seen["o0"]!.map((m) => m["clientIp"])).toEqual(["203.0.113.5", "2001:db8:bad::1"]);
     expect(seen["o1"]!.map((m) => m["clientIp"])).toEqual(["::ffff:10.2.3.4", "127.0.0.1"]);
     expect(seen["o2"]!.map((m) => m["clientIp"])).toEqual(["198.51.100.1", null, "junk"]);
@@ -45,7 +46,7 @@ describe("ip filter node in a Node-RED runtime", () => {
     const seen = await load({ outputMode: "allow-deny", noMatch: "deny" }, 2);
     const f = helper.getNode("f") as Receiver;
     for (const ip of ["10.0.0.1", "203.0.113.1", "198.51.100.1", undefined]) f.receive(ip === undefined ? {} : { clientIp: ip });
-    await until(() => seen["o0"]!.length + seen["o1"]!.length === 4, 3000, "4 messages");
+    await until(() => seen["o0"]!.length + seen["o1"]!.length === 4, "4 messages", 3000);
     expect(seen["o0"]!.map((m) => m["clientIp"])).toEqual(["10.0.0.1"]);
     expect(seen["o1"]!.map((m) => m["clientIp"])).toEqual(["203.0.113.1", "198.51.100.1", undefined]);
   });
@@ -53,7 +54,7 @@ describe("ip filter node in a Node-RED runtime", () => {
   it("lets unmatched addresses pass when no match is allow", async () => {
     const seen = await load({ outputMode: "allow-deny", noMatch: "allow" }, 2);
     (helper.getNode("f") as Receiver).receive({ clientIp: "198.51.100.1" });
-    await until(() => seen["o0"]!.length === 1, 3000, "allowed message");
+    await until(() => seen["o0"]!.length === 1, "allowed message", 3000);
     expect(seen["o1"]).toHaveLength(0);
   });
 
@@ -65,7 +66,7 @@ describe("ip filter node in a Node-RED runtime", () => {
     f.receive({ clientIp: "198.51.100.7" });
     f.receive({ clientIp: "2001:db8::9" });
     f.receive({ clientIp: "192.0.2.1" });
-    await until(() => seen["o0"]!.length + seen["o1"]!.length === 3, 3000, "3 messages");
+    await until(() => seen["o0"]!.length + seen["o1"]!.length === 3, "3 messages", 3000);
     expect(seen["o0"]!.map((m) => m["clientIp"])).toEqual(["198.51.100.7", "2001:db8::9"]);
   });
 
@@ -76,7 +77,7 @@ describe("ip filter node in a Node-RED runtime", () => {
     const errors: unknown[] = [];
     onCall(f, "error", (e) => errors.push(e));
     f.receive({ clientIp: "10.0.0.1" });
-    await until(() => errors.length > 0, 3000, "error");
+    await until(() => errors.length > 0, "error", 3000);
     expect(String(errors[errors.length - 1])).toMatch(/typo/);
     expect(seen["o0"]!.length + seen["o1"]!.length).toBe(0);
   });
@@ -88,7 +89,7 @@ describe("ip filter node in a Node-RED runtime", () => {
     let error: unknown;
     onCall(f, "error", (e) => (error = e));
     f.receive({ clientIp: "10.0.0.1" });
-    await until(() => error !== undefined, 3000, "error");
+    await until(() => error !== undefined, "error", 3000);
     expect(String(error)).toMatch(/TRAFFIC_TEST_UNSET_VAR is not set/);
     expect(seen["o0"]!.length + seen["o1"]!.length).toBe(0);
   });

@@ -8,6 +8,7 @@ import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/even
 import { assertValidEvent } from "../support/events";
 import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
 import { systemCommand } from "../support/system";
+import { until } from "../support/wait";
 
 const require_ = createRequire(__filename);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -100,14 +101,6 @@ function flowFor(brokerNode: object, extra: object = {}): object[] {
     { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{side}", qos: "1", maxQueued: 100000, maxInFlight: 100, statsInterval: 0, wires: [["out"]], ...extra },
     { id: "out", type: "helper" },
   ];
-}
-
-async function waitFor(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > until) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /**
@@ -217,7 +210,6 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     assertValidEvent(stats);
     expect(stats).toMatchObject({ type: "mqtt-stats", host: "agent-b", connected: true });
     assertValidEvent(await statsOnBroker);
-    await waitFor(() => true);
     await sub.endAsync();
     await helper.unload();
   });
@@ -333,7 +325,6 @@ describe("mqtt events: MQTT 5 properties, batching, redeploy", () => {
     const sub = await connectAsync(`mqtt://127.0.0.1:${mosquitto.port}`, { protocolVersion: 5 });
     const packet = new Promise<{ properties?: Record<string, unknown> }>((resolve) => sub.on("message", (_t, _p, pk) => resolve(pk as { properties?: Record<string, unknown> })));
     await sub.subscribeAsync("traffic/agent-a/#", { qos: 1 });
-    await waitFor(() => true);
     await new Promise((r) => setTimeout(r, 200));
     helper.getNode("ev")?.receive({ payload: flowEvent(1, "client"), userProperties: { flow: "f1" } });
     const props = (await packet).properties ?? {};
@@ -353,7 +344,7 @@ describe("mqtt events: MQTT 5 properties, batching, redeploy", () => {
     const node = helper.getNode("ev");
     const sent = Array.from({ length: 120 }, (_, i) => flowEvent(i, "server"));
     for (const e of sent) node?.receive({ payload: e });
-    await waitFor(() => arrays.flat().length === 120);
+    await until(() => arrays.flat().length === 120, "120 events in arrays", 10_000);
     // 50 + 50 by count, the last 20 by time.
     expect(arrays.map((a) => a.length)).toEqual([50, 50, 20]);
     for (const e of arrays.flat()) assertValidEvent(e);
@@ -401,7 +392,7 @@ describe("mqtt events: MQTT 5 properties, batching, redeploy", () => {
     const outputs: Array<{ payload: TrafficEvent }> = [];
     helper.getNode("out")?.on("input", (m) => outputs.push(m as { payload: TrafficEvent }));
     for (let i = 0; i < 8; i++) helper.getNode("ev")?.receive({ payload: flowEvent(i, "client") });
-    await waitFor(() => outputs.some((m) => m.payload.type === "lost"), 5000);
+    await until(() => outputs.some((m) => m.payload.type === "lost"), "a lost event");
     for (const m of outputs) assertValidEvent(m.payload);
     const stats = outputs.find((m) => m.payload.type === "mqtt-stats")?.payload;
     expect(stats).toMatchObject({ connected: false, queued: 5, dropped: 3, sent: 0 });

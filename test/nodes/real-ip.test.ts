@@ -3,7 +3,8 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import registerRealIp from "../../nodes/real-ip/real-ip";
-import { collect, helper, onCall, until } from "../support/node-red-helper";
+import { collect, helper, onCall } from "../support/node-red-helper";
+import { until } from "../support/wait";
 
 type Msg = Record<string, unknown>;
 
@@ -28,7 +29,7 @@ async function run(msg: Msg): Promise<{ out: Msg[]; error: unknown; status: unkn
     finished = true;
   });
   node.receive(msg);
-  await until(() => finished || seen["out"]!.length > 0, 3000, "real ip output");
+  await until(() => finished || seen["out"]!.length > 0, "real ip output", 3000);
   await new Promise((r) => setTimeout(r, 300)); // let the throttled status land
   return { out: seen["out"]!, error, status: statuses };
 }

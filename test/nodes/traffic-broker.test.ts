@@ -10,6 +10,7 @@ import { makeEvent, type LostEvent, type TrafficEvent } from "../../src/events";
 import { assertValidEvent } from "../support/events";
 import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
 import { systemCommand } from "../support/system";
+import { until } from "../support/wait";
 
 const require_ = createRequire(__filename);
 const helper = require_("node-red-node-test-helper") as {
@@ -86,14 +87,6 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
     return { got };
   }
 
-  const until = async (check: () => boolean) => {
-    const end = Date.now() + 10_000;
-    while (!check()) {
-      if (Date.now() > end) throw new Error("timed out");
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-
   for (const scheme of ["mqtts", "ws"] as const) {
     it(`publishes over ${scheme} with Node-RED credentials`, async () => {
       const { got } = await subscriber();
@@ -101,7 +94,7 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
       await helper.load([registerNodes, tlsNode], flow(url), { br: { user: "agent", password: "s3cret" } });
       const event = makeEvent<LostEvent>({ type: "lost", source: "input", count: 1 }, { host: "secure" });
       helper.getNode("ev")?.receive({ payload: event });
-      await until(() => got.length === 1);
+      await until(() => got.length === 1, "the published event", 10_000);
       assertValidEvent(got[0]);
       expect(got[0]?.id).toBe(event.id);
     });
@@ -111,7 +104,7 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
     const statuses: string[] = [];
     await helper.load([registerNodes, tlsNode], flow(`ws://127.0.0.1:${wsPort}`), { br: { user: "agent", password: "wrong" } });
     helper.getNode("ev")?.on("call:status", (c) => statuses.push(String((c.args[0] as { text?: string }).text)));
-    await until(() => statuses.includes("not authorized")).catch(() => {
+    await until(() => statuses.includes("not authorized"), "status not authorized", 10_000).catch(() => {
       throw new Error(`statuses: ${statuses.join(", ")}`);
     });
     await helper.unload();
@@ -120,7 +113,7 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
     const noCa = flow(`mqtts://127.0.0.1:${tlsPort}`).map((n) => (n.id === "tls" ? { ...n, ca: "" } : n));
     await helper.load([registerNodes, tlsNode], noCa, { br: { user: "agent", password: "s3cret" } });
     helper.getNode("ev")?.on("call:status", (c) => statuses2.push(String((c.args[0] as { text?: string }).text)));
-    await until(() => statuses2.includes("TLS cert rejected")).catch(() => {
+    await until(() => statuses2.includes("TLS cert rejected"), "status TLS cert rejected", 10_000).catch(() => {
       throw new Error(`statuses: ${statuses2.join(", ")}`);
     });
   });

@@ -11,6 +11,7 @@ import { connectionTable } from "../../src/session/table";
 import registerNodes from "../../nodes/index";
 import { IS_ROOT, systemCommand } from "../support/system";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
+import { until } from "../support/wait";
 
 helper.init(require.resolve("node-red"));
 
@@ -19,14 +20,6 @@ function statuses(node: Node): Array<{ fill?: string; text?: string }> {
   // The test helper reports each call of a node method as a `call:<method>` event.
   (node as unknown as EventEmitter).on("call:status", (call: { args: [{ fill?: string; text?: string }] }) => seen.push(call.args[0]));
   return seen;
-}
-
-async function until(check: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 interface Msg {

@@ -26,15 +26,6 @@ export function collect(nodes: Record<string, Node>): Record<string, Array<Recor
   return seen;
 }
 
-/** Waits until `check` holds, polling; fails after `timeoutMs`. */
-export async function until(check: () => boolean, timeoutMs = 5000, what = "condition"): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 /** Calls `fn` with the first argument of every call the node makes to `method` (status, error, send…). */
 export function onCall(node: Node, method: "status" | "error" | "warn" | "send" | "log", fn: (arg: unknown) => void): void {
   (node as unknown as NodeJS.EventEmitter).on(`call:${method}`, (call: { args: unknown[] }) => fn(call.args[0]));

@@ -128,8 +128,8 @@ describe("connection table", () => {
     // The peer's bytes reach the socket in time, but the loop is busy until past the
     // deadline: it runs the timer before it polls the socket again.
     client.write("GET / HTTP/1.1\r\n");
-    const until = Date.now() + 50;
-    while (Date.now() < until) {
+    const busyUntil = Date.now() + 50;
+    while (Date.now() < busyUntil) {
       // busy
     }
     const got = await more;

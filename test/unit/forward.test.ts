@@ -9,6 +9,7 @@ import { forwardConnection, holdUnclaimedForward, rejectConnection, type Forward
 import { TransparentListener } from "../../src/listener/transparent-listener";
 import { parseProxyHeader } from "../../src/proxy-protocol";
 import { connectionTable } from "../../src/session/table";
+import { until } from "../support/wait";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -65,14 +66,6 @@ function readAll(s: net.Socket): Promise<Buffer> {
     s.once("end", () => resolve(Buffer.concat(parts)));
     s.once("error", reject);
   });
-}
-
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 for (const pump of ["native", "js"] as const) {

@@ -8,6 +8,7 @@ import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } fro
 import { TransparentListener } from "../../src/listener/transparent-listener";
 import { connectionTable } from "../../src/session/table";
 import { freePort } from "../support/net";
+import { until } from "../support/wait";
 
 const open: TransparentListener[] = [];
 const sockets: net.Socket[] = [];
@@ -35,14 +36,6 @@ function dial(port: number): Promise<net.Socket | string> {
     s.once("connect", () => resolve(s));
     s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
   });
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  const end = Date.now() + 5000;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 describe("listener handover", () => {

@@ -6,6 +6,7 @@ import type { ConnectionInfo } from "../../src/connection";
 import { listenerSettings } from "../../src/listener/options";
 import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
 import { connectionTable } from "../../src/session/table";
+import { until } from "../support/wait";
 
 const open: TransparentListener[] = [];
 const sockets: net.Socket[] = [];
@@ -37,14 +38,6 @@ function client(port: number, send?: string | Buffer): net.Socket {
   s.on("error", () => undefined);
   sockets.push(s);
   return s;
-}
-
-async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`timed out: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 const closed = (s: net.Socket): Promise<void> => new Promise((r) => (s.closed ? r() : s.once("close", () => r())));
