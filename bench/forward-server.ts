@@ -8,7 +8,7 @@
 import net from "node:net";
 import { forwardConnection } from "../src/forward";
 import { TransparentListener } from "../src/listener/transparent-listener";
-import { connectionTable } from "../src/session/table";
+import { connectionTable } from "../src/connection-table";
 
 const [kind, portText, upstreamText] = process.argv.slice(2);
 const port = Number(portText);

@@ -10,7 +10,7 @@ import path from "node:path";
 import type { ConnectionInfo } from "../src/connection";
 import { TransparentListener } from "../src/listener/transparent-listener";
 import { acceptedSocketInfo, socketFd } from "../src/native";
-import { connectionTable } from "../src/session/table";
+import { connectionTable } from "../src/connection-table";
 import { consume } from "./harness";
 
 const REPLY = Buffer.from("ok\n");

@@ -13,7 +13,7 @@ import {
   type PumpChoice,
   type RejectMode,
 } from "../../src/forward";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 

@@ -7,7 +7,7 @@ import { Batcher } from "../../src/mqtt/batcher";
 import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishProperties, type PublisherStats, type PublishTransport } from "../../src/mqtt/publisher";
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
-import { handovers } from "../../src/handover";
+import { handovers } from "../../src/handover-registry";
 import { intSetting } from "../common/settings";
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";

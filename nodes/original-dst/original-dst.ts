@@ -2,7 +2,7 @@ import type { Node, NodeAPI, NodeDef } from "node-red";
 import { isTrafficSession, type ConnectionInfo, type OriginalDstMethod } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import { getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../../src/native";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 

@@ -9,7 +9,7 @@ import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { PACKAGE } from "../../src/package-info";
 import { messages, type Messages } from "../common/messages";
 import { intSetting } from "../common/settings";
-import { handovers } from "../../src/handover";
+import { handovers } from "../../src/handover-registry";
 import { watchHandovers } from "../common/startup";
 import { withNodeDefaults } from "../common/defaults";
 

@@ -7,7 +7,7 @@ import { tryParseIp } from "../net/ip";
 import { loadNative, nativeAvailability, socketFd, type NativeAddon, type NativeConnectOptions, type SplicePumpHandle, type SystemCallError } from "../native";
 import { encodeProxyHeaderV1, encodeProxyHeaderV2 } from "../proxy-protocol/encode";
 import type { ForwardEnd, ForwardIdentity } from "../events/types";
-import { connectionTable, type ClaimedConnection } from "../session/table";
+import { connectionTable, type ClaimedConnection } from "../connection-table";
 
 // How the upstream learns who the client is (ForwardIdentity) and how a connection ended
 // (ForwardEnd) are part of the event contract (forward-summary): declared there, once.

@@ -1,4 +1,4 @@
-import { connectionTable } from "../session/table";
+import { connectionTable } from "../connection-table";
 import { forwardConnection, type ForwardOptions, type ForwardSummary } from "./forward";
 
 export {

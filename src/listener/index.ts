@@ -14,4 +14,4 @@ export {
   type SocketAddress,
   type SystemCallError,
 } from "../native";
-export { connectionTable, ConnectionTable, type ClaimedConnection, type UnclaimedAction, type UnclaimedHandler } from "../session/table";
+export { connectionTable, ConnectionTable, type ClaimedConnection, type UnclaimedAction, type UnclaimedHandler } from "../connection-table";

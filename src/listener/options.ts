@@ -1,7 +1,7 @@
 import { TrafficError } from "../errors";
 import { compileRanges, parseRangeList, type RangeMatcher } from "../net/cidr";
 import { tryParseIp } from "../net/ip";
-import type { UnclaimedAction } from "../session/table";
+import type { UnclaimedAction } from "../connection-table";
 
 /** How connections reach the listener, which decides where the original destination comes from. */
 export type ListenerMode = "redirect" | "tproxy" | "plain";

@@ -6,7 +6,7 @@ import { tryParseIp } from "../net/ip";
 import { acceptedSocketInfo, closeListenerFd, createListenerFd, getLocalAddress, socketFd, type AcceptedSocket, type SocketAddress } from "../native";
 import { parseProxyHeader } from "../proxy-protocol";
 import type { ProxyHeader } from "../proxy-protocol/types";
-import { connectionTable, type ConnectionTable } from "../session/table";
+import { connectionTable, type ConnectionTable } from "../connection-table";
 import { listenerSettings, type ListenerSettings, type TransparentListenerConfig } from "./options";
 
 /** Why an accepted connection was dropped before a message was sent. */

@@ -3,7 +3,7 @@ import net from "node:net";
 import type { Node } from "node-red";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { freePort } from "../support/net";
 import { collect, helper } from "../support/node-red-helper";
 import { systemCommand } from "../support/system";

@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
 import registerAll from "../../nodes/index";
 import { toEvent } from "../../src/events/convert";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { assertValidEvent } from "../support/events";
 import { collect, helper, onCall } from "../support/node-red-helper";
 import { until } from "../support/wait";

@@ -7,7 +7,7 @@ import type { Node } from "node-red";
 import helper from "node-red-node-test-helper";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import registerNodes from "../../nodes/index";
 import { IS_ROOT, systemCommand } from "../support/system";
 import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";

@@ -1,7 +1,7 @@
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionInfo } from "../../src/connection";
-import { ConnectionTable, connectionTable } from "../../src/session/table";
+import { ConnectionTable, connectionTable } from "../../src/connection-table";
 
 const cleanup: Array<() => void> = [];
 afterEach(() => {

@@ -8,7 +8,7 @@ import type { ConnectionInfo } from "../../src/connection";
 import { forwardConnection, holdUnclaimedForward, rejectConnection, type ForwardOptions, type ForwardSummary } from "../../src/forward";
 import { TransparentListener } from "../../src/listener/transparent-listener";
 import { parseProxyHeader } from "../../src/proxy-protocol";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { until } from "../support/wait";
 
 const cleanups: Array<() => unknown> = [];

@@ -4,9 +4,9 @@
 // when the new settings need the same one, and what nobody takes is released.
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/handover";
+import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
 import { TransparentListener } from "../../src/listener/transparent-listener";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { freePort } from "../support/net";
 import { until } from "../support/wait";
 

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ConnectionInfo } from "../../src/connection";
 import { listenerSettings } from "../../src/listener/options";
 import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
-import { connectionTable } from "../../src/session/table";
+import { connectionTable } from "../../src/connection-table";
 import { until } from "../support/wait";
 
 const open: TransparentListener[] = [];

@@ -1,7 +1,7 @@
 import type { ConnectionInfo } from "../connection";
 import { removeRules, removeRulesNow, type ManagedRules } from "../nft/managed-rules";
-import { handovers, type Handovers } from "../handover";
-import { connectionTable } from "../session/table";
+import { handovers, type Handovers } from "../handover-registry";
+import { connectionTable } from "../connection-table";
 import type { TransparentListener } from "./transparent-listener";
 
 /**

@@ -1,7 +1,7 @@
 import type net from "node:net";
-import { setMoreBytesSource } from "../classify/more-bytes";
-import type { ConnectionInfo } from "../connection";
-import { closeOrderly } from "../native";
+import { setMoreBytesSource } from "./classify/more-bytes";
+import type { ConnectionInfo } from "./connection";
+import { closeOrderly } from "./native";
 
 /** What happens to a connection nobody claimed in time. */
 export type UnclaimedAction = "close" | "forward";
