@@ -99,6 +99,65 @@ struct flow_bytes_record {
 	__u8 data[FLOW_FIRST_BYTES_MAX];
 };
 
+/*
+ * Every field the TypeScript decoder reads, at the offset it reads it: a change to a struct
+ * that moves one fails to compile here, and the addon exports these lists so the decoder
+ * checks its own copy against them before it reads a record (src/flow/record.ts).
+ */
+#define FLOW_RECORD_FIELDS(X) \
+	X(version, 0) \
+	X(size, 2) \
+	X(kind, 4) \
+	X(side, 5) \
+	X(family, 6) \
+	X(flags, 7) \
+	X(cookie, 8) \
+	X(ts_ns, 16) \
+	X(start_ns, 24) \
+	X(established_ns, 32) \
+	X(cgroup_id, 40) \
+	X(netns, 48) \
+	X(pid, 52) \
+	X(uid, 56) \
+	X(owner_from, 60) \
+	X(old_state, 61) \
+	X(new_state, 62) \
+	X(comm, 64) \
+	X(saddr, 80) \
+	X(daddr, 96) \
+	X(sport, 112) \
+	X(dport, 114) \
+	X(error, 116) \
+	X(bytes_sent, 120) \
+	X(bytes_retrans, 128) \
+	X(bytes_received, 136) \
+	X(total_retrans, 144) \
+	X(srtt_us, 148) \
+	X(rtt_min_us, 152) \
+	X(segs_in, 156) \
+	X(segs_out, 160)
+#define FLOW_BYTES_RECORD_FIELDS(X) \
+	X(version, 0) \
+	X(size, 2) \
+	X(kind, 4) \
+	X(direction, 5) \
+	X(length, 6) \
+	X(cookie, 16) \
+	X(ts_ns, 24) \
+	X(data, 32)
+
+#ifdef __cplusplus
+#define FLOW_STATIC_ASSERT static_assert
+#else
+#define FLOW_STATIC_ASSERT _Static_assert
+#endif
+#define FLOW_ASSERT_RECORD(field, offset) FLOW_STATIC_ASSERT(__builtin_offsetof(struct flow_record, field) == offset, "flow_record." #field " moved");
+#define FLOW_ASSERT_BYTES(field, offset) FLOW_STATIC_ASSERT(__builtin_offsetof(struct flow_bytes_record, field) == offset, "flow_bytes_record." #field " moved");
+FLOW_RECORD_FIELDS(FLOW_ASSERT_RECORD)
+FLOW_BYTES_RECORD_FIELDS(FLOW_ASSERT_BYTES)
+FLOW_STATIC_ASSERT(sizeof(struct flow_record) == 168, "flow_record size");
+FLOW_STATIC_ASSERT(sizeof(struct flow_bytes_record) == 32 + FLOW_FIRST_BYTES_MAX, "flow_bytes_record size");
+
 /* Filters applied in the kernel before a record is reserved. */
 struct flow_config {
 	__u32 events;      /* FLOW_EV_* */

@@ -907,6 +907,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recordVersion", Napi::Number::New(env, FLOW_RECORD_VERSION));
   exports.Set("recordSize", Napi::Number::New(env, sizeof(struct flow_record)));
   exports.Set("bytesRecordSize", Napi::Number::New(env, sizeof(struct flow_bytes_record)));
+  Napi::Object layout = Napi::Object::New(env);
+#define FLOW_EXPORT_FIELD(field, offset) layout.Set(#field, Napi::Number::New(env, offsetof(struct flow_record, field)));
+  FLOW_RECORD_FIELDS(FLOW_EXPORT_FIELD)
+#undef FLOW_EXPORT_FIELD
+  exports.Set("recordLayout", layout);
+  Napi::Object bytesLayout = Napi::Object::New(env);
+#define FLOW_EXPORT_FIELD(field, offset) bytesLayout.Set(#field, Napi::Number::New(env, offsetof(struct flow_bytes_record, field)));
+  FLOW_BYTES_RECORD_FIELDS(FLOW_EXPORT_FIELD)
+#undef FLOW_EXPORT_FIELD
+  exports.Set("bytesRecordLayout", bytesLayout);
   exports.Set("ebpfBuilt", Napi::Boolean::New(env, FLOW_SKEL_AVAILABLE != 0));
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("clocks", Napi::Function::New(env, Clocks));

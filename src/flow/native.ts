@@ -69,6 +69,10 @@ export interface FlowAddon {
   readonly recordVersion: number;
   readonly recordSize: number;
   readonly bytesRecordSize: number;
+  /** Offsets of struct flow_record's fields the decoder reads, by C field name. */
+  readonly recordLayout: Record<string, number>;
+  /** Offsets of struct flow_bytes_record's fields. */
+  readonly bytesRecordLayout: Record<string, number>;
   /** Whether the BPF program was compiled into the addon (clang, bpftool, libbpf at build). */
   readonly ebpfBuilt: boolean;
   probe(): NativeProbe;

@@ -13,6 +13,71 @@ export const RECORD_VERSION = 1;
 export const RECORD_SIZE = 168;
 /** struct flow_bytes_record: the first payload bytes of one direction. */
 export const BYTES_RECORD_SIZE = 544;
+/**
+ * Offsets of the fields the decoder reads (struct flow_record), as native/flow/flow.h pins
+ * them with static asserts; the addon exports its own (`recordLayout`) and the source
+ * refuses to start when they differ (recordLayoutMismatch).
+ */
+export const RECORD_LAYOUT = {
+  version: 0,
+  size: 2,
+  kind: 4,
+  side: 5,
+  family: 6,
+  flags: 7,
+  cookie: 8,
+  ts_ns: 16,
+  start_ns: 24,
+  established_ns: 32,
+  cgroup_id: 40,
+  netns: 48,
+  pid: 52,
+  uid: 56,
+  owner_from: 60,
+  old_state: 61,
+  new_state: 62,
+  comm: 64,
+  saddr: 80,
+  daddr: 96,
+  sport: 112,
+  dport: 114,
+  error: 116,
+  bytes_sent: 120,
+  bytes_retrans: 128,
+  bytes_received: 136,
+  total_retrans: 144,
+  srtt_us: 148,
+  rtt_min_us: 152,
+  segs_in: 156,
+  segs_out: 160,
+} as const;
+/** Offsets of struct flow_bytes_record's fields (the addon's `bytesRecordLayout`). */
+export const BYTES_RECORD_LAYOUT = {
+  version: 0,
+  size: 2,
+  kind: 4,
+  direction: 5,
+  length: 6,
+  cookie: 16,
+  ts_ns: 24,
+  data: 32,
+} as const;
+
+/** The fields whose offsets differ between the decoder and the addon (`a:8≠16`), none when they agree. */
+export function recordLayoutMismatch(addon: { readonly recordLayout?: Record<string, number>; readonly bytesRecordLayout?: Record<string, number> }): string[] {
+  const out: string[] = [];
+  const compare = (prefix: string, ours: Record<string, number>, theirs: Record<string, number> | undefined): void => {
+    const names = new Set([...Object.keys(ours), ...Object.keys(theirs ?? {})]);
+    for (const name of names) {
+      if (ours[name] !== theirs?.[name]) out.push(`${prefix}${name}:${ours[name] ?? "-"}≠${theirs?.[name] ?? "-"}`);
+    }
+  };
+  compare("", RECORD_LAYOUT, addon.recordLayout);
+  compare("bytes.", BYTES_RECORD_LAYOUT, addon.bytesRecordLayout);
+  return out;
+}
+const R = RECORD_LAYOUT;
+const B = BYTES_RECORD_LAYOUT;
 const KIND_BYTES = 4;
 const KIND_OPEN = 1;
 const KIND_CLOSE = 2;
@@ -194,12 +259,12 @@ export function decodeRecords(
       skipped++;
       break;
     }
-    if (version === RECORD_VERSION && size === BYTES_RECORD_SIZE && batch[off + 4] === KIND_BYTES) {
-      const length = Math.min(view.getUint16(off + 6, true), BYTES_RECORD_SIZE - 32);
+    if (version === RECORD_VERSION && size === BYTES_RECORD_SIZE && batch[off + B.kind] === KIND_BYTES) {
+      const length = Math.min(view.getUint16(off + B.length, true), BYTES_RECORD_SIZE - B.data);
       onBytes?.({
-        flowId: u64Text(view, off + 16),
-        direction: batch[off + 5] === 1 ? "sent" : "received",
-        data: Buffer.from(batch.subarray(off + 32, off + 32 + length)),
+        flowId: u64Text(view, off + B.cookie),
+        direction: batch[off + B.direction] === 1 ? "sent" : "received",
+        data: Buffer.from(batch.subarray(off + B.data, off + B.data + length)),
       });
       off += size;
       continue;
@@ -213,7 +278,7 @@ export function decodeRecords(
     if (event === null) skipped++;
     else {
       events.push(event);
-      if (event.type === "flow-close" && (batch[off + 7]! & F_OPEN_PENDING) !== 0) openPending.add(event.flowId);
+      if (event.type === "flow-close" && (batch[off + R.flags]! & F_OPEN_PENDING) !== 0) openPending.add(event.flowId);
     }
     off += size;
   }
@@ -273,31 +338,31 @@ export class OpenBeforeClose {
 // Events are built as object literals with every field in one place: object spread of
 // a large object costs microseconds per event in V8, which a busy host cannot afford.
 function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp: EventStamp): FlowConnectionEvent | null {
-  const kind = b[o + 4]!;
-  const flags = b[o + 7]!;
-  const family = b[o + 6] === 6 ? 6 : 4;
+  const kind = b[o + R.kind]!;
+  const flags = b[o + R.flags]!;
+  const family = b[o + R.family] === 6 ? 6 : 4;
   // Boot-time nanoseconds stay below 2^53 for 104 days of uptime; past that, exact BigInts.
-  const exactNs = u64(v, o + 16) < 0 || u64(v, o + 24) < 0 || u64(v, o + 32) < 0;
-  const ts = exactNs ? 0 : u64(v, o + 16);
-  const rawPid = v.getUint32(o + 52, true);
-  const owner = OWNERS[b[o + 60]!] ?? null;
+  const exactNs = u64(v, o + R.ts_ns) < 0 || u64(v, o + R.start_ns) < 0 || u64(v, o + R.established_ns) < 0;
+  const ts = exactNs ? 0 : u64(v, o + R.ts_ns);
+  const rawPid = v.getUint32(o + R.pid, true);
+  const owner = OWNERS[b[o + R.owner_from]!] ?? null;
   const known = owner !== null && rawPid !== 0;
-  const netnsRaw = v.getUint32(o + 48, true);
-  const flowId = u64Text(v, o + 8);
-  const time = exactNs ? clock.toIso(v.getBigUint64(o + 16, true)) : clock.toIso(ts);
-  const side = SIDES[b[o + 5]!] ?? "unknown";
-  const localIp = v4OrV6Text(b, v, o + 80, family);
-  const localPort = v.getUint16(o + 112, true);
-  const remoteIp = v4OrV6Text(b, v, o + 96, family);
-  const remotePort = v.getUint16(o + 114, true);
+  const netnsRaw = v.getUint32(o + R.netns, true);
+  const flowId = u64Text(v, o + R.cookie);
+  const time = exactNs ? clock.toIso(v.getBigUint64(o + R.ts_ns, true)) : clock.toIso(ts);
+  const side = SIDES[b[o + R.side]!] ?? "unknown";
+  const localIp = v4OrV6Text(b, v, o + R.saddr, family);
+  const localPort = v.getUint16(o + R.sport, true);
+  const remoteIp = v4OrV6Text(b, v, o + R.daddr, family);
+  const remotePort = v.getUint16(o + R.dport, true);
   const pid = known ? rawPid : null;
-  const comm = known ? commAt(b, v, o + 64) : null;
-  const uid = known ? v.getUint32(o + 56, true) : null;
+  const comm = known ? commAt(b, v, o + R.comm) : null;
+  const uid = known ? v.getUint32(o + R.uid, true) : null;
   const ownerFrom = known ? owner : null;
-  const cgroupId = v.getUint32(o + 40, true) === 0 && v.getUint32(o + 44, true) === 0 ? null : u64Text(v, o + 40);
+  const cgroupId = v.getUint32(o + R.cgroup_id, true) === 0 && v.getUint32(o + R.cgroup_id + 4, true) === 0 ? null : u64Text(v, o + R.cgroup_id);
   const netns = netnsRaw === 0 ? null : netnsRaw;
   const partial = (flags & F_PARTIAL) !== 0;
-  const oldState = tcpStateName(b[o + 61]!);
+  const oldState = tcpStateName(b[o + R.old_state]!);
   const schemaVersion = EVENT_SCHEMA_VERSION;
   const source = "ebpf" as const;
   const protocol = "tcp" as const;
@@ -308,28 +373,28 @@ function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp:
   }
   if (kind === KIND_STATE) {
     const id = stamp.nextId();
-    const newState = tcpStateName(b[o + 62]!);
+    const newState = tcpStateName(b[o + R.new_state]!);
     return { schemaVersion, type: "flow-state", id, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial, oldState, newState };
   }
   if (kind !== KIND_CLOSE) return null;
-  const error = v.getInt32(o + 116, true);
+  const error = v.getInt32(o + R.error, true);
   // Byte counters are exact as Numbers up to 8 PiB; the BigInt reads cover the rest.
-  const sent = u64(v, o + 120) >= 0 ? u64(v, o + 120) : Number(v.getBigUint64(o + 120, true));
-  const retrans = u64(v, o + 128) >= 0 ? u64(v, o + 128) : Number(v.getBigUint64(o + 128, true));
-  const received = u64(v, o + 136) >= 0 ? u64(v, o + 136) : Number(v.getBigUint64(o + 136, true));
-  const srtt = v.getUint32(o + 148, true);
-  const rttMin = v.getUint32(o + 152, true);
+  const sent = u64(v, o + R.bytes_sent) >= 0 ? u64(v, o + R.bytes_sent) : Number(v.getBigUint64(o + R.bytes_sent, true));
+  const retrans = u64(v, o + R.bytes_retrans) >= 0 ? u64(v, o + R.bytes_retrans) : Number(v.getBigUint64(o + R.bytes_retrans, true));
+  const received = u64(v, o + R.bytes_received) >= 0 ? u64(v, o + R.bytes_received) : Number(v.getBigUint64(o + R.bytes_received, true));
+  const srtt = v.getUint32(o + R.srtt_us, true);
+  const rttMin = v.getUint32(o + R.rtt_min_us, true);
   let durationMs: number | null;
   let handshakeMs: number | null;
   if (exactNs) {
-    const tsBig = v.getBigUint64(o + 16, true);
-    const startBig = v.getBigUint64(o + 24, true);
-    const estBig = v.getBigUint64(o + 32, true);
+    const tsBig = v.getBigUint64(o + R.ts_ns, true);
+    const startBig = v.getBigUint64(o + R.start_ns, true);
+    const estBig = v.getBigUint64(o + R.established_ns, true);
     durationMs = startBig === 0n ? null : Number(tsBig - startBig) / 1e6;
     handshakeMs = side === "client" && startBig !== 0n && estBig !== 0n ? Number(estBig - startBig) / 1e6 : null;
   } else {
-    const start = u64(v, o + 24);
-    const established = u64(v, o + 32);
+    const start = u64(v, o + R.start_ns);
+    const established = u64(v, o + R.established_ns);
     durationMs = start === 0 ? null : ms(start, ts);
     handshakeMs = side === "client" && start !== 0 && established !== 0 ? ms(start, established) : null;
   }
@@ -364,11 +429,11 @@ function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp:
     bytesReceived: received - ((flags & F_FIN_IN) !== 0 && received > 0 ? 1 : 0),
     bytesExact: true,
     bytesRetransmitted: retrans,
-    retransmits: v.getUint32(o + 144, true),
+    retransmits: v.getUint32(o + R.total_retrans, true),
     srttUs: srtt === 0 ? null : srtt,
     rttMinUs: rttMin === RTT_NONE || rttMin === 0 ? null : rttMin,
-    segmentsIn: v.getUint32(o + 156, true),
-    segmentsOut: v.getUint32(o + 160, true),
+    segmentsIn: v.getUint32(o + R.segs_in, true),
+    segmentsOut: v.getUint32(o + R.segs_out, true),
     durationMs,
     handshakeMs,
   };

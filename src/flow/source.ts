@@ -1,7 +1,7 @@
 import { compileFlowFilter, type FlowFilter, type FlowFilterSpec } from "./filter";
 import { loadFlowAddon, type FlowAddon, type NativeBpfCapture, type NativeDestroyListener } from "./native";
 import { hostname } from "node:os";
-import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZE, RECORD_VERSION, tcpStateName, type ClockMap, type EventStamp } from "./record";
+import { BYTES_RECORD_SIZE, clockMap, decodeRecords, OpenBeforeClose, RECORD_SIZE, RECORD_VERSION, recordLayoutMismatch, tcpStateName, type ClockMap, type EventStamp } from "./record";
 import {
   AF_INET,
   AF_INET6,
@@ -226,7 +226,10 @@ export class FlowSource {
       e.code = "ENOTSUP";
       throw e;
     }
-    if (addon.recordSize !== RECORD_SIZE || addon.bytesRecordSize !== BYTES_RECORD_SIZE || addon.recordVersion !== RECORD_VERSION) throw new Error(`addon record layout ${addon.recordVersion}/${addon.recordSize} does not match this package: npm rebuild`);
+    const moved = recordLayoutMismatch(addon);
+    if (addon.recordSize !== RECORD_SIZE || addon.bytesRecordSize !== BYTES_RECORD_SIZE || addon.recordVersion !== RECORD_VERSION || moved.length > 0) {
+      throw new Error(`addon record layout ${addon.recordVersion}/${addon.recordSize}${moved.length > 0 ? ` (${moved.join(", ")})` : ""} does not match this package: npm rebuild`);
+    }
     const events = (this.opts.open !== false ? 1 : 0) | (this.opts.close !== false ? 2 : 0) | (this.opts.state === true ? 4 : 0);
     const capture = new addon.BpfCapture();
     const k = this.filter.kernel;

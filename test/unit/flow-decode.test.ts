@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { compileFlowFilter } from "../../src/flow/filter";
 import { cgroupV2Root } from "../../src/flow/features";
 import { loadFlowAddon } from "../../src/flow/native";
-import { classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_SIZE } from "../../src/flow/record";
+import { BYTES_RECORD_LAYOUT, classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_LAYOUT, RECORD_SIZE, recordLayoutMismatch } from "../../src/flow/record";
 import { AF_INET, parseDiagMessages, SocketOwnerScanner, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
 import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/events/types";
 import { assertValidEvent } from "../support/events";
@@ -170,6 +170,15 @@ describe("flow record decoding", () => {
     const { events } = decode(Buffer.concat([bytes, record({ kind: 2 })]), (b) => seen.push({ ...b, data: b.data.toString() }));
     expect(seen).toEqual([{ flowId: "42", direction: "received", data: "hello" }]);
     expect(events).toHaveLength(1);
+  });
+
+  it("reads every field at the offset the built addon reports for its struct, and names a field that moved", () => {
+    const addon = loadFlowAddon();
+    expect(addon.recordLayout).toEqual({ ...RECORD_LAYOUT });
+    expect(addon.bytesRecordLayout).toEqual({ ...BYTES_RECORD_LAYOUT });
+    expect(recordLayoutMismatch(addon)).toEqual([]);
+    expect(recordLayoutMismatch({ recordLayout: { ...addon.recordLayout, pid: 56 }, bytesRecordLayout: addon.bytesRecordLayout })).toEqual(["pid:52≠56"]);
+    expect(recordLayoutMismatch({ recordLayout: addon.recordLayout })).toContain("bytes.data:32≠-");
   });
 
   it("skips records of another version and stops at a truncated one", () => {
