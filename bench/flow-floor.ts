@@ -8,7 +8,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { benchSource, cachedBuild } from "./build-cache";
+import { cachedBuild, checkoutSource } from "../test/rigs/build-cache";
 
 function run(command: string, args: readonly string[], what: string): void {
   const r = spawnSync(command, args, { encoding: "utf8", maxBuffer: 64 << 20 });
@@ -22,8 +22,8 @@ let built: { loader: string; object: string } | null = null;
 /** The loader and BPF object; throws with the tool's message when one is missing or fails. */
 export function floorBuild(): { loader: string; object: string } {
   if (built !== null) return built;
-  const bpfSource = benchSource("flow-floor.bpf.c");
-  const loaderSource = benchSource("flow-floor.c");
+  const bpfSource = checkoutSource("bench/flow-floor.bpf.c");
+  const loaderSource = checkoutSource("bench/flow-floor.c");
   const dir = cachedBuild("flow-floor", [fs.readFileSync(bpfSource), fs.readFileSync(loaderSource), os.release()], (tmp) => {
     fs.mkdirSync(tmp, { recursive: true });
     const vmlinux = spawnSync("bpftool", ["btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], { encoding: "utf8", maxBuffer: 256 << 20 });

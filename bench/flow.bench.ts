@@ -3,13 +3,13 @@ import fs from "node:fs";
 import { FlowSource } from "../src/flow/source";
 import type { FlowEvent } from "../src/events/types";
 import { BenchReport, BenchRow, median, ratioRow } from "./harness";
-import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "./loadgen";
-import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "./flow-red";
-import { sampleProcess } from "./process-stats";
+import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../test/rigs/loadgen";
+import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally } from "../test/rigs/flow-red";
+import { sampleProcess } from "../test/rigs/process-stats";
 import { attachFloor, floorBuild, type FloorParts } from "./flow-floor";
 import { cgroupV2Root } from "../src/flow/features";
 
-// Bounded load from the native generator (bench/loadgen.c): short connections on
+// Bounded load from the native generator (test/rigs/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
 const PHASE_S = 3;
 const ROUNDS = 3;
@@ -107,7 +107,7 @@ interface RedPhase {
 }
 
 /**
- * One run into the Node-RED flow (bench/flow-red.ts: flow source, eBPF, closes of the
+ * One run into the Node-RED flow (test/rigs/flow-red.ts: flow source, eBPF, closes of the
  * generator's port → a function node counting closes per side) with the generator paced
  * against its own server, which is stopped by pid also on failure.
  */

@@ -1,4 +1,4 @@
-// `npm run bench soak`: a real Node-RED gateway (bench/load-rig.ts: transparent in with
+// `npm run bench soak`: a real Node-RED gateway (test/rigs/load-rig.ts: transparent in with
 // managed TPROXY rules → classify → forward, a flow source in eBPF mode, mqtt events into
 // the embedded traffic broker, a subscriber counting what arrives) under a fixed
 // connection rate for TRAFFIC_SOAK_SECONDS (default 600). Node-RED's fds, BPF objects,
@@ -8,8 +8,8 @@
 // Only run when named (bench/index.ts): it takes minutes and needs root.
 import { loadFlowAddon } from "../src/flow/native";
 import type { BenchReport, BenchRow } from "./harness";
-import { LoadRig, settle, type LoadResult } from "./load-rig";
-import { describeSample, type ProcessSample } from "./process-stats";
+import { LoadRig, settle, type LoadResult } from "../test/rigs/load-rig";
+import { describeSample, type ProcessSample } from "../test/rigs/process-stats";
 
 /** RSS growth allowed after the warm-up (MiB): allocator and code caches settle within it. */
 const RSS_BOUND_MIB = 64;

@@ -25,7 +25,7 @@ const SYSTEM_DEPS = [
   { command: "prlimit", pkg: "util-linux", usedBy: "load tests: Node-RED and the load client with a raised fd limit" },
   { command: "ss", pkg: "iproute2", usedBy: "load and redeploy tests: listening ports left behind" },
   { command: "tcplife", pkg: "libbpf-tools", usedBy: "comparing the flow source with tcplife" },
-  { command: "cc", pkg: "gcc", usedBy: "the native connection-rate generator (bench/loadgen.c) of the flow load test and benchmark" },
+  { command: "cc", pkg: "gcc", usedBy: "the native connection-rate generator (test/rigs/loadgen.c) of the flow load test and benchmark" },
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
   { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },

@@ -2,15 +2,15 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { afterEach, expect, it } from "vitest";
 import { FlowSource } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
-import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../../bench/loadgen";
-import { startCountingRed } from "../../bench/flow-red";
+import { loadgenBinary, runLoadClient, startLoadServer, type LoadResult } from "../rigs/loadgen";
+import { startCountingRed } from "../rigs/flow-red";
 import { skipWithout } from "../support/system";
 import { ebpfDescribe } from "./flow-support";
 import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
 import { poll } from "../support/wait";
 
-// Bounded connection load from the native generator (bench/loadgen.c) against the eBPF
+// Bounded connection load from the native generator (test/rigs/loadgen.c) against the eBPF
 // flow source: every connection's two close events must arrive, and nothing may be lost.
 const run = ebpfDescribe("flow load");
 

@@ -5,7 +5,7 @@ import { assertValidEvent } from "../support/events";
 import { stopProcess } from "../support/net";
 import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
 import { describe } from "vitest";
-import { sampleProcess } from "../../bench/process-stats";
+import { sampleProcess } from "../rigs/process-stats";
 import { loadFlowAddon } from "../../src/flow/native";
 import { IN_CI, IS_ROOT } from "../support/system";
 import { poll } from "../support/wait";

@@ -13,8 +13,8 @@
 // count is 10,000 unless RLIMIT_NOFILE cannot hold that (raising a hard limit needs
 // CAP_SYS_RESOURCE): then it is the most the limit holds, and the test says so.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gatewayFlow, LoadRig, type LoadResult } from "../../bench/load-rig";
-import { describeSample, type ProcessSample } from "../../bench/process-stats";
+import { gatewayFlow, LoadRig, type LoadResult } from "../rigs/load-rig";
+import { describeSample, type ProcessSample } from "../rigs/process-stats";
 import { IS_ROOT, systemCommand } from "../support/system";
 
 const commands = IS_ROOT ? ["nft", "prlimit", "setpriv", "ss"].map((c) => systemCommand(c)) : [];

@@ -11,9 +11,9 @@
 // changes under traffic (replaced in one step, still no connection past the proxy), and
 // deleting the node or stopping Node-RED leaves no table, ip rule or route behind.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { gatewayFlow, LoadRig, SERVER_IP, settle, type GatewayState, type LoadResult } from "../../bench/load-rig";
+import { gatewayFlow, LoadRig, SERVER_IP, settle, type GatewayState, type LoadResult } from "../rigs/load-rig";
 import { defaultRouting, tableName } from "../../src/nft/managed-rules";
-import { describeSample, type ProcessSample } from "../../bench/process-stats";
+import { describeSample, type ProcessSample } from "../rigs/process-stats";
 import { loadFlowAddon } from "../../src/flow/native";
 import { IN_CI, IS_ROOT, systemCommand } from "../support/system";
 

@@ -140,7 +140,7 @@ export function clientConnect(
 }
 
 /** Builds dist/ when a source file is newer than the compiled output the children load. */
-export { ensureBuilt } from "../../bench/load-rig";
+export { ensureBuilt } from "../rigs/load-rig";
 
 /** Starts test/support/node-red-child.js with a flow, in a namespace, optionally without CAP_NET_ADMIN. */
 export function startNodeRedChild(ns: string | null, flow: readonly object[], dropNetAdmin = false): NdjsonChild {

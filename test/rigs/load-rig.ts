@@ -18,10 +18,11 @@ import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { sampleProcess, type ProcessSample } from "./process-stats";
+import { ROOT } from "./root";
 
-/** The checkout's root, from bench/ (run by vitest) or dist/bench/ (compiled). */
-export const ROOT = fs.existsSync(path.join(__dirname, "..", "package.json")) ? path.resolve(__dirname, "..") : path.resolve(__dirname, "..", "..");
-const DIST_BENCH = path.join(ROOT, "dist", "bench");
+export { ROOT };
+/** The compiled rig programs the load rig starts in its namespaces. */
+const DIST_RIGS = path.join(ROOT, "dist", "test", "rigs");
 
 export const CLIENT_IP = "203.0.113.10";
 export const GATEWAY_CLIENT_SIDE = "203.0.113.1";
@@ -129,7 +130,7 @@ export class JsonChild {
   }
 }
 
-/** What the client's load run reports (bench/load-client.ts). */
+/** What the client's load run reports (test/rigs/load-client.ts). */
 export interface LoadResult {
   started: number;
   connected: number;
@@ -232,10 +233,10 @@ export function ensureBuilt(): void {
     }
     return t;
   };
-  const sources = Math.max(...["src", "nodes", "bench", "native"].map((d) => newest(path.join(ROOT, d))));
+  const sources = Math.max(...["src", "nodes", "bench", "test/rigs", "native"].map((d) => newest(path.join(ROOT, d))));
   let built = 0;
   try {
-    built = Math.min(fs.statSync(path.join(DIST_BENCH, "load-client.js")).mtimeMs, fs.statSync(path.join(ROOT, "dist", "nodes", "index.js")).mtimeMs);
+    built = Math.min(fs.statSync(path.join(DIST_RIGS, "load-client.js")).mtimeMs, fs.statSync(path.join(ROOT, "dist", "nodes", "index.js")).mtimeMs);
   } catch {
     built = 0;
   }
@@ -311,11 +312,11 @@ export class LoadRig {
 };
 `,
     );
-    this.server = this.spawn(this.nsServer, [path.join(DIST_BENCH, "load-server.js"), JSON.stringify({ host: SERVER_IP, port: SERVER_PORT, barrier: this.options.barrier ?? 0, barrierTimeoutMs: this.options.barrierTimeoutMs ?? 60_000, bodyBytes: this.options.bodyBytes })]);
+    this.server = this.spawn(this.nsServer, [path.join(DIST_RIGS, "load-server.js"), JSON.stringify({ host: SERVER_IP, port: SERVER_PORT, barrier: this.options.barrier ?? 0, barrierTimeoutMs: this.options.barrierTimeoutMs ?? 60_000, bodyBytes: this.options.bodyBytes })]);
     await this.server.event("listening");
     const env = { ...process.env, NODE_OPTIONS: `${process.env["NODE_OPTIONS"] ?? ""} --expose-gc`.trim() };
     this.red = await redEnv.startNodeRed(this.userDir, { port: ADMIN_PORT, timeoutMs: 90_000, env, wrap: this.prefixFor(this.nsGateway) });
-    this.agent = this.spawn(this.nsGateway, [path.join(DIST_BENCH, "ns-agent.js")]);
+    this.agent = this.spawn(this.nsGateway, [path.join(DIST_RIGS, "ns-agent.js")]);
     await this.waitListening();
   }
 
@@ -435,7 +436,7 @@ export class LoadRig {
   /** Runs the load client in the client namespace; `burst` resolves with its result. */
   startClient(options: Record<string, unknown>): JsonChild {
     return this.spawn(this.nsClient, [
-      path.join(DIST_BENCH, "load-client.js"),
+      path.join(DIST_RIGS, "load-client.js"),
       JSON.stringify({ host: SERVER_IP, port: SERVER_PORT, bodyBytes: this.options.bodyBytes, proxyAddress: GATEWAY_SERVER_SIDE, ...options }),
     ]);
   }

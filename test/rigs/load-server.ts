@@ -1,4 +1,4 @@
-// The upstream of the load rig (bench/load-rig.ts), in its own process: an HTTP/1.0-style
+// The upstream of the load rig (test/rigs/load-rig.ts), in its own process: an HTTP/1.0-style
 // server that answers `GET /<id>` with a body derived from <id> (so the client can check
 // every byte) and says which peer it saw. With a barrier it holds every answer until
 // `barrier` connections are open at once: the proof that they all crossed the proxy

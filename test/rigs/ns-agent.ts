@@ -1,4 +1,4 @@
-// A helper the load rig (bench/load-rig.ts) runs inside the gateway namespace, where
+// A helper the load rig (test/rigs/load-rig.ts) runs inside the gateway namespace, where
 // Node-RED's Admin API and its embedded MQTT broker listen on that namespace's loopback.
 // Commands are JSON lines on stdin, answers JSON lines on stdout with the same `id`:
 //   {id, op:"fetch", url, method?, headers?, body?} → {id, status, body}

@@ -1,4 +1,4 @@
-// The load rig's client (bench/load-rig.ts), in its own process so the proxy's file
+// The load rig's client (test/rigs/load-rig.ts), in its own process so the proxy's file
 // descriptors are counted alone. argv[2]: JSON options.
 //   burst: opens `count` connections (at most `pending` handshakes at a time), keeps them
 //          all open, each sends one request and reads the whole answer; prints one JSON

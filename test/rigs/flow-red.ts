@@ -10,6 +10,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { ROOT } from "./root";
 
 /** What the flow counted so far. */
 export interface FlowTally {
@@ -62,11 +63,8 @@ interface NodeRedEnv {
   stopNodeRed(child: ChildProcess, timeoutMs?: number): Promise<void>;
 }
 
-// scripts/ next to bench/ (run from source) or two levels up (run from dist/bench).
 function nodeRedEnv(): NodeRedEnv {
-  const candidates = [path.resolve(__dirname, "..", "scripts", "node-red-env.js"), path.resolve(__dirname, "..", "..", "scripts", "node-red-env.js")];
-  const found = candidates.find((c) => fs.existsSync(c));
-  if (found === undefined) throw new Error(`node-red-env.js not found (looked in ${candidates.join(", ")})`);
+  const found = path.join(ROOT, "scripts", "node-red-env.js");
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(found) as NodeRedEnv;
 }

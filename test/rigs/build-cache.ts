@@ -1,17 +1,18 @@
 /**
- * Bench programs built from source on first use (the load generator, the flow floor's
+ * Programs built from source on first use (the load generator, the flow floor's
  * BPF object and loader), cached in the temp directory under a hash of their inputs.
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { ROOT } from "./root";
 
-/** A bench source file: next to this module (run from source) or in bench/ (run from dist/bench). */
-export function benchSource(name: string): string {
-  const places = [path.join(__dirname, name), path.resolve(__dirname, "..", "..", "bench", name)];
+/** A source file of the checkout (`test/rigs/loadgen.c`), found from source or from dist/. */
+export function checkoutSource(relative: string): string {
+  const places = [path.join(ROOT, relative)];
   const found = places.find((p) => fs.existsSync(p));
-  if (found === undefined) throw new Error(`${name} not found (looked in ${places.join(", ")})`);
+  if (found === undefined) throw new Error(`${relative} not found (looked in ${places.join(", ")})`);
   return found;
 }
 
