@@ -54,7 +54,8 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     { id: "out", type: "helper" },
   ];
 
-  async function started(red: NdjsonChild): Promise<void> {
+  /** Waits for the node's first status after starting, which must be green; returns its text. */
+  async function started(red: NdjsonChild): Promise<string> {
     await red.next(["loaded"]);
     for (;;) {
       const s = await red.next(["status", "error"]);
@@ -62,7 +63,7 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
       const st = s["status"] as { fill?: string; text?: string };
       if (st.text !== "starting") {
         expect(st.fill).toBe("green");
-        return;
+        return st.text ?? "";
       }
     }
   }
@@ -71,7 +72,8 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(tables(gw)).toEqual([]);
     const red = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"));
     children.push(red);
-    await started(red);
+    // The status marks that the node's rules are installed.
+    expect(await started(red)).toBe(`redirect :${PORT} nft · 0 live`);
     expect(tables(gw)).toEqual(["table inet traffic_policy_node_1"]);
     clientConnect(client, { host: "198.51.100.7", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as { payload: { originalDst: unknown } };

@@ -326,13 +326,13 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in → classify �
       { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}", qos: "1", statsInterval: 0, convert: false, wires: [[]] },
     ]);
     const sub = await subscriber();
-    // Not an event now, so transparent in's msg.topic (`ip:port`, one level) is the topic.
+    // Not an event now, so transparent in's msg.topic (the connection, one level) is the topic.
     const got = collect(sub, "+", 1);
     await new Promise((r) => setTimeout(r, 100));
     const client = await httpClient(listenPort, "");
     try {
       const [m] = await got;
-      expect(m?.topic).toBe(`127.0.0.1:${client.localPort}`);
+      expect(m?.topic).toBe(`127.0.0.1:${client.localPort} → 127.0.0.1:${listenPort}`);
       expect(m?.payload).toMatchObject({ mode: "plain", localAddress: "127.0.0.1", localPort: listenPort, remotePort: client.localPort });
     } finally {
       client.socket.destroy();

@@ -65,7 +65,7 @@ describe("transparent in (this process, loopback, plain mode)", () => {
     expect(claimed?.replay.toString()).toBe("hello");
     claimed!.socket.end("bye");
     expect(await reply).toBe("bye");
-    await until(() => seen.some((s) => s.fill === "green" && s.text === `plain :${port} 1`), "live count in status");
+    await until(() => seen.some((s) => s.fill === "green" && s.text === `plain :${port} · 1 live`), "live count in status");
   });
 
   it("closes a connection nobody claims, and frees the port at once on close", async () => {
@@ -221,7 +221,7 @@ describe.skipIf(!IS_ROOT || nft.skip || setpriv.skip)("transparent in and origin
     const red = startNodeRedChild(gw, flow("redirect"));
     children.push(red);
     await red.next(["loaded"]);
-    expect(await statusOf(red, "in")).toMatchObject({ fill: "green", text: `redirect :${PORT} 0` });
+    expect(await statusOf(red, "in")).toMatchObject({ fill: "green", text: `redirect :${PORT} · 0 live` });
     clientConnect(client, { host: "198.51.100.7", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as Msg;
     expect(m.payload["originalDst"]).toEqual({ address: "198.51.100.7", port: 80, family: 4, method: "so_original_dst" });
