@@ -34,6 +34,8 @@ interface TransparentInDef extends NodeDef {
   ruleDestinations: string;
   rulePorts: string;
   ruleMark: string | number;
+  /** Also capture connections this host opens itself (nft output chain; needs ruleMark). */
+  ruleLocal?: boolean;
 }
 
 /** Short status text for a start-up failure, by error code (the full text goes to the log). */
@@ -123,8 +125,11 @@ export default function register(RED: NodeAPI): void {
     let flowsRunning = handed === undefined;
 
     let shownLive = -1;
+    // Set once listening and rules are in place: a count shown before would say green while
+    // the rules may still fail, and without the `nft` mark they are about to get.
+    let ready = false;
     const showLive = (): void => {
-      if (listener === null || closing) return;
+      if (!ready || listener === null || closing) return;
       shownLive = listener.liveCount();
       const where = rules === null ? label : `${label} ${_("transparent-in.status.nft")}`;
       status.set({ fill: "green", shape: "dot", text: `${where} · ${_("transparent-in.status.live", { count: compactCount(shownLive) })}` });
@@ -206,6 +211,7 @@ export default function register(RED: NodeAPI): void {
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
+          includeLocal: config.ruleLocal === true,
         };
         // Rules handed over stay in place when unchanged, and are replaced in one step when not.
         rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);
@@ -217,6 +223,7 @@ export default function register(RED: NodeAPI): void {
         node.warn(_("transparent-in.error.noForwarder"));
       }
       if (closing) return;
+      ready = true;
       showLive();
       // Again once the flows run, for Status nodes that did not exist yet.
       whenFlowsStarted(RED, showLive);
