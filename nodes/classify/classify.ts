@@ -13,7 +13,7 @@ import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import { withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 
 /** One rule as the editor stores it: every condition is text, empty means "any". */
 export interface ClassifyRuleConfig {
@@ -135,7 +135,7 @@ export default function register(RED: NodeAPI): void {
     const config = withNodeDefaults("classify", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node);
+    const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     const property = config.property || "payload";
     const auto = config.input !== "property";
     let route: Router | null = null;
@@ -144,6 +144,8 @@ export default function register(RED: NodeAPI): void {
     const specs = rulesFromConfig(config.rules);
     const outputs = specs.length + 1;
     const counts = new Array<number>(outputs).fill(0);
+    // The outputs' labels, as the editor shows them on the ports.
+    const labels = [...specs.map((r, i) => r.name ?? _("classify.output.rule", { number: i + 1 })), _("classify.output.other")];
     try {
       limits = classifierLimits({
         maxBytes: optionalInt(config.maxBytes),
@@ -210,7 +212,7 @@ export default function register(RED: NodeAPI): void {
       const classification: ClassificationMessage = { ...c, rule: verdict.rule, output };
       (msg as { classification?: unknown }).classification = classification;
       counts[output]!++;
-      status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text: counts.join("/") });
+      status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text: countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length)) });
       const out: Array<NodeMessageInFlow | null> = new Array(outputs).fill(null);
       out[output] = msg;
       send(out);

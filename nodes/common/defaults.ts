@@ -36,6 +36,7 @@ export const NODE_DEFAULTS = {
     ruleDestinations: "",
     rulePorts: "",
     ruleMark: "",
+    ruleLocal: false,
   },
   "traffic broker": {
     name: "",

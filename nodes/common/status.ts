@@ -1,15 +1,33 @@
 import type { Node, NodeStatus } from "node-red";
 
-/** Shortens status text to what the editor shows well (under 20 characters). */
-export function statusText(text: string): string {
-  return text.length > 19 ? `${text.slice(0, 18)}…` : text;
+/** Shortens status text to what the editor shows well: under 20 characters unless a longer `max` is given. */
+export function statusText(text: string, max = 19): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
+
+/** A count short enough for a status: 9999, 12k, 3M. */
+export function compactCount(n: number): string {
+  if (n < 10_000) return String(n);
+  if (n < 10_000_000) return `${Math.round(n / 1000)}k`;
+  return `${Math.round(n / 1_000_000)}M`;
+}
+
+/** Labelled counts for a status, in the given order: `tls 1 · web 8 · other 2`. */
+export function countsText(parts: ReadonlyArray<readonly [label: string, count: number]>): string {
+  return parts.map(([label, count]) => `${label} ${compactCount(count)}`).join(" · ");
+}
+
+/**
+ * The longest status text of counts that name what they count (`allowed 2 · denied 1 ·
+ * no match 1`): longer than an error's short reason, still one line under a node.
+ */
+export const COUNTS_STATUS_MAX = 48;
 
 /**
  * Sets node status at most every `intervalMs`: a node that sees thousands of messages a
  * second must not flood the editor's comms. The last status always lands.
  */
-export function throttledStatus(node: Node, intervalMs = 250): { set(status: NodeStatus): void; clear(): void } {
+export function throttledStatus(node: Node, intervalMs = 250, maxChars = 19): { set(status: NodeStatus): void; clear(): void } {
   let pending: NodeStatus | null = null;
   let timer: NodeJS.Timeout | null = null;
   let last = 0;
@@ -23,7 +41,7 @@ export function throttledStatus(node: Node, intervalMs = 250): { set(status: Nod
   };
   return {
     set(status: NodeStatus): void {
-      pending = { ...status, text: status.text === undefined ? undefined : statusText(String(status.text)) } as NodeStatus;
+      pending = { ...status, text: status.text === undefined ? undefined : statusText(String(status.text), maxChars) } as NodeStatus;
       if (timer !== null) return;
       const wait = last + intervalMs - Date.now();
       if (wait <= 0) flush();

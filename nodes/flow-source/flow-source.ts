@@ -2,10 +2,12 @@ import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
+import { keyFactsFirst } from "../../src/events/make";
+import { formatEndpoint } from "../../src/net/ip";
 import { effectiveCapabilities } from "../../src/doctor";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 
 interface FlowSourceDef extends NodeDef {
   mode: FlowMode;
@@ -70,13 +72,25 @@ export function startFailureText(message: string, notStarted: string, have = eff
   return missing.length === 1 ? `no ${missing[0]}` : "not permitted";
 }
 
+/**
+ * The debug sidebar's name for an event: its type, then for a flow the owning command and
+ * the connection from the end that opened it to the end that accepted it.
+ */
+export function flowTopic(e: FlowEvent): string {
+  if (e.type === "lost") return e.type;
+  const local = formatEndpoint(e.localIp, e.localPort);
+  const remote = formatEndpoint(e.remoteIp, e.remotePort);
+  const [from, to] = e.side === "client" ? [local, remote] : [remote, local];
+  return [e.type, ...(e.comm !== null ? [e.comm] : []), `${from} → ${to}`].join(" ");
+}
+
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
   const _ = messages(RED);
   function FlowSourceNode(this: Node, config: FlowSourceDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node, 1000);
+    const status = throttledStatus(node, 1000, COUNTS_STATUS_MAX);
     const batchMs = Math.max(10, Number(config.batchMs) || 500);
     let pending: FlowEvent[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
@@ -85,8 +99,17 @@ export default function register(RED: NodeAPI): void {
     // Running without first-bytes capture because CAP_NET_ADMIN is missing (cgroup_skb attach).
     let noNetAdmin = false;
 
+    // Events delivered, per kind this node emits.
+    const seen = { "flow-open": 0, "flow-close": 0, "flow-state": 0 };
     const showStatus = (): void => {
-      const text = lost > 0 ? _("flow-source.status.lost", { mode, count: lost }) : noNetAdmin ? "no CAP_NET_ADMIN" : mode;
+      const counts: Array<[string, number]> = [];
+      if (config.eventOpen !== false) counts.push([_("flow-source.status.opened"), seen["flow-open"]]);
+      if (config.eventClose !== false) counts.push([_("flow-source.status.closed"), seen["flow-close"]]);
+      if (config.eventState === true) counts.push([_("flow-source.status.states"), seen["flow-state"]]);
+      if (lost > 0) counts.push([_("flow-source.status.lost"), lost]);
+      // Counts once there are any: until then the capture in use is the news.
+      const any = lost > 0 || seen["flow-open"] + seen["flow-close"] + seen["flow-state"] > 0;
+      const text = [noNetAdmin && lost === 0 ? "no CAP_NET_ADMIN" : mode, ...(any && counts.length > 0 ? [countsText(counts)] : [])].join(" · ");
       status.set({ fill: lost > 0 || noNetAdmin ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
     };
 
@@ -100,18 +123,20 @@ export default function register(RED: NodeAPI): void {
 
     const onEvents = (events: FlowEvent[]): void => {
       for (const e of events) {
-        if (e.type === "lost") {
+        if (e.type !== "lost") {
+          seen[e.type]++;
+        } else {
           lost += e.count;
-          showStatus();
           node.warn(_("flow-source.error.lost", { count: e.count, source: e.source, capture: e.capture ?? mode }));
         }
       }
+      showStatus();
       if (config.delivery === "batch") {
-        pending.push(...events);
+        for (const e of events) pending.push(keyFactsFirst(e));
         if (flushTimer === null) flushTimer = setTimeout(flush, batchMs);
         return;
       }
-      for (const e of events) node.send({ topic: e.type, payload: e } as NodeMessage);
+      for (const e of events) node.send({ topic: flowTopic(e), payload: keyFactsFirst(e) } as NodeMessage);
     };
 
     let source: FlowSource | null = null;

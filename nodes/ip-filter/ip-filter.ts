@@ -2,7 +2,7 @@ import type { Node, NodeAPI, NodeDef } from "node-red";
 import { TrafficError } from "../../src/errors";
 import { compileIpFilter, IpFilter, IpRuleSpec } from "../../src/ipfilter/rules";
 import { messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 import { withNodeDefaults } from "../common/defaults";
 
 /** One rule as the editor stores it: `vt` says whether `v` is a CIDR list or an environment variable name. */
@@ -44,7 +44,7 @@ export default function register(RED: NodeAPI): void {
     const config = withNodeDefaults("ip filter", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node);
+    const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     const property = config.property || "clientIp";
     const mode = config.outputMode === "allow-deny" ? "allow-deny" : "rules";
     const noMatch = config.noMatch === "allow" ? "allow" : "deny";
@@ -83,7 +83,11 @@ export default function register(RED: NodeAPI): void {
         out[action === "allow" ? 0 : 1] = msg;
         counts[action]++;
       }
-      status.set({ fill: "green", shape: "dot", text: `✓${counts.allow} ✗${counts.deny} ?${counts.none}` });
+      status.set({ fill: "green", shape: "dot", text: countsText([
+          [_("ip-filter.status.allowed"), counts.allow],
+          [_("ip-filter.status.denied"), counts.deny],
+          [_("ip-filter.status.noMatch"), counts.none],
+        ]) });
       send(out);
       done();
     });

@@ -11,7 +11,7 @@ import { handovers } from "../../src/handover-registry";
 import { intSetting } from "../common/settings";
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { compactCount, throttledStatus } from "../common/status";
 import type { BrokerState, BrokerUser, TrafficBrokerNode } from "../traffic-broker/traffic-broker";
 
 interface MqttEventsDef extends NodeDef {
@@ -66,22 +66,16 @@ function qosOf(value: unknown, fallback: 0 | 1 | 2): 0 | 1 | 2 {
   return n === 0 || n === 1 || n === 2 ? n : fallback;
 }
 
-function compact(n: number): string {
-  if (n < 10_000) return String(n);
-  if (n < 10_000_000) return `${Math.round(n / 1000)}k`;
-  return `${Math.round(n / 1_000_000)}M`;
-}
-
 /** Status text and colour from the publisher's counts. */
 export function statusFromStats(s: PublisherStats, state: BrokerState["state"], stateText: string, _: Messages): { fill: "green" | "yellow" | "red" | "grey"; shape: "dot" | "ring"; text: string } {
   if (!s.connected) {
     const fill = state === "error" ? "red" : "yellow";
     // The broker's words (refused, not authorized, …) say more than a count, unless events wait.
-    return { fill, shape: "ring", text: s.queued > 0 ? _("mqtt-events.status.queued", { count: compact(s.queued) }) : stateText };
+    return { fill, shape: "ring", text: s.queued > 0 ? _("mqtt-events.status.queued", { count: compactCount(s.queued) }) : stateText };
   }
-  if (s.dropped > 0) return { fill: "yellow", shape: "dot", text: _("mqtt-events.status.sentDropped", { sent: compact(s.sent), dropped: compact(s.dropped) }) };
-  if (s.queued > 0) return { fill: "green", shape: "dot", text: _("mqtt-events.status.queued", { count: compact(s.queued) }) };
-  return { fill: "green", shape: "dot", text: _("mqtt-events.status.sent", { count: compact(s.sent) }) };
+  if (s.dropped > 0) return { fill: "yellow", shape: "dot", text: _("mqtt-events.status.sentDropped", { sent: compactCount(s.sent), dropped: compactCount(s.dropped) }) };
+  if (s.queued > 0) return { fill: "green", shape: "dot", text: _("mqtt-events.status.queued", { count: compactCount(s.queued) }) };
+  return { fill: "green", shape: "dot", text: _("mqtt-events.status.sent", { count: compactCount(s.sent) }) };
 }
 
 /** Events a redeployed node had not sent yet, for its next instance to send first. */
@@ -224,7 +218,7 @@ export default function register(RED: NodeAPI): void {
         const payload: unknown = event ?? msg.payload;
         const fields = payload !== null && typeof payload === "object" && !Buffer.isBuffer(payload) ? (payload as Record<string, unknown>) : {};
         const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-        // This package's nodes label their messages in msg.topic (`ip:port`, the event type):
+        // This package's nodes label their messages in msg.topic (the connection, the event type):
         // for an event that label is not a topic, so events always take the template.
         const override = event === null && config.topicFromMsg !== false && typeof msg.topic === "string" && msg.topic !== "" ? msg.topic : undefined;
         const topic = override !== undefined

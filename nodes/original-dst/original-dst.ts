@@ -3,6 +3,7 @@ import { isTrafficSession, type ConnectionInfo, type OriginalDstMethod } from ".
 import { TrafficError } from "../../src/errors";
 import { getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
+import { formatEndpoint } from "../../src/net/ip";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
@@ -62,7 +63,7 @@ export default function register(RED: NodeAPI): void {
         }
         const result = lookupOriginalDst(session.id, method);
         RED.util.setMessageProperty(msg, property, result, true);
-        status.set({ fill: "green", shape: "dot", text: `${result.family === 6 ? `[${result.address}]` : result.address}:${result.port}` });
+        status.set({ fill: "green", shape: "dot", text: formatEndpoint(result.address, result.port) });
         send(msg);
         done();
       } catch (err) {

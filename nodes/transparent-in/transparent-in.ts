@@ -5,11 +5,12 @@ import { TransparentListener, type RejectReason } from "../../src/listener/trans
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
+import { formatEndpoint } from "../../src/net/ip";
 import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
 import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, compactCount, throttledStatus } from "../common/status";
 import { withNodeDefaults } from "../common/defaults";
 
 interface TransparentInDef extends NodeDef {
@@ -33,6 +34,8 @@ interface TransparentInDef extends NodeDef {
   ruleDestinations: string;
   rulePorts: string;
   ruleMark: string | number;
+  /** Also capture connections this host opens itself (nft output chain; needs ruleMark). */
+  ruleLocal?: boolean;
 }
 
 /** Short status text for a start-up failure, by error code (the full text goes to the log). */
@@ -92,6 +95,12 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
  */
 const HANDOVER_GRACE_MS = 10_000;
 
+/** The debug sidebar's name for a connection: the client, and where it was going (else the listener). */
+export function connectionTopic(info: ConnectionInfo): string {
+  const to = info.originalDst ?? { address: info.localAddress, port: info.localPort };
+  return `${formatEndpoint(info.remoteAddress, info.remotePort)} → ${formatEndpoint(to.address, to.port)}`;
+}
+
 export default function register(RED: NodeAPI): void {
   watchFlowStarts(RED);
   // Parked listeners and rules nobody took are released once the flows run, or when Node-RED stops.
@@ -101,7 +110,7 @@ export default function register(RED: NodeAPI): void {
     const config = withNodeDefaults("transparent in", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node);
+    const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     let listener: TransparentListener | null = null;
     let rules: ManagedRules | null = null;
     let closing = false;
@@ -116,10 +125,14 @@ export default function register(RED: NodeAPI): void {
     let flowsRunning = handed === undefined;
 
     let shownLive = -1;
+    // Set once listening and rules are in place: a count shown before would say green while
+    // the rules may still fail, and without the `nft` mark they are about to get.
+    let ready = false;
     const showLive = (): void => {
-      if (listener === null || closing) return;
+      if (!ready || listener === null || closing) return;
       shownLive = listener.liveCount();
-      status.set({ fill: "green", shape: "dot", text: `${label} ${shownLive}` });
+      const where = rules === null ? label : `${label} ${_("transparent-in.status.nft")}`;
+      status.set({ fill: "green", shape: "dot", text: `${where} · ${_("transparent-in.status.live", { count: compactCount(shownLive) })}` });
     };
 
     const fail = (err: Error & { code?: string }): void => {
@@ -143,7 +156,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     const announce = (info: ConnectionInfo): void => {
-      node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
+      node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: connectionTopic(info) });
       showLive();
     };
     const serve = (l: TransparentListener): void => {
@@ -198,6 +211,7 @@ export default function register(RED: NodeAPI): void {
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
+          includeLocal: config.ruleLocal === true,
         };
         // Rules handed over stay in place when unchanged, and are replaced in one step when not.
         rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);
@@ -209,6 +223,7 @@ export default function register(RED: NodeAPI): void {
         node.warn(_("transparent-in.error.noForwarder"));
       }
       if (closing) return;
+      ready = true;
       showLive();
       // Again once the flows run, for Status nodes that did not exist yet.
       whenFlowsStarted(RED, showLive);

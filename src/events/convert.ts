@@ -211,8 +211,8 @@ export function classificationEvent(msg: EventSourceMessage & { classification: 
   );
 }
 
-/** A forward node's summary → `forward-summary`. */
-export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOptions): ForwardSummaryEvent {
+/** A forward node's summary → `forward-summary`, with the protocol `classify` recognised when it did. */
+export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOptions, protocol?: ClassifiedAs): ForwardSummaryEvent {
   const family = summary.client.address.includes(":") ? 6 : 4;
   return makeEvent<ForwardSummaryEvent>(
     {
@@ -227,6 +227,7 @@ export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOpt
       end: summary.end,
       ...(summary.error !== undefined ? { error: summary.error.code } : {}),
       ...(summary.pump !== null ? { pump: summary.pump } : {}),
+      ...(protocol !== undefined ? { protocol } : {}),
       side: "server" as const,
       family,
       remoteIp: summary.client.address,
@@ -249,8 +250,8 @@ export function toEvent(msg: EventSourceMessage, options: ToEventOptions): Traff
   const payload = msg.payload;
   const event = isTrafficEvent(payload);
   if (event && !FLOW_TYPES.has(payload.type)) return payload;
-  if (isForwardSummary(payload)) return forwardSummaryEvent(payload, options);
   const classification = msg.classification;
+  if (isForwardSummary(payload)) return forwardSummaryEvent(payload, options, isClassification(classification) ? classification.protocol : undefined);
   // A flow event that went through classify stands for its classification.
   if (isClassification(classification)) return classificationEvent({ ...msg, classification }, options);
   if (event) return payload;

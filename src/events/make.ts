@@ -36,3 +36,18 @@ export function isTrafficEvent(value: unknown): value is TrafficEvent {
   const v = value as { type?: unknown; schemaVersion?: unknown };
   return v.schemaVersion === EVENT_SCHEMA_VERSION && typeof v.type === "string" && (EVENT_TYPES as readonly string[]).includes(v.type);
 }
+
+/** What a reader of an event looks for first: what happened, who, between which ends, how it ended. */
+const KEY_FACTS = ["type", "comm", "pid", "side", "localIp", "localPort", "remoteIp", "remotePort", "end", "error", "bytesSent", "bytesReceived", "durationMs"] as const;
+
+/**
+ * The same event with its key facts as the first properties, for the debug sidebar and
+ * JSON readers (property order is all that changes).
+ */
+export function keyFactsFirst<E extends object>(event: E): E {
+  const fields = event as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of KEY_FACTS) if (key in fields) out[key] = fields[key];
+  // Keys already set keep their place: the rest follow in the event's own order.
+  return Object.assign(out, fields) as E;
+}

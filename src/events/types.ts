@@ -270,6 +270,8 @@ export interface ForwardSummaryEvent extends EventBase {
   error?: string;
   /** Who moved the bytes: the native splice pump or Node streams; absent when no upstream connection was made. */
   pump?: "native" | "js";
+  /** What `classify` recognised the connection as, when the forwarded message went through it. */
+  protocol?: ClassifiedAs;
   /** Side of the client-facing socket whose addresses follow: always `server` (it was accepted). */
   side?: "server";
   /** IP family of the client-facing socket, when the summary carried its addresses. */

@@ -3,7 +3,7 @@ import net from "node:net";
 import os from "node:os";
 import type { ConnectionInfo } from "../connection";
 import { TrafficError } from "../errors";
-import { tryParseIp } from "../net/ip";
+import { formatEndpoint, tryParseIp } from "../net/ip";
 import { loadNative, nativeAvailability, socketFd, type NativeAddon, type NativeConnectOptions, type SplicePumpHandle, type SystemCallError } from "../native";
 import { encodeProxyHeaderV1, encodeProxyHeaderV2 } from "../proxy-protocol/encode";
 import type { ForwardEnd, ForwardIdentity } from "../events/types";
@@ -111,13 +111,9 @@ export function loopReason(info: ConnectionInfo, target: { address: string; port
   if (info.mode === "tproxy" || target.port !== info.localPort) return null;
   const same = tryParseIp(target.address)?.text === tryParseIp(info.localAddress)?.text;
   if (same || isLocalAddress(target.address)) {
-    return `the target ${fmt(target)} is the listener itself (it accepted this connection on ${fmt({ address: info.localAddress, port: info.localPort })}): forwarding would loop`;
+    return `the target ${formatEndpoint(target.address, target.port)} is the listener itself (it accepted this connection on ${formatEndpoint(info.localAddress, info.localPort)}): forwarding would loop`;
   }
   return null;
-}
-
-function fmt(t: { address: string; port: number }): string {
-  return t.address.includes(":") ? `[${t.address}]:${t.port}` : `${t.address}:${t.port}`;
 }
 
 /** The address the upstream should see as the client: a PROXY header's source when the listener read one, else the socket peer. */
@@ -168,7 +164,7 @@ export function identityHeader(identity: ForwardIdentity, info: ConnectionInfo, 
 
 /** Words a failed connect for an operator: what the errno means here and what to do. */
 export function describeConnectError(err: { code?: string; message: string }, target: { address: string; port: number }, identity: ForwardIdentity, client: { address: string }): string {
-  const to = fmt(target);
+  const to = formatEndpoint(target.address, target.port);
   switch (err.code) {
     case "ECONNREFUSED":
       return `upstream ${to} refused the connection (nothing listens there)`;
@@ -268,7 +264,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     const who = clientOf(info);
     const targetFamily = net.isIPv6(target.address) ? 6 : 4;
     if (identity === "transparent" && (net.isIPv6(who.address) ? 6 : 4) !== targetFamily) {
-      finish("connect-failed", new TrafficError("ERR_FORWARD_TARGET", `cannot preserve the IPv${targetFamily === 6 ? 4 : 6} client ${who.address} towards the IPv${targetFamily} upstream ${fmt(target)}`, "identity"));
+      finish("connect-failed", new TrafficError("ERR_FORWARD_TARGET", `cannot preserve the IPv${targetFamily === 6 ? 4 : 6} client ${who.address} towards the IPv${targetFamily} upstream ${formatEndpoint(target.address, target.port)}`, "identity"));
       return;
     }
     let header: Buffer;
@@ -372,7 +368,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
     detach();
     if (!ok) {
       if (stopped) finish("stopped");
-      else finish("connect-failed", { code: "ECONNABORTED", message: `connecting to ${fmt(t)} was aborted` });
+      else finish("connect-failed", { code: "ECONNABORTED", message: `connecting to ${formatEndpoint(t.address, t.port)} was aborted` });
       return;
     }
     if (client.destroyed) {
@@ -408,7 +404,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       if (stopped) finish("stopped");
       else if (idle) finish("idle-timeout", { code: "ETIMEDOUT", message: `no bytes either way for ${idleMs} ms` });
       else if (clientError !== null) finish("client-reset", { code: clientError.code ?? "ERR_FORWARD", message: `client: ${clientError.message}` });
-      else if (upstreamError !== null) finish("upstream-reset", { code: upstreamError.code ?? "ERR_FORWARD", message: `upstream ${fmt(target!)}: ${upstreamError.message}` });
+      else if (upstreamError !== null) finish("upstream-reset", { code: upstreamError.code ?? "ERR_FORWARD", message: `upstream ${formatEndpoint(target!.address, target!.port)}: ${upstreamError.message}` });
       else finish("closed");
     };
     client.once("close", onClosed);
@@ -497,7 +493,7 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
           else finish("stopped");
         } else if (err !== null) {
           const side = (err as SystemCallError & { side?: string }).side === "a" ? "client" : "upstream";
-          finish(side === "client" ? "client-reset" : "upstream-reset", { code: err.code, message: `${side === "client" ? "client" : `upstream ${fmt(target!)}`}: ${err.code}` });
+          finish(side === "client" ? "client-reset" : "upstream-reset", { code: err.code, message: `${side === "client" ? "client" : `upstream ${formatEndpoint(target!.address, target!.port)}`}: ${err.code}` });
         } else {
           finish("closed");
         }

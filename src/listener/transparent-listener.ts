@@ -4,6 +4,7 @@ import net from "node:net";
 import type { ConnectionInfo } from "../connection";
 import { tryParseIp } from "../net/ip";
 import { acceptedSocketInfo, closeListenerFd, createListenerFd, getLocalAddress, socketFd, type AcceptedSocket, type SocketAddress } from "../native";
+import { runSniffers } from "../classify/classifier";
 import { parseProxyHeader } from "../proxy-protocol";
 import type { ProxyHeader } from "../proxy-protocol/types";
 import { connectionTable, type ConnectionTable } from "../connection-table";
@@ -291,7 +292,12 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     const check = (ended: boolean): void => {
       if (!proxyDone && !stepProxy(ended)) return;
       if (finished) return;
-      if (ended || data.length >= s.sniffBytes) finish(proxy ? { kind: "ok", data, proxy } : { kind: "ok", data });
+      // The bytes are read for classification: once the classifiers can decide on what came
+      // (a whole HTTP request head or ClientHello, or bytes every classifier declines), more
+      // would change nothing, and waiting for them would hold every connection for the wait.
+      if (ended || data.length >= s.sniffBytes || (data.length > 0 && runSniffers(data, false) !== null)) {
+        finish(proxy ? { kind: "ok", data, proxy } : { kind: "ok", data });
+      }
     };
     const onData = (chunk: Buffer): void => {
       data = data.length === 0 ? chunk : Buffer.concat([data, chunk]);

@@ -206,3 +206,9 @@ export function parsePort(text: string, start = 0, end = text.length): number {
 export function clip(text: string, max = 64): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
+
+/** An address and port as written in URLs and logs: `192.0.2.1:80`, `[2001:db8::1]:443`. */
+export function formatEndpoint(address: string, port: number | null | undefined): string {
+  const host = address.includes(":") ? `[${address}]` : address;
+  return port === null || port === undefined ? host : `${host}:${port}`;
+}

@@ -15,7 +15,12 @@ export interface RuleSpec {
   readonly ports?: string;
   /** Packets with this mark are never captured: the package's own upstream connections carry it (SO_MARK). */
   readonly excludeMark?: number;
-  /** Also capture connections this host opens itself (redirect mode, nat output chain). */
+  /**
+   * Also capture connections this host opens itself: a nat output chain for REDIRECT; for
+   * TPROXY a route output chain that marks them, so policy routing loops them through `lo`
+   * into prerouting, where TPROXY applies. Needs `excludeMark`, or the forwarder's own
+   * upstream connections would be captured again, without end.
+   */
   readonly includeLocal?: boolean;
   /** Mark TPROXY puts on captured packets, and the routing table that delivers them locally. */
   readonly tproxyMark?: number;
@@ -128,6 +133,9 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   // 253-255 are the kernel's default, main and local tables.
   const routeTable = spec.routeTable === undefined ? defaults.table : uint(spec.routeTable, "routeTable", 1, 0xfffffff0);
   if (routeTable >= 253 && routeTable <= 255) throw bad("routeTable", "253-255 are the kernel's own routing tables");
+  if (spec.includeLocal === true && exclude === null) {
+    throw bad("excludeMark", "capturing this host's own connections needs a skip mark, set on the forward nodes too: without it their upstream connections are captured again");
+  }
   const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
   const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
   const lines: string[] = [`table inet ${table} {`];
@@ -151,6 +159,20 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
       ...(v6.length > 0 ? [`    ${match("ip6", v6)} tproxy ip6 to :${port} meta mark set ${mark} accept`] : []),
       "  }",
     );
+    if (spec.includeLocal === true) {
+      // TPROXY exists only in prerouting. A locally opened connection gets the routing mark
+      // here; its `ip rule` reroutes it to `lo`, it comes back in through prerouting and the
+      // rules above take it. A route-type chain is what makes the kernel route again after
+      // the mark changed.
+      lines.push(
+        "  chain output {",
+        "    type route hook output priority mangle; policy accept;",
+        ...skipOwn,
+        ...(v4.length > 0 ? [`    ${match("ip", v4)} meta mark set ${mark}`] : []),
+        ...(v6.length > 0 ? [`    ${match("ip6", v6)} meta mark set ${mark}`] : []),
+        "  }",
+      );
+    }
   }
   lines.push("}");
   return { table, ruleset: `${lines.join("\n")}\n`, v4: v4.length > 0, v6: v6.length > 0, mark, routeTable };

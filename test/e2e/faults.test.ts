@@ -168,7 +168,7 @@ describe.skipIf(mosquittoBin.skip)("faults in a running Node-RED", () => {
       expect(r.lines().filter((l) => l.at === "catch" && l.error?.source.id !== row.node && forwardRows.every((o) => o.node !== l.error?.source.id))).toEqual([]);
       expect(await r.until(() => r.status(row.node)?.fill === "yellow" && r.status(row.node), `the status of ${row.node}`)).toMatchObject({ text: `0 · ${summary.error!.code}` });
       // The listener counts the connection gone.
-      expect(await r.until(() => r.status(row.listener)?.text?.endsWith(" 0") && r.status(row.listener), `${row.listener} back to 0`)).toMatchObject({ fill: "green" });
+      expect(await r.until(() => r.status(row.listener)?.text?.endsWith(" 0 live") && r.status(row.listener), `${row.listener} back to 0`)).toMatchObject({ fill: "green" });
       expect(r.running()).toBe(true);
     });
   }
@@ -188,7 +188,7 @@ describe.skipIf(mosquittoBin.skip)("faults in a running Node-RED", () => {
       const caught = await r.until(() => r.errors(row.node)[before], `a caught error from ${row.node}`);
       expect(caught.message).toMatch(row.message);
       expect(caught.source.id).toBe(row.node);
-      expect(await r.until(() => r.status(row.listener)?.text?.endsWith(" 0") && r.status(row.listener), `${row.listener} back to 0`)).toMatchObject({ fill: "green" });
+      expect(await r.until(() => r.status(row.listener)?.text?.endsWith(" 0 live") && r.status(row.listener), `${row.listener} back to 0`)).toMatchObject({ fill: "green" });
       expect(r.running()).toBe(true);
     });
   }

@@ -3,8 +3,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IS_ROOT, systemCommand } from "../support/system";
 import path from "node:path";
-import { defaultRouting, type ManagedRules } from "../../src/nft/managed-rules";
-import { clientConnect, ensureBuilt, inNs, Namespaces, type NdjsonChild, startNodeRedChild } from "../support/netns";
+import { buildRuleset, defaultRouting, type ManagedRules } from "../../src/nft/managed-rules";
+import { clientConnect, ensureBuilt, inNs, Namespaces, NdjsonChild, startNodeRedChild } from "../support/netns";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
 const setpriv = IS_ROOT ? systemCommand("setpriv") : { path: null, skip: true };
@@ -54,15 +54,18 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     { id: "out", type: "helper" },
   ];
 
-  async function started(red: NdjsonChild): Promise<void> {
+  /** Waits for the node's first status after starting, which must be green; returns its text. */
+  async function started(red: NdjsonChild): Promise<string> {
     await red.next(["loaded"]);
     for (;;) {
       const s = await red.next(["status", "error"]);
       if (s.event === "error") throw new Error(String(s["message"]));
+      // Other nodes of the flow (a forward) report their own statuses meanwhile.
+      if (s.event === "status" && s["id"] !== "node.1") continue;
       const st = s["status"] as { fill?: string; text?: string };
       if (st.text !== "starting") {
         expect(st.fill).toBe("green");
-        return;
+        return st.text ?? "";
       }
     }
   }
@@ -71,7 +74,8 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(tables(gw)).toEqual([]);
     const red = startNodeRedChild(gw, flow("redirect", "198.51.100.0/24"));
     children.push(red);
-    await started(red);
+    // The status marks that the node's rules are installed.
+    expect(await started(red)).toBe(`redirect :${PORT} nft · 0 live`);
     expect(tables(gw)).toEqual(["table inet traffic_policy_node_1"]);
     clientConnect(client, { host: "198.51.100.7", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as { payload: { originalDst: unknown } };
@@ -158,6 +162,52 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     expect(tables(tg)).toEqual([]);
     expect([count("-4"), count("-6")]).toEqual([0, 0]);
     expect(routes("-4")).toBe("");
+  });
+
+  it.each(["redirect", "tproxy"] as const)(
+    "%s with this host's own connections: a process on the gateway is captured, the forwarder's marked upstream is not",
+    async (mode) => {
+      // The server answers with the peer it saw, so the reply proves the connection reached it.
+      const server = new NdjsonChild([
+        "ip", "netns", "exec", ts, process.execPath, "-e",
+        "require('net').createServer((c)=>{c.on('error',()=>{});c.end(JSON.stringify({peer:c.remoteAddress})+'\\n')}).listen(80,'198.51.100.20',()=>console.log(JSON.stringify({event:'up'})))",
+      ]);
+      children.push(server);
+      await server.next(["up"]);
+      const skipMark = 0x99;
+      const red = startNodeRedChild(tg, [
+        { id: "node.1", type: "transparent in", port: PORT, family: "ipv4", mode, manageRules: true, ruleDestinations: "198.51.100.20/32", rulePorts: "80", ruleMark: String(skipMark), ruleLocal: true, unclaimedTimeout: 5, wires: [["conn", "fw"]] },
+        { id: "fw", type: "forward", action: "forward", targetType: "original", identity: "none", mark: skipMark, pump: "js", wires: [["summary"]] },
+        { id: "conn", type: "helper" },
+        { id: "summary", type: "helper" },
+      ]);
+      children.push(red);
+      try {
+        await started(red);
+        // The output chain is what catches it: the gateway's own connections never pass prerouting on their own.
+        expect(inNs(tg, "nft", ["list", "chain", "inet", "traffic_policy_node_1", "output"])).toMatch(/meta mark 0x00000099 return/);
+        const r = clientConnect(tg, { host: "198.51.100.20", port: 80, send: "hi", timeoutMs: 5000 });
+        expect(r.error).toBeNull();
+        expect(JSON.parse(r.response)).toEqual({ peer: "198.51.100.1" });
+        const conn = (await red.next(["message"])) as unknown as { at: string; msg: { payload: Record<string, unknown> } };
+        expect(conn.at).toBe("conn");
+        expect(conn.msg.payload).toMatchObject({ remotePort: r.local.port, originalDst: { address: "198.51.100.20", port: 80 } });
+        const summary = (await red.next(["message"])) as unknown as { at: string; msg: { payload: Record<string, unknown> } };
+        expect(summary.at).toBe("summary");
+        expect(summary.msg.payload).toMatchObject({ action: "forward", end: "closed", bytesToUpstream: 2, target: { address: "198.51.100.20", port: 80 } });
+        // Exactly one connection reached the listener: the forwarder's own upstream did not come back.
+        await expect(red.next(["message"], 500)).rejects.toThrow();
+      } finally {
+        red.send("close");
+        await red.next(["closed"]).catch(() => undefined);
+        server.kill();
+      }
+      expect(tables(tg)).toEqual([]);
+    },
+  );
+
+  it("refuses this host's own connections without a skip mark, which would capture the forwarder's upstream again", () => {
+    expect(() => buildRuleset("x", { mode: "tproxy", port: PORT, destinations: "198.51.100.20/32", includeLocal: true })).toThrow(/skip mark/);
   });
 
   it.skipIf(setpriv.skip)("without CAP_NET_ADMIN the node says so, adds nothing and does not listen", async () => {

@@ -39,7 +39,7 @@ function expectValidPayloads(msgs: ReadonlyArray<Record<string, unknown>>): void
   for (const m of msgs) {
     const payload = m["payload"];
     for (const e of Array.isArray(payload) ? payload : [payload]) assertValidEvent(e);
-    if (!Array.isArray(payload)) expect(m["topic"]).toBe((payload as FlowEvent).type);
+    if (!Array.isArray(payload)) expect(String(m["topic"]).split(" ")[0]).toBe((payload as FlowEvent).type);
   }
 }
 
@@ -79,15 +79,23 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       onCall(node, "status", (s) => statuses.push(s as { text?: string }));
       const seen = collect({ out: helper.getNode("out") });
       const cli = await runClient("127.0.0.1", srv.port, 321);
-      await until(() => seen["out"]!.some((m) => m["topic"] === "flow-close"), "close message", 5000);
+      await until(() => seen["out"]!.some((m) => String(m["topic"]).startsWith("flow-close ")), "close message", 5000);
       const msgs = seen["out"]!.filter((m) => (m["payload"] as FlowEvent & { localPort?: number }).localPort === cli.localPort);
-      expect(msgs.map((m) => m["topic"])).toEqual(["flow-open", "flow-close"]);
+      // The topic names the connection, from the client's end to the server's, with the owning command.
+      const comm = (msgs[0]!["payload"] as FlowCloseEvent).comm;
+      expect(comm).not.toBeNull();
+      const conn = `${comm} 127.0.0.1:${cli.localPort} → 127.0.0.1:${srv.port}`;
+      expect(msgs.map((m) => m["topic"])).toEqual([`flow-open ${conn}`, `flow-close ${conn}`]);
+      // What happened, who and between which ends lead the payload, so the debug sidebar shows them first.
+      const who = ["type", "comm", "pid", "side", "localIp", "localPort", "remoteIp", "remotePort"];
+      expect(Object.keys(msgs[0]!["payload"] as object).slice(0, who.length)).toEqual(who);
+      expect(Object.keys(msgs[1]!["payload"] as object).slice(0, who.length + 5)).toEqual([...who, "end", "error", "bytesSent", "bytesReceived", "durationMs"]);
       expectValidPayloads(seen["out"]!);
       expect(msgs[0]!["payload"]).toMatchObject({ schemaVersion: 1, host: os.hostname(), flowId: (msgs[1]!["payload"] as FlowCloseEvent).flowId });
       expect(msgs[1]!["payload"]).toMatchObject({ source: "ebpf", side: "client", pid: cli.pid, bytesSent: 321, bytesReceived: 321 });
       // Only client sockets: the accepted end of the same connection is filtered in the kernel.
       expect(seen["out"]!.every((m) => (m["payload"] as FlowEvent & { side?: string }).side === "client")).toBe(true);
-      await until(() => statuses.some((s) => s.text === "ebpf"), "ebpf status", 3000);
+      await until(() => statuses.some((s) => s.text === "ebpf · open 1 · closed 1"), "ebpf status with its event counts", 3000);
       expect(bpfFds()["bpf_link"] ?? 0).toBeGreaterThan(before["bpf_link"] ?? 0);
       await helper.unload();
       expect(bpfFds()).toEqual(before);
@@ -137,7 +145,7 @@ run("flow source node in a Node-RED runtime (test helper)", () => {
       const lost = seen["out"]!.filter((m) => m["topic"] === "lost").reduce((n, m) => n + (m["payload"] as { count: number }).count, 0);
       expectValidPayloads(seen["out"]!);
       expect(seen["out"]!.find((m) => m["topic"] === "lost")!["payload"]).toMatchObject({ type: "lost", capture: "ebpf" });
-      await until(() => statuses.some((st) => st.text === `ebpf lost ${lost}`), `status "ebpf lost ${lost}"`, 5000);
+      await until(() => statuses.some((st) => new RegExp(`^ebpf · closed \\d+ · lost ${lost}$`).test(st.text ?? "")), `status "ebpf · closed N · lost ${lost}"`, 5000);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }

@@ -51,6 +51,15 @@ describe("ip filter node in a Node-RED runtime", () => {
     expect(seen["o1"]!.map((m) => m["clientIp"])).toEqual(["203.0.113.1", "198.51.100.1", undefined]);
   });
 
+  it("says in its status what its counts are: allowed, denied, and those no rule matched", async () => {
+    await load({ outputMode: "allow-deny", noMatch: "deny" }, 2);
+    const f = helper.getNode("f") as Receiver;
+    const texts: string[] = [];
+    onCall(f, "status", (st) => texts.push(String((st as { text?: string }).text)));
+    for (const ip of ["10.0.0.1", "127.0.0.1", "203.0.113.1", "198.51.100.1", "junk"]) f.receive({ clientIp: ip });
+    await until(() => texts.at(-1) === "allowed 2 · denied 3 · no match 2", `status "allowed 2 · denied 3 · no match 2", last ${texts.at(-1)}`, 3000);
+  });
+
   it("lets unmatched addresses pass when no match is allow", async () => {
     const seen = await load({ outputMode: "allow-deny", noMatch: "allow" }, 2);
     (helper.getNode("f") as Receiver).receive({ clientIp: "198.51.100.1" });

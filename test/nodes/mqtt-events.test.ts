@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
-import { connect as netConnect, type Socket } from "node:net";
+import { connect as netConnect, createServer, type AddressInfo, type Socket } from "node:net";
 import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
@@ -279,6 +279,37 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
     }
   });
 
+  it("a forward summary of a classified connection fills {protocol} in the topic and carries the protocol", async () => {
+    const upstream = createServer((s) => {
+      s.once("data", () => s.end("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"));
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const upstreamPort = (upstream.address() as AddressInfo).port;
+    const listenPort = await freePort();
+    await helper.load(registerNodes, [
+      brokerNode(),
+      { id: "in", type: "transparent in", port: listenPort, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 0, unclaimedTimeout: 3, unclaimedAction: "close", proxyProtocol: "off", wires: [["cls"]] },
+      { id: "cls", type: "classify", input: "auto", maxBytes: 256, timeoutMs: 1000, rules: [{ name: "web", protocols: "http1" }], wires: [["fw"], ["fw"]] },
+      { id: "fw", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: upstreamPort, identity: "none", pump: "js", wires: [["ev"]] },
+      { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{protocol}", qos: "1", statsInterval: 0, wires: [[]] },
+    ]);
+    const sub = await subscriber();
+    const got = collect(sub, "traffic/agent-c/forward-summary/#", 1);
+    await new Promise((r) => setTimeout(r, 100));
+    const client = await httpClient(listenPort, "GET / HTTP/1.1\r\nHost: example.org\r\n\r\n");
+    try {
+      const [m] = await got;
+      assertValidEvent(m?.payload);
+      expect(m?.topic).toBe("traffic/agent-c/forward-summary/http1");
+      expect(m?.payload).toMatchObject({ type: "forward-summary", protocol: "http1", remotePort: client.localPort, end: "closed" });
+    } finally {
+      client.socket.destroy();
+      await sub.endAsync();
+      upstream.close();
+    }
+  });
+
   it("with convert off, the connection message is published as it is (its msg.topic, when allowed, is the topic again)", async () => {
     const listenPort = await freePort();
     await helper.load(registerNodes, [
@@ -287,13 +318,13 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
       { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}", qos: "1", statsInterval: 0, convert: false, wires: [[]] },
     ]);
     const sub = await subscriber();
-    // Not an event now, so transparent in's msg.topic (`ip:port`, one level) is the topic.
+    // Not an event now, so transparent in's msg.topic (the connection, one level) is the topic.
     const got = collect(sub, "+", 1);
     await new Promise((r) => setTimeout(r, 100));
     const client = await httpClient(listenPort, "");
     try {
       const [m] = await got;
-      expect(m?.topic).toBe(`127.0.0.1:${client.localPort}`);
+      expect(m?.topic).toBe(`127.0.0.1:${client.localPort} â†’ 127.0.0.1:${listenPort}`);
       expect(m?.payload).toMatchObject({ mode: "plain", localAddress: "127.0.0.1", localPort: listenPort, remotePort: client.localPort });
     } finally {
       client.socket.destroy();

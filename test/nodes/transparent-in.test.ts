@@ -58,7 +58,42 @@ describe("transparent in (this process, loopback, plain mode)", () => {
     expect(claimed?.replay.toString()).toBe("hello");
     claimed!.socket.end("bye");
     expect(await reply).toBe("bye");
-    await until(() => seen.some((s) => s.fill === "green" && s.text === `plain :${port} 1`), "live count in status");
+    await until(() => seen.some((s) => s.fill === "green" && s.text === `plain :${port} · 1 live`), "live count in status");
+  });
+
+  it("Read first stops waiting once classify can decide: an HTTP request through in → classify → forward is answered well within the wait", async () => {
+    const upstream = net.createServer((s) => {
+      s.once("data", () => s.end("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"));
+      s.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => upstream.listen(0, "127.0.0.1", r));
+    const upstreamPort = (upstream.address() as net.AddressInfo).port;
+    const port = await freePort();
+    // As in the transparent-in-classify-mqtt example, with a longer wait so that waiting it out cannot pass for fast.
+    const waitS = 5;
+    await helper.load(registerNodes, [
+      { id: "in", type: "transparent in", port, address: "127.0.0.1", family: "ipv4", mode: "plain", sniffBytes: 1024, sniffTimeout: waitS, unclaimedTimeout: 10, unclaimedAction: "close", proxyProtocol: "off", wires: [["cls"]] },
+      { id: "cls", type: "classify", input: "auto", maxBytes: 1024, timeoutMs: 1000, serverFirstMs: 300, rules: [{ name: "web", protocols: "http1 http2" }, { name: "tls", protocols: "tls" }], wires: [["fw"], ["fw"], ["fw"]] },
+      { id: "fw", type: "forward", action: "forward", targetType: "fixed", host: "127.0.0.1", port: upstreamPort, identity: "none", wires: [["out"]] },
+      { id: "out", type: "helper" },
+    ]);
+    const summary = new Promise<{ classification?: { protocol: string }; payload: { end: string } }>((r) => helper.getNode("out").once("input", r));
+    try {
+      const started = Date.now();
+      const answer = await new Promise<string>((resolve, reject) => {
+        let d = "";
+        const client = net.connect(port, "127.0.0.1", () => client.write("GET / HTTP/1.1\r\nHost: example.test\r\n\r\n"));
+        client.on("data", (c) => (d += c.toString()));
+        client.on("end", () => resolve(d));
+        client.on("error", reject);
+      });
+      const elapsed = Date.now() - started;
+      expect(answer).toMatch(/^HTTP\/1\.1 204/);
+      expect(elapsed).toBeLessThan((waitS * 1000) / 5);
+      expect(await summary).toMatchObject({ classification: { protocol: "http1" }, payload: { end: "closed" } });
+    } finally {
+      upstream.close();
+    }
   });
 
   it("closes a connection nobody claims, and frees the port at once on close", async () => {
@@ -214,7 +249,7 @@ describe.skipIf(!IS_ROOT || nft.skip || setpriv.skip)("transparent in and origin
     const red = startNodeRedChild(gw, flow("redirect"));
     children.push(red);
     await red.next(["loaded"]);
-    expect(await statusOf(red, "in")).toMatchObject({ fill: "green", text: `redirect :${PORT} 0` });
+    expect(await statusOf(red, "in")).toMatchObject({ fill: "green", text: `redirect :${PORT} · 0 live` });
     clientConnect(client, { host: "198.51.100.7", port: 80, send: "x", timeoutMs: 3000 });
     const m = (await red.next(["message"])).msg as Msg;
     expect(m.payload["originalDst"]).toEqual({ address: "198.51.100.7", port: 80, family: 4, method: "so_original_dst" });
