@@ -367,7 +367,7 @@ export async function run(): Promise<BenchReport> {
     notes.push(
       `Node-RED flow run: ${red.load.attempted} connections attempted, ${red.load.connected} connected, ${red.load.failed} failed, ${red.load.unfinished} unfinished; ` +
         `closes expected ${red.load.attempted} client + ${red.accepted} server = ${expected}; delivered into the flow ${t.client} client + ${t.server} server = ${delivered} ` +
-        `in ${t.messages} messages (${t.mismatched} with the wrong side); lost kernel ${t.lostKernel}, JS ${t.lostJs}; state changes the kernel skipped ${t.skipped}; ` +
+        `in ${t.messages} messages (${t.mismatched} with the wrong side, ${t.foreign} of other sockets on the port); lost kernel ${t.lostKernel}, JS ${t.lostJs}; state changes the kernel skipped ${t.skipped}; ` +
         `Node-RED CPU ${(red.nodeRedCpuMs / 1000).toFixed(1)} s (${perConnUs(red.nodeRedCpuMs, red.load.connected).toFixed(1)} µs per connection)`,
       "Node-RED flow: a full Node-RED (scripts/node-red-env.js) loading the built package; flow source (mode ebpf, close events, port filter = the generator's server port, batched every 100 ms) → a function node counting closes per side, read over the flow's HTTP endpoint after the source's last lost-count check",
     );

@@ -137,7 +137,7 @@ run("eBPF flow source under connection load (native generator)", () => {
     console.log(
       `into Node-RED: ${load.rate.toFixed(0)} conn/s achieved (${load.connected} connected, ${load.failed} failed); ` +
         `closes in the flow ${t.client} client + ${t.server} server of ${load.attempted} + ${accepted} in ${t.messages} messages; ` +
-        `lost kernel ${t.lostKernel}, js ${t.lostJs}; skipped state changes ${t.skipped}; status "${t.status}"`,
+        `lost kernel ${t.lostKernel}, js ${t.lostJs}; skipped state changes ${t.skipped}; other sockets on the port ${t.foreign}; status "${t.status}"`,
     );
     expect(load.connected).toBeGreaterThan(0);
     expect(load.unfinished).toBe(0);

@@ -18,8 +18,14 @@ export interface FlowTally {
   readonly client: number;
   /** Close events with side server whose local port is the generator's server port. */
   readonly server: number;
-  /** Close events whose side does not match their ports (must stay 0). */
+  /** Close events of this namespace whose known side does not match their ports (must stay 0). */
   readonly mismatched: number;
+  /**
+   * Close events of other sockets that carry the port: another network namespace, or a
+   * socket seen only after it opened (side unknown), such as a client whose ephemeral port
+   * equals the service port once the service stopped listening. The capture is host-wide.
+   */
+  readonly foreign: number;
   /** Messages the counter received (one per batch when batched). */
   readonly messages: number;
   /** Totals of `lost` events by where the loss happened. */
@@ -86,7 +92,7 @@ function freePort(): Promise<number> {
 // The counter: closes per side (checked against the generator's port), lost events by
 // source, and the source node's status. Kept in flow context for the HTTP endpoint.
 const COUNTER = `
-const c = flow.get("tally") || { client: 0, server: 0, mismatched: 0, messages: 0, lostKernel: 0, lostJs: 0, skipped: 0, status: "" };
+const c = flow.get("tally") || { client: 0, server: 0, mismatched: 0, foreign: 0, messages: 0, lostKernel: 0, lostJs: 0, skipped: 0, status: "" };
 if (msg.status !== undefined) {
   c.status = String(msg.status.text || "");
 } else {
@@ -94,7 +100,8 @@ if (msg.status !== undefined) {
   const events = Array.isArray(msg.payload) ? msg.payload : [msg.payload];
   for (const e of events) {
     if (e.type === "flow-close") {
-      if (e.side === "client" && e.remotePort === PORT) c.client++;
+      if (e.netns !== NETNS || e.side === "unknown") c.foreign++;
+      else if (e.side === "client" && e.remotePort === PORT) c.client++;
       else if (e.side === "server" && e.localPort === PORT) c.server++;
       else c.mismatched++;
     } else if (e.type === "lost") {
@@ -135,7 +142,7 @@ function countingFlow(port: number, { delivery, batchMs = 100 }: FlowDelivery): 
       wires: [[`${z}-counter`]],
     },
     { id: `${z}-status`, z, type: "status", scope: [`${z}-source`], wires: [[`${z}-counter`]] },
-    fn(`${z}-counter`, "count closes", `const PORT = ${port};\n${COUNTER}`, [[]]),
+    fn(`${z}-counter`, "count closes", `const PORT = ${port};\nconst NETNS = ${fs.statSync("/proc/self/ns/net").ino};\n${COUNTER}`, [[]]),
     { id: `${z}-http`, z, type: "http in", url: "/flow-tally", method: "get", upload: false, swaggerDoc: "", wires: [[`${z}-report`]] },
     fn(`${z}-report`, "report tally", REPORT, [[`${z}-response`]]),
     { id: `${z}-response`, z, type: "http response", statusCode: "", headers: {}, wires: [] },
@@ -172,7 +179,7 @@ export async function startCountingRed(): Promise<CountingRed> {
     const res = await fetch(`${url}/flow-tally`, { signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new Error(`tally: ${res.status}`);
     const t = (await res.json()) as FlowTally | null;
-    return t ?? { client: 0, server: 0, mismatched: 0, messages: 0, lostKernel: 0, lostJs: 0, skipped: 0, status: "" };
+    return t ?? { client: 0, server: 0, mismatched: 0, foreign: 0, messages: 0, lostKernel: 0, lostJs: 0, skipped: 0, status: "" };
   };
   return {
     pid: child.pid!,
