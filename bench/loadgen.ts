@@ -87,9 +87,10 @@ export function startLoadServer(host = "127.0.0.1"): Promise<LoadServer> {
   });
 }
 
-/** Runs one `loadgen client`: `rate` connections/s (0 = unpaced) for `seconds`. */
-export function runLoadClient(port: number, rate: number, seconds: number, concurrency = 256, host = "127.0.0.1"): Promise<LoadResult> {
-  const child = spawn(loadgenBinary(), ["client", host, String(port), String(rate), String(seconds), String(concurrency)], { stdio: ["ignore", "pipe", "inherit"] });
+/** Runs one `loadgen client`: `rate` connections/s (0 = unpaced) for `seconds`, from `source` when given. */
+export function runLoadClient(port: number, rate: number, seconds: number, concurrency = 256, host = "127.0.0.1", source?: string): Promise<LoadResult> {
+  const args = ["client", host, String(port), String(rate), String(seconds), String(concurrency), ...(source === undefined ? [] : [source])];
+  const child = spawn(loadgenBinary(), args, { stdio: ["ignore", "pipe", "inherit"] });
   let result: LoadResult | null = null;
   lines(child, (line) => (result = JSON.parse(line) as LoadResult));
   return new Promise((resolve, reject) => {

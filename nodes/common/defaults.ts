@@ -60,6 +60,18 @@ export const NODE_DEFAULTS = {
     outputMode: "allow-deny",
     noMatch: "deny",
   },
+  limit: {
+    name: "",
+    keyKind: "client-ip",
+    keyProperty: "clientIp",
+    v4Prefix: 32,
+    v6Prefix: 64,
+    rate: 100,
+    burst: 100,
+    maxConcurrent: 0,
+    over: "reject-rst",
+    maxKeys: 100000,
+  },
 } as const;
 
 export type DefaultedType = keyof typeof NODE_DEFAULTS;
