@@ -36,6 +36,9 @@ export const NODE_DEFAULTS = {
     ruleDestinations: "",
     rulePorts: "",
     ruleMark: "",
+    ruleLimitRate: "",
+    ruleLimitBurst: "",
+    ruleLimitConcurrent: "",
   },
   "traffic broker": {
     name: "",

@@ -5,7 +5,7 @@ import { TransparentListener, type RejectReason } from "../../src/listener/trans
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
-import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { installRules, removeRules, replaceRules, type KernelLimit, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/handover";
 import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
@@ -33,6 +33,20 @@ interface TransparentInDef extends NodeDef {
   ruleDestinations: string;
   rulePorts: string;
   ruleMark: string | number;
+  /** Kernel limits per source with managed rules; "" (or absent): none. */
+  ruleLimitRate: string | number;
+  ruleLimitBurst: string | number;
+  ruleLimitConcurrent: string | number;
+}
+
+/** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
+export function kernelLimitOf(config: Pick<TransparentInDef, "ruleLimitRate" | "ruleLimitBurst" | "ruleLimitConcurrent">): KernelLimit | undefined {
+  const field = (v: string | number | undefined): number | undefined => (v === undefined || String(v).trim() === "" ? undefined : Number(v));
+  const rate = field(config.ruleLimitRate);
+  const burst = field(config.ruleLimitBurst);
+  const maxConcurrent = field(config.ruleLimitConcurrent);
+  if (rate === undefined && burst === undefined && maxConcurrent === undefined) return undefined;
+  return { ...(rate === undefined ? {} : { rate }), ...(burst === undefined ? {} : { burst }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
 }
 
 /** Short status text for a start-up failure, by error code (the full text goes to the log). */
@@ -192,12 +206,14 @@ export default function register(RED: NodeAPI): void {
       const s = listener.settings;
       label = `${s.mode} :${s.port}`;
       if (config.manageRules) {
+        const limit = kernelLimitOf(config);
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
           port: s.port,
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
+          ...(limit === undefined ? {} : { limit }),
         };
         // Rules handed over stay in place when unchanged, and are replaced in one step when not.
         rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);
