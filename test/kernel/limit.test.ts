@@ -13,7 +13,7 @@ const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
 // Holds every accepted connection open; reports its port, then the count at each accept.
 const HOLDER = `let n=0;const out=(e)=>console.log(JSON.stringify(e));
 const s=require("net").createServer(c=>{c.on("error",()=>{});out({event:"accepted",count:++n})});
-s.listen(0,"0.0.0.0",()=>out({event:"listening",port:s.address().port}));process.stdin.on("end",()=>process.exit(0)).resume();`;
+s.listen(0,"::",()=>out({event:"listening",port:s.address().port}));process.stdin.on("end",()=>process.exit(0)).resume();`;
 // Opens N connections from one source, waits, reports how many were established; holds them until stdin ends.
 const OPENER = `const [host,port,n,from,wait]=process.argv.slice(1);let ok=0;const all=[];
 for(let i=0;i<+n;i++){const c=require("net").connect({host,port:+port,localAddress:from});c.on("error",()=>{});c.on("connect",()=>ok++);all.push(c)}
@@ -36,6 +36,10 @@ describe.skipIf(!IS_ROOT || nft.skip)("kernel connection limits on transparent i
     ns.link(tc, "203.0.113.10/24", tg, "203.0.113.1/24", "tl");
     for (const extra of ["203.0.113.11/24", "203.0.113.12/24"]) inNs(tc, "ip", ["addr", "add", extra, "dev", "tla"]);
     inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
+    // Two IPv6 clients in one /64 and one in another.
+    for (const a of ["2001:db8:c:1::10/48", "2001:db8:c:1::11/48", "2001:db8:c:2::10/48"]) inNs(tc, "ip", ["-6", "addr", "add", a, "dev", "tla", "nodad"]);
+    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/48", "dev", "tlb", "nodad"]);
+    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
   });
   afterAll(() => {
     for (const c of children) c.kill();
@@ -43,7 +47,7 @@ describe.skipIf(!IS_ROOT || nft.skip)("kernel connection limits on transparent i
   });
 
   const install = (port: number, limit: KernelLimit): void => {
-    const { ruleset, table } = buildRuleset("limit.test", { mode: "redirect", port, destinations: "198.51.100.0/24", ports: "80", limit });
+    const { ruleset, table } = buildRuleset("limit.test", { mode: "redirect", port, destinations: "198.51.100.0/24, 2001:db8:5::/64", ports: "80", limit });
     try {
       inNs(tg, "nft", ["delete", "table", "inet", table]);
     } catch {
@@ -65,6 +69,16 @@ describe.skipIf(!IS_ROOT || nft.skip)("kernel connection limits on transparent i
       accepted = e["count"] as number;
     }
     expect(accepted).toBe(7);
+  });
+
+  it("IPv6 clients of one /64 share a cap of 3; a client of another /64 has its own", async () => {
+    const holder = node(tg, HOLDER);
+    const { port } = (await holder.next(["listening"])) as unknown as { port: number };
+    install(port, { maxConcurrent: 3 });
+    const a = await node(tc, OPENER, "2001:db8:5::7", "80", "2", "2001:db8:c:1::10", "1200").next(["opened"]);
+    const b = await node(tc, OPENER, "2001:db8:5::7", "80", "2", "2001:db8:c:1::11", "1200").next(["opened"]);
+    const c = await node(tc, OPENER, "2001:db8:5::7", "80", "2", "2001:db8:c:2::10", "1200").next(["opened"]);
+    expect([a["connected"], b["connected"], c["connected"]]).toEqual([2, 1, 2]);
   });
 
   it("a rate of 50/s per source: a 500/s flood reaches the listener at the rate, a quiet source loses nothing", async () => {
