@@ -91,6 +91,15 @@ export default function register(RED: NodeAPI): void {
       node.status({ fill: "red", shape: "ring", text: _("limit.status.badConfig") });
     }
 
+    // A path through a missing object (`tenant.id` without `msg.tenant`) throws in Node-RED:
+    // for a key that is just a missing value.
+    const propertyOf = (msg: object): unknown => {
+      try {
+        return RED.util.getMessageProperty(msg, property);
+      } catch {
+        return undefined;
+      }
+    };
     const showStatus = (): void => {
       if (limiter === null) return;
       const s = limiter.stats();
@@ -108,7 +117,7 @@ export default function register(RED: NodeAPI): void {
         done(configError ?? new Error(_("limit.error.notConfigured")));
         return;
       }
-      const key = kind === "property" ? valueKey(RED.util.getMessageProperty(msg, property)) ?? NO_KEY : messageKey(kind, msg, grouping);
+      const key = kind === "property" ? valueKey(propertyOf(msg)) ?? NO_KEY : messageKey(kind, msg, grouping);
       const admission = limiter.admit(key);
       const session = (msg as { _session?: unknown })._session;
       const id = isTrafficSession(session) ? session.id : null;

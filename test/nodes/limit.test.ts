@@ -153,4 +153,40 @@ describe("limit node in a Node-RED runtime", () => {
     expect(end.rejected.rate).toBe(flood.failed);
     await until(() => statuses.some((t) => /^✓\d.* ✗\d.* ↻0$/.test(t)), 2000, "status with counts");
   }, 60_000);
+
+  it("keys by a message property, sends refusals to output 2, bounds its keys and shows evictions in the status", async () => {
+    await helper.load(registerAll, [
+      { id: "lim", type: "limit", keyKind: "property", keyProperty: "tenant.id", rate: 1, burst: 2, maxConcurrent: 0, over: "output", maxKeys: 2, wires: [["ok"], ["over"], ["ev"]] },
+      { id: "ok", type: "helper" },
+      { id: "over", type: "helper" },
+      { id: "ev", type: "helper" },
+    ]);
+    const lim = helper.getNode("lim") as Node & { receive(m: Msg): void };
+    const statuses: string[] = [];
+    onCall(lim, "status", (s) => statuses.push(String((s as { text?: string }).text)));
+    const seen = collect({ ok: helper.getNode("ok"), over: helper.getNode("over"), ev: helper.getNode("ev") });
+    for (const tenant of ["a", "a", "a", "b", "c", "d", "e"]) lim.receive({ tenant: { id: tenant } });
+    lim.receive({});
+    await until(() => seen["ok"]!.length + seen["over"]!.length === 8, 3000, "8 decisions");
+    expect(seen["over"]!.map((m) => m["limit"])).toEqual([{ key: "a", allowed: false, reason: "rate" }]);
+    expect(seen["ok"]!.map((m) => (m["limit"] as { key: string }).key)).toEqual(["a", "a", "b", "c", "d", "e", "(none)"]);
+    // Two keys kept: b, c, d, e and (none) came after a, whose burst keeps it; four evictions.
+    await until(() => statuses.at(-1) === "✓7 ✗1 ↻4", 2000, "status with four evictions");
+    // The burst of a ends once it has been quiet for a second.
+    await until(() => seen["ev"]!.length === 2, 3000, "burst start and end");
+    expect(seen["ev"]!.map((m) => [(m["payload"] as Msg)["phase"], (m["payload"] as Msg)["key"], (m["payload"] as Msg)["evicted"]])).toEqual([
+      ["start", "a", undefined],
+      ["end", "a", undefined],
+    ]);
+  });
+
+  it("a bad limit fails closed: every message goes to Catch with the reason", async () => {
+    await helper.load(registerAll, [{ id: "lim", type: "limit", keyKind: "client-ip", rate: 10, burst: 0, maxConcurrent: 0, over: "reject-rst", wires: [[], [], []] }]);
+    const lim = helper.getNode("lim") as Node & { receive(m: Msg): void };
+    const errors: unknown[] = [];
+    onCall(lim, "error", (e) => errors.push(e));
+    lim.receive({ clientIp: "192.0.2.1" });
+    await until(() => errors.length >= 2, 2000, "config error and message error");
+    expect(String(errors[0])).toMatch(/burst.*at least 1/);
+  });
 });
