@@ -1,4 +1,4 @@
-import type { Node, NodeAPI, NodeDef } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import { rejectConnection } from "../../src/forward/forward";
@@ -93,7 +93,7 @@ export default function register(RED: NodeAPI): void {
 
     // A path through a missing object (`tenant.id` without `msg.tenant`) throws in Node-RED:
     // for a key that is just a missing value.
-    const propertyOf = (msg: object): unknown => {
+    const propertyOf = (msg: NodeMessage): unknown => {
       try {
         return RED.util.getMessageProperty(msg, property);
       } catch {
