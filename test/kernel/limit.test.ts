@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runLoadClient, startLoadServer } from "../../bench/loadgen";
 import { buildRuleset, type KernelLimit } from "../../src/nft/managed-rules";
 import { ensureBuilt, inNs, Namespaces, NdjsonChild, nsPrefix, startNodeRedChild } from "../support/netns";
-import { IS_ROOT, systemCommand } from "../support/system";
+import { IS_ROOT, skipWithout, systemCommand } from "../support/system";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
 
@@ -81,7 +81,8 @@ describe.skipIf(!IS_ROOT || nft.skip)("kernel connection limits on transparent i
     expect([a["connected"], b["connected"], c["connected"]]).toEqual([2, 1, 2]);
   });
 
-  it("a rate of 50/s per source: a 500/s flood reaches the listener at the rate, a quiet source loses nothing", async () => {
+  it("a rate of 50/s per source: a 500/s flood reaches the listener at the rate, a quiet source loses nothing", async (ctx) => {
+    skipWithout(ctx, "cc");
     const server = await startLoadServer("0.0.0.0", nsPrefix(tg));
     install(server.port, { rate: 50, burst: 50 });
     const [flood, quiet] = await Promise.all([
