@@ -65,6 +65,18 @@ describe("limiter", () => {
     expect(stats.allowed).toBe(100_000);
   });
 
+  it("evicts the least recently seen key: seeing a key again keeps it", () => {
+    const { limiter } = clocked({ rate: 1, burst: 1, maxKeys: 3 });
+    for (const k of ["a", "b", "c", "a", "d"]) limiter.admit(k);
+    // b went; a (seen again, refused) stays with its empty bucket.
+    expect(limiter.admit("a")).toMatchObject({ allowed: false });
+    expect(limiter.stats()).toMatchObject({ keys: 3, evictions: 1 });
+    expect(limiter.admit("b").allowed).toBe(true);
+    expect(limiter.stats().evictions).toBe(2);
+    // c was the oldest then.
+    expect(limiter.admit("c").allowed).toBe(true);
+  });
+
   it("evicts an idle key before an older one with open connections, and counts a busy eviction", () => {
     const { limiter } = clocked({ maxConcurrent: 1, maxKeys: 2 });
     limiter.admit("busy");
