@@ -4,6 +4,7 @@ import registerClassify from "./classify/classify";
 import registerFlowSource from "./flow-source/flow-source";
 import registerForward from "./forward/forward";
 import registerIpFilter from "./ip-filter/ip-filter";
+import registerLimit from "./limit/limit";
 import registerMqttEvents from "./mqtt-events/mqtt-events";
 import registerOriginalDst from "./original-dst/original-dst";
 import registerRealIp from "./real-ip/real-ip";
@@ -16,6 +17,7 @@ export default function register(RED: NodeAPI): void {
   registerRealIp(RED);
   registerIpFilter(RED);
   registerClassify(RED);
+  registerLimit(RED);
   registerTransparentIn(RED);
   registerOriginalDst(RED);
   registerFlowSource(RED);

@@ -42,6 +42,8 @@ interface Entry {
   timer: NodeJS.Timeout | null;
   readonly timeoutMs: number;
   readonly action: UnclaimedAction;
+  /** Called once when the connection leaves the table (see whenGone). */
+  gone: Array<() => void> | null;
 }
 
 /** Counters of one table, for status and tests. */
@@ -83,6 +85,7 @@ export class ConnectionTable {
       timer: null,
       timeoutMs: options.unclaimedTimeoutMs,
       action: options.unclaimedAction,
+      gone: null,
     };
     this.entries.set(info.id, entry);
     this.perListener.set(entry.listener, (this.perListener.get(entry.listener) ?? 0) + 1);
@@ -102,6 +105,18 @@ export class ConnectionTable {
   socketOf(id: string): net.Socket | undefined {
     const entry = this.entries.get(id);
     return entry === undefined || entry.socket.destroyed ? undefined : entry.socket;
+  }
+
+  /**
+   * Calls `fn` once when the connection ends (its socket closed, or the table ended it),
+   * whoever owns it then; a counter of open connections releases its count here. False,
+   * and no call, when the connection is already gone.
+   */
+  whenGone(id: string, fn: () => void): boolean {
+    const entry = this.entries.get(id);
+    if (entry === undefined) return false;
+    (entry.gone ??= []).push(fn);
+    return true;
   }
 
   /**
@@ -286,6 +301,9 @@ export class ConnectionTable {
     const left = (this.perListener.get(entry.listener) ?? 1) - 1;
     if (left > 0) this.perListener.set(entry.listener, left);
     else this.perListener.delete(entry.listener);
+    const gone = entry.gone;
+    entry.gone = null;
+    if (gone !== null) for (const fn of gone) fn();
   }
 }
 

@@ -22,7 +22,8 @@ export type TrafficErrorCode =
   | "ERR_SPOOL"
   | "ERR_FORWARD_CONFIG"
   | "ERR_FORWARD_TARGET"
-  | "ERR_FORWARD_LOOP";
+  | "ERR_FORWARD_LOOP"
+  | "ERR_LIMIT_CONFIG";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

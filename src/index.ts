@@ -10,6 +10,8 @@
  * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
  * - Events and MQTT: event types (every event, flow events included) and `eventSchema(type)`, `makeEvent`, `toEvent(msg)`, `Publisher` (ordered,
  *   bounded, optional `FileSpool`), `compileTopicTemplate`, `Batcher`.
+ * - Connection limits: `new Limiter(spec, onBurst)` (per-key token bucket and concurrency cap,
+ *   bounded LRU of keys), `messageKey`, `addressKey`, `limitEvent(burst, options)`.
  * - Host report: `capabilityReport()`.
  * - TCP flows of the host: `new FlowSource(options, onEvents)` (eBPF, else sock_diag),
  *   `probeFlowFeatures()`, `doctorReport()`; it emits the flow events of `./events`.
@@ -36,6 +38,7 @@ export { parseForwarded, splitForwarded, parseForwardedElement, type ForwardedEl
 export { parseXForwardedFor } from "./realip/x-forwarded-for";
 export type { HopNode } from "./realip/node-address";
 export * from "./proxy-protocol";
+export * from "./limit";
 export { compileIpFilter, type IpRuleSpec, type IpFilter, type IpFilterVerdict } from "./ipfilter/rules";
 export { isTrafficSession, type ConnectionInfo, type TrafficSessionRef, type OriginalDstMethod } from "./connection";
 export { capabilityReport, effectiveCapabilities, formatCapabilityReport, type FeatureReport, type CapabilityName } from "./doctor";

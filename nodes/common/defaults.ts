@@ -37,6 +37,9 @@ export const NODE_DEFAULTS = {
     rulePorts: "",
     ruleMark: "",
     ruleLocal: false,
+    ruleLimitRate: "",
+    ruleLimitBurst: "",
+    ruleLimitConcurrent: "",
   },
   "traffic broker": {
     name: "",
@@ -60,6 +63,18 @@ export const NODE_DEFAULTS = {
     rules: [{ name: "internal", action: "allow", vt: "cidr", v: "private, loopback" }],
     outputMode: "allow-deny",
     noMatch: "deny",
+  },
+  limit: {
+    name: "",
+    keyKind: "client-ip",
+    keyProperty: "clientIp",
+    v4Prefix: 32,
+    v6Prefix: 64,
+    rate: 100,
+    burst: 100,
+    maxConcurrent: 0,
+    over: "reject-rst",
+    maxKeys: 100000,
   },
 } as const;
 

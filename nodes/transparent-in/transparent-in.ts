@@ -6,7 +6,7 @@ import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
 import { formatEndpoint } from "../../src/net/ip";
-import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
+import { installRules, removeRules, replaceRules, type KernelLimit, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
 import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
@@ -36,6 +36,20 @@ interface TransparentInDef extends NodeDef {
   ruleMark: string | number;
   /** Also capture connections this host opens itself (nft output chain; needs ruleMark). */
   ruleLocal?: boolean;
+  /** Kernel limits per source with managed rules; "" (or absent): none. */
+  ruleLimitRate: string | number;
+  ruleLimitBurst: string | number;
+  ruleLimitConcurrent: string | number;
+}
+
+/** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
+export function kernelLimitOf(config: Pick<TransparentInDef, "ruleLimitRate" | "ruleLimitBurst" | "ruleLimitConcurrent">): KernelLimit | undefined {
+  const field = (v: string | number | undefined): number | undefined => (v === undefined || String(v).trim() === "" ? undefined : Number(v));
+  const rate = field(config.ruleLimitRate);
+  const burst = field(config.ruleLimitBurst);
+  const maxConcurrent = field(config.ruleLimitConcurrent);
+  if (rate === undefined && burst === undefined && maxConcurrent === undefined) return undefined;
+  return { ...(rate === undefined ? {} : { rate }), ...(burst === undefined ? {} : { burst }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
 }
 
 /** Short status text for a start-up failure, by error code (the full text goes to the log). */
@@ -205,6 +219,7 @@ export default function register(RED: NodeAPI): void {
       const s = listener.settings;
       label = `${s.mode} :${s.port}`;
       if (config.manageRules) {
+        const limit = kernelLimitOf(config);
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
           port: s.port,
@@ -212,6 +227,7 @@ export default function register(RED: NodeAPI): void {
           ports: config.rulePorts ?? "",
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
           includeLocal: config.ruleLocal === true,
+          ...(limit === undefined ? {} : { limit }),
         };
         // Rules handed over stay in place when unchanged, and are replaced in one step when not.
         rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);

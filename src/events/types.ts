@@ -23,6 +23,7 @@ export const EVENT_TYPES = [
   "lost",
   "agent-status",
   "mqtt-stats",
+  "limit",
 ] as const;
 
 /** Name of an event type. */
@@ -582,6 +583,80 @@ export interface MqttStatsEvent extends EventBase {
   intervalMs: number;
 }
 
+/**
+ * A `limit` node refused connections of one key: sent once when a run of refusals (a
+ * burst) starts, every update interval while it lasts, and when it ends, never once per
+ * connection, so a flood costs a few events rather than one per connection.
+ */
+export interface LimitEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
+  type: "limit";
+  /** `start` (first refusal), `update` (still refusing), `end` (quiet again, or the key was evicted). */
+  phase: "start" | "update" | "end";
+  /** Name of the limit node (its id when it has no name). */
+  limiter: string;
+  /** What the key is: `client-ip`, `sni`, `host`, `rule` or `property`. */
+  keyKind: "client-ip" | "sni" | "host" | "rule" | "property";
+  /**
+   * The key whose limit was reached: an address, a network in CIDR form
+   * (`2001:db8:1:2::/64`), a name, a rule, or `(none)` for messages without a key.
+   * @minLength 1
+   */
+  key: string;
+  /** What the first refusal of the burst hit: `rate` (token bucket) or `concurrency` (open connections cap). */
+  reason: "rate" | "concurrency";
+  /** What happened to refused connections: `reject-fin`, `reject-rst`, or `output` (sent to the node's second output). */
+  action: "reject-fin" | "reject-rst" | "output";
+  /** Refusals in this burst so far. */
+  rejected: {
+    /**
+     * Over the rate.
+     * @minimum 0
+     */
+    rate: number;
+    /**
+     * Over the concurrency cap.
+     * @minimum 0
+     */
+    concurrency: number;
+  };
+  /**
+   * Connections of this key let through while the burst lasted.
+   * @minimum 0
+   */
+  allowed: number;
+  /**
+   * When the burst's first refusal happened, ISO 8601 in UTC.
+   * @format date-time
+   */
+  startedAt: string;
+  /**
+   * From the first refusal to the latest, in ms.
+   * @minimum 0
+   */
+  durationMs: number;
+  /** On `end`: the key left the bounded key table while still refused, rather than going quiet. */
+  evicted?: boolean;
+  /** The limits in force. */
+  limits: {
+    /**
+     * New connections per second per key; 0 when there is no rate limit.
+     * @minimum 0
+     */
+    rate: number;
+    /**
+     * Token bucket size.
+     * @minimum 0
+     */
+    burst: number;
+    /**
+     * Open connections per key; 0 when there is no cap.
+     * @minimum 0
+     */
+    maxConcurrent: number;
+  };
+}
+
 /** The flow events of one connection. */
 export type FlowConnectionEvent = FlowOpenEvent | FlowStateEvent | FlowCloseEvent;
 
@@ -598,7 +673,8 @@ export type TrafficEvent =
   | FlowCloseEvent
   | LostEvent
   | AgentStatusEvent
-  | MqttStatsEvent;
+  | MqttStatsEvent
+  | LimitEvent;
 
 /** The interface name of each event type, used by the schema generator. */
 export const EVENT_INTERFACES: Readonly<Record<EventType, string>> = {
@@ -611,4 +687,5 @@ export const EVENT_INTERFACES: Readonly<Record<EventType, string>> = {
   lost: "LostEvent",
   "agent-status": "AgentStatusEvent",
   "mqtt-stats": "MqttStatsEvent",
+  limit: "LimitEvent",
 };

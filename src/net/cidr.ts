@@ -15,7 +15,8 @@ export const NAMED_RANGES: Readonly<Record<string, readonly string[]>> = {
   any: ["0.0.0.0/0", "::/0"],
 };
 
-function maskOf(prefix: number): number {
+/** The IPv4 netmask of a prefix length, as an unsigned integer. */
+export function maskOf(prefix: number): number {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
 }
 
@@ -85,7 +86,8 @@ function groupMask(prefix: number, group: number): number {
   return bits === 0 ? 0 : (0xffff << (16 - bits)) & 0xffff;
 }
 
-function maskV6(groups: Uint16Array, prefix: number): Uint16Array {
+/** The first `prefix` bits of an IPv6 address, the rest zero. */
+export function maskV6(groups: Uint16Array, prefix: number): Uint16Array {
   const out = new Uint16Array(8);
   for (let i = 0; i < 8; i++) out[i] = groups[i]! & groupMask(prefix, i);
   return out;

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { TrafficError } from "../errors";
-import { formatIPv4 } from "../net/ip";
-import { NAMED_RANGES, parseCidr, splitList, type IpRange } from "../net/cidr";
+import { formatIPv4, formatIPv6 } from "../net/ip";
+import { maskOf, maskV6, NAMED_RANGES, parseCidr, splitList, type IpRange } from "../net/cidr";
 
 /** Kernel rules a listener installs for itself while it runs. */
 export interface RuleSpec {
@@ -25,7 +25,32 @@ export interface RuleSpec {
   /** Mark TPROXY puts on captured packets, and the routing table that delivers them locally. */
   readonly tproxyMark?: number;
   readonly routeTable?: number;
+  /** Per-source limits the kernel enforces on new connections before they reach the listener. */
+  readonly limit?: KernelLimit;
 }
+
+/**
+ * Per-source limits in nft: a token bucket per source (`limit rate` in a dynamic set, the
+ * old "meter") and a cap on its tracked connections (`ct count`). Over either, the SYN is
+ * dropped, so a flood costs the kernel a set lookup and never wakes the listener.
+ */
+export interface KernelLimit {
+  /** New connections per second per source; 0 or absent: none. */
+  readonly rate?: number;
+  /** Bucket size in connections; default the rate. */
+  readonly burst?: number;
+  /** Connections per source conntrack holds at once; 0 or absent: no cap. */
+  readonly maxConcurrent?: number;
+  /** Sources are grouped by these prefix lengths; default 32 and 64 (one IPv6 host often holds a /64). */
+  readonly v4Prefix?: number;
+  readonly v6Prefix?: number;
+}
+
+/**
+ * Sources one limit set holds. A full set adds no new source, and nft then lets that
+ * source's packets pass: the table fails open, like HAProxy's stick tables.
+ */
+export const KERNEL_LIMIT_SOURCES = 65536;
 
 /** What installRules put in place, enough to remove it. */
 export interface ManagedRules {
@@ -140,6 +165,7 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
   const lines: string[] = [`table inet ${table} {`];
   const skipOwn = exclude === null ? [] : [`    meta mark ${exclude} return`];
+  if (spec.limit !== undefined) lines.push(...limitLines(spec.limit, { v4, v6, match, skipOwn }));
   if (spec.mode === "redirect") {
     const body = (): string[] => [
       ...skipOwn,
@@ -176,6 +202,42 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   }
   lines.push("}");
   return { table, ruleset: `${lines.join("\n")}\n`, v4: v4.length > 0, v6: v6.length > 0, mark, routeTable };
+}
+
+/** The sets and the chain of a kernel limit; checked like every other value. */
+function limitLines(
+  limit: KernelLimit,
+  ctx: { v4: string[]; v6: string[]; match: (family: "ip" | "ip6", list: string[]) => string; skipOwn: string[] },
+): string[] {
+  const rate = limit.rate === undefined ? 0 : uint(limit.rate, "limit.rate", 0, 1_000_000);
+  const burst = limit.burst === undefined ? Math.max(rate, 1) : uint(limit.burst, "limit.burst", 1, 1_000_000);
+  const cap = limit.maxConcurrent === undefined ? 0 : uint(limit.maxConcurrent, "limit.maxConcurrent", 0, 1_000_000);
+  if (rate === 0 && cap === 0) throw bad("limit", "set a rate, a cap on open connections, or both");
+  const v4Prefix = limit.v4Prefix === undefined ? 32 : uint(limit.v4Prefix, "limit.v4Prefix", 1, 32);
+  const v6Prefix = limit.v6Prefix === undefined ? 64 : uint(limit.v6Prefix, "limit.v6Prefix", 1, 128);
+  const key = {
+    ip: v4Prefix === 32 ? "ip saddr" : `ip saddr & ${formatIPv4(maskOf(v4Prefix))}`,
+    ip6: v6Prefix === 128 ? "ip6 saddr" : `ip6 saddr & ${formatIPv6(maskV6(new Uint16Array(8).fill(0xffff), v6Prefix))}`,
+  };
+  const families = [...(ctx.v4.length > 0 ? (["ip"] as const) : []), ...(ctx.v6.length > 0 ? (["ip6"] as const) : [])];
+  const sets: string[] = [];
+  const rules: string[] = [];
+  for (const family of families) {
+    const type = family === "ip" ? "ipv4_addr" : "ipv6_addr";
+    const match = `${ctx.match(family, family === "ip" ? ctx.v4 : ctx.v6)} ct state new`;
+    if (rate > 0) {
+      // Idle sources leave after a minute: by then their bucket is full again anyway.
+      sets.push(`  set limit_rate_${family} { type ${type}; size ${KERNEL_LIMIT_SOURCES}; flags dynamic,timeout; timeout 60s; }`);
+      rules.push(`    ${match} update @limit_rate_${family} { ${key[family]} limit rate over ${rate}/second burst ${burst} packets } drop`);
+    }
+    if (cap > 0) {
+      // After the rate: a SYN dropped for its rate must not be counted as a connection.
+      sets.push(`  set limit_conn_${family} { type ${type}; size ${KERNEL_LIMIT_SOURCES}; flags dynamic; }`);
+      rules.push(`    ${match} add @limit_conn_${family} { ${key[family]} ct count over ${cap} } drop`);
+    }
+  }
+  // Before capture (nat dstnat -100, TPROXY mangle -150), after conntrack (-200).
+  return [...sets, "  chain conn_limit {", "    type filter hook prerouting priority mangle - 10; policy accept;", ...ctx.skipOwn, ...rules, "  }"];
 }
 
 /** How long one nft/ip command may take: the node's close must finish within Node-RED's 15 s. */

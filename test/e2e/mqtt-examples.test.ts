@@ -115,4 +115,54 @@ describe("MQTT example flows, as the demo deploys them", () => {
     expect(close?.topic).toMatch(/^traffic\/[^/]+\/flow-close\/client$/);
     expect(red.log()).not.toMatch(/\[error\]/);
   });
+
+  it("the limit example resets a client over its limit and publishes one schema-valid limit event per burst", { timeout: 120_000 }, async () => {
+    if (!existsSync(join(env.root, "dist", "nodes", "index.js"))) execFileSync(process.execPath, [join(env.root, "scripts", "build.js")], { stdio: "inherit" });
+    // The example's broker (1886) and listener (15082) moved to free ports, its service (8080) to one here.
+    const mqttPort = await freePort();
+    const listenPort = await freePort();
+    const service = net.createServer((s) => s.on("error", () => undefined).resume());
+    await new Promise<void>((r) => service.listen(0, "127.0.0.1", r));
+    cleanup.push(() => void service.close());
+    const servicePort = String((service.address() as net.AddressInfo).port);
+    const flows = demoFlows()
+      .filter((n) => String(n["id"]).startsWith("11a17000") || (n["type"] === "tab" && n["label"] === "limit"))
+      .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "transparent in" ? { ...n, port: listenPort } : n["type"] === "forward" ? { ...n, port: servicePort } : n));
+    expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(1);
+    const red = await startRed(flows);
+    for (const p of [mqttPort, listenPort]) await waitForPort(p, "127.0.0.1", 20_000);
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
+    cleanup.push(() => sub.endAsync(true).then(() => undefined));
+    const received: Array<{ topic: string; event: Record<string, unknown> }> = [];
+    sub.on("message", (topic, payload) => received.push({ topic, event: JSON.parse(payload.toString()) as Record<string, unknown> }));
+    await sub.subscribeAsync("traffic/+/limit", { qos: 1 });
+    // 30 connections at once from one client: the burst of 10 passes, the rest are reset.
+    const outcomes = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        new Promise<string>((resolve) => {
+          const c = net.connect({ port: listenPort, host: "127.0.0.1", localAddress: "127.0.0.9" });
+          const timer = setTimeout(() => {
+            c.destroy();
+            resolve("open");
+          }, 1500);
+          c.on("error", (e: NodeJS.ErrnoException) => {
+            clearTimeout(timer);
+            resolve(e.code ?? "error");
+          });
+          c.on("close", () => {
+            clearTimeout(timer);
+            resolve("closed");
+          });
+        }),
+      ),
+    );
+    expect(outcomes.filter((o) => o === "ECONNRESET").length).toBeGreaterThanOrEqual(15);
+    const end = Date.now() + 10_000;
+    while (!received.some((m) => m.event["phase"] === "end") && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    for (const m of received) assertValidEvent(m.event);
+    expect(received.map((m) => m.event["phase"])).toEqual(["start", "end"]);
+    expect(received[0]!.topic).toMatch(/^traffic\/[^/]+\/limit$/);
+    expect(received[0]!.event).toMatchObject({ type: "limit", limiter: "per client", key: "127.0.0.9", reason: "rate", action: "reject-rst" });
+    expect(red.log()).not.toMatch(/\[error\]/);
+  });
 });

@@ -15,6 +15,7 @@ const NODES: Array<{ type: string; help: RegExp }> = [
   { type: "original dst", help: /Asks the kernel where a connection/ },
   { type: "real ip", help: /real client address/ },
   { type: "ip filter", help: /Routes messages by the client address/ },
+  { type: "limit", help: /Limits new connections per key/ },
   { type: "classify", help: /Recognises what a connection is/ },
   { type: "forward", help: /Decides a live connection's fate/ },
   { type: "flow source", help: /one event per TCP connection/ },

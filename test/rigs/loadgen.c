@@ -7,10 +7,10 @@
  *       Accepts and closes at once (the server closes first, so the client's ephemeral
  *       port is free again as soon as it closes in turn). Prints {"port":N,"pid":P} when
  *       listening; on SIGTERM/SIGINT prints {"accepted":N,"cpuMs":T} and exits.
- *   loadgen client <host> <port> <rate> <seconds> [concurrency]
+ *   loadgen client <host> <port> <rate> <seconds> [concurrency] [source address]
  *       Opens <rate> connections per second (0: as fast as <concurrency> allows) for
- *       <seconds>, each with a non-blocking connect; closes each once the server's FIN
- *       arrives. Prints one JSON line: attempted, connected, failed, unfinished, the
+ *       <seconds>, each with a non-blocking connect (from <source address> when given);
+ *       closes each once the server's FIN arrives (a reset counts as failed). Prints one JSON line: attempted, connected, failed, unfinished, the
  *       time the opens took (ms), the achieved rate, its CPU time (ms) and its pid.
  *
  * Every connection is counted as exactly one of connected / failed / unfinished, so a
@@ -150,10 +150,12 @@ static unsigned long parse_count(const char *text, const char *what, unsigned lo
 	return v;
 }
 
-static int client(const char *host, const char *port_text, const char *rate_text, const char *seconds_text, const char *concurrency_text)
+static int client(const char *host, const char *port_text, const char *rate_text, const char *seconds_text, const char *concurrency_text,
+		  const char *source)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss, from;
 	socklen_t len = address(host, port_text, &ss);
+	socklen_t from_len = source == NULL ? 0 : address(source, "0", &from);
 	unsigned long rate = parse_count(rate_text, "rate", 10000000);
 	unsigned long seconds = parse_count(seconds_text, "seconds", 3600);
 	unsigned long concurrency = parse_count(concurrency_text, "concurrency", 60000);
@@ -183,6 +185,13 @@ static int client(const char *host, const char *port_text, const char *rate_text
 					die("socket");
 				}
 				attempted++;
+				if (source != NULL) {
+					/* Leave the port to connect(): bind() alone would pick one per source address, not per 4-tuple. */
+					int one = 1;
+					setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+					if (bind(fd, (struct sockaddr *)&from, from_len) != 0)
+						die("bind");
+				}
 				if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
 					/* Refused at once, or no local port left: the socket still closes as one. */
 					failed++;
@@ -234,9 +243,9 @@ int main(int argc, char **argv)
 {
 	if (argc == 4 && strcmp(argv[1], "server") == 0)
 		return server(argv[2], argv[3]);
-	if ((argc == 6 || argc == 7) && strcmp(argv[1], "client") == 0)
-		return client(argv[2], argv[3], argv[4], argv[5], argc == 7 ? argv[6] : "256");
+	if (argc >= 6 && argc <= 8 && strcmp(argv[1], "client") == 0)
+		return client(argv[2], argv[3], argv[4], argv[5], argc >= 7 ? argv[6] : "256", argc == 8 ? argv[7] : NULL);
 	fprintf(stderr, "usage: loadgen server <host> <port>\n"
-			"       loadgen client <host> <port> <rate> <seconds> [concurrency]\n");
+			"       loadgen client <host> <port> <rate> <seconds> [concurrency] [source address]\n");
 	return 2;
 }

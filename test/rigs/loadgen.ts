@@ -57,9 +57,10 @@ function lines(child: ChildProcess, onLine: (line: string) => void): void {
   });
 }
 
-/** Starts `loadgen server` on `host`, port chosen by the kernel. */
-export function startLoadServer(host = "127.0.0.1"): Promise<LoadServer> {
-  const child = spawn(loadgenBinary(), ["server", host, "0"], { stdio: ["ignore", "pipe", "inherit"] });
+/** Starts `loadgen server` on `host`, port chosen by the kernel; `wrap` runs it through a launcher (`ip netns exec NS`). */
+export function startLoadServer(host = "127.0.0.1", wrap: readonly string[] = []): Promise<LoadServer> {
+  const argv = [...wrap, loadgenBinary(), "server", host, "0"];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let accepted: number | null = null;
   let cpuMs = 0;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -87,9 +88,13 @@ export function startLoadServer(host = "127.0.0.1"): Promise<LoadServer> {
   });
 }
 
-/** Runs one `loadgen client`: `rate` connections/s (0 = unpaced) for `seconds`. */
-export function runLoadClient(port: number, rate: number, seconds: number, concurrency = 256, host = "127.0.0.1"): Promise<LoadResult> {
-  const child = spawn(loadgenBinary(), ["client", host, String(port), String(rate), String(seconds), String(concurrency)], { stdio: ["ignore", "pipe", "inherit"] });
+/**
+ * Runs one `loadgen client`: `rate` connections/s (0 = unpaced) for `seconds`, from
+ * `source` when given, through `wrap` (`ip netns exec NS`) when given.
+ */
+export function runLoadClient(port: number, rate: number, seconds: number, concurrency = 256, host = "127.0.0.1", source?: string, wrap: readonly string[] = []): Promise<LoadResult> {
+  const argv = [...wrap, loadgenBinary(), "client", host, String(port), String(rate), String(seconds), String(concurrency), ...(source === undefined ? [] : [source])];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "inherit"] });
   let result: LoadResult | null = null;
   lines(child, (line) => (result = JSON.parse(line) as LoadResult));
   return new Promise((resolve, reject) => {

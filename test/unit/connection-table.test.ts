@@ -140,3 +140,25 @@ describe("connection table", () => {
     expect(connectionTable()).toBe(connectionTable());
   });
 });
+
+describe("connection table end notifications", () => {
+  it("tells a watcher once when the connection ends, by the peer or by the table, and not for a gone one", async () => {
+    const t = new ConnectionTable();
+    const one = await pair();
+    const two = await pair();
+    t.add(one.accepted, info("one"), { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 0, unclaimedAction: "close" });
+    t.add(two.accepted, info("two"), { listener: "L", replay: Buffer.alloc(0), unclaimedTimeoutMs: 0, unclaimedAction: "close" });
+    const gone: string[] = [];
+    expect(t.whenGone("one", () => gone.push("one"))).toBe(true);
+    expect(t.whenGone("two", () => gone.push("two"))).toBe(true);
+    expect(t.claim("one", "owner")).toBeDefined();
+    one.client.destroy();
+    await new Promise<void>((r) => one.accepted.once("close", () => r()));
+    expect(gone).toEqual(["one"]);
+    t.destroy("two");
+    t.destroy("two");
+    expect(gone).toEqual(["one", "two"]);
+    expect(t.whenGone("two", () => gone.push("late"))).toBe(false);
+    expect(gone).toEqual(["one", "two"]);
+  });
+});

@@ -37,6 +37,7 @@ const samples: TrafficEvent[] = [
   makeEvent({ type: "lost", source: "publisher-queue", count: 3, reason: "queue full" }),
   makeEvent({ type: "agent-status", status: "online", version: "0.1.0", features: ["redirect"] }),
   makeEvent({ type: "mqtt-stats", connected: true, queued: 0, inFlight: 0, sent: 5, dropped: 0, spooled: 0, intervalMs: 10000 }),
+  makeEvent({ type: "limit", phase: "start", limiter: "edge", keyKind: "client-ip", key: "2001:db8:1:2::/64", reason: "rate", action: "reject-rst", rejected: { rate: 1, concurrency: 0 }, allowed: 0, startedAt: "2026-01-01T00:00:00.000Z", durationMs: 0, limits: { rate: 100, burst: 100, maxConcurrent: 0 } }),
 ];
 
 describe("event contracts", () => {

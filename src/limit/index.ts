@@ -1,0 +1,3 @@
+export * from "./key";
+export * from "./limiter";
+export * from "./event";
