@@ -3,6 +3,7 @@ import { splitList } from "../../src/net/cidr";
 import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
 import { effectiveCapabilities } from "../../src/doctor";
+import { observeFlowEvents } from "../../src/observe";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
@@ -99,6 +100,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     const onEvents = (events: FlowEvent[]): void => {
+      observeFlowEvents(node.id, events);
       for (const e of events) {
         if (e.type === "lost") {
           lost += e.count;

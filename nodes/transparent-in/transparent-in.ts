@@ -4,6 +4,7 @@ import { TrafficError } from "../../src/errors";
 import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { connectionTable } from "../../src/session/table";
 import { installRules, removeRules, replaceRules, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/handover";
@@ -143,6 +144,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     const announce = (info: ConnectionInfo): void => {
+      trafficMetrics().connectionAccepted(node.id);
       node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
       showLive();
     };
