@@ -93,10 +93,10 @@ describe.skipIf(chromiumPath.skip)("traffic sidebar in a real browser", () => {
     await expect(page.locator("#red-ui-tab-traffic-policy").count()).resolves.toBe(1);
     await page.locator(".traffic-sidebar-capabilities tr").first().waitFor({ timeout: 15_000 });
     // The bytes each way are final once the upstream's answer went through.
-    await page.waitForFunction((n) => [...document.querySelectorAll(".traffic-sidebar-connections tbody tr .traffic-down")].filter((td) => td.textContent === "1000 B").length === n, 3, { timeout: 20_000 });
+    await page.waitForFunction((n) => Array.from(document.querySelectorAll(".traffic-sidebar-connections tbody tr .traffic-down")).filter((td) => td.textContent === "1000 B").length === n, 3, { timeout: 20_000 });
     await snapshot(page, "traffic-sidebar-live");
     const facts = await rows().evaluateAll((trs) =>
-      trs.map((tr) => Object.fromEntries([...tr.querySelectorAll("td")].map((td) => [td.className.replace("traffic-", ""), td.textContent]))),
+      trs.map((tr) => Object.fromEntries(Array.from(tr.querySelectorAll("td")).map((td) => [td.className.replace("traffic-", ""), td.textContent]))),
     );
     const ports = clients.map((s) => s.localPort).sort();
     expect(facts.map((f) => Number(f.client!.split(":")[1])).sort()).toEqual(ports);
