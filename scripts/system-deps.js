@@ -29,6 +29,7 @@ const SYSTEM_DEPS = [
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
   { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
+  { command: "promtool", pkg: "prometheus", usedBy: "metrics tests: promtool check metrics lints the exposition" },
   { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
   { command: "mosquitto_passwd", pkg: "mosquitto", usedBy: "MQTT broker credential tests" },
   { command: "mosquitto_sub", pkg: "mosquitto-clients", usedBy: "MQTT event tests with a command-line subscriber" },

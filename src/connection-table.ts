@@ -44,6 +44,32 @@ interface Entry {
   readonly action: UnclaimedAction;
   /** Called once when the connection leaves the table (see whenGone). */
   gone: Array<() => void> | null;
+  /** What classify named it, for the live view. */
+  facts: ConnectionFacts | null;
+  /** Bytes each way so far, from the owner that moves them (a forwarder). */
+  bytes: (() => ConnectionBytes) | null;
+}
+
+/** What a classifier said about a live connection. */
+export interface ConnectionFacts {
+  readonly protocol: string;
+  readonly sni?: string;
+}
+
+/** Payload bytes of a live connection so far, each way. */
+export interface ConnectionBytes {
+  readonly toUpstream: number;
+  readonly toClient: number;
+}
+
+/** One live connection as the operator's view shows it (a copy: holds no socket). */
+export interface LiveConnection {
+  readonly id: string;
+  readonly info: ConnectionInfo;
+  readonly listener: string;
+  readonly owner: string | null;
+  readonly facts: ConnectionFacts | null;
+  readonly bytes: ConnectionBytes;
 }
 
 /** Counters of one table, for status and tests. */
@@ -86,6 +112,8 @@ export class ConnectionTable {
       timeoutMs: options.unclaimedTimeoutMs,
       action: options.unclaimedAction,
       gone: null,
+      facts: null,
+      bytes: null,
     };
     this.entries.set(info.id, entry);
     this.perListener.set(entry.listener, (this.perListener.get(entry.listener) ?? 0) + 1);
@@ -143,6 +171,7 @@ export class ConnectionTable {
     if (entry === undefined || entry.owner !== owner) return false;
     entry.owner = null;
     entry.end = null;
+    entry.bytes = null;
     entry.replay = unread.length > 0 ? Buffer.concat([unread, entry.replay]) : entry.replay;
     this.arm(entry);
     return true;
@@ -231,6 +260,51 @@ export class ConnectionTable {
       ended++;
     }
     return ended;
+  }
+
+  /** Records what a classifier named a live connection (shown in the live view). */
+  describe(id: string, facts: ConnectionFacts): void {
+    const entry = this.entries.get(id);
+    if (entry !== undefined) entry.facts = facts;
+  }
+
+  /** Registers where the owner of a claimed connection counts its bytes. False when `owner` does not hold it. */
+  onBytes(id: string, owner: string, read: () => ConnectionBytes): boolean {
+    const entry = this.entries.get(id);
+    if (entry === undefined || entry.owner !== owner) return false;
+    entry.bytes = read;
+    return true;
+  }
+
+  /**
+   * Up to `max` live connections, newest first (they are kept in accept order). Before an
+   * owner moves bytes, the client's bytes are what the listener read ahead.
+   */
+  list(max = Infinity): LiveConnection[] {
+    const out: LiveConnection[] = [];
+    const all = [...this.entries.values()];
+    for (let i = all.length - 1; i >= 0 && out.length < max; i--) {
+      const e = all[i]!;
+      out.push({
+        id: e.id,
+        info: e.info,
+        listener: e.listener,
+        owner: e.owner,
+        facts: e.facts,
+        bytes: e.bytes?.() ?? { toUpstream: e.replay.length, toClient: 0 },
+      });
+    }
+    return out;
+  }
+
+  /** Live connections per owning node (the listener while unclaimed). */
+  countByOwner(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const e of this.entries.values()) {
+      const who = e.owner ?? e.listener;
+      out.set(who, (out.get(who) ?? 0) + 1);
+    }
+    return out;
   }
 
   /** Number of live connections, of one listener when given. */

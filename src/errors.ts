@@ -19,6 +19,7 @@ export type TrafficErrorCode =
   | "ERR_NFT_FAILED"
   | "ERR_TOPIC"
   | "ERR_MQTT_CONFIG"
+  | "ERR_METRICS_CONFIG"
   | "ERR_SPOOL"
   | "ERR_FORWARD_CONFIG"
   | "ERR_FORWARD_TARGET"

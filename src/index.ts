@@ -61,3 +61,4 @@ export { FileSpool, type Spool, type SpoolRecord } from "./mqtt/spool";
 export { compileTopicTemplate, validatePublishTopic, TOPIC_PLACEHOLDERS, type TopicPlaceholder, type TopicValues } from "./mqtt/topic";
 export { Batcher } from "./mqtt/batcher";
 export * from "./forward";
+export { trafficMetrics, TrafficMetrics, liveFeed, LiveFeed, TopTalkers, type LiveSnapshot, type LiveRow, type Talker } from "./observe";

@@ -11,6 +11,7 @@ import {
 } from "../../src/classify";
 import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
+import { observeClassification } from "../../src/observe";
 import { withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
@@ -211,6 +212,9 @@ export default function register(RED: NodeAPI): void {
       const output = verdict.index >= 0 ? verdict.index : specs.length;
       const classification: ClassificationMessage = { ...c, rule: verdict.rule, output };
       (msg as { classification?: unknown }).classification = classification;
+      const ref = (msg as { _session?: unknown })._session;
+      const name = typeof c.fields.sni === "string" ? c.fields.sni : typeof c.fields.host === "string" ? c.fields.host : undefined;
+      observeClassification(node.id, isTrafficSession(ref) ? ref.id : null, c.protocol, name, verdict.rule);
       counts[output]!++;
       status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text: countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length)) });
       const out: Array<NodeMessageInFlow | null> = new Array(outputs).fill(null);

@@ -5,6 +5,7 @@ import type { FlowEvent } from "../../src/events/types";
 import { keyFactsFirst } from "../../src/events/make";
 import { formatEndpoint } from "../../src/net/ip";
 import { effectiveCapabilities } from "../../src/doctor";
+import { observeFlowEvents } from "../../src/observe";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
@@ -122,6 +123,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     const onEvents = (events: FlowEvent[]): void => {
+      observeFlowEvents(node.id, events);
       for (const e of events) {
         if (e.type !== "lost") {
           seen[e.type]++;

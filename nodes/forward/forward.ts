@@ -13,6 +13,7 @@ import {
   type PumpChoice,
   type RejectMode,
 } from "../../src/forward";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { connectionTable } from "../../src/connection-table";
 import { messages, type Messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
@@ -157,6 +158,7 @@ export default function register(RED: NodeAPI): void {
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */
     const report = (msg: NodeMessage, summary: ForwardSummary, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
+      trafficMetrics().forwardSummary(node.id, summary);
       if (summary.error !== undefined && FAILURES.has(summary.end)) lastError = shortCode(summary.error.code, privileged, _);
       show();
       if (closed) {
@@ -176,6 +178,7 @@ export default function register(RED: NodeAPI): void {
 
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
     const release = options === null || !takesUnclaimed(config) ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
+      trafficMetrics().forwardSummary(node.id, summary);
       if (summary.error !== undefined && FAILURES.has(summary.end)) {
         lastError = shortCode(summary.error.code, privileged, _);
         node.warn(_("forward.error.unclaimed", { id: summary.id, reason: summary.error.message }));

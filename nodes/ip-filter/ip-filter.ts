@@ -1,5 +1,6 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { TrafficError } from "../../src/errors";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { compileIpFilter, IpFilter, IpRuleSpec } from "../../src/ipfilter/rules";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
@@ -83,6 +84,7 @@ export default function register(RED: NodeAPI): void {
         out[action === "allow" ? 0 : 1] = msg;
         counts[action]++;
       }
+      trafficMetrics().ipFilterVerdict(node.id, verdict.rule ?? (verdict.index >= 0 ? `#${verdict.index + 1}` : null), mode === "rules" ? verdict.action ?? "none" : verdict.action ?? noMatch);
       status.set({ fill: "green", shape: "dot", text: countsText([
           [_("ip-filter.status.allowed"), counts.allow],
           [_("ip-filter.status.denied"), counts.deny],

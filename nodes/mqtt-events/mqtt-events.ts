@@ -8,6 +8,7 @@ import { Publisher, type OutgoingMessage, type OverflowPolicy, type PublishPrope
 import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
 import { handovers } from "../../src/handover-registry";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { intSetting } from "../common/settings";
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
@@ -109,6 +110,7 @@ export default function register(RED: NodeAPI): void {
     let statsIntervalMs = 0;
     let reportedDropped = 0;
     let publishedDropped = 0;
+    let unwatchMetrics = (): void => undefined;
 
     try {
       if (!broker) throw new TrafficError("ERR_MQTT_CONFIG", _("mqtt-events.error.noBroker"), "broker");
@@ -131,6 +133,8 @@ export default function register(RED: NodeAPI): void {
         maxInFlight: intSetting(config.maxInFlight, 1000, 1, 65535, "in-flight window"),
         ...(spool ? { spool } : {}),
       });
+      const counted = publisher;
+      unwatchMetrics = trafficMetrics().mqttPublisher(node.id, () => counted.stats());
       // What this node's previous instance had not sent goes out first.
       for (const m of unsentEvents.take(node.id)?.messages ?? []) void publisher.enqueue(m);
       const batchSize = intSetting(config.batchSize, 0, 0, 100_000, "batch size");
@@ -262,6 +266,7 @@ export default function register(RED: NodeAPI): void {
         } else {
           p?.close();
         }
+        unwatchMetrics();
         if (broker) broker.deregister(user, done);
         else done();
       };

@@ -1,6 +1,7 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import { isTrafficSession, type ConnectionInfo } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { parseProxyHeader } from "../../src/proxy-protocol/parse";
 import type { ProxyHeader } from "../../src/proxy-protocol/types";
 import { AddressSource, compileRealIp, HeaderSource, RealIpInput, RealIpOptions, RealIpResolver, readsSeveralHeaders } from "../../src/realip/resolve";
@@ -177,6 +178,7 @@ export default function register(RED: NodeAPI): void {
         RED.util.setMessageProperty(msg, property, result.address, true);
         (msg as { realIp?: unknown }).realIp = result;
         const text = `${result.address ?? result.identifier ?? "?"} ${SHORT[result.source]}`;
+        if (result.untrustedHeaders) trafficMetrics().untrustedHeaders(node.id);
         status.set({ fill: result.untrustedHeaders ? "yellow" : "green", shape: "dot", text });
         send(msg);
         done();

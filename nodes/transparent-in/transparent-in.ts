@@ -5,6 +5,7 @@ import { TransparentListener, type RejectReason } from "../../src/listener/trans
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
+import { trafficMetrics } from "../../src/observe/metrics";
 import { formatEndpoint } from "../../src/net/ip";
 import { installRules, removeRules, replaceRules, type KernelLimit, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
@@ -170,6 +171,7 @@ export default function register(RED: NodeAPI): void {
     };
 
     const announce = (info: ConnectionInfo): void => {
+      trafficMetrics().connectionAccepted(node.id);
       node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: connectionTopic(info) });
       showLive();
     };

@@ -212,6 +212,8 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
   const client = conn.socket;
   const identity = options.identity ?? "none";
   const counts: Sides = { bytesToUpstream: 0, bytesToClient: 0 };
+  /** Bytes so far: the JS pump counts as it goes; the native pump is asked (see runNativePump). */
+  let liveCounts = (): Sides => counts;
   let target: { address: string; port: number } | null = null;
   let pumpUsed: "native" | "js" | null = null;
   let upstreamLocalPort: number | undefined;
@@ -503,6 +505,11 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
       return;
     }
     stopper = () => pump.stop();
+    liveCounts = () => {
+      if (finished) return counts;
+      const c = pump.counts();
+      return { bytesToUpstream: prefixToUpstream + c.aToB, bytesToClient: c.bToA };
+    };
     if (idleMs > 0) {
       let last = -1;
       let lastChange = Date.now();
@@ -530,6 +537,10 @@ export function forwardConnection(conn: ClaimedConnection, options: ForwardOptio
   // native pump holds its own duplicate of the client's fd, and closing Node's socket
   // alone would leave it pumping.
   connectionTable().onEnd(conn.id, conn.owner, stop);
+  connectionTable().onBytes(conn.id, conn.owner, () => {
+    const c = liveCounts();
+    return { toUpstream: c.bytesToUpstream, toClient: c.bytesToClient };
+  });
   void run();
   return { id: conn.id, done, stop };
 }

@@ -411,3 +411,18 @@ export function removeRulesNow(rules: ManagedRules): void {
     }
   }
 }
+
+/** An nft table of this package that is installed now. */
+export interface InstalledTable {
+  readonly family: string;
+  readonly name: string;
+}
+
+/** The package's nft tables installed now (`nft -j list tables`, names with TABLE_PREFIX). */
+export async function installedTables(): Promise<InstalledTable[]> {
+  const out = JSON.parse(await exec("nft", ["-j", "list", "tables"])) as { nftables?: Array<{ table?: { family?: unknown; name?: unknown } }> };
+  return (out.nftables ?? [])
+    .map((item) => item.table)
+    .filter((t): t is { family: string; name: string } => typeof t?.name === "string" && typeof t.family === "string" && t.name.startsWith(TABLE_PREFIX))
+    .map((t) => ({ family: t.family, name: t.name }));
+}

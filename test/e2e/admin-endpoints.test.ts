@@ -58,7 +58,21 @@ describe("admin endpoints with adminAuth on", () => {
     return ((await res.json()) as { access_token: string }).access_token;
   }
 
-  for (const endpoint of ["capabilities", "interfaces"]) {
+  /** Checks the body an endpoint served: each has its own shape. */
+  async function expectBody(endpoint: string, res: Response): Promise<void> {
+    if (endpoint === "metrics") {
+      expect(res.headers.get("content-type")).toMatch(/^text\/plain;.*version=0\.0\.4/);
+      expect(await res.text()).toContain("# TYPE traffic_connections_total counter");
+      return;
+    }
+    const body = await res.json();
+    if (endpoint === "capabilities") expect((body as { features: unknown[] }).features.length).toBeGreaterThan(3);
+    else if (endpoint === "interfaces") expect((body as Array<{ address: string }>).some((a) => a.address === "127.0.0.1")).toBe(true);
+    else if (endpoint === "nft-tables") expect(Array.isArray((body as { tables: unknown }).tables)).toBe(true);
+    else expect((body as { $schema?: string; title?: string }).$schema).toMatch(/json-schema/);
+  }
+
+  for (const endpoint of ["capabilities", "interfaces", "metrics", "nft-tables", "schemas/forward-summary.json"]) {
     it(`${endpoint}: refused without a token`, async () => {
       const res = await fetch(`${url}/traffic-policy/${endpoint}`);
       expect(res.status).toBe(401);
@@ -68,9 +82,7 @@ describe("admin endpoints with adminAuth on", () => {
       for (const [user, scope] of [["admin", "*"], ["viewer", "read"]] as const) {
         const res = await fetch(`${url}/traffic-policy/${endpoint}`, { headers: { Authorization: `Bearer ${await token(user, scope)}` } });
         expect(res.status, user).toBe(200);
-        const body = await res.json();
-        if (endpoint === "capabilities") expect((body as { features: unknown[] }).features.length).toBeGreaterThan(3);
-        else expect((body as Array<{ address: string }>).some((a) => a.address === "127.0.0.1")).toBe(true);
+        await expectBody(endpoint, res);
       }
     });
 
@@ -79,4 +91,19 @@ describe("admin endpoints with adminAuth on", () => {
       expect(res.status).toBe(401);
     });
   }
+
+  it("live/watch: refused without a token or read, served with read", async () => {
+    expect((await fetch(`${url}/traffic-policy/live/watch`, { method: "POST" })).status).toBe(401);
+    const flowsOnly = await token("flows-only", "flows.read");
+    expect((await fetch(`${url}/traffic-policy/live/watch`, { method: "POST", headers: { Authorization: `Bearer ${flowsOnly}` } })).status).toBe(401);
+    const res = await fetch(`${url}/traffic-policy/live/watch`, { method: "POST", headers: { Authorization: `Bearer ${await token("viewer", "read")}` } });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ topic: "traffic-policy/live" });
+  });
+
+  it("schemas: only the package's schema files", async () => {
+    const auth = { Authorization: `Bearer ${await token("viewer", "read")}` };
+    expect((await fetch(`${url}/traffic-policy/schemas/..%2Fpackage.json`, { headers: auth })).status).toBe(404);
+    expect((await fetch(`${url}/traffic-policy/schemas/no-such-event.json`, { headers: auth })).status).toBe(404);
+  });
 });

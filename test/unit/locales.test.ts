@@ -41,11 +41,17 @@ function sourceCatalogue(): Catalogue {
 /** A catalogue key written as a string, e.g. a table of keys by error code: "<node>.<group>.<name>". */
 const keyString = new RegExp(`"((?:${nodeDirs.join("|")})\\.[\\w-]+\\.[\\w.-]+)"`, "g");
 
-/** Keys the editor files use: data-i18n attributes, `_("…")` calls and key strings in the node definitions. */
+/** Editor scripts served from resources/ (the traffic sidebar) use the same catalogue. */
+const RESOURCES = path.join(ROOT, "resources");
+
+/** Keys the editor files use: data-i18n attributes, `_("…")` calls and key strings in the node definitions and editor scripts. */
 function editorKeys(): Array<{ file: string; key: string }> {
   const out: Array<{ file: string; key: string }> = [];
-  for (const dir of nodeDirs) {
-    const file = path.join(NODES, dir, `${dir}.html`);
+  const files = [
+    ...nodeDirs.map((dir) => path.join(NODES, dir, `${dir}.html`)),
+    ...fs.readdirSync(RESOURCES).filter((f) => f.endsWith(".js")).map((f) => path.join(RESOURCES, f)),
+  ];
+  for (const file of files) {
     if (!fs.existsSync(file)) continue;
     const html = read(file);
     for (const m of html.matchAll(/data-i18n="([^"]+)"/g)) {
