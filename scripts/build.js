@@ -35,7 +35,8 @@ function editorFiles() {
     .filter((entry) => entry.isDirectory())
     .map((entry) => path.join(nodesDir, entry.name, `${entry.name}.html`))
     .filter((file) => fs.existsSync(file))
-    .sort();
+    // common.html loads the shared dialog code the other dialogs call as they register.
+    .sort((a, b) => Number(path.basename(b) === "common.html") - Number(path.basename(a) === "common.html") || a.localeCompare(b));
 }
 
 function bundleEditorHtml() {

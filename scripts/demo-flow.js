@@ -15,13 +15,14 @@ function exampleFiles(dir = examplesDir, prefix = "") {
   return out;
 }
 
-/** Builds a full flow: one tab per example, labelled with the example's name. */
+/** Builds a full flow: one tab per example, with the example's own tab label. */
 function demoFlows() {
   const flows = [];
   for (const file of exampleFiles()) {
     const nodes = JSON.parse(fs.readFileSync(path.join(examplesDir, file), "utf8"));
     const tabId = `demo-${file.replace(/[^a-z0-9]+/gi, "-")}`;
-    flows.push({ id: tabId, type: "tab", label: file.replace(/\.json$/, ""), disabled: false, info: "" });
+    const own = nodes.find((node) => node.type === "tab");
+    flows.push({ id: tabId, type: "tab", label: own?.label || file.replace(/\.json$/, ""), disabled: false, info: own?.info || "" });
     for (const node of nodes) {
       if (node.type === "tab") continue;
       flows.push(node.z === undefined || node.z === "" || isConfigNode(node) ? { ...node, z: isConfigNode(node) ? undefined : tabId } : { ...node, z: tabId });

@@ -2,12 +2,46 @@
 // `npm start`: Node-RED on http://127.0.0.1:1880 with this package and the demo flow,
 // user dir in ./.node-red (ignored by git). PORT and HOST override the address;
 // KEEP_FLOWS=1 keeps flows you edited instead of writing the demo again;
-// TRAFFIC_USER_DIR puts the user dir elsewhere.
+// TRAFFIC_USER_DIR puts the user dir elsewhere; TRAFFIC_MQTT_PORT is the port the demo's
+// main embedded MQTT broker tries first (1883).
 "use strict";
 const fs = require("node:fs");
+const net = require("node:net");
 const path = require("node:path");
 const { prepareUserDir, startNodeRed, stopNodeRed, root, pkg } = require("./node-red-env");
 const { demoFlows } = require("./demo-flow");
+
+/** Resolves to the port bound on host: `port`, or one the system picks (0). Rejects when taken. */
+function bind(host, port) {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen({ host, port, exclusive: true }, () => {
+      const bound = server.address().port;
+      server.close(() => resolve(bound));
+    });
+  });
+}
+
+/**
+ * Gives each embedded broker of the demo a port it can listen on: its own when free, else
+ * one the system picks (many Node-RED machines already run a broker on 1883). Rewrites the
+ * flows and returns what each broker got, for the start-up text.
+ */
+async function placeEmbeddedBrokers(flows) {
+  const preferred = Number(process.env.TRAFFIC_MQTT_PORT || 1883);
+  const placed = [];
+  for (const node of flows) {
+    if (node.type !== "traffic broker" || node.mode !== "embedded") continue;
+    const host = node.embeddedHost || "127.0.0.1";
+    const wanted = Number(node.embeddedPort) === 1883 ? preferred : Number(node.embeddedPort);
+    const port = await bind(host, wanted).catch(() => bind(host, 0));
+    node.embeddedPort = port;
+    node.url = "";
+    placed.push({ name: node.name || "embedded broker", host, port, wanted });
+  }
+  return placed;
+}
 
 async function main() {
   if (!fs.existsSync(path.join(root, "dist", "nodes", "index.js")) || !fs.existsSync(path.join(root, "traffic.html"))) {
@@ -16,7 +50,10 @@ async function main() {
   const port = Number(process.env.PORT || 1880);
   const host = process.env.HOST || "127.0.0.1";
   const userDir = process.env.TRAFFIC_USER_DIR || path.join(root, ".node-red");
-  prepareUserDir(userDir, { port, host, flows: demoFlows(), overwriteFlows: process.env.KEEP_FLOWS !== "1" });
+  const flows = demoFlows();
+  const brokers = await placeEmbeddedBrokers(flows);
+  const overwriteFlows = process.env.KEEP_FLOWS !== "1" || !fs.existsSync(path.join(userDir, "flows.json"));
+  prepareUserDir(userDir, { port, host, flows, overwriteFlows });
 
   const { capabilityReport, formatCapabilityReport } = require(path.join(root, "dist", "src", "doctor.js"));
   console.log(`${pkg.name} ${pkg.version}`);
@@ -43,7 +80,11 @@ async function main() {
   console.log(`Editor:  ${started.url}/`);
   console.log(`Demo:    curl ${started.url}/whoami`);
   console.log(`         curl -H 'X-Forwarded-For: 203.0.113.7' ${started.url}/whoami   (denied: 403)`);
-  console.log("MQTT:    mosquitto_sub -h 127.0.0.1 -t 'traffic/#' -v   (the embedded broker on 127.0.0.1:1883)");
+  // With flows kept from an earlier run, the brokers are wherever those flows put them.
+  for (const b of overwriteFlows ? brokers : []) {
+    const moved = b.port === b.wanted ? "" : `; ${b.wanted} was in use`;
+    console.log(`MQTT:    mosquitto_sub -h ${b.host} -p ${b.port} -t 'traffic/#' -v   (${b.name}, embedded, on ${b.host}:${b.port}${moved})`);
+  }
   console.log("Stop with Ctrl-C.");
 }
 

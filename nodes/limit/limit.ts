@@ -18,7 +18,7 @@ import type { LimitEvent } from "../../src/events/types";
 import { connectionTable } from "../../src/connection-table";
 import { withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 
 /** What happens to a connection over the limit. */
 export type LimitOver = LimitEvent["action"];
@@ -40,13 +40,6 @@ interface LimitDef extends NodeDef {
 
 const OVER: readonly LimitOver[] = ["reject-fin", "reject-rst", "output"];
 
-/** Counts as the status shows them: 1234 → 1.2k, so three counters fit in 20 characters. */
-function short(n: number): string {
-  if (n < 1000) return String(n);
-  if (n < 1e6) return `${(n / 1e3).toFixed(n < 1e4 ? 1 : 0)}k`;
-  return `${(n / 1e6).toFixed(n < 1e7 ? 1 : 0)}M`;
-}
-
 /** A number field of the dialog ("" or absent: the default), or ERR_LIMIT_CONFIG. */
 function numberField(value: unknown, name: string): number {
   const n = typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : Number.NaN;
@@ -60,7 +53,7 @@ export default function register(RED: NodeAPI): void {
     const config = withNodeDefaults("limit", flowConfig);
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node);
+    const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     const table = connectionTable();
     let limiter: Limiter | null = null;
     let configError: Error | null = null;
@@ -103,8 +96,15 @@ export default function register(RED: NodeAPI): void {
     const showStatus = (): void => {
       if (limiter === null) return;
       const s = limiter.stats();
-      // ✓ allowed, ✗ refused, ↻ keys evicted from the bounded table (the help says so).
-      status.set({ fill: s.bursts > 0 ? "yellow" : "green", shape: "dot", text: `✓${short(s.allowed)} ✗${short(s.rejected)} ↻${short(s.evictions)}` });
+      status.set({
+        fill: s.bursts > 0 ? "yellow" : "green",
+        shape: "dot",
+        text: countsText([
+          [_("limit.status.allowed"), s.allowed],
+          [_("limit.status.refused"), s.rejected],
+          [_("limit.status.evicted"), s.evictions],
+        ]),
+      });
     };
     const sweeper = setInterval(() => {
       if (limiter !== null && limiter.sweep() > 0) showStatus();

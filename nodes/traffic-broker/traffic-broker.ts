@@ -15,10 +15,14 @@ import { withNodeDefaults } from "../common/defaults";
 
 
 interface TrafficBrokerDef extends NodeDef {
-  /** `embedded`: run a broker inside Node-RED; `external`: connect to `url`. */
+  /** `embedded`: run a broker inside Node-RED; `external`: connect to `broker`:`port`. */
   mode: "embedded" | "external";
   embeddedHost: string;
   embeddedPort: string | number;
+  /** External broker host (name or address), or a whole URL, as in the core mqtt-broker. */
+  broker: string;
+  port: string | number;
+  /** Configs saved before the host and port fields: the external broker's URL. */
   url: string;
   clientId: string;
   protocolVersion: string | number;
@@ -97,6 +101,27 @@ export function brokerUrl(url: string): string {
     throw new TrafficError("ERR_MQTT_CONFIG", `scheme ${parsed.protocol} is not mqtt, mqtts, ws or wss`, "broker URL");
   }
   return url.trim();
+}
+
+/** `scheme://host:port`, an IPv6 address in brackets. */
+function hostPortUrl(scheme: string, host: string, port: number): string {
+  return `${scheme}://${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * The external broker's URL. The host field may hold a whole URL (ws://host/mqtt), as the
+ * core mqtt-broker allows; a plain host takes the port field and mqtts when a TLS config is
+ * chosen. A config saved before those fields has only `url`, which still counts.
+ */
+export function externalBrokerUrl(config: Partial<Pick<TrafficBrokerDef, "broker" | "port" | "url" | "tls">>): string {
+  const host = (config.broker ?? "").trim();
+  if (host === "") {
+    if ((config.url ?? "").trim() !== "") return brokerUrl(config.url!);
+    throw new TrafficError("ERR_MQTT_CONFIG", "no broker host", "broker host");
+  }
+  if (host.includes("://")) return brokerUrl(host);
+  if (!/^[A-Za-z0-9.:\-\[\]]+$/.test(host)) throw new TrafficError("ERR_MQTT_CONFIG", `${JSON.stringify(host)} is not a host name or address`, "broker host");
+  return brokerUrl(hostPortUrl(config.tls ? "mqtts" : "mqtt", host, intSetting(config.port, 1883, 1, 65535, "broker port")));
 }
 
 /** An embedded broker: aedes on a TCP listener, both owned by one config node. */
@@ -216,9 +241,9 @@ export default function register(RED: NodeAPI): void {
         embeddedPort = intSetting(config.embeddedPort, 1883, 1, 65535, "embedded broker port");
         // aedes speaks MQTT 3.1 and 3.1.1 only (the editor help says so).
         protocolVersion = 4;
-        url = `mqtt://${embeddedHost.includes(":") ? `[${embeddedHost}]` : embeddedHost}:${embeddedPort}`;
+        url = hostPortUrl("mqtt", embeddedHost, embeddedPort);
       } else {
-        url = brokerUrl(config.url || "");
+        url = externalBrokerUrl(config);
       }
       const keepalive = intSetting(config.keepalive, 60, 0, 65535, "keepalive");
       const reconnectPeriod = intSetting(config.reconnectPeriod, 2000, 100, 3_600_000, "reconnect period");

@@ -29,7 +29,7 @@ interface Ports {
 /** The shipped real-ip-gate example on this tab, served at /gate. */
 function gateExample(tab: string): Array<Record<string, unknown>> {
   const nodes = JSON.parse(fs.readFileSync(path.join(__dirname, "../../examples/real-ip-gate.json"), "utf8")) as Array<Record<string, unknown>>;
-  return nodes.map((n) => ({ ...n, z: tab, ...(n["type"] === "http in" ? { url: "/gate" } : {}) }));
+  return nodes.filter((n) => n["type"] !== "tab").map((n) => ({ ...n, z: tab, ...(n["type"] === "http in" ? { url: "/gate" } : {}) }));
 }
 
 function flows(ports: Ports) {

@@ -41,7 +41,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
     // The examples use 1883; this machine may have a broker there, so move both to a free port.
     const mqttPort = await freePort();
     const flows = demoFlows()
-      .filter((n) => String(n["id"]).startsWith("e7a1c0de") || (n["type"] === "tab" && String(n["label"]).startsWith("mqtt-events")))
+      .filter((n) => String(n["id"]).startsWith("e7a1c0de") || (n["type"] === "tab" && String(n["id"]).startsWith("demo-mqtt-events")))
       .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "mqtt-broker" ? { ...n, port: String(mqttPort) } : n));
     expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(2);
     const red = await startRed(flows);
@@ -71,7 +71,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
     const connPort = await freePort();
     const listenPort = await freePort();
     const flows = demoFlows()
-      .filter((n) => /^(f10e0c10|7c1a55e0)/.test(String(n["id"])) || (n["type"] === "tab" && /^(flow-source-connection-log|transparent-in-classify-mqtt)$/.test(String(n["label"]))))
+      .filter((n) => /^(f10e0c10|7c1a55e0)/.test(String(n["id"])) || (n["type"] === "tab" && /^demo-(flow-source-connection-log|transparent-in-classify-mqtt)-json$/.test(String(n["id"]))))
       .map((n) => {
         if (n["type"] === "traffic broker") return { ...n, embeddedPort: String(n["id"]).startsWith("f10e0c10") ? logPort : connPort };
         if (n["type"] === "transparent in") return { ...n, port: listenPort };
@@ -126,7 +126,7 @@ describe("MQTT example flows, as the demo deploys them", () => {
     cleanup.push(() => void service.close());
     const servicePort = String((service.address() as net.AddressInfo).port);
     const flows = demoFlows()
-      .filter((n) => String(n["id"]).startsWith("11a17000") || (n["type"] === "tab" && n["label"] === "limit"))
+      .filter((n) => String(n["id"]).startsWith("11a17000") || (n["type"] === "tab" && n["id"] === "demo-limit-json"))
       .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "transparent in" ? { ...n, port: listenPort } : n["type"] === "forward" ? { ...n, port: servicePort } : n));
     expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(1);
     const red = await startRed(flows);

@@ -1,7 +1,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
+import { createServer, type Server } from "node:net";
 import path from "node:path";
+import { connectAsync } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
 import { until } from "../support/wait";
@@ -9,32 +11,79 @@ import { until } from "../support/wait";
 
 const root = path.resolve(__dirname, "..", "..");
 
-describe("npm start: Node-RED with the package and the demo flow", () => {
-  let child: ChildProcess;
-  let output = "";
-  let port = 0;
-  let userDir = "";
-
-  beforeAll(async () => {
-    port = await freePort();
-    userDir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-start-"));
+/** `npm start` (scripts/start.js) with its editor on a free port, until it says it is ready. */
+function startDemo(env: Record<string, string>): { readonly output: string; port: number; ready: Promise<void>; stop(): Promise<void> } {
+  const userDir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-start-"));
+  let child: ChildProcess | undefined;
+  const state = {
+    output: "",
+    port: 0,
+    ready: Promise.resolve(),
+    async stop(): Promise<void> {
+      if (child && child.exitCode === null) {
+        const exited = new Promise((r) => child!.once("exit", r));
+        child.kill("SIGTERM");
+        await exited;
+      }
+      fs.rmSync(userDir, { recursive: true, force: true });
+    },
+  };
+  state.ready = (async () => {
+    state.port = await freePort();
     child = spawn(process.execPath, [path.join(root, "scripts", "start.js")], {
-      env: { ...process.env, PORT: String(port), TRAFFIC_USER_DIR: userDir },
+      env: { ...process.env, PORT: String(state.port), TRAFFIC_USER_DIR: userDir, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
-    child.stdout!.on("data", (c) => (output += c.toString()));
-    child.stderr!.on("data", (c) => (output += c.toString()));
-    await until(() => output.includes("Stop with Ctrl-C") || child.exitCode !== null, `start-up; output so far:\n${output}`, 90_000);
-    if (child.exitCode !== null) throw new Error(`npm start exited:\n${output}`);
+    child.stdout!.on("data", (c) => (state.output += c.toString()));
+    child.stderr!.on("data", (c) => (state.output += c.toString()));
+    await until(() => state.output.includes("Stop with Ctrl-C") || child!.exitCode !== null, "start-up", 90_000);
+    if (child.exitCode !== null) throw new Error(`npm start exited:\n${state.output}`);
+  })();
+  return state;
+}
+
+/** The main demo broker's line of the start-up text: its port, and what it says. */
+function mqttLine(output: string): { port: number; line: string } {
+  const line = output.split("\n").find((l) => l.startsWith("MQTT:") && l.includes("(embedded broker,"));
+  const port = Number(/ -p (\d+) /.exec(line ?? "")?.[1]);
+  if (!line || !Number.isInteger(port)) throw new Error(`no MQTT line for the demo broker in:\n${output}`);
+  return { port, line };
+}
+
+/** The retained agent status the demo's embedded broker holds: proof that it is the demo's. */
+async function agentStatusOn(port: number): Promise<Record<string, unknown>> {
+  const client = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5000 });
+  try {
+    const status = new Promise<Record<string, unknown>>((resolve) => client.on("message", (_t, p) => resolve(JSON.parse(p.toString()) as Record<string, unknown>)));
+    await client.subscribeAsync("traffic/+/status");
+    return await status;
+  } finally {
+    await client.endAsync();
+  }
+}
+
+describe("npm start: Node-RED with the package and the demo flow", () => {
+  let demo: ReturnType<typeof startDemo>;
+  let output = "";
+  let port = 0;
+  let mqttPort = 0;
+
+  beforeAll(async () => {
+    mqttPort = await freePort();
+    demo = startDemo({ TRAFFIC_MQTT_PORT: String(mqttPort) });
+    await demo.ready;
+    output = demo.output;
+    port = demo.port;
   }, 120_000);
 
   afterAll(async () => {
-    if (child && child.exitCode === null) {
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      await exited;
-    }
-    fs.rmSync(userDir, { recursive: true, force: true });
+    await demo?.stop();
+  });
+
+  it("runs the demo's broker on the port it was given, and says so", async () => {
+    expect(mqttLine(output).port).toBe(mqttPort);
+    expect(mqttLine(output).line).not.toMatch(/in use/);
+    await expect(agentStatusOn(mqttPort)).resolves.toMatchObject({ type: "agent-status", status: "online" });
   });
 
   it("logs the editor URL and a privileged-feature report", () => {
@@ -73,5 +122,36 @@ describe("npm start: Node-RED with the package and the demo flow", () => {
     expect(res.status).toBe(200);
     const flow = (await res.json()) as Array<{ type: string }>;
     expect(flow.map((n) => n.type)).toEqual(expect.arrayContaining(["real ip", "ip filter", "http in"]));
+  });
+});
+
+describe("npm start when the demo broker's port is taken (a broker already on 1883)", () => {
+  let demo: ReturnType<typeof startDemo>;
+  let taken: Server;
+  let takenPort = 0;
+
+  beforeAll(async () => {
+    taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    takenPort = (taken.address() as { port: number }).port;
+    demo = startDemo({ TRAFFIC_MQTT_PORT: String(takenPort) });
+    await demo.ready;
+  }, 120_000);
+
+  afterAll(async () => {
+    await demo?.stop();
+    await new Promise((r) => taken?.close(r));
+  });
+
+  it("moves the embedded broker to a free port and prints the port it really took", async () => {
+    const { port, line } = mqttLine(demo.output);
+    expect(port).not.toBe(takenPort);
+    expect(line).toContain(`${takenPort} was in use`);
+    await expect(agentStatusOn(port)).resolves.toMatchObject({ type: "agent-status", status: "online" });
+  });
+
+  it("still runs the rest of the demo", async () => {
+    const ok = await fetch(`http://127.0.0.1:${demo.port}/whoami`);
+    expect(ok.status).toBe(200);
   });
 });

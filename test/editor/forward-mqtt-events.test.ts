@@ -87,13 +87,13 @@ describe.skipIf(chromiumPath.skip)("editor dialogs in a real browser: forward, m
     await page.locator("#node-input-btn-broker-add").click();
     const form = page.locator("#node-config-dialog-edit-form");
     await form.waitFor();
-    await expect(page.locator("#node-config-input-url").isVisible()).resolves.toBe(false);
+    await expect(page.locator("#node-config-input-broker").isVisible()).resolves.toBe(false);
     await page.locator("#node-config-input-mode").selectOption("external");
-    await expect(page.locator("#node-config-input-url").isVisible()).resolves.toBe(true);
+    await expect(page.locator("#node-config-input-broker").isVisible()).resolves.toBe(true);
     await expect(page.locator("#node-config-input-embeddedPort").isVisible()).resolves.toBe(false);
-    await page.locator("#node-config-input-url").fill("http://broker.example:1883");
-    await page.locator("#node-config-input-url").press("Tab");
-    await expect(page.locator("#node-config-input-url.input-error").count()).resolves.toBe(1);
+    await page.locator("#node-config-input-broker").fill("http://broker.example:1883");
+    await page.locator("#node-config-input-broker").press("Tab");
+    await expect(page.locator("#node-config-input-broker.input-error").count()).resolves.toBe(1);
     await page.locator("#node-config-input-mode").selectOption("embedded");
     await page.locator("#node-config-input-embeddedPort").fill("99999");
     await page.locator("#node-config-input-embeddedPort").press("Tab");

@@ -157,7 +157,7 @@ describe("limit node in a Node-RED runtime", () => {
     ]);
     const end = seen["ev"]![1]!["payload"] as { rejected: { rate: number } };
     expect(end.rejected.rate).toBe(flood.failed);
-    await until(() => statuses.some((t) => /^✓\d.* ✗\d.* ↻0$/.test(t)), "status with counts", 2000);
+    await until(() => statuses.some((t) => /^allowed \d.* · refused \d.* · evicted 0$/.test(t)), "status with counts", 2000);
   }, 60_000);
 
   it("keys by a message property, sends refusals to output 2, bounds its keys and shows evictions in the status", async () => {
@@ -177,7 +177,7 @@ describe("limit node in a Node-RED runtime", () => {
     expect(seen["over"]!.map((m) => m["limit"])).toEqual([{ key: "a", allowed: false, reason: "rate" }]);
     expect(seen["ok"]!.map((m) => (m["limit"] as { key: string }).key)).toEqual(["a", "a", "b", "c", "d", "e", "(none)"]);
     // Two keys kept: b, c, d, e and (none) came after a, whose burst keeps it; four evictions.
-    await until(() => statuses.at(-1) === "✓7 ✗1 ↻4", "status with four evictions", 2000);
+    await until(() => statuses.at(-1) === "allowed 7 · refused 1 · evicted 4", "status with four evictions", 2000);
     // The burst of a ends once it has been quiet for a second.
     await until(() => seen["ev"]!.length === 2, "burst start and end", 3000);
     expect(seen["ev"]!.map((m) => [(m["payload"] as Msg)["phase"], (m["payload"] as Msg)["key"], (m["payload"] as Msg)["evicted"]])).toEqual([

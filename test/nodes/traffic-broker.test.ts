@@ -70,9 +70,18 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
 
   // allow_anonymous true is global in the helper's config; the password file still
   // rejects a wrong password for a named user.
-  const flow = (url: string) => [
+  // `where`: a URL (a config saved before the host and port fields), or the fields.
+  const flow = (where: string | { broker: string; port?: number; tls?: boolean }) => [
     { id: "tls", type: "tls-config", cert: "", key: "", ca: join(dir, "ca.crt"), verifyservercert: true, servername: "" },
-    { id: "br", type: "traffic broker", mode: "external", url, protocolVersion: "5", tls: url.startsWith("mqtts") ? "tls" : "", agentHost: "secure", statusTopic: "traffic/{host}/status" },
+    {
+      id: "br",
+      type: "traffic broker",
+      mode: "external",
+      ...(typeof where === "string" ? { url: where, tls: where.startsWith("mqtts") ? "tls" : "" } : { broker: where.broker, port: where.port ?? "", tls: where.tls ? "tls" : "" }),
+      protocolVersion: "5",
+      agentHost: "secure",
+      statusTopic: "traffic/{host}/status",
+    },
     { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}", qos: "1", statsInterval: 0, wires: [[]] },
   ];
 
@@ -87,11 +96,16 @@ describe.skipIf(skip)("traffic broker: mqtts, ws, credentials", () => {
     return { got };
   }
 
-  for (const scheme of ["mqtts", "ws"] as const) {
-    it(`publishes over ${scheme} with Node-RED credentials`, async () => {
+  const WAYS = {
+    "an mqtts URL (saved config)": () => `mqtts://127.0.0.1:${tlsPort}`,
+    "a ws URL (saved config)": () => `ws://127.0.0.1:${wsPort}`,
+    "host and port fields with a TLS config (mqtts)": () => ({ broker: "127.0.0.1", port: tlsPort, tls: true }),
+    "a ws URL in the host field, as the core mqtt-broker takes": () => ({ broker: `ws://127.0.0.1:${wsPort}` }),
+  };
+  for (const [way, where] of Object.entries(WAYS)) {
+    it(`publishes to ${way} with Node-RED credentials`, async () => {
       const { got } = await subscriber();
-      const url = scheme === "mqtts" ? `mqtts://127.0.0.1:${tlsPort}` : `ws://127.0.0.1:${wsPort}`;
-      await helper.load([registerNodes, tlsNode], flow(url), { br: { user: "agent", password: "s3cret" } });
+      await helper.load([registerNodes, tlsNode], flow(where()), { br: { user: "agent", password: "s3cret" } });
       const event = makeEvent<LostEvent>({ type: "lost", source: "input", count: 1 }, { host: "secure" });
       helper.getNode("ev")?.receive({ payload: event });
       await until(() => got.length === 1, "the published event", 10_000);

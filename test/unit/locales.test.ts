@@ -60,6 +60,9 @@ function editorKeys(): Array<{ file: string; key: string }> {
     for (const m of html.matchAll(/\b_\(\s*"([^"]+)"/g)) out.push({ file, key: m[1]!.replace(NS, "") });
     for (const m of html.matchAll(/categoryDescription:\s*"([^"]+)"/g)) out.push({ file, key: m[1]!.replace(NS, "") });
     for (const m of html.matchAll(keyString)) out.push({ file, key: m[1]! });
+    // resources/dialog.js: say("required") looks up the file's NS prefix + "required".
+    const prefix = new RegExp(`var NS = "${NS}([\\w.]*)";`).exec(html)?.[1];
+    if (prefix !== undefined) for (const m of html.matchAll(/\bsay\(\s*"([^"]+)"/g)) out.push({ file, key: prefix + m[1]! });
   }
   return out;
 }
