@@ -21,6 +21,8 @@ export interface ClassifyRuleConfig {
   protocols?: string;
   hosts?: string;
   alpn?: string;
+  /** JA4 or JA3 hash, exact or a prefix ending in `*`. */
+  fingerprints?: string;
   paths?: string;
   ports?: string;
   destinations?: string;
@@ -57,6 +59,7 @@ export function rulesFromConfig(rules: ClassifyRuleConfig[] | undefined): Classi
     set("protocols", r.protocols);
     set("hosts", r.hosts);
     set("alpn", r.alpn);
+    set("fingerprints", r.fingerprints);
     set("pathPrefixes", r.paths);
     set("destinationPorts", r.ports);
     set("destinations", r.destinations);

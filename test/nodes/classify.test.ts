@@ -5,7 +5,7 @@ import type { Node } from "node-red";
 import helper from "node-red-node-test-helper";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerClassify from "../../nodes/classify/classify";
-import { setMoreBytesSource } from "../../src/classify";
+import { classifyBytes, setMoreBytesSource } from "../../src/classify";
 import { makeEvent, toEvent, type FlowCloseEvent } from "../../src/events";
 import { vector } from "../support/classify-vectors";
 import { assertValidEvent } from "../support/events";
@@ -72,6 +72,21 @@ describe("classify node in a Node-RED runtime", () => {
   afterEach(async () => {
     setMoreBytesSource(null);
     await helper.unload();
+  });
+
+  it("routes by JA4 prefix or JA3 hash and carries the fingerprints in msg.classification", async () => {
+    const curl = vector("curl-https");
+    const openssl = vector("openssl-s_client");
+    const fp = classifyBytes(curl.bytes).fields;
+    const rules = [{ name: "curl by ja4", fingerprints: `${fp.ja4!.slice(0, 11)}*` }, { name: "openssl by ja3", fingerprints: classifyBytes(openssl.bytes).fields.ja3Hash }];
+    await helper.load(registerClassify, flow({ rules, outputs: 3 }));
+    collectOutputs();
+    const [out0, m0] = await routeOf({ payload: curl.bytes });
+    expect([out0, m0.classification?.rule, m0.classification?.fields["ja4"], m0.classification?.fields["ja3Hash"]]).toEqual([0, "curl by ja4", fp.ja4, fp.ja3Hash]);
+    const [out1] = await routeOf({ payload: openssl.bytes });
+    expect(out1).toBe(1);
+    const [out2] = await routeOf({ payload: vector("curl-http1").bytes });
+    expect(out2).toBe(2);
   });
 
   it("routes TLS by SNI and ALPN, HTTP by client and port, the rest to other", async () => {
