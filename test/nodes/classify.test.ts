@@ -9,6 +9,7 @@ import { classifyBytes, setMoreBytesSource } from "../../src/classify";
 import { makeEvent, toEvent, type FlowCloseEvent } from "../../src/events";
 import { vector } from "../support/classify-vectors";
 import { assertValidEvent } from "../support/events";
+import { policyVerdictsOf } from "../../src/policy/verdict";
 
 const injectNode = require("@node-red/nodes/core/common/20-inject.js");
 
@@ -87,6 +88,26 @@ describe("classify node in a Node-RED runtime", () => {
     expect(out1).toBe(1);
     const [out2] = await routeOf({ payload: vector("curl-http1").bytes });
     expect(out2).toBe(2);
+  });
+
+  it("in shadow mode sends everything to other and reports the rule that would have taken it", async () => {
+    const statuses: string[] = [];
+    await helper.load(registerClassify, flow({ enforcement: "shadow" }));
+    collectOutputs();
+    (helper.getNode("c") as unknown as NodeJS.EventEmitter).on("call:status", (call: { args: Array<{ text?: string }> }) => statuses.push(String(call.args[0]?.text)));
+    const [out, m] = await routeOf({ payload: vector("openssl-s_client").bytes });
+    expect(out).toBe(3);
+    expect(m.classification?.rule).toBeNull();
+    const verdicts = policyVerdictsOf(m);
+    expect(verdicts).toHaveLength(1);
+    assertValidEvent(verdicts[0]);
+    expect(verdicts[0]).toMatchObject({ type: "policy-verdict", mode: "shadow", verdict: "route", nodeType: "classify", nodeId: "c", output: 0, rule: "api" });
+    expect(verdicts[0]!.reason).toContain("api.example.test");
+    const [out2, m2] = await routeOf({ payload: vector("ssh").bytes });
+    expect(out2).toBe(3);
+    expect(policyVerdictsOf(m2)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(statuses.at(-1)).toBe("shadow 1/0/0/1");
   });
 
   it("routes TLS by SNI and ALPN, HTTP by client and port, the rest to other", async () => {

@@ -5,6 +5,7 @@ import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
 import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
+import { addPolicyVerdict } from "../../src/policy/verdict";
 import { assertValidEvent } from "../support/events";
 import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
 import { systemCommand } from "../support/system";
@@ -190,6 +191,31 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
         expect(ids).toEqual(sent.filter((e) => (e as FlowOpenEvent).side === side).map((e) => e.id));
       }
     }
+    await sub.endAsync();
+    await helper.unload();
+  });
+
+  it("publishes each policy verdict a message carries once, beside the message's own event", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, agentHost: "agent-c" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", agentHost: "agent-c" };
+    await helper.load(registerNodes, flowFor(broker));
+    const sub = await connectWhenUp(setup.port, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const got: Array<{ topic: string; payload: Record<string, unknown> }> = [];
+    sub.on("message", (topic, payload) => got.push({ topic, payload: JSON.parse(payload.toString()) as Record<string, unknown> }));
+    await sub.subscribeAsync("traffic/agent-c/#", { qos: 1 });
+    const msg: Record<string, unknown> = { payload: { hello: 1 } };
+    addPolicyVerdict(msg, { mode: "shadow", verdict: "deny", nodeType: "ip filter", nodeId: "f1", rule: "blocked", reason: "rule \"blocked\" (deny) matched 192.0.2.7", clientIp: "192.0.2.7" });
+    // The same message twice (say classify's output, then forward's summary): one verdict event.
+    helper.getNode("ev")?.receive(msg);
+    helper.getNode("ev")?.receive(msg);
+    await waitFor(() => got.filter((g) => g.topic === "traffic/agent-c/message/none").length === 2);
+    await new Promise((r) => setTimeout(r, 300));
+    const verdicts = got.filter((g) => g.topic.startsWith("traffic/agent-c/policy-verdict/"));
+    expect(verdicts).toHaveLength(1);
+    assertValidEvent(verdicts[0]!.payload);
+    expect(verdicts[0]!.payload).toMatchObject({ type: "policy-verdict", host: "agent-c", mode: "shadow", verdict: "deny", rule: "blocked", clientIp: "192.0.2.7" });
     await sub.endAsync();
     await helper.unload();
   });

@@ -37,6 +37,7 @@ const samples: TrafficEvent[] = [
   makeEvent({ type: "lost", source: "publisher-queue", count: 3, reason: "queue full" }),
   makeEvent({ type: "agent-status", status: "online", version: "0.1.0", features: ["redirect"] }),
   makeEvent({ type: "mqtt-stats", connected: true, queued: 0, inFlight: 0, sent: 5, dropped: 0, spooled: 0, intervalMs: 10000 }),
+  makeEvent({ type: "policy-verdict", mode: "shadow", verdict: "reject", nodeType: "forward", nodeId: "n1", rule: "old tls client", reason: "the node rejects (FIN) the connections of rule \"old tls client\"", connectionId: "c1", clientIp: "203.0.113.5" }),
 ];
 
 describe("event contracts", () => {
