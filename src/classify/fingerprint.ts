@@ -111,63 +111,68 @@ function twoDigits(n: number): string {
   return n > 99 ? "99" : n < 10 ? `0${n}` : String(n);
 }
 
-function u16List(b: Buffer, start: number, end: number): number[] {
-  const out: number[] = [];
+function u16List(b: Buffer, start: number, end: number): Uint16Array {
+  const out = new Uint16Array(Math.max(0, (end - start) >> 1));
+  let n = 0;
   for (let p = start; p + 1 < end; p += 2) {
     const v = u16(b, p);
-    if (!isGrease(v)) out.push(v);
+    if (!isGrease(v)) out[n++] = v;
   }
-  return out;
+  return out.subarray(0, n);
 }
 
 function truncatedSha256(text: string): string {
   return hash("sha256", text, "hex").slice(0, 12);
 }
 
-function hexList(values: number[]): string {
-  let out = "";
-  for (let i = 0; i < values.length; i++) out += (i === 0 ? "" : ",") + HEX4[values[i]!];
-  return out;
+function hexList(values: Uint16Array): string {
+  const parts = new Array<string>(values.length);
+  for (let i = 0; i < values.length; i++) parts[i] = HEX4[values[i]!]!;
+  return parts.join(",");
 }
 
 /** Computes JA4, JA3 and the JA3 hash. */
 export function computeFingerprints(b: Buffer, s: HelloShape, transport: HelloTransport): TlsFingerprints {
   const ciphers = u16List(b, s.ciphersStart, s.ciphersEnd);
-  const extensions: number[] = [];
-  for (const e of s.extensions) if (!isGrease(e)) extensions.push(e);
+  const extensions = new Uint16Array(s.extensions.length);
+  let count = 0;
+  for (const e of s.extensions) if (!isGrease(e)) extensions[count++] = e;
+  const exts = extensions.subarray(0, count);
   const version = s.maxVersion !== 0 ? s.maxVersion : s.legacyVersion;
-  const a = `${transport}${versionCode(version)}${s.hasSni ? "d" : "i"}${twoDigits(ciphers.length)}${twoDigits(extensions.length)}${alpnCode(b, s)}`;
-  const part2 = ciphers.length === 0 ? "000000000000" : truncatedSha256(hexList(ciphers.slice().sort((x, y) => x - y)));
+  const a = `${transport}${versionCode(version)}${s.hasSni ? "d" : "i"}${twoDigits(ciphers.length)}${twoDigits(exts.length)}${alpnCode(b, s)}`;
+  // Typed arrays sort numerically, without a comparator.
+  const part2 = ciphers.length === 0 ? "000000000000" : truncatedSha256(hexList(ciphers.slice().sort()));
   // SNI and ALPN are already in part a; leaving them out keeps part c the same whether the
   // client dials a name or an address.
-  const hashed = extensions.filter((e) => e !== 0x0000 && e !== 0x0010).sort((x, y) => x - y);
+  const hashed = exts.filter((e) => e !== 0x0000 && e !== 0x0010).sort();
   let part3 = "000000000000";
   if (hashed.length > 0) {
-    const sigAlgs = s.sigAlgsStart < 0 ? [] : u16List(b, s.sigAlgsStart, s.sigAlgsEnd);
+    const sigAlgs = s.sigAlgsStart < 0 ? new Uint16Array(0) : u16List(b, s.sigAlgsStart, s.sigAlgsEnd);
     part3 = truncatedSha256(sigAlgs.length === 0 ? hexList(hashed) : `${hexList(hashed)}_${hexList(sigAlgs)}`);
   }
-  const groups = s.groupsStart < 0 ? [] : u16List(b, s.groupsStart, s.groupsEnd);
+  const groups = s.groupsStart < 0 ? new Uint16Array(0) : u16List(b, s.groupsStart, s.groupsEnd);
   const pointFormats: number[] = [];
   for (let p = s.pointFormatsStart; p >= 0 && p < s.pointFormatsEnd; p++) pointFormats.push(b[p]!);
-  const ja3 = `${s.legacyVersion},${ciphers.join("-")},${extensions.join("-")},${groups.join("-")},${pointFormats.join("-")}`;
+  const ja3 = `${s.legacyVersion},${ciphers.join("-")},${exts.join("-")},${groups.join("-")},${pointFormats.join("-")}`;
   return { ja4: `${a}_${part2}_${part3}`, ja3, ja3Hash: hash("md5", ja3, "hex") };
 }
 
 // Clients of one software build send the same ciphers, extensions and algorithms on every
 // connection, so the hashes are remembered by those bytes. Bounded: when full it starts over.
 const CACHE_LIMIT = 4096;
-const cache = new Map<number, { readonly key: Buffer; readonly prints: TlsFingerprints }>();
+const cache = new Map<number, { readonly key: Uint8Array; readonly prints: TlsFingerprints }>();
 // The fingerprinted parts of one hello, laid out one after the other with their lengths;
 // never longer than the hello itself plus the fixed head.
 let scratch = Buffer.allocUnsafe(4096);
 
-// Appends b[from, to) (nothing when from < 0) after its 16-bit length.
+// Appends b[from, to) (nothing when from < 0) after its 16-bit length. A byte loop: the
+// ranges are tens of bytes, where a native copy costs more than it saves.
 function appendRange(k: Buffer, n: number, b: Buffer, from: number, to: number): number {
   const len = from < 0 ? 0 : to - from;
-  k[n] = len >> 8;
-  k[n + 1] = len & 0xff;
-  if (len > 0) b.copy(k, n + 2, from, to);
-  return n + 2 + len;
+  k[n++] = len >> 8;
+  k[n++] = len & 0xff;
+  for (let i = from; i < to; i++) k[n++] = b[i]!;
+  return n;
 }
 
 /** The fingerprints of a parsed ClientHello, from the bounded cache when these exact parts were seen before. */
@@ -193,20 +198,19 @@ export function helloFingerprints(b: Buffer, s: HelloShape, transport: HelloTran
   n = appendRange(k, n, b, s.sigAlgsStart, s.sigAlgsEnd);
   n = appendRange(k, n, b, s.groupsStart, s.groupsEnd);
   n = appendRange(k, n, b, s.pointFormatsStart, s.pointFormatsEnd);
-  // Two 32-bit multiplicative hashes make the map key; equality of the bytes decides.
-  let h1 = 0x811c9dc5;
-  let h2 = n;
-  for (let i = 0; i < n; i += 2) {
-    const v = (k[i]! << 8) | k[i + 1]!;
-    h1 = Math.imul(h1 ^ v, 0x01000193);
-    h2 = Math.imul(h2 ^ v, 0x5bd1e995);
-    h2 ^= h2 >>> 13;
-  }
-  const id = (h1 >>> 0) * 0x200000 + (h2 & 0x1fffff);
+  // A 30-bit FNV-style hash (a small integer key keeps the map fast); the bytes decide equality.
+  let h = 0x811c9dc5 ^ n;
+  for (let i = 0; i < n; i++) h = Math.imul(h ^ k[i]!, 0x01000193);
+  const id = h & 0x3fffffff;
   const hit = cache.get(id);
-  if (hit !== undefined && hit.key.length === n && k.compare(hit.key, 0, n, 0, n) === 0) return hit.prints;
+  if (hit !== undefined && hit.key.length === n) {
+    const key = hit.key;
+    let i = 0;
+    while (i < n && key[i] === k[i]) i++;
+    if (i === n) return hit.prints;
+  }
   const prints = computeFingerprints(b, s, transport);
   if (cache.size >= CACHE_LIMIT) cache.clear();
-  cache.set(id, { key: Buffer.from(k.subarray(0, n)), prints });
+  cache.set(id, { key: Uint8Array.prototype.slice.call(k, 0, n), prints });
   return prints;
 }
