@@ -193,7 +193,11 @@ export interface ClassificationEvent extends EventBase {
    * @maximum 1
    */
   confidence: number;
-  /** Facts read from the first bytes (TLS SNI and ALPN, HTTP host and path, …); only those the protocol carries. */
+  /**
+   * Facts read from the first bytes (TLS SNI and ALPN, HTTP host and path, …); only those
+   * the protocol carries. Every TLS ClientHello, over TCP or QUIC, adds its client
+   * fingerprints: `ja4` (FoxIO JA4), `ja3` (the JA3 text) and `ja3Hash` (its MD5).
+   */
   fields: ClassificationFields;
   /** Name of the routing rule that matched, or null when none did (the "other" output: unknown traffic is routed, never dropped). */
   rule: string | null;
