@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
-import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers } from "../src/classify";
-import { BenchReport, BenchRow, compareOps } from "./harness";
+import { classifyBytes, classifyDatagrams, parseClientHello, quicInitialKeys, runSniffers } from "../src/classify";
+import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
 // The bars: classifications per second on one core.
 const BAR = 1_000_000;
@@ -66,6 +66,30 @@ function llhttpParse(): (bytes: Buffer) => unknown {
   };
 }
 
+/** Copies of a one-record ClientHello with its extensions in `count` different orders. */
+function extensionOrders(hello: Buffer, count: number): Buffer[] {
+  let p = 9 + 34;
+  p += 1 + hello[p]!;
+  p += 2 + hello.readUInt16BE(p);
+  p += 1 + hello[p]!;
+  const extStart = p + 2;
+  const extEnd = extStart + hello.readUInt16BE(p);
+  const exts: Buffer[] = [];
+  for (let q = extStart; q < extEnd; q += 4 + hello.readUInt16BE(q + 2)) exts.push(hello.subarray(q, q + 4 + hello.readUInt16BE(q + 2)));
+  const out: Buffer[] = [];
+  let seed = 12345;
+  for (let i = 0; i < count; i++) {
+    const order = exts.slice();
+    for (let j = order.length - 1; j > 0; j--) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      const r = seed % (j + 1);
+      [order[j], order[r]] = [order[r]!, order[j]!];
+    }
+    out.push(Buffer.concat([hello.subarray(0, extStart), ...order, hello.subarray(extEnd)]));
+  }
+  return out;
+}
+
 export async function run(): Promise<BenchReport> {
   const cases: Array<{ name: string; bytes: Buffer; expect: string; bar?: number }> = [
     { name: "TLS ClientHello, curl (517 B, 1 segment)", bytes: fixture("curl-https"), expect: "tls", bar: BAR },
@@ -90,6 +114,24 @@ export async function run(): Promise<BenchReport> {
     const r = compareOps({ ours: () => runSniffers(c.bytes, false) });
     rows.push(row(c.name, r["ours"]!, c.bar));
   }
+  // Fingerprints: the same ClientHello parse with and without JA4/JA3, in alternating rounds.
+  for (const name of ["curl-https", "chromium"]) {
+    const hello = fixture(name);
+    const end = 9 + hello.readUIntBE(6, 3);
+    if (hello.readUInt16BE(3) < end - 5) throw new Error(`${name}: the ClientHello spans records`);
+    if (parseClientHello(hello, 9, end)?.ja4 === undefined) throw new Error(`${name}: no JA4`);
+    const r = compareOps({ with: () => parseClientHello(hello, 9, end), without: () => parseClientHello(hello, 9, end, "t", false) });
+    rows.push(ratioRow(`ClientHello parse with JA4+JA3, ${name} (repeat client)`, "hellos/s", r["with"]!, "same parse without fingerprints", r["without"]!, 0.9));
+  }
+  // Chromium shuffles its extension order per connection: JA4 stays, JA3 changes, every hello is new to the cache.
+  const shuffled = extensionOrders(fixture("chromium"), 6000);
+  const shEnd = 9 + shuffled[0]!.readUIntBE(6, 3);
+  let k = 0;
+  const miss = compareOps({
+    with: () => parseClientHello(shuffled[k++ % shuffled.length]!, 9, shEnd),
+    without: () => parseClientHello(shuffled[k++ % shuffled.length]!, 9, shEnd, "t", false),
+  });
+  rows.push(ratioRow("ClientHello parse with JA4+JA3, chromium, new extension order each time (cache miss)", "hellos/s", miss["with"]!, "same parse without fingerprints", miss["without"]!, 0.9));
   // UDP: the datagram classifier over a session's first client datagrams.
   const rfcInitial = Buffer.from(fs.readFileSync(path.join(FIXTURES, "quic", "rfc9001-a2-client-initial.hex"), "utf8").replace(/\s/g, ""), "hex");
   const chromiumQuic = segments("chromium-quic");
@@ -118,6 +160,7 @@ export async function run(): Promise<BenchReport> {
       "one core, the whole sniffer chain per call (runSniffers over the bytes, fields extracted), bytes from real clients",
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
+      "fingerprint rows: parseClientHello over the same bytes with and without JA4/JA3/JA3-hash, alternating rounds; a repeat client hits the bounded fingerprint cache (keyed by the exact fingerprinted bytes), a new extension order pays two SHA-256 and one MD5",
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

@@ -43,6 +43,7 @@ const SYSTEM_DEPS = [
   { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
   { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
   { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
+  { command: "tshark", pkg: "tshark", usedBy: "classify: JA3 and the ClientHello fields of the recorded clients, an independent parser to check the fingerprints against" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);

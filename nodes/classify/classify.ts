@@ -10,6 +10,7 @@ import {
   runSniffers,
 } from "../../src/classify";
 import { isTrafficSession } from "../../src/connection";
+import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
 import { TrafficError } from "../../src/errors";
 import { observeClassification } from "../../src/observe";
 import { withNodeDefaults } from "../common/defaults";
@@ -22,6 +23,8 @@ export interface ClassifyRuleConfig {
   protocols?: string;
   hosts?: string;
   alpn?: string;
+  /** JA4 or JA3 hash, exact or a prefix ending in `*`. */
+  fingerprints?: string;
   paths?: string;
   ports?: string;
   destinations?: string;
@@ -37,6 +40,18 @@ interface ClassifyDef extends NodeDef {
   timeoutMs: string | number;
   serverFirstMs: string | number;
   rules: ClassifyRuleConfig[];
+  /** `shadow`: every message leaves by "other"; the rule that would have taken it is only reported. */
+  enforcement?: Enforcement;
+}
+
+/** What a rule matched on, in words for the policy-verdict event. */
+function routeReason(rule: string, c: Classification): string {
+  const f = c.fields;
+  const parts: string[] = [c.protocol];
+  if (f.sni !== undefined) parts.push(`sni ${f.sni}`);
+  else if (f.host !== undefined) parts.push(`host ${f.host}`);
+  if (f.ja4 !== undefined) parts.push(`ja4 ${f.ja4}`);
+  return `rule ${JSON.stringify(rule)} matched ${parts.join(", ")}`;
 }
 
 /** `msg.classification`: what the stream is, and which rule routed it. */
@@ -58,6 +73,7 @@ export function rulesFromConfig(rules: ClassifyRuleConfig[] | undefined): Classi
     set("protocols", r.protocols);
     set("hosts", r.hosts);
     set("alpn", r.alpn);
+    set("fingerprints", r.fingerprints);
     set("pathPrefixes", r.paths);
     set("destinationPorts", r.ports);
     set("destinations", r.destinations);
@@ -147,14 +163,17 @@ export default function register(RED: NodeAPI): void {
     const counts = new Array<number>(outputs).fill(0);
     // The outputs' labels, as the editor shows them on the ports.
     const labels = [...specs.map((r, i) => r.name ?? _("classify.output.rule", { number: i + 1 })), _("classify.output.other")];
+    let enforcement: Enforcement = "enforce";
     try {
+      enforcement = enforcementOf(config.enforcement);
       limits = classifierLimits({
         maxBytes: optionalInt(config.maxBytes),
         timeoutMs: optionalInt(config.timeoutMs),
         serverFirstMs: optionalInt(config.serverFirstMs),
       });
       route = compileRouter(specs);
-      node.status({ fill: "grey", shape: "dot", text: _("classify.status.rules", { count: specs.length }) });
+      const ruleText = _("classify.status.rules", { count: specs.length });
+      node.status(enforcement === "shadow" ? { fill: "yellow", shape: "ring", text: _("classify.status.shadowRules", { rules: ruleText }) } : { fill: "grey", shape: "dot", text: ruleText });
     } catch (err) {
       configError = err as Error;
       node.error(_("classify.error.config", { reason: configError.message }));
@@ -209,14 +228,34 @@ export default function register(RED: NodeAPI): void {
 
     const deliver = (msg: NodeMessageInFlow, c: Classification, endpoints: Endpoints, send: (m: Array<NodeMessageInFlow | null>) => void): void => {
       const verdict = route!({ classification: c, ...endpoints });
-      const output = verdict.index >= 0 ? verdict.index : specs.length;
-      const classification: ClassificationMessage = { ...c, rule: verdict.rule, output };
+      const decided = verdict.index >= 0 ? verdict.index : specs.length;
+      // Shadow: the rules are checked and counted, but every message goes on as unmatched.
+      const output = enforcement === "shadow" ? specs.length : decided;
+      const classification: ClassificationMessage = { ...c, rule: enforcement === "shadow" ? null : verdict.rule, output };
       (msg as { classification?: unknown }).classification = classification;
-      const ref = (msg as { _session?: unknown })._session;
+      const session = (msg as { _session?: unknown })._session;
       const name = typeof c.fields.sni === "string" ? c.fields.sni : typeof c.fields.host === "string" ? c.fields.host : undefined;
-      observeClassification(node.id, isTrafficSession(ref) ? ref.id : null, c.protocol, name, verdict.rule);
-      counts[output]!++;
-      status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text: countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length)) });
+      observeClassification(node.id, isTrafficSession(session) ? session.id : null, c.protocol, name, verdict.rule);
+      if (verdict.rule !== null) {
+        addPolicyVerdict(msg, {
+          mode: enforcement,
+          verdict: "route",
+          nodeType: "classify",
+          nodeId: node.id,
+          ...(node.name ? { nodeName: node.name } : {}),
+          rule: verdict.rule,
+          reason: routeReason(verdict.rule, c),
+          output: decided,
+          ...(isTrafficSession(session) ? { connectionId: session.id } : {}),
+          ...(endpoints.clientAddress !== undefined ? { clientIp: endpoints.clientAddress } : {}),
+        });
+      }
+      counts[decided]!++;
+      // Messages per output by label; a rule that took none yet is left out. In shadow mode
+      // the counts are what each rule would have taken.
+      const text = countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length));
+      if (enforcement === "shadow") status.set({ fill: "yellow", shape: "ring", text: _("classify.status.shadow", { counts: text }) });
+      else status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text });
       const out: Array<NodeMessageInFlow | null> = new Array(outputs).fill(null);
       out[output] = msg;
       send(out);

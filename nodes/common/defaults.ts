@@ -17,6 +17,7 @@ export const NODE_DEFAULTS = {
     timeoutMs: 5000,
     serverFirstMs: 300,
     rules: [{ name: "tls", protocols: "tls" }],
+    enforcement: "enforce",
   },
   "transparent in": {
     name: "",
@@ -66,6 +67,7 @@ export const NODE_DEFAULTS = {
     rules: [{ name: "internal", action: "allow", vt: "cidr", v: "private, loopback" }],
     outputMode: "allow-deny",
     noMatch: "deny",
+    enforcement: "enforce",
   },
   limit: {
     name: "",

@@ -15,8 +15,9 @@ import {
 } from "../../src/forward";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { connectionTable } from "../../src/connection-table";
+import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
 import { messages, type Messages } from "../common/messages";
-import { throttledStatus } from "../common/status";
+import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 
 interface ForwardDef extends NodeDef {
   /** `msg`: msg.action says forward or reject (forward when absent). */
@@ -36,6 +37,16 @@ interface ForwardDef extends NodeDef {
   idleTimeout: string | number;
   noDelay: boolean;
   pump: PumpChoice;
+  /** `shadow`: a connection to reject is forwarded instead; the reject is only reported. */
+  enforcement?: Enforcement;
+}
+
+/** The rule that sent the message here: classify's, else the ip filter's. */
+function decidingRule(msg: NodeMessage): string | null {
+  const m = msg as { classification?: { rule?: unknown }; ipFilter?: { rule?: unknown } };
+  if (typeof m.classification?.rule === "string") return m.classification.rule;
+  if (typeof m.ipFilter?.rule === "string") return m.ipFilter.rule;
+  return null;
 }
 
 /**
@@ -129,13 +140,16 @@ export default function register(RED: NodeAPI): void {
   function ForwardNode(this: Node, config: ForwardDef): void {
     RED.nodes.createNode(this, config);
     const node = this;
-    const status = throttledStatus(node);
+    const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     const sessions = new Set<ForwardSession>();
     let lastError = "";
     let closed = false;
     let options: Omit<ForwardOptions, "target"> | null = null;
     let fixed: ForwardTarget | null = null;
+    let enforcement: Enforcement = "enforce";
+    let wouldReject = 0;
     try {
+      enforcement = enforcementOf(config.enforcement);
       options = forwardOptionsFrom(config);
       if (config.targetType === "fixed") fixed = parseTarget({ address: String(config.host ?? "").trim(), port: Number(config.port) }, "target");
     } catch (err) {
@@ -148,7 +162,8 @@ export default function register(RED: NodeAPI): void {
     const show = (): void => {
       if (closed || options === null) return;
       const n = sessions.size;
-      if (lastError === "") status.set({ fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) });
+      if (enforcement === "shadow" && lastError === "") status.set({ fill: "yellow", shape: "ring", text: `${_("forward.status.shadow")} · ${countsText([[_("forward.status.wouldReject"), wouldReject], [_("forward.status.activeCount"), n]])}` });
+      else if (lastError === "") status.set({ fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) });
       else {
         // The error says more than the count when both do not fit the editor's 19 characters.
         const both = _("forward.status.activeWithError", { count: n, error: lastError });
@@ -221,6 +236,25 @@ export default function register(RED: NodeAPI): void {
       if (claimed === undefined) {
         done(new TrafficError("ERR_FORWARD_CONFIG", `connection ${ref.id} is gone or already handled by another node`, "msg._session"));
         return;
+      }
+      if (action === "reject") {
+        const rule = decidingRule(msg);
+        const client = (msg as { payload?: { remoteAddress?: unknown } }).payload?.remoteAddress;
+        addPolicyVerdict(msg, {
+          mode: enforcement,
+          verdict: "reject",
+          nodeType: "forward",
+          nodeId: node.id,
+          ...(node.name ? { nodeName: node.name } : {}),
+          rule,
+          reason: `${config.action === "msg" ? "msg.action asked to reject" : "the node rejects"} (${rejectMode === "rst" ? "RST" : "FIN"})${rule === null ? "" : ` the connections of rule ${JSON.stringify(rule)}`}`,
+          connectionId: ref.id,
+          ...(typeof client === "string" ? { clientIp: client } : {}),
+        });
+        if (enforcement === "shadow") {
+          wouldReject++;
+          action = "forward";
+        }
       }
       if (action === "reject") {
         void rejectConnection(claimed, rejectMode).then((summary) => report(msg, summary, send, done));

@@ -1,7 +1,9 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import { TrafficError } from "../../src/errors";
+import { isTrafficSession } from "../../src/connection";
 import { trafficMetrics } from "../../src/observe/metrics";
-import { compileIpFilter, IpFilter, IpRuleSpec } from "../../src/ipfilter/rules";
+import { compileIpFilter, IpFilter, IpFilterVerdict, IpRuleSpec } from "../../src/ipfilter/rules";
+import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 import { withNodeDefaults } from "../common/defaults";
@@ -22,6 +24,15 @@ interface IpFilterDef extends NodeDef {
   outputMode: "rules" | "allow-deny";
   /** In allow-deny mode, what an address that matches no rule gets. */
   noMatch: "allow" | "deny";
+  /** `shadow`: a denied message leaves by the allowed output; the deny is only reported. */
+  enforcement?: Enforcement;
+}
+
+/** Why an address was denied, in words for the policy-verdict event. */
+function denyReason(v: IpFilterVerdict, property: string): string {
+  if (v.rule !== null) return `rule ${JSON.stringify(v.rule)} (deny) matched ${v.address ?? "the address"}`;
+  if (v.address === null) return `msg.${property} is not an IP address; no rule matches it, the no-match default is deny`;
+  return `no rule matched ${v.address}; the no-match default is deny`;
 }
 
 /** Resolves editor rules into rule specs, reading environment lists through Node-RED. */
@@ -53,16 +64,21 @@ export default function register(RED: NodeAPI): void {
     let filter: IpFilter | null = null;
     let configError: Error | null = null;
     let rules: IpRuleSpec[] = [];
+    let enforcement: Enforcement = "enforce";
     try {
+      enforcement = enforcementOf(config.enforcement);
       rules = rulesFromConfig(config.rules, (name) => RED.util.evaluateNodeProperty(name, "env", node, {}));
       filter = compileIpFilter(rules);
-      node.status({ fill: "grey", shape: "dot", text: rules.length === 1 ? _("ip-filter.status.oneRule") : _("ip-filter.status.rules", { count: rules.length }) });
+      const ruleText = rules.length === 1 ? _("ip-filter.status.oneRule") : _("ip-filter.status.rules", { count: rules.length });
+      node.status(enforcement === "shadow" ? { fill: "yellow", shape: "ring", text: _("ip-filter.status.shadowRules", { rules: ruleText }) } : { fill: "grey", shape: "dot", text: ruleText });
     } catch (err) {
       configError = err as Error;
       node.error(_("ip-filter.error.rules", { reason: configError.message }));
       node.status({ fill: "red", shape: "ring", text: _("ip-filter.status.badRules") });
     }
     const outputs = mode === "rules" ? rules.length + 1 : 2;
+    // Denies per rule (the last entry: the no-match default), enforced or not.
+    const denies = new Array<number>(rules.length + 1).fill(0);
 
     node.on("input", (msg, send, done) => {
       if (filter === null) {
@@ -74,18 +90,36 @@ export default function register(RED: NodeAPI): void {
       const verdict = filter(value);
       (msg as { ipFilter?: unknown }).ipFilter = { ...verdict, property, value: typeof value === "string" ? value : null };
       const out: Array<typeof msg | null> = new Array(outputs).fill(null);
+      // In rules mode the wiring of a deny rule's output decides what happens; the node
+      // reports the rule's action either way.
+      const action = mode === "rules" ? verdict.action : (verdict.action ?? noMatch);
+      if (action === "deny") {
+        denies[verdict.index >= 0 ? verdict.index : rules.length]!++;
+        const session = (msg as { _session?: unknown })._session;
+        addPolicyVerdict(msg, {
+          mode: enforcement,
+          verdict: "deny",
+          nodeType: "ip filter",
+          nodeId: node.id,
+          ...(node.name ? { nodeName: node.name } : {}),
+          rule: verdict.rule,
+          reason: denyReason(verdict, property),
+          ...(isTrafficSession(session) ? { connectionId: session.id } : {}),
+          ...(typeof value === "string" ? { clientIp: value } : {}),
+        });
+      }
       if (mode === "rules") {
         out[verdict.index >= 0 ? verdict.index : rules.length] = msg;
         if (verdict.action === null) counts.none++;
         else counts[verdict.action]++;
       } else {
-        const action = verdict.action ?? noMatch;
         if (verdict.action === null) counts.none++;
-        out[action === "allow" ? 0 : 1] = msg;
-        counts[action]++;
+        out[action === "allow" || enforcement === "shadow" ? 0 : 1] = msg;
+        counts[action!]++;
       }
-      trafficMetrics().ipFilterVerdict(node.id, verdict.rule ?? (verdict.index >= 0 ? `#${verdict.index + 1}` : null), mode === "rules" ? verdict.action ?? "none" : verdict.action ?? noMatch);
-      status.set({ fill: "green", shape: "dot", text: countsText([
+      trafficMetrics().ipFilterVerdict(node.id, verdict.rule ?? (verdict.index >= 0 ? `#${verdict.index + 1}` : null), action ?? "none");
+      if (enforcement === "shadow") status.set({ fill: "yellow", shape: "ring", text: `${_("ip-filter.status.shadow")} · ${_("ip-filter.status.wouldDeny")} ${denies.join("/")}` });
+      else status.set({ fill: "green", shape: "dot", text: countsText([
           [_("ip-filter.status.allowed"), counts.allow],
           [_("ip-filter.status.denied"), counts.deny],
           [_("ip-filter.status.noMatch"), counts.none],

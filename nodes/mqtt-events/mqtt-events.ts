@@ -9,6 +9,7 @@ import { FileSpool } from "../../src/mqtt/spool";
 import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "../../src/mqtt/topic";
 import { handovers } from "../../src/handover-registry";
 import { trafficMetrics } from "../../src/observe/metrics";
+import { policyVerdictsOf } from "../../src/policy/verdict";
 import { intSetting } from "../common/settings";
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
@@ -173,6 +174,23 @@ export default function register(RED: NodeAPI): void {
       },
     };
 
+    // A message may pass here more than once (classify's output, then forward's summary)
+    // carrying the same verdicts: each verdict id is published once.
+    const publishedVerdicts = new Set<string>();
+    const publishVerdicts = (msg: object): void => {
+      if (!broker || !topicOf) return;
+      for (const v of policyVerdictsOf(msg)) {
+        if (publishedVerdicts.has(v.id)) continue;
+        if (publishedVerdicts.size >= 4096) publishedVerdicts.clear();
+        publishedVerdicts.add(v.id);
+        // The node that decided knows no agent name; this agent's name goes in, as for the other events.
+        const event = { ...v, host: broker.agentHost };
+        const values = { host: event.host, type: event.type };
+        if (batcher) batcher.add(topicOf(values), JSON.stringify(event));
+        else publishEvent(event, values);
+      }
+    };
+
     const publishEvent = (value: object, values: TopicValues): void => {
       if (!publisher || !topicOf) return;
       const message: OutgoingMessage = { topic: topicOf(values), payload: JSON.stringify(value), qos, retain: false };
@@ -219,6 +237,7 @@ export default function register(RED: NodeAPI): void {
       try {
         // A known message becomes its event; an event or any other payload goes as it is.
         const event = config.convert !== false ? toEvent(msg, { host: broker.agentHost }) : null;
+        if (config.convert !== false) publishVerdicts(msg);
         const payload: unknown = event ?? msg.payload;
         const fields = payload !== null && typeof payload === "object" && !Buffer.isBuffer(payload) ? (payload as Record<string, unknown>) : {};
         const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);

@@ -373,7 +373,7 @@ export class QuicInitialReader {
     const total = 4 + u24(this.buffer, 1);
     if (total > QUIC_MAX_CRYPTO) return match("quic", 0.5, versionFields(this.version, null));
     if (have < total) return null;
-    const hello = parseClientHello(this.buffer, 4, total);
+    const hello = parseClientHello(this.buffer, 4, total, "q");
     return match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
   }
 

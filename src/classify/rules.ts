@@ -41,6 +41,12 @@ export interface ClassifyRuleSpec {
   readonly hosts?: string | readonly string[];
   /** Any one of these ALPN names offered. */
   readonly alpn?: string | readonly string[];
+  /**
+   * TLS client fingerprints, any one of them: a JA4 (`t13d1516h2_8daaf6152771_e5627efa2ab1`)
+   * or a JA3 hash (32 hex digits) exactly, or a prefix of either ending in `*`
+   * (`t13d1516h2_*`, `q13*`). Case-insensitive; over TCP and QUIC.
+   */
+  readonly fingerprints?: string | readonly string[];
   /** Any one of these path prefixes (HTTP/1, HTTP/2, gRPC). */
   readonly pathPrefixes?: string | readonly string[];
   /** Destination ports and ranges: `443`, `8000-8100`. */
@@ -169,6 +175,26 @@ function compileRule(rule: ClassifyRuleSpec, i: number): { name: string; checks:
       const offered = input.classification.fields.alpn;
       if (offered === undefined) return false;
       for (const a of alpn) if (offered.includes(a)) return true;
+      return false;
+    });
+  }
+  const fingerprints = list(rule.fingerprints).map((p) => p.toLowerCase());
+  if (fingerprints.length > 0) {
+    const exact = new Set<string>();
+    const starts: string[] = [];
+    for (const p of fingerprints) {
+      const star = p.indexOf("*");
+      if (star >= 0 && (star !== p.length - 1 || p.length === 1)) throw bad(name, `a fingerprint wildcard may only be a trailing "*" after some characters: ${JSON.stringify(p)}`);
+      if (star < 0) exact.add(p);
+      else starts.push(p.slice(0, -1));
+    }
+    checks.push((input) => {
+      const f = input.classification.fields;
+      for (const fp of [f.ja4, f.ja3Hash]) {
+        if (fp === undefined) continue;
+        if (exact.has(fp)) return true;
+        for (const s of starts) if (fp.startsWith(s)) return true;
+      }
       return false;
     });
   }

@@ -1,4 +1,5 @@
 import { latin1, lowerAscii, u16, u24 } from "./bytes";
+import { emptyHelloShape, helloFingerprints, HelloTransport, isGrease } from "./fingerprint";
 import { ClassificationFields, match, MORE, NO, Sniffer, SniffVerdict } from "./types";
 
 // RFC 8446 5.1: a TLSPlaintext fragment is at most 2^14 bytes.
@@ -9,6 +10,9 @@ const HANDSHAKE = 0x16;
 const CLIENT_HELLO = 1;
 
 const EXT_SERVER_NAME = 0;
+const EXT_SUPPORTED_GROUPS = 10;
+const EXT_EC_POINT_FORMATS = 11;
+const EXT_SIGNATURE_ALGORITHMS = 13;
 const EXT_ALPN = 16;
 const EXT_SUPPORTED_VERSIONS = 43;
 const EXT_KEY_SHARE = 51;
@@ -36,20 +40,18 @@ export function tlsVersionName(v: number): string {
   }
 }
 
-// RFC 8701: GREASE values look like 0x?a?a and must be ignored.
-function isGrease(v: number): boolean {
-  return (v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff);
-}
-
 /**
- * Parses a complete ClientHello body in b[start, end). Returns null when the structure is
- * broken: any length that points outside its parent makes the bytes "not TLS".
+ * Parses a complete ClientHello body in b[start, end), with its JA4 (`transport` is its
+ * first character) and JA3 fingerprints unless `fingerprints` is false. Returns null when
+ * the structure is broken: any length that points outside its parent makes the bytes "not TLS".
  */
-export function parseClientHello(b: Buffer, start: number, end: number): ClassificationFields | null {
+export function parseClientHello(b: Buffer, start: number, end: number, transport: HelloTransport = "t", fingerprints = true): ClassificationFields | null {
   let p = start;
   if (p + 38 > end) return null;
   const legacyVersion = u16(b, p);
   if (legacyVersion < 0x0300 || legacyVersion > 0x0304) return null;
+  const shape = emptyHelloShape();
+  shape.legacyVersion = legacyVersion;
   p += 34; // version + random
   const sid = b[p]!;
   if (sid > 32) return null;
@@ -57,6 +59,8 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
   if (p + 2 > end) return null;
   const cipherLen = u16(b, p);
   if (cipherLen < 2 || (cipherLen & 1) !== 0) return null;
+  shape.ciphersStart = p + 2;
+  shape.ciphersEnd = Math.min(p + 2 + cipherLen, end);
   p += 2 + cipherLen;
   if (p + 1 > end) return null;
   const compLen = b[p]!;
@@ -77,8 +81,10 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
       const body = p + 4;
       const bodyEnd = body + len;
       if (bodyEnd > extEnd) return null;
+      shape.extensions.push(type);
       switch (type) {
         case EXT_SERVER_NAME: {
+          shape.hasSni = true;
           if (len === 0) break; // a server's empty acknowledgement; harmless here
           if (len < 2 || body + 2 + u16(b, body) !== bodyEnd) return null;
           let q = body + 2;
@@ -101,6 +107,10 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
           while (q < bodyEnd) {
             const l = b[q]!;
             if (l === 0 || q + 1 + l > bodyEnd) return null;
+            if (alpn.length === 0) {
+              shape.alpnStart = q + 1;
+              shape.alpnEnd = q + 1 + l;
+            }
             alpn.push(latin1(b, q + 1, q + 1 + l));
             q += 1 + l;
           }
@@ -112,7 +122,9 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
           versions = [];
           for (let q = body + 1; q < bodyEnd; q += 2) {
             const v = u16(b, q);
-            if (!isGrease(v)) versions.push(tlsVersionName(v));
+            if (isGrease(v)) continue;
+            versions.push(tlsVersionName(v));
+            if (v > shape.maxVersion) shape.maxVersion = v;
           }
           break;
         }
@@ -130,6 +142,24 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
         case EXT_ECH:
           fields.ech = true;
           break;
+        case EXT_SIGNATURE_ALGORITHMS:
+        case EXT_SUPPORTED_GROUPS:
+          // Both are a 16-bit length and 16-bit code points (RFC 8446 4.2.3, 4.2.7). A
+          // malformed list is only left out of the fingerprints: the hello stays TLS.
+          if (len < 2 || body + 2 + u16(b, body) !== bodyEnd || (len & 1) !== 0) break;
+          if (type === EXT_SIGNATURE_ALGORITHMS) {
+            shape.sigAlgsStart = body + 2;
+            shape.sigAlgsEnd = bodyEnd;
+          } else {
+            shape.groupsStart = body + 2;
+            shape.groupsEnd = bodyEnd;
+          }
+          break;
+        case EXT_EC_POINT_FORMATS:
+          if (len < 1 || body + 1 + b[body]! !== bodyEnd) break;
+          shape.pointFormatsStart = body + 1;
+          shape.pointFormatsEnd = bodyEnd;
+          break;
         default:
           break;
       }
@@ -143,6 +173,11 @@ export function parseClientHello(b: Buffer, start: number, end: number): Classif
     for (const a of fields.alpn) if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
     fields.https = https;
   }
+  if (!fingerprints) return fields;
+  const prints = helloFingerprints(b, shape, transport);
+  fields.ja4 = prints.ja4;
+  fields.ja3 = prints.ja3;
+  fields.ja3Hash = prints.ja3Hash;
   return fields;
 }
 

@@ -44,6 +44,17 @@ export interface ClassificationFields {
   postQuantum?: boolean;
   /** ALPN offers HTTP (h2, h3 or http/1.x): HTTPS rather than some other TLS protocol. */
   https?: boolean;
+  /**
+   * JA4 client fingerprint (FoxIO JA4 specification): `t` over TCP or `q` over QUIC, TLS
+   * version, `d`/`i` SNI or not, cipher and extension counts, ALPN first and last
+   * character, then truncated SHA-256 of the sorted ciphers and of the sorted extensions
+   * with the signature algorithms. GREASE left out. Example `t13d1516h2_8daaf6152771_e5627efa2ab1`.
+   */
+  ja4?: string;
+  /** JA3 text: ClientHello version, ciphers, extensions, groups, point formats (decimal, GREASE left out). */
+  ja3?: string;
+  /** MD5 of the JA3 text (32 lower-case hex digits), as older tools and block lists carry it. */
+  ja3Hash?: string;
   // HTTP/1.x and HTTP/2
   /** HTTP request method (GET, POST, PRI for the HTTP/2 preface). */
   method?: string;

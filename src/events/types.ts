@@ -24,6 +24,7 @@ export const EVENT_TYPES = [
   "agent-status",
   "mqtt-stats",
   "limit",
+  "policy-verdict",
 ] as const;
 
 /** Name of an event type. */
@@ -193,7 +194,11 @@ export interface ClassificationEvent extends EventBase {
    * @maximum 1
    */
   confidence: number;
-  /** Facts read from the first bytes (TLS SNI and ALPN, HTTP host and path, …); only those the protocol carries. */
+  /**
+   * Facts read from the first bytes (TLS SNI and ALPN, HTTP host and path, …); only those
+   * the protocol carries. Every TLS ClientHello, over TCP or QUIC, adds its client
+   * fingerprints: `ja4` (FoxIO JA4), `ja3` (the JA3 text) and `ja3Hash` (its MD5).
+   */
   fields: ClassificationFields;
   /** Name of the routing rule that matched, or null when none did (the "other" output: unknown traffic is routed, never dropped). */
   rule: string | null;
@@ -657,6 +662,53 @@ export interface LimitEvent extends EventBase {
   };
 }
 
+/**
+ * What a policy node decided, or in shadow mode would have decided, about one message
+ * (one connection): an `ip filter` deny, a `classify` rule taking it, a `forward` reject.
+ * In shadow mode the connection passed as if allowed; this event is the only trace of
+ * what enforcement would have done.
+ */
+export interface PolicyVerdictEvent extends EventBase {
+  /** Event type (see EVENT_TYPES); also the schema file name. */
+  type: "policy-verdict";
+  /** `enforce`: the verdict was carried out; `shadow`: it was only reported and the connection passed. */
+  mode: "enforce" | "shadow";
+  /**
+   * What enforcement does or would do: `deny` (ip filter), `route` (a classify rule takes the
+   * connection to its output), `reject` (forward closes the connection).
+   */
+  verdict: "deny" | "route" | "reject";
+  /** Type of the node that decided: `ip filter`, `classify` or `forward`. */
+  nodeType: "ip filter" | "classify" | "forward";
+  /**
+   * Id of that node in the flow.
+   * @minLength 1
+   */
+  nodeId: string;
+  /** Name of that node, when it has one. */
+  nodeName?: string;
+  /**
+   * Name of the rule that decided (ip filter or classify rule; for forward the classify rule
+   * that routed the connection there), or null when no rule matched (an ip filter's no-match
+   * default, a forward without a classification).
+   */
+  rule: string | null;
+  /** Why, in words: the matched rule and what it matched on, or the default that applied. */
+  reason: string;
+  /**
+   * classify: the output (0-based) enforcement routes to.
+   * @minimum 0
+   */
+  output?: number;
+  /**
+   * Id of the live connection (`msg._session.id`), when the message carried one.
+   * @minLength 1
+   */
+  connectionId?: string;
+  /** The address the decision was about (ip filter) or the connection's client address, when known. */
+  clientIp?: string;
+}
+
 /** The flow events of one connection. */
 export type FlowConnectionEvent = FlowOpenEvent | FlowStateEvent | FlowCloseEvent;
 
@@ -674,7 +726,8 @@ export type TrafficEvent =
   | LostEvent
   | AgentStatusEvent
   | MqttStatsEvent
-  | LimitEvent;
+  | LimitEvent
+  | PolicyVerdictEvent;
 
 /** The interface name of each event type, used by the schema generator. */
 export const EVENT_INTERFACES: Readonly<Record<EventType, string>> = {
@@ -688,4 +741,5 @@ export const EVENT_INTERFACES: Readonly<Record<EventType, string>> = {
   "agent-status": "AgentStatusEvent",
   "mqtt-stats": "MqttStatsEvent",
   limit: "LimitEvent",
+  "policy-verdict": "PolicyVerdictEvent",
 };

@@ -5,10 +5,11 @@ import type { Node } from "node-red";
 import helper from "node-red-node-test-helper";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import registerClassify from "../../nodes/classify/classify";
-import { setMoreBytesSource } from "../../src/classify";
+import { classifyBytes, setMoreBytesSource } from "../../src/classify";
 import { makeEvent, toEvent, type FlowCloseEvent } from "../../src/events";
 import { vector } from "../support/classify-vectors";
 import { assertValidEvent } from "../support/events";
+import { policyVerdictsOf } from "../../src/policy/verdict";
 
 const injectNode = require("@node-red/nodes/core/common/20-inject.js");
 
@@ -72,6 +73,41 @@ describe("classify node in a Node-RED runtime", () => {
   afterEach(async () => {
     setMoreBytesSource(null);
     await helper.unload();
+  });
+
+  it("routes by JA4 prefix or JA3 hash and carries the fingerprints in msg.classification", async () => {
+    const curl = vector("curl-https");
+    const openssl = vector("openssl-s_client");
+    const fp = classifyBytes(curl.bytes).fields;
+    const rules = [{ name: "curl by ja4", fingerprints: `${fp.ja4!.slice(0, 11)}*` }, { name: "openssl by ja3", fingerprints: classifyBytes(openssl.bytes).fields.ja3Hash }];
+    await helper.load(registerClassify, flow({ rules, outputs: 3 }));
+    collectOutputs();
+    const [out0, m0] = await routeOf({ payload: curl.bytes });
+    expect([out0, m0.classification?.rule, m0.classification?.fields["ja4"], m0.classification?.fields["ja3Hash"]]).toEqual([0, "curl by ja4", fp.ja4, fp.ja3Hash]);
+    const [out1] = await routeOf({ payload: openssl.bytes });
+    expect(out1).toBe(1);
+    const [out2] = await routeOf({ payload: vector("curl-http1").bytes });
+    expect(out2).toBe(2);
+  });
+
+  it("in shadow mode sends everything to other and reports the rule that would have taken it", async () => {
+    const statuses: string[] = [];
+    await helper.load(registerClassify, flow({ enforcement: "shadow" }));
+    collectOutputs();
+    (helper.getNode("c") as unknown as NodeJS.EventEmitter).on("call:status", (call: { args: Array<{ text?: string }> }) => statuses.push(String(call.args[0]?.text)));
+    const [out, m] = await routeOf({ payload: vector("openssl-s_client").bytes });
+    expect(out).toBe(3);
+    expect(m.classification?.rule).toBeNull();
+    const verdicts = policyVerdictsOf(m);
+    expect(verdicts).toHaveLength(1);
+    assertValidEvent(verdicts[0]);
+    expect(verdicts[0]).toMatchObject({ type: "policy-verdict", mode: "shadow", verdict: "route", nodeType: "classify", nodeId: "c", output: 0, rule: "api" });
+    expect(verdicts[0]!.reason).toContain("api.example.test");
+    const [out2, m2] = await routeOf({ payload: vector("ssh").bytes });
+    expect(out2).toBe(3);
+    expect(policyVerdictsOf(m2)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(statuses.at(-1)).toBe("shadow · api 1 · other 1");
   });
 
   it("routes TLS by SNI and ALPN, HTTP by client and port, the rest to other", async () => {

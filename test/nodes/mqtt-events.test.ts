@@ -5,6 +5,7 @@ import { connectAsync, type IClientOptions, type MqttClient } from "mqtt";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import registerNodes from "../../nodes/index";
 import { makeEvent, type FlowOpenEvent, type TrafficEvent } from "../../src/events";
+import { addPolicyVerdict } from "../../src/policy/verdict";
 import { assertValidEvent } from "../support/events";
 import { freePort, startMosquitto, type Mosquitto } from "../support/mosquitto";
 import { systemCommand } from "../support/system";
@@ -187,6 +188,31 @@ describe.each(["embedded", "mosquitto"] as const)("mqtt events through %s", (kin
     await helper.unload();
   });
 
+  it("publishes each policy verdict a message carries once, beside the message's own event", async () => {
+    const broker =
+      kind === "embedded"
+        ? { id: "br", type: "traffic broker", mode: "embedded", embeddedHost: "127.0.0.1", embeddedPort: setup.port, agentHost: "agent-c" }
+        : { id: "br", type: "traffic broker", mode: "external", url: `mqtt://127.0.0.1:${setup.port}`, protocolVersion: "5", agentHost: "agent-c" };
+    await helper.load(registerNodes, flowFor(broker));
+    const sub = await connectWhenUp(setup.port, { protocolVersion: kind === "embedded" ? 4 : 5 });
+    const got: Array<{ topic: string; payload: Record<string, unknown> }> = [];
+    sub.on("message", (topic, payload) => got.push({ topic, payload: JSON.parse(payload.toString()) as Record<string, unknown> }));
+    await sub.subscribeAsync("traffic/agent-c/#", { qos: 1 });
+    const msg: Record<string, unknown> = { payload: { hello: 1 } };
+    addPolicyVerdict(msg, { mode: "shadow", verdict: "deny", nodeType: "ip filter", nodeId: "f1", rule: "blocked", reason: "rule \"blocked\" (deny) matched 192.0.2.7", clientIp: "192.0.2.7" });
+    // The same message twice (say classify's output, then forward's summary): one verdict event.
+    helper.getNode("ev")?.receive(msg);
+    helper.getNode("ev")?.receive(msg);
+    await until(() => got.filter((g) => g.topic === "traffic/agent-c/message/none").length === 2, "two messages on traffic/agent-c/message/none");
+    await new Promise((r) => setTimeout(r, 300));
+    const verdicts = got.filter((g) => g.topic.startsWith("traffic/agent-c/policy-verdict/"));
+    expect(verdicts).toHaveLength(1);
+    assertValidEvent(verdicts[0]!.payload);
+    expect(verdicts[0]!.payload).toMatchObject({ type: "policy-verdict", host: "agent-c", mode: "shadow", verdict: "deny", rule: "blocked", clientIp: "192.0.2.7" });
+    await sub.endAsync();
+    await helper.unload();
+  });
+
   it("sends an mqtt-stats event on its output and publishes it; a per-message topic overrides the template", async () => {
     const broker =
       kind === "embedded"
@@ -249,8 +275,8 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
       { id: "ev", type: "mqtt events", broker: "br", topic: "traffic/{host}/{type}/{side}/{protocol}", qos: "1", statsInterval: 0, wires: [[]] },
     ]);
     const sub = await subscriber();
-    const viaJs = collect(sub, "traffic/agent-c/#", 2);
-    const viaCli = mosquittoSubCollect(setup.port, "traffic/agent-c/#", 2);
+    const viaJs = collect(sub, "traffic/agent-c/#", 3);
+    const viaCli = mosquittoSubCollect(setup.port, "traffic/agent-c/#", 3);
     await viaCli.ready;
     await new Promise((r) => setTimeout(r, 100));
     const client = await httpClient(listenPort, "GET /status HTTP/1.1\r\nHost: example.org\r\n\r\n");
@@ -272,6 +298,8 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
           remotePort: client.localPort,
           fields: { host: "example.org", path: "/status" },
         });
+        // The rule that took the connection is a policy decision: published once beside it.
+        expect(byType.get("policy-verdict")?.payload).toMatchObject({ mode: "enforce", verdict: "route", nodeType: "classify", rule: "web", output: 0, connectionId: (accepted?.payload as { connectionId: string }).connectionId });
       }
     } finally {
       client.socket.destroy();

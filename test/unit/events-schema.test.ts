@@ -38,6 +38,7 @@ const samples: TrafficEvent[] = [
   makeEvent({ type: "agent-status", status: "online", version: "0.1.0", features: ["redirect"] }),
   makeEvent({ type: "mqtt-stats", connected: true, queued: 0, inFlight: 0, sent: 5, dropped: 0, spooled: 0, intervalMs: 10000 }),
   makeEvent({ type: "limit", phase: "start", limiter: "edge", keyKind: "client-ip", key: "2001:db8:1:2::/64", reason: "rate", action: "reject-rst", rejected: { rate: 1, concurrency: 0 }, allowed: 0, startedAt: "2026-01-01T00:00:00.000Z", durationMs: 0, limits: { rate: 100, burst: 100, maxConcurrent: 0 } }),
+  makeEvent({ type: "policy-verdict", mode: "shadow", verdict: "reject", nodeType: "forward", nodeId: "n1", rule: "old tls client", reason: "the node rejects (FIN) the connections of rule \"old tls client\"", connectionId: "c1", clientIp: "203.0.113.5" }),
 ];
 
 describe("event contracts", () => {
