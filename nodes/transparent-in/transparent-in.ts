@@ -1,7 +1,9 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import type { ConnectionInfo } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
-import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
+import type { RejectReason } from "../../src/listener/transparent-listener";
+import { createCapture, type Capture } from "../../src/listener/capture";
+import { udpSessions } from "../../src/session/udp-table";
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/session/table";
@@ -14,6 +16,11 @@ import { withNodeDefaults } from "../common/defaults";
 
 interface TransparentInDef extends NodeDef {
   port: string | number;
+  /** `tcp` (default), `udp`, or `both` on the same port. */
+  protocol: "tcp" | "udp" | "both";
+  /** Seconds a UDP session lasts without a datagram either way. */
+  udpIdleTimeout: string | number;
+  maxUdpSessions: string | number;
   address: string;
   family: "ipv4" | "ipv6" | "dual";
   mode: "redirect" | "tproxy" | "plain";
@@ -71,6 +78,9 @@ function seconds(value: string | number | undefined, fallback: number): number |
 export function listenerConfigFrom(config: TransparentInDef): TransparentListenerConfig {
   return {
     port: Number(config.port),
+    protocol: config.protocol || "tcp",
+    udpIdleTimeoutMs: seconds(config.udpIdleTimeout, 30_000) as number,
+    maxUdpSessions: config.maxUdpSessions === "" || config.maxUdpSessions === undefined ? 65_536 : Number(config.maxUdpSessions),
     address: config.address ?? "",
     family: config.family || "ipv4",
     mode: config.mode || "redirect",
@@ -102,7 +112,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);
-    let listener: TransparentListener | null = null;
+    let listener: Capture | null = null;
     let rules: ManagedRules | null = null;
     let closing = false;
     let label = "";
@@ -146,7 +156,7 @@ export default function register(RED: NodeAPI): void {
       node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: `${info.remoteAddress}:${info.remotePort}` });
       showLive();
     };
-    const serve = (l: TransparentListener): void => {
+    const serve = (l: Capture): void => {
       l.removeAllListeners();
       l.on("connection", (info: ConnectionInfo) => {
         if (flowsRunning) announce(info);
@@ -164,7 +174,7 @@ export default function register(RED: NodeAPI): void {
         if (closing) return;
         flowsRunning = true;
         // Those that ended meanwhile left the table.
-        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined) announce(info);
+        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined || udpSessions().info(info.id) !== undefined) announce(info);
       });
     }
 
@@ -182,7 +192,7 @@ export default function register(RED: NodeAPI): void {
         listener = null;
       }
       if (listener === null) {
-        const l = new TransparentListener(listenerConfig, node.id);
+        const l = createCapture(listenerConfig, node.id);
         serve(l);
         // Listening before the rules capture anything: a connection the rules divert must
         // find a socket, or under TPROXY its SYN is dropped until the client retries.
@@ -190,13 +200,15 @@ export default function register(RED: NodeAPI): void {
         listener = l;
       }
       const s = listener.settings;
-      label = `${s.mode} :${s.port}`;
+      // Under 20 characters with the count: the transport says more than the mode once UDP is in.
+      label = s.protocol === "tcp" ? `${s.mode} :${s.port}` : `${s.protocol === "both" ? "tcp+udp" : "udp"} :${s.port}`;
       if (config.manageRules) {
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
           port: s.port,
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
+          protocols: s.protocol === "both" ? ["tcp", "udp"] : [s.protocol],
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
         };
         // Rules handed over stay in place when unchanged, and are replaced in one step when not.

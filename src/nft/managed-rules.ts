@@ -11,8 +11,10 @@ export interface RuleSpec {
   readonly port: number;
   /** Destination CIDRs to capture (named ranges allowed); at least one. */
   readonly destinations: string | readonly string[];
-  /** Destination ports: "80, 443, 8000-8080"; empty captures every TCP port. */
+  /** Destination ports: "80, 443, 8000-8080"; empty captures every port. */
   readonly ports?: string;
+  /** Transports to capture (default TCP only); UDP only in tproxy mode. */
+  readonly protocols?: readonly ("tcp" | "udp")[];
   /** Packets with this mark are never captured: the package's own upstream connections carry it (SO_MARK). */
   readonly excludeMark?: number;
   /** Also capture connections this host opens itself (redirect mode, nat output chain). */
@@ -128,15 +130,20 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   // 253-255 are the kernel's default, main and local tables.
   const routeTable = spec.routeTable === undefined ? defaults.table : uint(spec.routeTable, "routeTable", 1, 0xfffffff0);
   if (routeTable >= 253 && routeTable <= 255) throw bad("routeTable", "253-255 are the kernel's own routing tables");
-  const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
-  const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
+  const protocols = spec.protocols === undefined || spec.protocols.length === 0 ? (["tcp"] as const) : spec.protocols;
+  for (const p of protocols) if (p !== "tcp" && p !== "udp") throw bad("protocols", `must be tcp or udp, got ${JSON.stringify(String(p).slice(0, 16))}`);
+  if (spec.mode === "redirect" && protocols.includes("udp")) throw bad("protocols", "UDP needs tproxy: after a REDIRECT a UDP socket cannot learn the original destination");
+  const transports = [...new Set(protocols)];
+  const dport = (proto: string): string => (ports.length === 0 ? "" : ` ${proto} dport { ${ports.join(", ")} }`);
+  const matches = (family: "ip" | "ip6", list: string[]): string[] => transports.map((proto) => `${family} daddr { ${list.join(", ")} } meta l4proto ${proto}${dport(proto)}`);
+  const l4 = transports.length === 1 ? transports[0]! : `{ ${transports.join(", ")} }`;
   const lines: string[] = [`table inet ${table} {`];
   const skipOwn = exclude === null ? [] : [`    meta mark ${exclude} return`];
   if (spec.mode === "redirect") {
     const body = (): string[] => [
       ...skipOwn,
-      ...(v4.length > 0 ? [`    ${match("ip", v4)} redirect to :${port}`] : []),
-      ...(v6.length > 0 ? [`    ${match("ip6", v6)} redirect to :${port}`] : []),
+      ...(v4.length > 0 ? matches("ip", v4).map((m) => `    ${m} redirect to :${port}`) : []),
+      ...(v6.length > 0 ? matches("ip6", v6).map((m) => `    ${m} redirect to :${port}`) : []),
     ];
     lines.push("  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;", ...body(), "  }");
     if (spec.includeLocal === true) lines.push("  chain output {", "    type nat hook output priority -100; policy accept;", ...body(), "  }");
@@ -146,9 +153,11 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
       "    type filter hook prerouting priority mangle; policy accept;",
       ...skipOwn,
       // Packets of connections a transparent socket already owns go straight to it.
-      `    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
-      ...(v4.length > 0 ? [`    ${match("ip", v4)} tproxy ip to :${port} meta mark set ${mark} accept`] : []),
-      ...(v6.length > 0 ? [`    ${match("ip6", v6)} tproxy ip6 to :${port} meta mark set ${mark} accept`] : []),
+      // For UDP these are a session's datagrams once its reply socket (bound to the original
+      // destination) exists, and the server's replies to a source-preserving upstream socket.
+      `    meta l4proto ${l4} socket transparent 1 meta mark set ${mark} accept`,
+      ...(v4.length > 0 ? matches("ip", v4).map((m) => `    ${m} tproxy ip to :${port} meta mark set ${mark} accept`) : []),
+      ...(v6.length > 0 ? matches("ip6", v6).map((m) => `    ${m} tproxy ip6 to :${port} meta mark set ${mark} accept`) : []),
       "  }",
     );
   }
