@@ -41,7 +41,7 @@ const SYSTEM_DEPS = [
   { command: "psql", pkg: "postgresql-client", usedBy: "classify: PostgreSQL startup and SSLRequest" },
   { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
   { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
-  { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
+  { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP; UDP: DNS queries through a TPROXY gateway" },
 ];
 
 const SEARCH_PATH = (process.env.PATH || "").split(":").concat(["/usr/sbin", "/sbin", "/usr/local/sbin"]);
