@@ -44,8 +44,9 @@ export function forwardUdpSession(session: ClaimedUdpSession, options: ForwardOp
   let target: { address: string; port: number } | null = null;
   let localPort: number | undefined;
   const fail = (end: ForwardSummary["end"], code: string, message: string): void => {
-    table.destroy(session.id);
+    // Settled first: ending the session reports its end too, which must not win as `stopped`.
     settle(summaryOf(session, startedAt, { action: "forward", target, identity, end, error: { code, message } }, null));
+    table.destroy(session.id);
   };
   table.onEnd(session.id, session.owner, (end) => {
     settle(summaryOf(session, startedAt, { action: "forward", target, identity, end: endOf(end), ...(localPort === undefined ? {} : { upstreamLocalPort: localPort }) }, end));

@@ -202,6 +202,14 @@ describe.skipIf(!IS_ROOT || nft.skip)("UDP sessions through transparent in and f
       const answer = JSON.parse(r.answer!) as { peer: string; port: number; got: string };
       expect(answer).toEqual({ peer: clientAddress, port: r.local!.port, got: "hello" });
       // (The client's socket is connected: an answer from any other address or port would not have reached it.)
+      // It went through the gateway's relay, both ways: the gateway also routes, so without
+      // this the server would see the client just the same.
+      for (;;) {
+        const m = (await red.next(["message"], 10_000)) as Msg;
+        if (m.at !== "sum") continue;
+        expect(m.msg!.payload).toMatchObject({ protocol: "udp", action: "forward", identity: "transparent", target: { address: server, port: 7 }, datagramsToUpstream: 1, datagramsToClient: 1, client: { address: clientAddress, port: r.local!.port } });
+        break;
+      }
       await stop(red);
       await stop(echo);
     });
