@@ -8,6 +8,14 @@
 #include <cstring>
 #include <string>
 
+// Older libc headers lack these socket options; the kernel has had them since 2.6.28/2.6.37.
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+
 namespace traffic {
 
 inline std::string ErrnoName(int err) {

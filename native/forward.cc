@@ -30,16 +30,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#ifndef IP_TRANSPARENT
-#define IP_TRANSPARENT 19
-#endif
-#ifndef IPV6_TRANSPARENT
-#define IPV6_TRANSPARENT 75
-#endif
 
 namespace traffic {
-namespace {
-
 
 Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall) {
   Napi::Error error = Napi::Error::New(env, syscall + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + ")");
@@ -77,29 +69,9 @@ int PortOf(const sockaddr_storage& ss) {
                                   : ntohs(reinterpret_cast<const sockaddr_in6&>(ss).sin6_port);
 }
 
-// What an upstream connect needs, parsed once from JS options.
-struct ConnectParams {
-  sockaddr_storage remote{};
-  socklen_t remoteLen = 0;
-  bool bindLocal = false;
-  sockaddr_storage local{};
-  socklen_t localLen = 0;
-  bool transparent = false;
-  uint32_t mark = 0;
-  bool portFallback = true;
-  int timeoutMs = 0;
-};
+namespace {
 
-// A started connect: a non-blocking socket whose connect is under way (or done), or the
-// errno and call that failed.
-struct ConnectStart {
-  int fd = -1;
-  int err = 0;
-  const char* syscall = "connect";
-  bool fellBack = false;
-};
-
-bool Attempt(const ConnectParams& p, bool keepPort, ConnectStart* out) {
+bool Attempt(const ConnectParams& p, int type, bool keepPort, ConnectStart* out) {
   auto fail = [out](const char* syscall, int fd) {
     out->err = errno;
     out->syscall = syscall;
@@ -108,7 +80,7 @@ bool Attempt(const ConnectParams& p, bool keepPort, ConnectStart* out) {
     return false;
   };
   int family = p.remote.ss_family;
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  int fd = socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, type == SOCK_DGRAM ? IPPROTO_UDP : IPPROTO_TCP);
   if (fd < 0) return fail("socket", -1);
   int one = 1;
   if (p.transparent) {
@@ -138,18 +110,22 @@ bool Attempt(const ConnectParams& p, bool keepPort, ConnectStart* out) {
   return true;
 }
 
+}  // namespace
+
 // Everything up to the wait for the handshake: socket, options, bind (falling back to any
 // port when the client's own is taken), non-blocking connect.
-ConnectStart StartConnect(const ConnectParams& p) {
+ConnectStart StartConnect(const ConnectParams& p, int type) {
   ConnectStart out;
   bool keepPort = p.bindLocal && PortOf(p.local) != 0;
-  if (Attempt(p, keepPort, &out)) return out;
+  if (Attempt(p, type, keepPort, &out)) return out;
   if (keepPort && p.portFallback && (out.err == EADDRINUSE || out.err == EADDRNOTAVAIL)) {
     out.fellBack = true;
-    Attempt(p, false, &out);
+    Attempt(p, type, false, &out);
   }
   return out;
 }
+
+namespace {
 
 // The outcome of a finished handshake: 0, or its errno.
 int ConnectError(int fd) {
@@ -174,7 +150,7 @@ class PendingConnect {
   static Napi::Value Begin(Napi::Env env, const ConnectParams& params) {
     auto* c = new PendingConnect(env);
     Napi::Promise promise = c->deferred_.Promise();
-    c->start_ = StartConnect(params);
+    c->start_ = StartConnect(params, SOCK_STREAM);
     if (c->start_.fd < 0) {
       c->deferred_.Reject(ErrnoError(env, c->start_.err, c->start_.syscall).Value());
       delete c;
@@ -274,7 +250,9 @@ class PendingConnect {
   const char* syscall_ = "connect";
 };
 
-bool GetInt(const Napi::Object& o, const char* key, int64_t min, int64_t max, int64_t fallback, int64_t* out) {
+}  // namespace
+
+static bool GetInt(const Napi::Object& o, const char* key, int64_t min, int64_t max, int64_t fallback, int64_t* out) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined()) {
     *out = fallback;
@@ -320,6 +298,8 @@ bool ParseConnectOptions(Napi::Env env, const Napi::Value& value, ConnectParams*
   p->timeoutMs = static_cast<int>(timeoutMs);
   return true;
 }
+
+namespace {
 
 // connectUpstream(options) → Promise<{ fd, localPort, portFellBack }>: a connected,
 // non-blocking TCP socket for `new net.Socket({ fd })`.
@@ -1009,7 +989,7 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
     pump->initial.assign(initial.Data(), initial.Length());
     pump->endA = Endpoint{pump, a};
     if (connects) {
-      ConnectStart started = StartConnect(params);
+      ConnectStart started = StartConnect(params, SOCK_STREAM);
       pump->connecting = started.fd >= 0;
       pump->startErr = started.err;
       pump->startSyscall = started.syscall;

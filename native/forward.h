@@ -1,7 +1,49 @@
-// Upstream connections and the splice pump (native/forward.cc), added to the addon's exports.
+// Upstream connections and the splice pump (native/forward.cc), added to the addon's exports,
+// and the socket helpers the UDP relay (native/udp.cc) shares with them.
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
+#include <string>
+#include <sys/socket.h>
+
 namespace traffic {
 void InitForward(Napi::Env env, Napi::Object exports);
-}
+
+/** An Error whose code is the errno name, as every addon call reports a failed syscall. */
+Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall);
+
+// Fills `ss` from an address text and port; false when the text is no IP address.
+bool ToSockaddr(const std::string& text, int port, sockaddr_storage* ss, socklen_t* len);
+int PortOf(const sockaddr_storage& ss);
+
+// What an upstream connect needs, parsed once from JS options.
+struct ConnectParams {
+  sockaddr_storage remote{};
+  socklen_t remoteLen = 0;
+  bool bindLocal = false;
+  sockaddr_storage local{};
+  socklen_t localLen = 0;
+  bool transparent = false;
+  uint32_t mark = 0;
+  bool portFallback = true;
+  int timeoutMs = 0;
+};
+
+// A started connect: a non-blocking socket whose connect is under way (or done, always so
+// for SOCK_DGRAM), or the errno and call that failed.
+struct ConnectStart {
+  int fd = -1;
+  int err = 0;
+  const char* syscall = "connect";
+  bool fellBack = false;
+};
+
+// Socket (SOCK_STREAM or SOCK_DGRAM), options, bind (falling back to any port when the
+// client's own is taken), non-blocking connect.
+ConnectStart StartConnect(const ConnectParams& p, int type);
+
+// { address, port, localAddress?, localPort?, transparent?, mark?, portFallback?,
+// timeoutMs? }; false with a JS exception pending when something is wrong.
+bool ParseConnectOptions(Napi::Env env, const Napi::Value& value, ConnectParams* p);
+}  // namespace traffic

@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "forward.h"
+#include "udp.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -21,12 +22,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef IP_TRANSPARENT
-#define IP_TRANSPARENT 19
-#endif
-#ifndef IPV6_TRANSPARENT
-#define IPV6_TRANSPARENT 75
-#endif
 #ifndef IP_FREEBIND
 #define IP_FREEBIND 15
 #endif
@@ -153,8 +148,9 @@ bool BoolOption(const Napi::Object& options, const char* key, bool fallback, boo
   return true;
 }
 
-// createListener({ address, port, transparent, freebind, reuseAddr, reusePort, v6Only, backlog })
-// returns the fd of a non-blocking listening TCP socket, for net.Server.listen({ fd }).
+// createListener({ address, port, transparent, freebind, reuseAddr, reusePort, v6Only, backlog, udp })
+// returns the fd of a non-blocking listening TCP socket, for net.Server.listen({ fd }), or
+// with `udp` of a bound UDP socket for a UdpRelay (native/udp.cc).
 Napi::Value CreateListener(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) {
@@ -179,8 +175,8 @@ Napi::Value CreateListener(const Napi::CallbackInfo& info) {
   if (!options.Get("backlog").IsUndefined() && !IntArg(options.Get("backlog"), "options.backlog", 1, 65535, &backlog)) {
     return env.Undefined();
   }
-  bool transparent = false, freebind = false, reuseAddr = true, reusePort = false, v6Only = false;
-  if (!BoolOption(options, "transparent", false, &transparent) || !BoolOption(options, "freebind", false, &freebind) ||
+  bool transparent = false, freebind = false, reuseAddr = true, reusePort = false, v6Only = false, udp = false;
+  if (!BoolOption(options, "udp", false, &udp) || !BoolOption(options, "transparent", false, &transparent) || !BoolOption(options, "freebind", false, &freebind) ||
       !BoolOption(options, "reuseAddr", true, &reuseAddr) || !BoolOption(options, "reusePort", false, &reusePort) ||
       !BoolOption(options, "v6Only", false, &v6Only)) {
     return env.Undefined();
@@ -206,7 +202,8 @@ Napi::Value CreateListener(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
 
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  int fd = udp ? socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_UDP)
+               : socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (fd < 0) {
     SysError(env, errno, "socket").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -235,8 +232,22 @@ Napi::Value CreateListener(const Napi::CallbackInfo& info) {
       return fail("setsockopt IP_FREEBIND");
     }
   }
+  if (udp) {
+    // One socket takes every client's datagrams, bursts of new sessions included: a
+    // default-sized buffer (~200 datagrams) would drop them while JS announces sessions.
+    // FORCE passes net.core.rmem_max with CAP_NET_ADMIN; without it, the capped size.
+    int want = 8 << 20;
+    if (!SetIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, want)) SetIntOption(fd, SOL_SOCKET, SO_RCVBUF, want);
+  }
+  if (udp && transparent) {
+    // A TPROXY'd datagram keeps its foreign destination; only these options tell it per
+    // datagram (a UDP socket has no accepted socket whose local address would say it).
+    // On a dual-stack socket IPv4 datagrams report through the IPv4 option.
+    if (!SetIntOption(fd, SOL_IP, IP_RECVORIGDSTADDR, 1) && family == AF_INET) return fail("setsockopt IP_RECVORIGDSTADDR");
+    if (family == AF_INET6 && !SetIntOption(fd, SOL_IPV6, IPV6_RECVORIGDSTADDR, 1)) return fail("setsockopt IPV6_RECVORIGDSTADDR");
+  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return fail("bind");
-  if (listen(fd, static_cast<int>(backlog)) != 0) return fail("listen");
+  if (!udp && listen(fd, static_cast<int>(backlog)) != 0) return fail("listen");
   return Napi::Number::New(env, fd);
 }
 
@@ -460,6 +471,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketOptions", Napi::Function::New(env, SocketOptions, "socketOptions"));
   traffic::InitForward(env, exports);
+  traffic::InitUdp(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -42,7 +42,7 @@ const SYSTEM_DEPS = [
   { command: "psql", pkg: "postgresql-client", usedBy: "classify: PostgreSQL startup and SSLRequest" },
   { command: "ssh", pkg: "openssh-client", usedBy: "classify: SSH banner" },
   { command: "kcat", pkg: "kcat", usedBy: "classify: Kafka request header" },
-  { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP" },
+  { command: "dig", pkg: "bind9-dnsutils", usedBy: "classify: DNS over TCP; UDP: DNS queries through a TPROXY gateway" },
   { command: "tshark", pkg: "tshark", usedBy: "classify: JA3 and the ClientHello fields of the recorded clients, an independent parser to check the fingerprints against" },
 ];
 

@@ -10,11 +10,13 @@ export interface TrafficSessionRef {
 }
 
 /** How the listener got the original destination. */
-export type OriginalDstMethod = "so_original_dst" | "tproxy-local-address" | "proxy-protocol" | "none";
+export type OriginalDstMethod = "so_original_dst" | "tproxy-local-address" | "ip_recvorigdstaddr" | "proxy-protocol" | "none";
 
 /** `msg.payload` of a connection message: plain facts about one accepted connection. */
 export interface ConnectionInfo {
   readonly id: string;
+  /** `udp`: a session of datagrams between one client address and port and one original destination; absent in messages of earlier versions: `tcp`. */
+  readonly protocol?: "tcp" | "udp";
   readonly mode: "redirect" | "tproxy" | "plain";
   readonly family: 4 | 6;
   /** Address and port of the accepting socket. */
@@ -31,8 +33,10 @@ export interface ConnectionInfo {
   readonly originalDstError?: { readonly code: string; readonly message: string };
   /** The PROXY protocol header the peer sent, when the listener expects one. */
   readonly proxy?: ProxyHeader;
-  /** First bytes of the stream, kept by the listener for replay. */
+  /** First bytes of the stream, kept by the listener for replay; for UDP the first datagram. */
   readonly firstBytes?: Buffer;
+  /** UDP: the client's first datagrams (as many as classifying them needed, at most 4), each whole. */
+  readonly firstDatagrams?: readonly Buffer[];
   /** Milliseconds since the epoch. */
   readonly acceptedAt: number;
   /** When the listener finished reading the PROXY header and first bytes and sent the message. */

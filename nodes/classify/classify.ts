@@ -3,6 +3,7 @@ import {
   Classification,
   classifierLimits,
   ClassifierLimits,
+  classifyDatagrams,
   ClassifyRuleSpec,
   compileRouter,
   moreBytesSource,
@@ -144,6 +145,8 @@ interface Input {
   endpoints: Endpoints;
   /** Session id of a live connection, when more bytes can be asked for. */
   sessionId: string | null;
+  /** A UDP session's first datagrams: classified as datagrams (QUIC Initials, DNS), not as a stream. */
+  datagrams?: Buffer[];
 }
 
 export default function register(RED: NodeAPI): void {
@@ -187,6 +190,12 @@ export default function register(RED: NodeAPI): void {
         const session = isTrafficSession(m._session) ? m._session.id : null;
         const flow = flowInput(info);
         if (flow !== null) return flow;
+        if (info["protocol"] === "udp") {
+          const list = Array.isArray(info["firstDatagrams"]) ? info["firstDatagrams"] : info["firstBytes"] === undefined ? [] : [info["firstBytes"]];
+          const datagrams = list.map((d: unknown) => bytesOf(d));
+          if (datagrams.some((d) => d === null)) throw new TrafficError("ERR_CLASSIFY_INPUT", "payload.firstDatagrams holds something other than bytes", "payload.firstDatagrams");
+          return { bytes: datagrams[0] ?? Buffer.alloc(0), endpoints: endpointsOf(info), sessionId: null, datagrams: datagrams as Buffer[] };
+        }
         if ("firstBytes" in info || session !== null) {
           // A live connection may not have sent anything yet: that is zero bytes, not an error.
           const bytes = info["firstBytes"] === undefined ? Buffer.alloc(0) : bytesOf(info["firstBytes"]);
@@ -273,6 +282,12 @@ export default function register(RED: NodeAPI): void {
       } catch (err) {
         status.set({ fill: "red", shape: "ring", text: _("classify.status.badInput") });
         done(err as Error);
+        return;
+      }
+      if (input.datagrams !== undefined) {
+        // The listener held the session until its first datagrams decided it (or its sniff time passed).
+        deliver(msg, classifyDatagrams(input.datagrams), input.endpoints, send);
+        done();
         return;
       }
       if (input.sessionId === null || moreBytesSource() === null) {

@@ -22,6 +22,9 @@ export const NODE_DEFAULTS = {
   "transparent in": {
     name: "",
     port: 15001,
+    protocol: "tcp",
+    udpIdleTimeout: 30,
+    maxUdpSessions: 65536,
     address: "",
     family: "dual",
     mode: "redirect",

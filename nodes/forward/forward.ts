@@ -3,8 +3,10 @@ import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import {
   forwardConnection,
+  forwardUdpSession,
   holdUnclaimedForward,
   rejectConnection,
+  rejectUdpSession,
   type ForwardIdentity,
   type ForwardOptions,
   type ForwardSession,
@@ -12,10 +14,12 @@ import {
   type ForwardTarget,
   type PumpChoice,
   type RejectMode,
+  type UdpRejectMode,
 } from "../../src/forward";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { connectionTable } from "../../src/connection-table";
 import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
+import { udpSessions } from "../../src/udp-table";
 import { messages, type Messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
 
@@ -23,6 +27,8 @@ interface ForwardDef extends NodeDef {
   /** `msg`: msg.action says forward or reject (forward when absent). */
   action: "forward" | "reject" | "msg";
   rejectMode: RejectMode;
+  /** How a UDP session is rejected: dropped (a browser then falls back from QUIC to TCP) or answered with ICMP port unreachable. */
+  udpRejectMode: UdpRejectMode;
   targetType: "original" | "fixed" | "msg";
   host: string;
   port: string | number;
@@ -229,7 +235,29 @@ export default function register(RED: NodeAPI): void {
         else if (config.targetType === "msg") target = parseTarget(RED.util.getMessageProperty(msg, config.targetProp || "target"), `msg.${config.targetProp || "target"}`);
       } catch (err) {
         connectionTable().destroy(ref.id);
+        udpSessions().destroy(ref.id);
         done(err as Error);
+        return;
+      }
+      if (udpSessions().info(ref.id) !== undefined) {
+        const udp = udpSessions().claim(ref.id, node.id);
+        if (udp === undefined) {
+          done(new TrafficError("ERR_FORWARD_CONFIG", `session ${ref.id} is gone or already handled by another node`, "msg._session"));
+          return;
+        }
+        if (action === "reject") {
+          // reject-rst asks for the loud refusal: for UDP that is ICMP port unreachable.
+          const mode: UdpRejectMode = config.action === "msg" ? (rejectMode === "rst" ? "icmp" : config.udpRejectMode === "icmp" ? "icmp" : "drop") : config.udpRejectMode === "icmp" ? "icmp" : "drop";
+          void rejectUdpSession(udp, mode).then((summary) => report(msg, summary, send, done));
+          return;
+        }
+        const session = forwardUdpSession(udp, { ...options, target });
+        sessions.add(session);
+        show();
+        void session.done.then((summary) => {
+          sessions.delete(session);
+          report(msg, summary, send, done);
+        });
         return;
       }
       const claimed = connectionTable().claim(ref.id, node.id);

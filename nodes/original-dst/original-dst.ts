@@ -4,6 +4,7 @@ import { TrafficError } from "../../src/errors";
 import { getLocalAddress, getOriginalDst, socketFd, type SocketAddress } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
 import { formatEndpoint } from "../../src/net/ip";
+import { udpSessions } from "../../src/udp-table";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
 
@@ -24,6 +25,17 @@ export interface OriginalDstResult {
 
 /** Reads the original destination of a live connection from the kernel. */
 export function lookupOriginalDst(id: string, method: OriginalDstDef["method"]): OriginalDstResult {
+  const udp = udpSessions().info(id);
+  if (udp !== undefined) {
+    // A UDP session has no socket of its own to ask: the kernel told the destination with
+    // each datagram (IP_RECVORIGDSTADDR), and the listener kept the first one's.
+    if (udp.originalDst === undefined) {
+      const why = udp.originalDstError?.message ?? `a UDP session in mode ${udp.mode} has none (only TPROXY tells it)`;
+      throw new TrafficError("ERR_BAD_ADDRESS", `no original destination for UDP session ${id}: ${why}`, "msg._session");
+    }
+    const d = udp.originalDst;
+    return { address: d.address, port: d.port, family: d.family, method: d.method };
+  }
   const table = connectionTable();
   const socket = table.socketOf(id);
   const info: ConnectionInfo | undefined = table.info(id);

@@ -1,7 +1,9 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import type { ConnectionInfo } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
-import { TransparentListener, type RejectReason } from "../../src/listener/transparent-listener";
+import type { RejectReason } from "../../src/listener/transparent-listener";
+import { createCapture, type Capture } from "../../src/listener/capture";
+import { udpSessions } from "../../src/udp-table";
 import type { TransparentListenerConfig } from "../../src/listener/options";
 import { nativeAvailability } from "../../src/native";
 import { connectionTable } from "../../src/connection-table";
@@ -16,6 +18,11 @@ import { withNodeDefaults } from "../common/defaults";
 
 interface TransparentInDef extends NodeDef {
   port: string | number;
+  /** `tcp` (default), `udp`, or `both` on the same port. */
+  protocol: "tcp" | "udp" | "both";
+  /** Seconds a UDP session lasts without a datagram either way. */
+  udpIdleTimeout: string | number;
+  maxUdpSessions: string | number;
   address: string;
   family: "ipv4" | "ipv6" | "dual";
   mode: "redirect" | "tproxy" | "plain";
@@ -89,6 +96,9 @@ function seconds(value: string | number | undefined, fallback: number): number |
 export function listenerConfigFrom(config: TransparentInDef): TransparentListenerConfig {
   return {
     port: Number(config.port),
+    protocol: config.protocol || "tcp",
+    udpIdleTimeoutMs: seconds(config.udpIdleTimeout, 30_000) as number,
+    maxUdpSessions: config.maxUdpSessions === "" || config.maxUdpSessions === undefined ? 65_536 : Number(config.maxUdpSessions),
     address: config.address ?? "",
     family: config.family || "ipv4",
     mode: config.mode || "redirect",
@@ -126,7 +136,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
-    let listener: TransparentListener | null = null;
+    let listener: Capture | null = null;
     let rules: ManagedRules | null = null;
     let closing = false;
     let label = "";
@@ -175,7 +185,7 @@ export default function register(RED: NodeAPI): void {
       node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: connectionTopic(info) });
       showLive();
     };
-    const serve = (l: TransparentListener): void => {
+    const serve = (l: Capture): void => {
       l.removeAllListeners();
       l.on("connection", (info: ConnectionInfo) => {
         if (flowsRunning) announce(info);
@@ -193,7 +203,7 @@ export default function register(RED: NodeAPI): void {
         if (closing) return;
         flowsRunning = true;
         // Those that ended meanwhile left the table.
-        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined) announce(info);
+        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined || udpSessions().info(info.id) !== undefined) announce(info);
       });
     }
 
@@ -211,7 +221,7 @@ export default function register(RED: NodeAPI): void {
         listener = null;
       }
       if (listener === null) {
-        const l = new TransparentListener(listenerConfig, node.id);
+        const l = createCapture(listenerConfig, node.id);
         serve(l);
         // Listening before the rules capture anything: a connection the rules divert must
         // find a socket, or under TPROXY its SYN is dropped until the client retries.
@@ -219,7 +229,8 @@ export default function register(RED: NodeAPI): void {
         listener = l;
       }
       const s = listener.settings;
-      label = `${s.mode} :${s.port}`;
+      // Under 20 characters with the count: the transport says more than the mode once UDP is in.
+      label = s.protocol === "tcp" ? `${s.mode} :${s.port}` : `${s.protocol === "both" ? "tcp+udp" : "udp"} :${s.port}`;
       if (config.manageRules) {
         const limit = kernelLimitOf(config);
         const spec: RuleSpec = {
@@ -227,6 +238,7 @@ export default function register(RED: NodeAPI): void {
           port: s.port,
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
+          protocols: s.protocol === "both" ? ["tcp", "udp"] : [s.protocol],
           ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
           includeLocal: config.ruleLocal === true,
           ...(limit === undefined ? {} : { limit }),

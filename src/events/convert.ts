@@ -146,6 +146,7 @@ export function connectionAcceptedEvent(info: ConnectionInfo, options: ToEventOp
   const body: Omit<ConnectionAcceptedEvent, "schemaVersion" | "id" | "time" | "host"> & { -readonly [K in "originalDst" | "originalDstError" | "clientIp" | "clientPort" | "proxyVersion" | "firstBytesLength"]?: ConnectionAcceptedEvent[K] } = {
     type: "connection-accepted",
     connectionId: info.id,
+    ...(info.protocol === "udp" ? { protocol: "udp" as const } : {}),
     mode: info.mode,
     side: "server",
     family: info.family,
@@ -219,6 +220,9 @@ export function forwardSummaryEvent(summary: ForwardSummary, options: ToEventOpt
       type: "forward-summary",
       connectionId: summary.id,
       action: summary.action,
+      ...(summary.protocol === "udp"
+        ? { transport: "udp" as const, datagramsUp: summary.datagramsToUpstream ?? 0, datagramsDown: summary.datagramsToClient ?? 0, datagramsDropped: summary.datagramsDropped ?? 0 }
+        : {}),
       ...(summary.target !== null ? { target: { address: summary.target.address, port: summary.target.port } } : {}),
       identity: summary.identity,
       bytesUp: summary.bytesToUpstream,

@@ -104,6 +104,8 @@ export interface ConnectionAcceptedEvent extends EventBase, SocketAddresses {
    * @minLength 1
    */
   connectionId: string;
+  /** Transport: a TCP connection, or a UDP session (one client address and port to one original destination, ended by an idle timeout). */
+  protocol?: "tcp" | "udp";
   /** How the connection reached the listener. */
   mode: "redirect" | "tproxy" | "plain";
   /** An accepted socket: the peer opened the connection. */
@@ -139,7 +141,7 @@ export interface ConnectionAcceptedEvent extends EventBase, SocketAddresses {
 /** Where a redirected client meant to connect. */
 export interface OriginalDst extends Endpoint {
   /** How the listener learned it. */
-  method: "so_original_dst" | "tproxy-local-address" | "proxy-protocol";
+  method: "so_original_dst" | "tproxy-local-address" | "ip_recvorigdstaddr" | "proxy-protocol";
 }
 
 /**
@@ -251,6 +253,26 @@ export interface ForwardSummaryEvent extends EventBase {
   connectionId: string;
   /** What the forward did: `forward` to a target, or `reject` by policy. */
   action: "forward" | "reject";
+  /**
+   * Transport, present for `udp`: a UDP session's summary comes when it idles out (end
+   * `idle-timeout`, or `rejected`). (`protocol` is what `classify` recognised.)
+   */
+  transport?: "udp";
+  /**
+   * UDP: datagrams from the client towards the target (with `bytesUp` their payload bytes).
+   * @minimum 0
+   */
+  datagramsUp?: number;
+  /**
+   * UDP: datagrams from the target towards the client (with `bytesDown` their payload bytes).
+   * @minimum 0
+   */
+  datagramsDown?: number;
+  /**
+   * UDP: client datagrams not sent on (rejected, over the queue while undecided, or refused by the kernel).
+   * @minimum 0
+   */
+  datagramsDropped?: number;
   /** Where the connection was forwarded to (absent when rejected or no target was chosen). */
   target?: TargetAddress;
   /** How the client's identity was passed on (see ForwardIdentity). */

@@ -67,6 +67,12 @@ export interface ForwardSummary {
   readonly error?: { readonly code: string; readonly message: string };
   /** The local port of the upstream socket, when known (with `transparent`: on the client's address). */
   readonly upstreamLocalPort?: number;
+  /** Absent: `tcp`. */
+  readonly protocol?: "tcp" | "udp";
+  /** UDP: datagrams client → upstream, upstream → client, and client datagrams not sent on. */
+  readonly datagramsToUpstream?: number;
+  readonly datagramsToClient?: number;
+  readonly datagramsDropped?: number;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -125,7 +131,8 @@ export function clientOf(info: ConnectionInfo): { address: string; port: number 
   return { address: info.remoteAddress, port: info.remotePort };
 }
 
-async function resolveTarget(info: ConnectionInfo, target: ForwardOptions["target"]): Promise<{ address: string; port: number }> {
+/** The upstream address of a target: the original destination, an IP address, or a host name looked up. */
+export async function resolveTarget(info: ConnectionInfo, target: ForwardOptions["target"]): Promise<{ address: string; port: number }> {
   if (target === "original") {
     if (info.originalDst === undefined) {
       const why = info.originalDstError === undefined ? `mode ${info.mode} has none` : `${info.originalDstError.code}: ${info.originalDstError.message}`;

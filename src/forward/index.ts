@@ -1,5 +1,9 @@
 import { connectionTable } from "../connection-table";
+import { udpSessions } from "../udp-table";
 import { forwardConnection, type ForwardOptions, type ForwardSummary } from "./forward";
+import { forwardUdpSession } from "./udp";
+
+export { forwardUdpSession, rejectUdpSession, type UdpRejectMode } from "./udp";
 
 export {
   forwardConnection,
@@ -27,6 +31,7 @@ interface UnclaimedOwner {
 
 const owners = new Map<string, UnclaimedOwner>();
 let unregister: (() => void) | null = null;
+let unregisterUdp: (() => void) | null = null;
 
 /**
  * The owner that forwards unclaimed connections: the lowest owner id (node ids compare
@@ -53,12 +58,19 @@ export function holdUnclaimedForward(owner: string, options: Omit<ForwardOptions
       const session = forwardConnection(connection, { ...(chosen?.options ?? {}), target: "original" });
       void session.done.then((summary) => chosen?.onSummary(summary));
     });
+    unregisterUdp = udpSessions().setUnclaimedHandler((udp) => {
+      const chosen = chosenOwner();
+      const session = forwardUdpSession(udp, { ...(chosen?.options ?? {}), target: "original" });
+      void session.done.then((summary) => chosen?.onSummary(summary));
+    });
   }
   return () => {
     owners.delete(owner);
     if (owners.size === 0 && unregister !== null) {
       unregister();
       unregister = null;
+      unregisterUdp?.();
+      unregisterUdp = null;
     }
   };
 }

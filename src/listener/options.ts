@@ -7,12 +7,16 @@ import type { UnclaimedAction } from "../connection-table";
 export type ListenerMode = "redirect" | "tproxy" | "plain";
 /** Address families the listener accepts. */
 export type ListenerFamily = "ipv4" | "ipv6" | "dual";
+/** Which transports the listener captures: TCP connections, UDP sessions, or both on one port. */
+export type ListenerProtocol = "tcp" | "udp" | "both";
 /** Whether a PROXY protocol header is read from peers in `proxyFrom`. */
 export type ProxyProtocolMode = "off" | "optional" | "required";
 
 /** Listener settings as a caller (editor or library user) gives them. */
 export interface TransparentListenerConfig {
   readonly port: number;
+  /** Default `tcp`. UDP works in modes tproxy and plain only (see listenerSettings). */
+  readonly protocol?: ListenerProtocol;
   /** Bind address; empty or absent: any address of the family. */
   readonly address?: string;
   readonly family?: ListenerFamily;
@@ -33,11 +37,16 @@ export interface TransparentListenerConfig {
   readonly keepClaimedOnClose?: boolean;
   readonly reusePort?: boolean;
   readonly freebind?: boolean;
+  /** A UDP session with no datagram either way for this long ends (default 30 s). */
+  readonly udpIdleTimeoutMs?: number;
+  /** Most UDP sessions at once (default 65536): datagrams of further clients are dropped and counted. */
+  readonly maxUdpSessions?: number;
 }
 
 /** Checked, defaulted settings. */
 export interface ListenerSettings {
   readonly port: number;
+  readonly protocol: ListenerProtocol;
   readonly address: string;
   readonly v6Only: boolean;
   readonly family: ListenerFamily;
@@ -53,6 +62,8 @@ export interface ListenerSettings {
   readonly keepClaimedOnClose: boolean;
   readonly reusePort: boolean;
   readonly freebind: boolean;
+  readonly udpIdleTimeoutMs: number;
+  readonly maxUdpSessions: number;
 }
 
 /** Largest sniff buffer: a post-quantum TLS ClientHello fits in 16 KiB with room. */
@@ -84,6 +95,12 @@ export function listenerSettings(config: TransparentListenerConfig): ListenerSet
   const port = int(config.port, "port", 1, 65535, -1);
   if (port < 0) throw bad("port", "is required");
   const mode = oneOf(config.mode, "mode", ["redirect", "tproxy", "plain"] as const, "redirect");
+  const protocol = oneOf(config.protocol, "protocol", ["tcp", "udp", "both"] as const, "tcp");
+  if (protocol !== "tcp" && mode === "redirect") {
+    // Checked on Linux 6.18: after a REDIRECT, IP_RECVORIGDSTADDR reports the rewritten
+    // (local) address, and SO_ORIGINAL_DST answers ENOPROTOOPT for anything but TCP/SCTP.
+    throw bad("mode", "UDP needs mode tproxy (or plain): after a REDIRECT the kernel does not tell a UDP socket the original destination");
+  }
   let family = oneOf(config.family, "family", ["ipv4", "ipv6", "dual"] as const, "ipv4");
   const text = typeof config.address === "string" ? config.address.trim() : "";
   let address: string;
@@ -113,6 +130,7 @@ export function listenerSettings(config: TransparentListenerConfig): ListenerSet
   }
   return {
     port,
+    protocol,
     address,
     v6Only: family === "ipv6",
     family,
@@ -128,5 +146,7 @@ export function listenerSettings(config: TransparentListenerConfig): ListenerSet
     keepClaimedOnClose: config.keepClaimedOnClose === undefined ? true : config.keepClaimedOnClose === true,
     reusePort: config.reusePort === true,
     freebind: config.freebind === true,
+    udpIdleTimeoutMs: int(config.udpIdleTimeoutMs, "udpIdleTimeoutMs", 1, 86_400_000, 30_000),
+    maxUdpSessions: int(config.maxUdpSessions, "maxUdpSessions", 1, 10_000_000, 65_536),
   };
 }

@@ -2,7 +2,8 @@ import type { ConnectionInfo } from "../connection";
 import { removeRules, removeRulesNow, type ManagedRules } from "../nft/managed-rules";
 import { handovers, type Handovers } from "../handover-registry";
 import { connectionTable } from "../connection-table";
-import type { TransparentListener } from "./transparent-listener";
+import { udpSessions } from "../udp-table";
+import type { Capture } from "./capture";
 
 /**
  * A running listener and the kernel rules that divert traffic to it, kept between one
@@ -14,7 +15,7 @@ import type { TransparentListener } from "./transparent-listener";
  * forwarded, which the kernel refuses for a packet that carries a socket.
  */
 export interface HandedOver {
-  readonly listener: TransparentListener;
+  readonly listener: Capture;
   readonly rules: ManagedRules | null;
   /** Connections accepted while nobody owned the listener, not announced yet. */
   readonly waiting: ConnectionInfo[];
@@ -38,9 +39,10 @@ let exitHooked = false;
  * claimed ones unless its settings keep them): their messages went to the flow that stopped.
  * Connections it accepts from now on wait for the successor.
  */
-export function parkListener(owner: string, listener: TransparentListener, rules: ManagedRules | null, graceMs: number, waiting: readonly ConnectionInfo[] = []): void {
+export function parkListener(owner: string, listener: Capture, rules: ManagedRules | null, graceMs: number, waiting: readonly ConnectionInfo[] = []): void {
   const registry = parked();
   connectionTable().closeListener(listener.name, listener.settings.keepClaimedOnClose);
+  udpSessions().closeListener(listener.name, listener.settings.keepClaimedOnClose);
   const queue = [...waiting];
   listener.removeAllListeners();
   listener.on("connection", (info) => queue.push(info));

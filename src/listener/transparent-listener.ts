@@ -173,6 +173,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
     // Built field by field: conditional object spreads cost microseconds per connection.
     const info: Writable<ConnectionInfo> = {
       id: `${this.idPrefix}-${(this.nextId++).toString(36)}`,
+      protocol: "tcp",
       mode: s.mode,
       family: peer.family,
       localAddress: local.address,

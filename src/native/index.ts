@@ -27,6 +27,8 @@ export interface NativeListenOptions {
   /** IPV6_V6ONLY for IPv6 addresses (default false: dual-stack). */
   readonly v6Only?: boolean;
   readonly backlog?: number;
+  /** A bound UDP socket instead of a listening TCP one (with `transparent`, IP_RECVORIGDSTADDR set too), for a UdpRelay. */
+  readonly udp?: boolean;
 }
 
 /** Socket options read back from a socket. */
@@ -76,7 +78,53 @@ export interface NativeAddon {
    * early does not end the pump; `stop()` does.
    */
   readonly SplicePump: new (fdA: number, fdB: number | (NativeConnectOptions & { readonly noDelay?: boolean }), pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
+  /** UDP sessions on a socket from createListener({ udp: true }): see native/udp.cc. Takes the fd over. */
+  readonly UdpRelay: new (fd: number, options: UdpRelayOptions, callback: (events: UdpRelayEvent[]) => void) => UdpRelayHandle;
   readonly abiVersion: number;
+}
+
+/** Limits of a UdpRelay. */
+export interface UdpRelayOptions {
+  /** The socket is transparent (TPROXY): replies leave from a socket bound to the original destination. */
+  readonly transparent: boolean;
+  readonly idleTimeoutMs: number;
+  readonly maxSessions: number;
+  /** Datagrams of an undecided session copied to JS (the first comes with the session). */
+  readonly sniffDatagrams: number;
+}
+
+/** What a UdpRelay reports, in batches. */
+export type UdpRelayEvent =
+  | { readonly type: "session"; readonly id: number; readonly client: SocketAddress; readonly dst: SocketAddress; readonly datagram: Buffer }
+  | { readonly type: "datagram"; readonly id: number; readonly datagram: Buffer }
+  | UdpSessionEnd;
+
+/** A UDP session ended: why, and its counts. */
+export interface UdpSessionEnd {
+  readonly type: "end";
+  readonly id: number;
+  readonly reason: "idle" | "closed" | "listener-closed";
+  readonly datagramsFromClient: number;
+  readonly bytesFromClient: number;
+  readonly datagramsToClient: number;
+  readonly bytesToClient: number;
+  /** Client datagrams not sent on (rejected, over the queue while undecided, refused by the kernel). */
+  readonly dropped: number;
+}
+
+/** A running UdpRelay. */
+export interface UdpRelayHandle {
+  /** Connects the session upstream (NativeConnectOptions, without timeoutMs) and relays both ways; false when the session is gone. */
+  forward(id: number, options: NativeConnectOptions): { readonly localPort: number; readonly portFellBack: boolean } | false;
+  /** Drops the session's datagrams until it idles out; with `icmp`, answers them with port unreachable. False when gone. */
+  reject(id: number, icmp: boolean): boolean;
+  /** Ends a session now; its summary, or null when it is gone. */
+  end(id: number): UdpSessionEnd | null;
+  /** Ends every session and closes the socket; their summaries. */
+  close(): UdpSessionEnd[];
+  stats(): { readonly sessions: number; readonly datagrams: number; readonly overCap: number; readonly queueDropped: number; readonly noOriginalDst: number } | null;
+  address(): SocketAddress | null;
+  setLimits(idleTimeoutMs: number, maxSessions: number): void;
 }
 
 /** Options of a native upstream connect. */

@@ -11,8 +11,10 @@ export interface RuleSpec {
   readonly port: number;
   /** Destination CIDRs to capture (named ranges allowed); at least one. */
   readonly destinations: string | readonly string[];
-  /** Destination ports: "80, 443, 8000-8080"; empty captures every TCP port. */
+  /** Destination ports: "80, 443, 8000-8080"; empty captures every port. */
   readonly ports?: string;
+  /** Transports to capture (default TCP only); UDP only in tproxy mode. */
+  readonly protocols?: readonly ("tcp" | "udp")[];
   /** Packets with this mark are never captured: the package's own upstream connections carry it (SO_MARK). */
   readonly excludeMark?: number;
   /**
@@ -161,16 +163,21 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
   if (spec.includeLocal === true && exclude === null) {
     throw bad("excludeMark", "capturing this host's own connections needs a skip mark, set on the forward nodes too: without it their upstream connections are captured again");
   }
-  const dport = ports.length === 0 ? "" : ` tcp dport { ${ports.join(", ")} }`;
-  const match = (family: "ip" | "ip6", list: string[]): string => `${family} daddr { ${list.join(", ")} } meta l4proto tcp${dport}`;
+  const protocols = spec.protocols === undefined || spec.protocols.length === 0 ? (["tcp"] as const) : spec.protocols;
+  for (const p of protocols) if (p !== "tcp" && p !== "udp") throw bad("protocols", `must be tcp or udp, got ${JSON.stringify(String(p).slice(0, 16))}`);
+  if (spec.mode === "redirect" && protocols.includes("udp")) throw bad("protocols", "UDP needs tproxy: after a REDIRECT a UDP socket cannot learn the original destination");
+  const transports = [...new Set(protocols)];
+  const dport = (proto: string): string => (ports.length === 0 ? "" : ` ${proto} dport { ${ports.join(", ")} }`);
+  const matches = (family: "ip" | "ip6", list: string[]): string[] => transports.map((proto) => `${family} daddr { ${list.join(", ")} } meta l4proto ${proto}${dport(proto)}`);
+  const l4 = transports.length === 1 ? transports[0]! : `{ ${transports.join(", ")} }`;
   const lines: string[] = [`table inet ${table} {`];
   const skipOwn = exclude === null ? [] : [`    meta mark ${exclude} return`];
-  if (spec.limit !== undefined) lines.push(...limitLines(spec.limit, { v4, v6, match, skipOwn }));
+  if (spec.limit !== undefined) lines.push(...limitLines(spec.limit, { v4, v6, matches, skipOwn }));
   if (spec.mode === "redirect") {
     const body = (): string[] => [
       ...skipOwn,
-      ...(v4.length > 0 ? [`    ${match("ip", v4)} redirect to :${port}`] : []),
-      ...(v6.length > 0 ? [`    ${match("ip6", v6)} redirect to :${port}`] : []),
+      ...(v4.length > 0 ? matches("ip", v4).map((m) => `    ${m} redirect to :${port}`) : []),
+      ...(v6.length > 0 ? matches("ip6", v6).map((m) => `    ${m} redirect to :${port}`) : []),
     ];
     lines.push("  chain prerouting {", "    type nat hook prerouting priority dstnat; policy accept;", ...body(), "  }");
     if (spec.includeLocal === true) lines.push("  chain output {", "    type nat hook output priority -100; policy accept;", ...body(), "  }");
@@ -180,9 +187,11 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
       "    type filter hook prerouting priority mangle; policy accept;",
       ...skipOwn,
       // Packets of connections a transparent socket already owns go straight to it.
-      `    meta l4proto tcp socket transparent 1 meta mark set ${mark} accept`,
-      ...(v4.length > 0 ? [`    ${match("ip", v4)} tproxy ip to :${port} meta mark set ${mark} accept`] : []),
-      ...(v6.length > 0 ? [`    ${match("ip6", v6)} tproxy ip6 to :${port} meta mark set ${mark} accept`] : []),
+      // For UDP these are a session's datagrams once its reply socket (bound to the original
+      // destination) exists, and the server's replies to a source-preserving upstream socket.
+      `    meta l4proto ${l4} socket transparent 1 meta mark set ${mark} accept`,
+      ...(v4.length > 0 ? matches("ip", v4).map((m) => `    ${m} tproxy ip to :${port} meta mark set ${mark} accept`) : []),
+      ...(v6.length > 0 ? matches("ip6", v6).map((m) => `    ${m} tproxy ip6 to :${port} meta mark set ${mark} accept`) : []),
       "  }",
     );
     if (spec.includeLocal === true) {
@@ -194,8 +203,8 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
         "  chain output {",
         "    type route hook output priority mangle; policy accept;",
         ...skipOwn,
-        ...(v4.length > 0 ? [`    ${match("ip", v4)} meta mark set ${mark}`] : []),
-        ...(v6.length > 0 ? [`    ${match("ip6", v6)} meta mark set ${mark}`] : []),
+        ...(v4.length > 0 ? matches("ip", v4).map((m) => `    ${m} meta mark set ${mark}`) : []),
+        ...(v6.length > 0 ? matches("ip6", v6).map((m) => `    ${m} meta mark set ${mark}`) : []),
         "  }",
       );
     }
@@ -207,7 +216,7 @@ export function buildRuleset(owner: string, spec: RuleSpec): { table: string; ru
 /** The sets and the chain of a kernel limit; checked like every other value. */
 function limitLines(
   limit: KernelLimit,
-  ctx: { v4: string[]; v6: string[]; match: (family: "ip" | "ip6", list: string[]) => string; skipOwn: string[] },
+  ctx: { v4: string[]; v6: string[]; matches: (family: "ip" | "ip6", list: string[]) => string[]; skipOwn: string[] },
 ): string[] {
   const rate = limit.rate === undefined ? 0 : uint(limit.rate, "limit.rate", 0, 1_000_000);
   const burst = limit.burst === undefined ? Math.max(rate, 1) : uint(limit.burst, "limit.burst", 1, 1_000_000);
@@ -224,16 +233,17 @@ function limitLines(
   const rules: string[] = [];
   for (const family of families) {
     const type = family === "ip" ? "ipv4_addr" : "ipv6_addr";
-    const match = `${ctx.match(family, family === "ip" ? ctx.v4 : ctx.v6)} ct state new`;
+    // One match per transport: a UDP session's first datagram is `ct state new` as a SYN is.
+    const news = ctx.matches(family, family === "ip" ? ctx.v4 : ctx.v6).map((m) => `${m} ct state new`);
     if (rate > 0) {
       // Idle sources leave after a minute: by then their bucket is full again anyway.
       sets.push(`  set limit_rate_${family} { type ${type}; size ${KERNEL_LIMIT_SOURCES}; flags dynamic,timeout; timeout 60s; }`);
-      rules.push(`    ${match} update @limit_rate_${family} { ${key[family]} limit rate over ${rate}/second burst ${burst} packets } drop`);
+      for (const match of news) rules.push(`    ${match} update @limit_rate_${family} { ${key[family]} limit rate over ${rate}/second burst ${burst} packets } drop`);
     }
     if (cap > 0) {
       // After the rate: a SYN dropped for its rate must not be counted as a connection.
       sets.push(`  set limit_conn_${family} { type ${type}; size ${KERNEL_LIMIT_SOURCES}; flags dynamic; }`);
-      rules.push(`    ${match} add @limit_conn_${family} { ${key[family]} ct count over ${cap} } drop`);
+      for (const match of news) rules.push(`    ${match} add @limit_conn_${family} { ${key[family]} ct count over ${cap} } drop`);
     }
   }
   // Before capture (nat dstnat -100, TPROXY mangle -150), after conntrack (-200).

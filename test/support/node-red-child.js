@@ -2,7 +2,8 @@
 // this package's nodes inside a network namespace or without a capability. Loads the
 // built nodes (dist/). argv[2] is the flow; every message reaching a `helper` node, and
 // every status, error and warning of the other nodes, is one JSON line on stdout.
-// "close" on stdin stops the flow (running the nodes' close handlers) and exits.
+// "close" on stdin stops the flow (running the nodes' close handlers) and exits; "memory"
+// answers with the process's memory (after a full GC when run with --expose-gc) and fds.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -45,6 +46,15 @@ async function main() {
   }
   out({ event: "loaded", fds: fdsBefore });
   readline.createInterface({ input: process.stdin }).on("line", async (line) => {
+    if (line.trim() === "memory") {
+      // With --expose-gc: memory after a full collection, so a test compares what is held, not what V8 has not swept yet.
+      // The test helper's sinon spies keep every call to send/status/…: drop that record first.
+      helper._sandbox.resetHistory();
+      if (typeof global.gc === "function") global.gc();
+      const m = process.memoryUsage();
+      out({ event: "memory", rss: m.rss, heapUsed: m.heapUsed, external: m.external, fds: fdCount() });
+      return;
+    }
     if (line.trim() !== "close") return;
     await helper.unload();
     await new Promise((r) => setTimeout(r, 100));
