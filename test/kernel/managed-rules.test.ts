@@ -28,21 +28,7 @@ describe.skipIf(!IS_ROOT || nft.skip)("managed kernel rules", () => {
     gw = ns.add("mg");
     ns.link(client, "192.0.2.2/24", gw, "192.0.2.1/24", "tm");
     inNs(client, "ip", ["route", "add", "default", "via", "192.0.2.1"]);
-    tc = ns.add("mtc");
-    tg = ns.add("mtg");
-    ts = ns.add("mts");
-    ns.link(tc, "203.0.113.10/24", tg, "203.0.113.1/24", "tu");
-    ns.link(tg, "198.51.100.1/24", ts, "198.51.100.20/24", "tv");
-    inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
-    inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "tua", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "tub", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "tva", "nodad"]);
-    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "tvb", "nodad"]);
-    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
-    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ({ client: tc, gateway: tg, server: ts } = ns.gatewayPath("mt", ["tu", "tv"]));
   });
   afterAll(() => {
     for (const c of children) c.kill();

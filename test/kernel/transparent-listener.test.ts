@@ -69,22 +69,7 @@ describe.skipIf(skip)("transparent listener on the real kernel", () => {
     // No rules at all: conntrack never starts in this namespace.
     plain = ns.add("pl");
     // TPROXY: client 203.0.113.10 → gateway → server 198.51.100.20.
-    tc = ns.add("tc");
-    tg = ns.add("tg");
-    ts = ns.add("ts");
-    ns.link(tc, "203.0.113.10/24", tg, "203.0.113.1/24", "tx");
-    ns.link(tg, "198.51.100.1/24", ts, "198.51.100.20/24", "ty");
-    inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
-    inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-    // The same path for IPv6: client 2001:db8:c::10 → gateway → server 2001:db8:5::20.
-    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "txa", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "txb", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "tya", "nodad"]);
-    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "tyb", "nodad"]);
-    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
-    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ({ client: tc, gateway: tg, server: ts } = ns.gatewayPath("t", ["tx", "ty"]));
     inNs(tg, "nft", ["-f", "-"], `table inet tpt_test {
   chain pre { type filter hook prerouting priority mangle; policy accept;
     ip daddr 198.51.100.20 tcp dport 80 tproxy ip to :${PORT} meta mark set 1 accept

@@ -105,21 +105,7 @@ describe.skipIf(!IS_ROOT || nft.skip)("UDP sessions through transparent in and f
 
   beforeAll(() => {
     ensureBuilt();
-    tc = ns.add("c");
-    tg = ns.add("g");
-    ts = ns.add("s");
-    ns.link(tc, "203.0.113.10/24", tg, "203.0.113.1/24", "ux");
-    ns.link(tg, "198.51.100.1/24", ts, "198.51.100.20/24", "uy");
-    inNs(tc, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
-    inNs(ts, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
-    inNs(tc, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", "uxa", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", "uxb", "nodad"]);
-    inNs(tg, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", "uya", "nodad"]);
-    inNs(ts, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", "uyb", "nodad"]);
-    inNs(tc, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
-    inNs(ts, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
-    inNs(tg, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ({ client: tc, gateway: tg, server: ts } = ns.gatewayPath("", ["ux", "uy"]));
   });
   afterEach(async () => {
     for (const c of children.splice(0)) {
@@ -257,16 +243,16 @@ describe.skipIf(!IS_ROOT || nft.skip)("UDP sessions through transparent in and f
     // The first round grows what a process keeps once grown (V8's heap, malloc arenas); the
     // second must return to where the first left it: a leak of even 1 KiB per session would show.
     const peak = await round(20_000);
-    expect(peak).toBeGreaterThan(fdsAtStart + 2000);
-    expect(fds()).toBeLessThanOrEqual(fdsAtStart);
+    expect(peak, "fds at the peak of the first round").toBeGreaterThan(fdsAtStart + 2000);
+    expect(fds(), "fds after the first round").toBeLessThanOrEqual(fdsAtStart);
     const before = await memory();
     await round(30_000);
-    expect(fds()).toBeLessThanOrEqual(fdsAtStart);
+    expect(fds(), "fds after the second round").toBeLessThanOrEqual(fdsAtStart);
     const after = await memory();
     // Held JS objects (the sessions' table entries, listeners, closures) and native memory:
     // 1 KiB a session left behind would be 10 MB.
-    expect(after.heapUsed - before.heapUsed).toBeLessThan(4 * 1024 * 1024);
-    expect(after.rss - before.rss).toBeLessThan(10 * 1024 * 1024);
+    expect(after.heapUsed - before.heapUsed, "JS heap growth over the second round").toBeLessThan(4 * 1024 * 1024);
+    expect(after.rss - before.rss, "RSS growth over the second round").toBeLessThan(10 * 1024 * 1024);
     await stop(red);
     await stop(echo);
   }, 120_000);

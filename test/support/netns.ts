@@ -45,6 +45,33 @@ export class Namespaces {
     inNs(b, "ip", ["link", "set", `${ifName}b`, "up"]);
   }
 
+  /**
+   * A routed path client → gateway → server, IPv4 and IPv6, forwarding on in the gateway:
+   * client 203.0.113.10 / 2001:db8:c::10, gateway 203.0.113.1 and 198.51.100.1 /
+   * 2001:db8:c::1 and 2001:db8:5::1, server 198.51.100.20 / 2001:db8:5::20. `short` names
+   * the three namespaces (`<short>c`, `<short>g`, `<short>s`), `ifs` the two veth pairs
+   * (client side `<ifs[0]>a`/`b`, server side `<ifs[1]>a`/`b`).
+   */
+  gatewayPath(short: string, ifs: readonly [string, string]): { client: string; gateway: string; server: string } {
+    const client = this.add(`${short}c`);
+    const gateway = this.add(`${short}g`);
+    const server = this.add(`${short}s`);
+    const [cIf, sIf] = ifs;
+    this.link(client, "203.0.113.10/24", gateway, "203.0.113.1/24", cIf);
+    this.link(gateway, "198.51.100.1/24", server, "198.51.100.20/24", sIf);
+    inNs(client, "ip", ["route", "add", "default", "via", "203.0.113.1"]);
+    inNs(server, "ip", ["route", "add", "default", "via", "198.51.100.1"]);
+    inNs(gateway, "sysctl", ["-qw", "net.ipv4.ip_forward=1"]);
+    inNs(client, "ip", ["-6", "addr", "add", "2001:db8:c::10/64", "dev", `${cIf}a`, "nodad"]);
+    inNs(gateway, "ip", ["-6", "addr", "add", "2001:db8:c::1/64", "dev", `${cIf}b`, "nodad"]);
+    inNs(gateway, "ip", ["-6", "addr", "add", "2001:db8:5::1/64", "dev", `${sIf}a`, "nodad"]);
+    inNs(server, "ip", ["-6", "addr", "add", "2001:db8:5::20/64", "dev", `${sIf}b`, "nodad"]);
+    inNs(client, "ip", ["-6", "route", "add", "default", "via", "2001:db8:c::1"]);
+    inNs(server, "ip", ["-6", "route", "add", "default", "via", "2001:db8:5::1"]);
+    inNs(gateway, "sysctl", ["-qw", "net.ipv6.conf.all.forwarding=1"]);
+    return { client, gateway, server };
+  }
+
   cleanup(): void {
     for (const name of this.made.splice(0)) {
       try {
