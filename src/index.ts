@@ -60,5 +60,6 @@ export {
 export { FileSpool, type Spool, type SpoolRecord } from "./mqtt/spool";
 export { compileTopicTemplate, validatePublishTopic, TOPIC_PLACEHOLDERS, type TopicPlaceholder, type TopicValues } from "./mqtt/topic";
 export { Batcher } from "./mqtt/batcher";
+export { BrokerConnection, brokerUrl, externalBrokerUrl, type BrokerConnectionSettings, type BrokerHandle, type BrokerState, type BrokerTexts, type BrokerUser } from "./mqtt/broker";
 export * from "./forward";
 export { trafficMetrics, TrafficMetrics, liveFeed, LiveFeed, TopTalkers, type LiveSnapshot, type LiveRow, type Talker } from "./observe";

@@ -14,7 +14,7 @@ import { intSetting } from "../common/settings";
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { compactCount, throttledStatus } from "../common/status";
-import type { BrokerState, BrokerUser, TrafficBrokerNode } from "../traffic-broker/traffic-broker";
+import type { BrokerHandle, BrokerState, BrokerUser } from "../../src/mqtt/broker";
 
 interface MqttEventsDef extends NodeDef {
   broker: string;
@@ -98,7 +98,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node);
-    const broker = RED.nodes.getNode(config.broker) as TrafficBrokerNode | null;
+    const broker = RED.nodes.getNode(config.broker) as (Node & BrokerHandle) | null;
     let brokerState: BrokerState["state"] = "disconnected";
     let brokerText = _("mqtt-events.status.disconnected");
     let publisher: Publisher | null = null;

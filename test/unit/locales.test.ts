@@ -146,7 +146,7 @@ describe("runtime messages", () => {
   it("fall back to the English catalogue, with values filled in, where the runtime answers with the key", () => {
     const _ = messages(stubRed((key) => key));
     expect(_("forward.status.active", { count: 3 })).toBe("3 active");
-    expect(_("traffic-broker.error.embedded", { host: "127.0.0.1", port: 1883, reason: "EADDRINUSE" })).toBe(
+    expect(_("traffic-broker.log.embeddedFailed", { host: "127.0.0.1", port: 1883, reason: "EADDRINUSE" })).toBe(
       "embedded broker on 127.0.0.1:1883 did not start: EADDRINUSE",
     );
     expect(_("transparent-in.status.noCapNetAdmin")).toBe("no CAP_NET_ADMIN");
