@@ -110,7 +110,7 @@ export default function register(RED: NodeAPI): void {
       if (lost > 0) counts.push([_("flow-source.status.lost"), lost]);
       // Counts once there are any: until then the capture in use is the news.
       const any = lost > 0 || seen["flow-open"] + seen["flow-close"] + seen["flow-state"] > 0;
-      const text = [noNetAdmin && lost === 0 ? "no CAP_NET_ADMIN" : mode, ...(any && counts.length > 0 ? [countsText(counts)] : [])].join(" · ");
+      const text = [noNetAdmin && lost === 0 ? _("common.status.noCapNetAdmin") : mode, ...(any && counts.length > 0 ? [countsText(counts)] : [])].join(" · ");
       status.set({ fill: lost > 0 || noNetAdmin ? "yellow" : mode === "ebpf" ? "green" : "blue", shape: mode === "ebpf" ? "dot" : "ring", text });
     };
 

@@ -135,7 +135,7 @@ function shortCode(code: string, privileged: boolean, _: Messages): string {
     case "ERR_NATIVE_UNAVAILABLE":
       return _("forward.status.addonMissing");
     case "EPERM":
-      return privileged ? "no CAP_NET_ADMIN" : "not permitted";
+      return privileged ? _("common.status.noCapNetAdmin") : _("common.status.notPermitted");
     default:
       return code;
   }

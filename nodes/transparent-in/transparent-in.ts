@@ -66,7 +66,7 @@ export function shortReason(err: { code?: string; message?: string }, _: Message
     case "EADDRINUSE":
       return _("transparent-in.status.portInUse");
     case "EPERM":
-      return /TRANSPARENT/.test(err.message ?? "") ? _("transparent-in.status.noCapNetAdmin") : _("transparent-in.status.notPermitted");
+      return /TRANSPARENT/.test(err.message ?? "") ? _("common.status.noCapNetAdmin") : _("common.status.notPermitted");
     case "EACCES":
       return _("transparent-in.status.portNeedsPrivilege");
     case "EADDRNOTAVAIL":
@@ -79,7 +79,7 @@ export function shortReason(err: { code?: string; message?: string }, _: Message
     case "ERR_NFT_CONFIG":
       return _("transparent-in.status.badConfig");
     case "ERR_NFT_FAILED":
-      return /CAP_NET_ADMIN/.test(err.message ?? "") ? "no CAP_NET_ADMIN" : _("transparent-in.status.nftFailed");
+      return /CAP_NET_ADMIN/.test(err.message ?? "") ? _("common.status.noCapNetAdmin") : _("transparent-in.status.nftFailed");
     default:
       return err.code ?? "error";
   }
@@ -192,7 +192,7 @@ export default function register(RED: NodeAPI): void {
         else held.push(info);
       });
       l.on("rejected", noteRejected);
-      l.on("error", (err) => node.error(`listener: ${err.message}`));
+      l.on("error", (err) => node.error(_("transparent-in.error.listener", { reason: err.message })));
     };
     if (handed !== undefined) {
       // Owned from here: a failed start closes them like its own.
@@ -302,7 +302,7 @@ export default function register(RED: NodeAPI): void {
         listener = null;
       };
       finish()
-        .catch((err: Error) => node.error(`close: ${err.message}`))
+        .catch((err: Error) => node.error(_("transparent-in.error.close", { reason: err.message })))
         .finally(() => done());
     });
   }

@@ -106,6 +106,30 @@ describe("message catalogue (locales/en-US/traffic.json)", () => {
     expect(missing).toEqual([]);
   });
 
+  it("gives every log line and status text of the nodes from the catalogue, none as a literal", () => {
+    const literals: string[] = [];
+    for (const dir of nodeDirs) {
+      for (const name of fs.readdirSync(path.join(NODES, dir)).filter((f) => f.endsWith(".ts"))) {
+        const src = read(path.join(NODES, dir, name));
+        // A literal's own words, with `${…}` parts (catalogue texts, counts, separators) taken out.
+        const words = (line: string): boolean => {
+          const quote = line.search(/[`"']/);
+          let out = "";
+          let depth = 0;
+          for (let i = quote + 1; i < line.length && !(depth === 0 && line[i] === line[quote]); i++) {
+            if (depth === 0 && line[i] === "$" && line[i + 1] === "{") (depth = 1), i++;
+            else if (depth > 0 && line[i] === "{") depth++;
+            else if (depth > 0 && line[i] === "}") depth--;
+            else if (depth === 0) out += line[i];
+          }
+          return /[A-Za-z]{2}/.test(out);
+        };
+        for (const m of src.matchAll(/\b(?:node|this)\.(?:log|warn|error)\(\s*[`"'][^\n]*|\btext:\s*[`"'][^\n]*/g)) if (words(m[0])) literals.push(`${dir}/${name}: ${m[0]}`);
+      }
+    }
+    expect(literals).toEqual([]);
+  });
+
   it("has no key nobody uses (the category label is looked up by Node-RED itself)", () => {
     const used = new Set([...editorKeys(), ...runtimeKeys()].map(({ key }) => key));
     const unused = keysOf(catalogue).filter((k) => !used.has(k) && k !== "palette.label.traffic");
@@ -149,6 +173,6 @@ describe("runtime messages", () => {
     expect(_("traffic-broker.log.embeddedFailed", { host: "127.0.0.1", port: 1883, reason: "EADDRINUSE" })).toBe(
       "embedded broker on 127.0.0.1:1883 did not start: EADDRINUSE",
     );
-    expect(_("transparent-in.status.noCapNetAdmin")).toBe("no CAP_NET_ADMIN");
+    expect(_("common.status.noCapNetAdmin")).toBe("no CAP_NET_ADMIN");
   });
 });
