@@ -11,6 +11,7 @@ import type { ConnectionInfo } from "../src/connection";
 import { TransparentListener } from "../src/listener/transparent-listener";
 import { acceptedSocketInfo, socketFd } from "../src/native";
 import { connectionTable } from "../src/connection-table";
+import { waitForPort } from "../test/rigs/wait";
 import { consume } from "./harness";
 
 const REPLY = Buffer.from("ok\n");
@@ -102,20 +103,6 @@ const CLAIM_NODE_JS = `module.exports = function (RED) {
 };
 `;
 
-async function waitForPort(port: number): Promise<void> {
-  for (;;) {
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, "127.0.0.1", () => {
-        s.end("ping");
-        r(true);
-      });
-      s.on("error", () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 /** A real Node-RED runtime in this process: transparent in → a claiming node. */
 async function nodeRed(port: number): Promise<void> {
   const root = path.resolve(__dirname, "..", "..");
@@ -149,7 +136,7 @@ async function nodeRed(port: number): Promise<void> {
     logging: { console: { level: "warn", metrics: false, audit: false } },
   });
   await RED.start();
-  await waitForPort(port);
+  await waitForPort(port, "127.0.0.1", 60_000);
 }
 
 async function main(): Promise<void> {

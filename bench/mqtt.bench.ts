@@ -3,12 +3,13 @@
 // batching. The bar: the publisher reaches at least 0.8× raw mqtt.js.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createConnection, createServer } from "node:net";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectAsync, type MqttClient } from "mqtt";
 import { makeEvent, type FlowOpenEvent } from "../src/events";
 import { Batcher } from "../src/mqtt/batcher";
+import { waitForPort } from "../test/rigs/wait";
 import { Publisher } from "../src/mqtt/publisher";
 import { compileTopicTemplate } from "../src/mqtt/topic";
 import { median, type BenchReport, type BenchRow } from "./harness";
@@ -32,21 +33,6 @@ function freePort(): Promise<number> {
       s.close(() => resolve(port));
     });
   });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = createConnection({ host: "127.0.0.1", port }, () => {
-        c.destroy();
-        resolve(true);
-      });
-      c.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error("mosquitto did not start");
 }
 
 function sampleEvents(n: number): FlowOpenEvent[] {
@@ -153,7 +139,7 @@ export async function run(): Promise<BenchReport> {
   writeFileSync(join(dir, "mosquitto.conf"), `listener ${port} 127.0.0.1\nallow_anonymous true\nlog_dest none\n`);
   const broker: ChildProcess = spawn(binary, ["-c", join(dir, "mosquitto.conf")], { stdio: "ignore" });
   try {
-    await waitForPort(port);
+    await waitForPort(port, "127.0.0.1", 5000);
     const client = await connectAsync(`mqtt://127.0.0.1:${port}`, { protocolVersion: 5, clientId: "traffic-bench" });
     const events = sampleEvents(EVENTS);
     const rates: Record<string, number[]> = {};

@@ -14,22 +14,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolves once something accepts TCP connections on host:port. */
-export async function waitForPort(port: number, host = "127.0.0.1", timeoutMs = 10000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ port, host }, () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > end) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+export { waitForPort } from "../rigs/wait";
 
 /** Starts a long-running program; its output is kept for failure messages. */
 export function startProcess(cmd: string, args: string[]): { child: ChildProcess; output: () => string } {

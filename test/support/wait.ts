@@ -1,14 +1,1 @@
-/** Polls `check` until it holds or `timeoutMs` passed; says whether it held. */
-export async function poll(check: () => boolean | Promise<boolean>, timeoutMs: number, intervalMs = 10): Promise<boolean> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > end) return false;
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
-/** Polls `check` until it holds; fails after `timeoutMs`, naming what it waited for. */
-export async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000, intervalMs = 10): Promise<void> {
-  if (!(await poll(check, timeoutMs, intervalMs))) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+export { poll, until } from "../rigs/wait";

@@ -10,6 +10,7 @@ import type { ConnectionInfo } from "../../src/connection";
 import { buildRuleset } from "../../src/nft/managed-rules";
 import { udpSessions } from "../../src/udp-table";
 import { IS_ROOT } from "../support/system";
+import { until } from "../support/wait";
 
 const code = (f: () => unknown): string | undefined => {
   try {
@@ -58,14 +59,6 @@ async function listener(config: { udpIdleTimeoutMs?: number; maxUdpSessions?: nu
   return { l, port, sessions };
 }
 
-const until = async (check: () => boolean, ms = 3000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 describe("UDP settings and rules", () => {
   it("refuses UDP in mode redirect, naming the mode, and defaults the UDP limits", () => {
     expect(code(() => listenerSettings({ port: 53, protocol: "udp", mode: "redirect" }))).toBe("ERR_LISTENER_CONFIG");
@@ -92,7 +85,7 @@ describe("UDP sessions (library, loopback)", () => {
     const answers: Buffer[] = [];
     client.on("message", (m) => answers.push(m));
     client.send(dnsQuery("allowed.example"), port, "127.0.0.1");
-    await until(() => sessions.length === 1);
+    await until(() => sessions.length === 1, "sessions.length === 1", 3000);
     const info = sessions[0]!;
     expect(info).toMatchObject({ protocol: "udp", mode: "plain", remoteAddress: "127.0.0.1", remotePort: client.address().port, localPort: port });
     expect(info.firstDatagrams).toHaveLength(1);
@@ -102,11 +95,11 @@ describe("UDP sessions (library, loopback)", () => {
     await new Promise((r) => setTimeout(r, 50));
     const claimed = udpSessions().claim(info.id, "t")!;
     const forwarded = forwardUdpSession(claimed, { target: { address: "127.0.0.1", port: echo } });
-    await until(() => answers.length === 2);
+    await until(() => answers.length === 2, "answers.length === 2", 3000);
     expect(answers[0]!.equals(dnsQuery("allowed.example"))).toBe(true);
     expect(answers[1]!.toString()).toBe("second");
     client.send("third", port, "127.0.0.1");
-    await until(() => answers.length === 3);
+    await until(() => answers.length === 3, "answers.length === 3", 3000);
     const summary = await forwarded.done;
     expect(summary).toMatchObject({ protocol: "udp", action: "forward", end: "idle-timeout", datagramsToUpstream: 3, datagramsToClient: 3, datagramsDropped: 0, pump: "native" });
     expect(summary.bytesToUpstream).toBe(dnsQuery("allowed.example").length + "second".length + "third".length);
@@ -118,7 +111,7 @@ describe("UDP sessions (library, loopback)", () => {
     const { port, sessions } = await listener();
     const client = await socket();
     client.send("x", port, "127.0.0.1");
-    await until(() => sessions.length === 1);
+    await until(() => sessions.length === 1, "sessions.length === 1", 3000);
     const summary = await forwardUdpSession(udpSessions().claim(sessions[0]!.id, "t")!, { target: { address: "127.0.0.1", port } }).done;
     expect(summary).toMatchObject({ end: "loop", error: { code: "ERR_FORWARD_LOOP" } });
   });
@@ -128,9 +121,9 @@ describe("UDP sessions (library, loopback)", () => {
     const a = await socket();
     const b = await socket();
     a.send("a", port, "127.0.0.1");
-    await until(() => sessions.length === 1);
+    await until(() => sessions.length === 1, "sessions.length === 1", 3000);
     b.send("b", port, "127.0.0.1");
-    await until(() => (l.relayStats()?.overCap ?? 0) === 1);
+    await until(() => (l.relayStats()?.overCap ?? 0) === 1, "(l.relayStats()?.overCap ?? 0) === 1", 3000);
     expect(sessions).toHaveLength(1);
     expect(l.relayStats()).toMatchObject({ sessions: 1, datagrams: 2, overCap: 1 });
   });
@@ -142,7 +135,7 @@ describe("UDP sessions (library, loopback)", () => {
     const refused = new Promise<string>((resolve) => client.on("error", (e: NodeJS.ErrnoException) => resolve(e.code ?? "")));
     await new Promise<void>((r) => client.connect(port, "127.0.0.1", () => r()));
     client.send("knock");
-    await until(() => sessions.length === 1);
+    await until(() => sessions.length === 1, "sessions.length === 1", 3000);
     const done = rejectUdpSession(udpSessions().claim(sessions[0]!.id, "t")!, "icmp");
     expect(await refused).toBe("ECONNREFUSED");
     expect(await done).toMatchObject({ action: "reject", end: "rejected", protocol: "udp", datagramsToUpstream: 0, datagramsDropped: 1 });
