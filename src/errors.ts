@@ -24,7 +24,8 @@ export type TrafficErrorCode =
   | "ERR_FORWARD_CONFIG"
   | "ERR_FORWARD_TARGET"
   | "ERR_FORWARD_LOOP"
-  | "ERR_LIMIT_CONFIG";
+  | "ERR_LIMIT_CONFIG"
+  | "ERR_FLOW_CONFIG";
 
 /**
  * The one error type of the pure core: `code` says what kind of input was wrong,

@@ -17,6 +17,7 @@ import { observeClassification } from "../../src/observe";
 import { withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
+import { configReader } from "../common/config";
 
 /** One rule as the editor stores it: every condition is text, empty means "any". */
 export interface ClassifyRuleConfig {
@@ -83,10 +84,7 @@ export function rulesFromConfig(rules: ClassifyRuleConfig[] | undefined): Classi
   });
 }
 
-function optionalInt(value: string | number | undefined): number | undefined {
-  if (value === undefined || value === null || String(value).trim() === "") return undefined;
-  return Number(value);
-}
+const read = configReader("ERR_CLASSIFY_CONFIG");
 
 /** Bytes from what a message may carry: a Buffer, a Uint8Array, `{type:"Buffer",data}`, an array of bytes or a string. */
 export function bytesOf(value: unknown): Buffer | null {
@@ -170,9 +168,9 @@ export default function register(RED: NodeAPI): void {
     try {
       enforcement = enforcementOf(config.enforcement);
       limits = classifierLimits({
-        maxBytes: optionalInt(config.maxBytes),
-        timeoutMs: optionalInt(config.timeoutMs),
-        serverFirstMs: optionalInt(config.serverFirstMs),
+        maxBytes: read.optionalInt(config.maxBytes, "maxBytes", { min: 0, max: 0x7fffffff }),
+        timeoutMs: read.optionalInt(config.timeoutMs, "timeoutMs", { min: 0, max: 0x7fffffff }),
+        serverFirstMs: read.optionalInt(config.serverFirstMs, "serverFirstMs", { min: 0, max: 0x7fffffff }),
       });
       route = compileRouter(specs);
       const ruleText = _("classify.status.rules", { count: specs.length });

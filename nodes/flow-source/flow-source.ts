@@ -7,8 +7,9 @@ import { formatEndpoint } from "../../src/net/ip";
 import { effectiveCapabilities } from "../../src/doctor";
 import { observeFlowEvents } from "../../src/observe";
 import { reportStartFailure, watchFlowStarts, whenFlowsStarted } from "../common/startup";
-import { messages } from "../common/messages";
+import { messages, type Messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
+import { configReader } from "../common/config";
 
 interface FlowSourceDef extends NodeDef {
   mode: FlowMode;
@@ -34,19 +35,16 @@ interface FlowSourceDef extends NodeDef {
 
 /** Parses the editor's port list ("80, 443 8080"). */
 export function portsFromConfig(text: string | undefined): number[] {
-  return splitList(String(text ?? "")).map((p) => {
-    if (!/^[0-9]{1,5}$/.test(p)) throw new Error(`bad port "${p}"`);
-    return Number(p);
-  });
+  return read.ports(text, "ports");
 }
+
+const read = configReader("ERR_FLOW_CONFIG");
 
 /** Builds flow source options from the node's configuration; throws on bad values. */
 export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOptions {
-  const ringKiB = Number(config.ringKiB ?? 4096);
-  const dumpMs = Number(config.dumpMs ?? 1000);
-  const firstBytes = Number(config.firstBytes ?? 0);
-  if (!Number.isInteger(firstBytes) || firstBytes < 0 || firstBytes > 512) throw new Error("first bytes must be 0-512");
-  if (!Number.isInteger(dumpMs) || dumpMs < 100) throw new Error("dump interval must be at least 100 ms");
+  const ringKiB = read.int(config.ringKiB, "ringKiB", { fallback: 4096, min: 4, max: 1 << 20 });
+  const dumpMs = read.int(config.dumpMs, "dumpMs", { fallback: 1000, min: 100, max: 0x7fffffff });
+  const firstBytes = read.int(config.firstBytes, "firstBytes", { fallback: 0, min: 0, max: 512 });
   return {
     mode: config.mode ?? "auto",
     open: config.eventOpen !== false,
@@ -66,11 +64,11 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
  * Status text for a start-up failure: the capabilities eBPF capture lacks in this process
  * (measured: loading needs CAP_BPF, the tp_btf programs also CAP_PERFMON), else a generic one.
  */
-export function startFailureText(message: string, notStarted: string, have = effectiveCapabilities()): string {
-  if (!/CAP_BPF|EPERM|not permitted/.test(message)) return notStarted;
+export function startFailureText(message: string, _: Messages, have = effectiveCapabilities()): string {
+  if (!/CAP_BPF|EPERM|not permitted/.test(message)) return _("flow-source.status.notStarted");
   const missing = (["CAP_BPF", "CAP_PERFMON"] as const).filter((c) => !have.has(c));
-  if (missing.length === 2) return "no CAP_BPF+PERFMON";
-  return missing.length === 1 ? `no ${missing[0]}` : "not permitted";
+  if (missing.length === 2) return _("flow-source.status.noBpfPerfmon");
+  return missing.length === 1 ? _("flow-source.status.noCapability", { capability: missing[0] }) : _("common.status.notPermitted");
 }
 
 /**
@@ -92,7 +90,7 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node, 1000, COUNTS_STATUS_MAX);
-    const batchMs = Math.max(10, Number(config.batchMs) || 500);
+    let batchMs = 500;
     let pending: FlowEvent[] = [];
     let flushTimer: NodeJS.Timeout | null = null;
     let mode = "";
@@ -143,6 +141,7 @@ export default function register(RED: NodeAPI): void {
 
     let source: FlowSource | null = null;
     try {
+      batchMs = read.int(config.batchMs, "batchMs", { fallback: 500, min: 10, max: 0x7fffffff });
       source = new FlowSource(optionsFromConfig(config), onEvents);
       const started = source.start();
       mode = started.mode;
@@ -159,7 +158,7 @@ export default function register(RED: NodeAPI): void {
     } catch (err) {
       source = null;
       const e = err as Error;
-      reportStartFailure(RED, node, _("flow-source.error.notStarted", { reason: e.message }), (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message, _("flow-source.status.notStarted")) });
+      reportStartFailure(RED, node, _("flow-source.error.notStarted", { reason: e.message }), (e as { code?: string }).code ?? null, { fill: "red", shape: "ring", text: startFailureText(e.message, _) });
     }
 
     node.on("close", (_removed: boolean, done: () => void) => {

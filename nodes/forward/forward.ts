@@ -22,6 +22,7 @@ import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/pol
 import { udpSessions } from "../../src/udp-table";
 import { messages, type Messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
+import { configReader } from "../common/config";
 
 interface ForwardDef extends NodeDef {
   /** `msg`: msg.action says forward or reject (forward when absent). */
@@ -77,27 +78,19 @@ export function parseTarget(value: unknown, input: string): ForwardTarget {
   throw new TrafficError("ERR_FORWARD_TARGET", "expected \"host:port\" or { address, port }", input);
 }
 
-function seconds(value: string | number | undefined, fallback: number, field: string): number {
-  if (value === undefined || value === "") return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > 86400) throw new TrafficError("ERR_FORWARD_CONFIG", `must be 0-86400 seconds, got ${JSON.stringify(value)}`, field);
-  return Math.round(n * 1000);
-}
+const read = configReader("ERR_FORWARD_CONFIG");
 
 /** The forward options of a node config (without the target); throws ERR_FORWARD_CONFIG. */
 export function forwardOptionsFrom(config: ForwardDef): Omit<ForwardOptions, "target"> {
-  const identity = config.identity || "none";
-  if (!["none", "proxy-v1", "proxy-v2", "transparent"].includes(identity)) throw new TrafficError("ERR_FORWARD_CONFIG", `unknown identity ${JSON.stringify(identity)}`, "identity");
-  const pump = config.pump || "auto";
-  if (!["auto", "native", "js"].includes(pump)) throw new TrafficError("ERR_FORWARD_CONFIG", `unknown pump ${JSON.stringify(pump)}`, "pump");
-  const mark = config.mark === undefined || config.mark === "" ? 0 : Number(config.mark);
-  if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) throw new TrafficError("ERR_FORWARD_CONFIG", `must be 1-4294967295, got ${JSON.stringify(config.mark)}`, "mark");
+  const identity = read.oneOf(config.identity, "identity", ["none", "proxy-v1", "proxy-v2", "transparent"] as const, "none");
+  const pump = read.oneOf(config.pump, "pump", ["auto", "native", "js"] as const, "auto");
+  const mark = read.int(config.mark, "mark", { fallback: 0, min: 0, max: 0xffffffff });
   return {
     identity,
     keepClientPort: config.keepClientPort === true,
     mark,
-    connectTimeoutMs: seconds(config.connectTimeout, 10_000, "connectTimeout"),
-    idleTimeoutMs: seconds(config.idleTimeout, 0, "idleTimeout"),
+    connectTimeoutMs: read.seconds(config.connectTimeout, "connectTimeout", { fallbackMs: 10_000, max: 86_400 }),
+    idleTimeoutMs: read.seconds(config.idleTimeout, "idleTimeout", { fallbackMs: 0, max: 86_400 }),
     noDelay: config.noDelay !== false,
     pump,
   };

@@ -1,6 +1,5 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { isTrafficSession } from "../../src/connection";
-import { TrafficError } from "../../src/errors";
 import { rejectConnection } from "../../src/forward/forward";
 import {
   checkGrouping,
@@ -16,9 +15,10 @@ import {
 } from "../../src/limit";
 import type { LimitEvent } from "../../src/events/types";
 import { connectionTable } from "../../src/connection-table";
-import { withNodeDefaults } from "../common/defaults";
+import { NODE_DEFAULTS, withNodeDefaults } from "../common/defaults";
 import { messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status";
+import { configReader } from "../common/config";
 
 /** What happens to a connection over the limit. */
 export type LimitOver = LimitEvent["action"];
@@ -40,12 +40,9 @@ interface LimitDef extends NodeDef {
 
 const OVER: readonly LimitOver[] = ["reject-fin", "reject-rst", "output"];
 
-/** A number field of the dialog ("" or absent: the default), or ERR_LIMIT_CONFIG. */
-function numberField(value: unknown, name: string): number {
-  const n = typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : Number.NaN;
-  if (!Number.isFinite(n)) throw new TrafficError("ERR_LIMIT_CONFIG", `must be a number, got ${JSON.stringify(value)}`, name);
-  return n;
-}
+const read = configReader("ERR_LIMIT_CONFIG");
+const D = NODE_DEFAULTS.limit;
+const COUNT = { min: 0, max: Number.MAX_SAFE_INTEGER } as const;
 
 export default function register(RED: NodeAPI): void {
   const _ = messages(RED);
@@ -63,15 +60,15 @@ export default function register(RED: NodeAPI): void {
     const property = config.keyProperty || "clientIp";
     const name = config.name || node.id;
     try {
-      if (!LIMIT_KEY_KINDS.includes(kind)) throw new TrafficError("ERR_LIMIT_CONFIG", `must be one of ${LIMIT_KEY_KINDS.join(", ")}`, "keyKind");
-      if (!OVER.includes(over)) throw new TrafficError("ERR_LIMIT_CONFIG", `must be one of ${OVER.join(", ")}`, "over");
-      grouping = checkGrouping({ v4Prefix: numberField(config.v4Prefix, "v4Prefix"), v6Prefix: numberField(config.v6Prefix, "v6Prefix") });
+      read.oneOf(kind, "keyKind", LIMIT_KEY_KINDS, D.keyKind);
+      read.oneOf(over, "over", OVER, D.over);
+      grouping = checkGrouping({ v4Prefix: read.int(config.v4Prefix, "v4Prefix", { fallback: D.v4Prefix, min: 0, max: 32 }), v6Prefix: read.int(config.v6Prefix, "v6Prefix", { fallback: D.v6Prefix, min: 0, max: 128 }) });
       const spec = {
         ...LIMIT_DEFAULTS,
-        rate: numberField(config.rate, "rate"),
-        burst: numberField(config.burst, "burst"),
-        maxConcurrent: numberField(config.maxConcurrent, "maxConcurrent"),
-        maxKeys: numberField(config.maxKeys, "maxKeys"),
+        rate: read.number(config.rate, "rate", { fallback: D.rate, ...COUNT }),
+        burst: read.number(config.burst, "burst", { fallback: D.burst, ...COUNT }),
+        maxConcurrent: read.int(config.maxConcurrent, "maxConcurrent", { fallback: D.maxConcurrent, ...COUNT }),
+        maxKeys: read.int(config.maxKeys, "maxKeys", { fallback: D.maxKeys, ...COUNT }),
       };
       limiter = new Limiter(spec, (burst) => {
         const event = limitEvent(burst, { limiter: name, keyKind: kind, action: over, spec });

@@ -10,7 +10,9 @@ import { compileTopicTemplate, validatePublishTopic, type TopicValues } from "..
 import { handovers } from "../../src/handover-registry";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { policyVerdictsOf } from "../../src/policy/verdict";
-import { intSetting } from "../common/settings";
+import { configReader } from "../common/config";
+
+const read = configReader("ERR_MQTT_CONFIG");
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { compactCount, throttledStatus } from "../common/status";
@@ -116,31 +118,31 @@ export default function register(RED: NodeAPI): void {
     try {
       if (!broker) throw new TrafficError("ERR_MQTT_CONFIG", _("mqtt-events.error.noBroker"), "broker");
       topicOf = compileTopicTemplate((config.topic || "").trim() || "traffic/{host}/{type}/{side}");
-      qos = qosOf(intSetting(config.qos, 1, 0, 2, "QoS"), 1);
+      qos = qosOf(read.int(config.qos, "QoS", { fallback: 1, min: 0, max: 2 }), 1);
       if (broker.protocolVersion === 5) {
         const props: PublishProperties = {};
         if (config.contentType !== false) props.contentType = "application/json";
         const user = parseUserProperties(config.userProperties);
         if (Object.keys(user).length > 0) props.userProperties = user;
-        const expiry = intSetting(config.expiry, 0, 0, 0xffffffff, "message expiry");
+        const expiry = read.int(config.expiry, "message expiry", { fallback: 0, min: 0, max: 0xffffffff });
         if (expiry > 0) props.messageExpiryInterval = expiry;
         if (Object.keys(props).length > 0) properties = props;
       }
       const spoolDir = (config.spoolDir || "").trim() || join(RED.settings.userDir ?? tmpdir(), "traffic-spool");
       const spool = config.spool ? new FileSpool(join(spoolDir, `${node.id.replace(/[^A-Za-z0-9._-]/g, "_")}.ndjson`)) : undefined;
       publisher = new Publisher({
-        maxQueued: intSetting(config.maxQueued, 10_000, 1, 100_000_000, "queue size"),
+        maxQueued: read.int(config.maxQueued, "queue size", { fallback: 10_000, min: 1, max: 100_000_000 }),
         overflow: config.overflow === "block" ? "block" : "drop-oldest",
-        maxInFlight: intSetting(config.maxInFlight, 1000, 1, 65535, "in-flight window"),
+        maxInFlight: read.int(config.maxInFlight, "in-flight window", { fallback: 1000, min: 1, max: 65535 }),
         ...(spool ? { spool } : {}),
       });
       const counted = publisher;
       unwatchMetrics = trafficMetrics().mqttPublisher(node.id, () => counted.stats());
       // What this node's previous instance had not sent goes out first.
       for (const m of unsentEvents.take(node.id)?.messages ?? []) void publisher.enqueue(m);
-      const batchSize = intSetting(config.batchSize, 0, 0, 100_000, "batch size");
+      const batchSize = read.int(config.batchSize, "batch size", { fallback: 0, min: 0, max: 100_000 });
       if (batchSize > 1) {
-        const batchMs = intSetting(config.batchMs, 1000, 1, 3_600_000, "batch time");
+        const batchMs = read.int(config.batchMs, "batch time", { fallback: 1000, min: 1, max: 3_600_000 });
         const p = publisher;
         batcher = new Batcher(batchSize, batchMs, (topic, json) => {
           const message: OutgoingMessage = { topic, payload: json, qos, retain: config.retain === true };
@@ -148,7 +150,7 @@ export default function register(RED: NodeAPI): void {
           void p.enqueue(message);
         });
       }
-      statsIntervalMs = intSetting(config.statsInterval, 60, 0, 86_400, "stats interval") * 1000;
+      statsIntervalMs = read.int(config.statsInterval, "stats interval", { fallback: 60, min: 0, max: 86_400 }) * 1000;
     } catch (err) {
       node.error(_("mqtt-events.error.config", { reason: (err as Error).message }));
       status.set({ fill: "red", shape: "ring", text: _("mqtt-events.status.badConfig") });

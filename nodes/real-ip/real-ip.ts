@@ -8,6 +8,7 @@ import { AddressSource, compileRealIp, HeaderSource, RealIpInput, RealIpOptions,
 import { TrustSpec } from "../../src/realip/trust";
 import { messages } from "../common/messages";
 import { throttledStatus } from "../common/status";
+import { configReader } from "../common/config";
 
 interface RealIpDef extends NodeDef {
   /** CIDRs, addresses and named ranges of trusted proxies, separated by commas, spaces or new lines. */
@@ -42,7 +43,7 @@ export function trustFromConfig(trusted: string, hops: string | number): TrustSp
   const list = String(trusted ?? "").trim();
   const hopText = String(hops ?? "").trim();
   if (hopText === "") return list;
-  const n = Number(hopText);
+  const n = configReader("ERR_TRUST_CONFIG").int(hopText, "hops", { fallback: 0, min: 0, max: 1000 });
   return list === "" ? n : { proxies: list, hops: n };
 }
 

@@ -4,7 +4,9 @@ import type { Node, NodeAPI, NodeDef } from "node-red";
 import { agentWill, BrokerConnection, externalBrokerUrl, hostPortUrl, parkedBrokers, type BrokerConnectionSettings, type BrokerHandle, type BrokerLogKey, type BrokerStatusKey, type BrokerTexts } from "../../src/mqtt/broker";
 import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { messages } from "../common/messages";
-import { intSetting } from "../common/settings";
+import { configReader } from "../common/config";
+
+const read = configReader("ERR_MQTT_CONFIG");
 import { watchHandovers } from "../common/startup";
 import { withNodeDefaults } from "../common/defaults";
 
@@ -77,24 +79,24 @@ export default function register(RED: NodeAPI): void {
     let protocolVersion: 4 | 5 = 4;
     let settings: BrokerConnectionSettings | null = null;
     try {
-      protocolVersion = intSetting(config.protocolVersion, 4, 4, 5, "protocol version") as 4 | 5;
+      protocolVersion = read.int(config.protocolVersion, "protocol version", { fallback: 4, min: 4, max: 5 }) as 4 | 5;
       let url: string;
       let embedded: BrokerConnectionSettings["embedded"] = null;
       if (config.mode === "embedded") {
-        embedded = { host: (config.embeddedHost || "").trim() || "127.0.0.1", port: intSetting(config.embeddedPort, 1883, 1, 65535, "embedded broker port") };
+        embedded = { host: (config.embeddedHost || "").trim() || "127.0.0.1", port: read.int(config.embeddedPort, "embedded broker port", { fallback: 1883, min: 1, max: 65535 }) };
         // aedes speaks MQTT 3.1 and 3.1.1 only (the editor help says so).
         protocolVersion = 4;
         url = hostPortUrl("mqtt", embedded.host, embedded.port);
       } else {
-        url = externalBrokerUrl({ broker: config.broker, url: config.url, tls: Boolean(config.tls), port: intSetting(config.port, 1883, 1, 65535, "broker port") });
+        url = externalBrokerUrl({ broker: config.broker, url: config.url, tls: Boolean(config.tls), port: read.int(config.port, "broker port", { fallback: 1883, min: 1, max: 65535 }) });
       }
-      const keepalive = intSetting(config.keepalive, 60, 0, 65535, "keepalive");
-      const reconnectPeriod = intSetting(config.reconnectPeriod, 2000, 100, 3_600_000, "reconnect period");
+      const keepalive = read.int(config.keepalive, "keepalive", { fallback: 60, min: 0, max: 65535 });
+      const reconnectPeriod = read.int(config.reconnectPeriod, "reconnect period", { fallback: 2000, min: 100, max: 3_600_000 });
       const clean = config.cleanSession !== false;
       const clientId = (config.clientId || "").trim() || `traffic-${agentHost}-${node.id}`.slice(0, 64);
       const options: IClientOptions = { clientId, protocolVersion, keepalive, clean, reconnectPeriod, connectTimeout: 10_000, resubscribe: true };
       if (protocolVersion === 5 && !clean) {
-        options.properties = { sessionExpiryInterval: intSetting(config.sessionExpiry, 3600, 0, 0xffffffff, "session expiry") };
+        options.properties = { sessionExpiryInterval: read.int(config.sessionExpiry, "session expiry", { fallback: 3600, min: 0, max: 0xffffffff }) };
       }
       if (node.credentials?.user) options.username = node.credentials.user;
       if (node.credentials?.password) options.password = node.credentials.password;

@@ -15,6 +15,7 @@ import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted }
 import { messages, type Messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, compactCount, throttledStatus } from "../common/status";
 import { withNodeDefaults } from "../common/defaults";
+import { configReader } from "../common/config";
 
 interface TransparentInDef extends NodeDef {
   port: string | number;
@@ -51,11 +52,14 @@ interface TransparentInDef extends NodeDef {
 }
 
 /** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
+/** Counts and sizes: ranges here only keep text and NaN out; the library's checks hold the limits. */
+const COUNT = { min: 0, max: 0x7fffffff } as const;
+
 export function kernelLimitOf(config: Pick<TransparentInDef, "ruleLimitRate" | "ruleLimitBurst" | "ruleLimitConcurrent">): KernelLimit | undefined {
-  const field = (v: string | number | undefined): number | undefined => (v === undefined || String(v).trim() === "" ? undefined : Number(v));
-  const rate = field(config.ruleLimitRate);
-  const burst = field(config.ruleLimitBurst);
-  const maxConcurrent = field(config.ruleLimitConcurrent);
+  const read = configReader("ERR_NFT_CONFIG");
+  const rate = read.optionalInt(config.ruleLimitRate, "ruleLimitRate", COUNT);
+  const burst = read.optionalInt(config.ruleLimitBurst, "ruleLimitBurst", COUNT);
+  const maxConcurrent = read.optionalInt(config.ruleLimitConcurrent, "ruleLimitConcurrent", COUNT);
   if (rate === undefined && burst === undefined && maxConcurrent === undefined) return undefined;
   return { ...(rate === undefined ? {} : { rate }), ...(burst === undefined ? {} : { burst }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
 }
@@ -85,29 +89,24 @@ export function shortReason(err: { code?: string; message?: string }, _: Message
   }
 }
 
-function seconds(value: string | number | undefined, fallback: number): number | string {
-  if (value === undefined || value === "") return fallback;
-  const n = Number(value);
-  // Leave a wrong value as text so the listener's own check names the field.
-  return Number.isFinite(n) ? Math.round(n * 1000) : String(value);
-}
+const read = configReader("ERR_LISTENER_CONFIG");
 
 /** Listener settings from the editor's fields (times in the editor are seconds). */
 export function listenerConfigFrom(config: TransparentInDef): TransparentListenerConfig {
   return {
-    port: Number(config.port),
+    port: read.port(config.port, "port", { allowZero: true }),
     protocol: config.protocol || "tcp",
-    udpIdleTimeoutMs: seconds(config.udpIdleTimeout, 30_000) as number,
-    maxUdpSessions: config.maxUdpSessions === "" || config.maxUdpSessions === undefined ? 65_536 : Number(config.maxUdpSessions),
+    udpIdleTimeoutMs: read.seconds(config.udpIdleTimeout, "udpIdleTimeout", { fallbackMs: 30_000, max: 86_400 }),
+    maxUdpSessions: read.int(config.maxUdpSessions, "maxUdpSessions", { fallback: 65_536, ...COUNT }),
     address: config.address ?? "",
     family: config.family || "ipv4",
     mode: config.mode || "redirect",
-    maxConnections: config.maxConnections === "" || config.maxConnections === undefined ? 0 : Number(config.maxConnections),
-    sniffBytes: config.sniffBytes === "" || config.sniffBytes === undefined ? 0 : Number(config.sniffBytes),
-    sniffTimeoutMs: seconds(config.sniffTimeout, 1000) as number,
+    maxConnections: read.int(config.maxConnections, "maxConnections", { fallback: 0, ...COUNT }),
+    sniffBytes: read.int(config.sniffBytes, "sniffBytes", { fallback: 0, ...COUNT }),
+    sniffTimeoutMs: read.seconds(config.sniffTimeout, "sniffTimeout", { fallbackMs: 1000, max: 86_400 }),
     proxyProtocol: config.proxyProtocol || "off",
     proxyFrom: config.proxyFrom ?? "",
-    unclaimedTimeoutMs: seconds(config.unclaimedTimeout, 10_000) as number,
+    unclaimedTimeoutMs: read.seconds(config.unclaimedTimeout, "unclaimedTimeout", { fallbackMs: 10_000, max: 86_400 }),
     unclaimedAction: config.unclaimedAction || "close",
     keepClaimedOnClose: config.onClose !== "close",
   };
@@ -233,13 +232,14 @@ export default function register(RED: NodeAPI): void {
       label = s.protocol === "tcp" ? `${s.mode} :${s.port}` : `${s.protocol === "both" ? "tcp+udp" : "udp"} :${s.port}`;
       if (config.manageRules) {
         const limit = kernelLimitOf(config);
+        const excludeMark = read.optionalInt(config.ruleMark, "ruleMark", { min: 0, max: 0xffffffff });
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
           port: s.port,
           destinations: config.ruleDestinations ?? "",
           ports: config.rulePorts ?? "",
           protocols: s.protocol === "both" ? ["tcp", "udp"] : [s.protocol],
-          ...(config.ruleMark === undefined || config.ruleMark === "" ? {} : { excludeMark: Number(config.ruleMark) }),
+          ...(excludeMark === undefined ? {} : { excludeMark }),
           includeLocal: config.ruleLocal === true,
           ...(limit === undefined ? {} : { limit }),
         };

@@ -56,8 +56,8 @@ describe("flow source configuration", () => {
       ringBytes: 256 * 1024,
       dumpIntervalMs: 500,
     });
-    expect(() => optionsFromConfig({ ports: "80,http" })).toThrow(/bad port/);
-    expect(() => optionsFromConfig({ dumpMs: 5 })).toThrow(/at least 100/);
+    expect(() => optionsFromConfig({ ports: "80,http" })).toThrow(/ports: must be ports 1-65535/);
+    expect(() => optionsFromConfig({ dumpMs: 5 })).toThrow(/dumpMs: must be an integer from 100/);
   });
 });
 
