@@ -89,6 +89,16 @@
     if (v.indexOf("://") >= 0) return /^(mqtts?|wss?):\/\/[^\s]+$/.test(v) ? true : say("brokerUrl");
     return hostName(v) === true ? true : say("brokerHost");
   }
+  /**
+   * Marks one field the editor does not check itself (a field of an editableList row): the
+   * red border on `field` and the reason in `line` below it, or neither when `message` is
+   * empty. The line takes the look of the dialog's other field messages.
+   */
+  function mark(field, line, message) {
+    var text = message || "";
+    field.toggleClass("input-error", text !== "").attr("aria-invalid", text !== "" ? "true" : null);
+    line.addClass("traffic-field-error").text(text).toggle(text !== "");
+  }
   /** Applies `check` only while `when()` holds (the field is in use). */
   function onlyWhen(when, check) {
     return function (v, opt) { return when.call(this) ? check.call(this, v, opt) : true; };
@@ -159,6 +169,7 @@
     brokerHost: brokerHost,
     hostName: hostName,
     onlyWhen: onlyWhen,
+    mark: mark,
     current: current,
     prepare: prepare
   };
