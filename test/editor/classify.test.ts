@@ -242,7 +242,7 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", 
     expect(editor!.pageErrors).toEqual([]);
   }, 120_000);
 
-  it("rules saved by older versions open as they were: any case or spacing of protocols, an unknown one ticked and marked until unticked", async () => {
+  it("rules saved by older versions open as they were: any case or spacing of protocols, an unknown one ticked and marked until unticked; a missing mode shows its default", async () => {
     const id = "classify-old";
     await page.evaluate((nodeId) => {
       const w = window as unknown as RedWindow;
@@ -252,6 +252,8 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", 
     }, id);
     await page.locator(`#red-ui-workspace-chart g[id="${id}"] .red-ui-flow-node`).dblclick();
     await page.locator("#node-dialog-ok").waitFor({ state: "visible" });
+    // Saved before the mode existed: the dialog shows the mode the runtime applies, not a blank.
+    await expect(page.locator("#node-input-enforcement").inputValue()).resolves.toBe("enforce");
     const rows = ruleRows(page);
     await expect(rowState(rows.nth(0))).resolves.toEqual({ summary: "1 · web · http1, http2 → output 1", open: false, invalid: false });
     await expect(rowState(rows.nth(1))).resolves.toEqual({ summary: "2 · odd · tls, gopher · port 443 → output 2", open: false, invalid: true });
