@@ -200,8 +200,13 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", 
       return id;
     }, payloads);
     await page.locator("#red-ui-header-button-deploy").click();
-    await page.locator("#red-ui-header-button-deploy.disabled").waitFor({ timeout: 30_000 });
-    const flows = (await (await fetch(`${url}/flows`)).json()) as Array<Record<string, unknown>>;
+    // The runtime's flows hold the node once the deploy went through (the button's state can
+    // change before the request completes).
+    let flows: Array<Record<string, unknown>> = [];
+    await until(async () => {
+      flows = (await (await fetch(`${url}/flows`)).json()) as Array<Record<string, unknown>>;
+      return flows.some((n) => n["id"] === classifyId) && flows.some((n) => n["id"] === "dbg2");
+    }, "the deployed flow", 30_000, 200);
     const deployed = flows.find((n) => n["id"] === classifyId)!;
     expect(deployed["outputs"]).toBe(3);
     expect(deployed["rules"]).toEqual([
@@ -211,7 +216,8 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: classify", 
     const byDebug: Record<string, string[]> = { tls: [], web: [], other: [] };
     for (let i = 0; i < samples.length; i++) {
       const before = await page.evaluate(() => (window as unknown as RedWindow).classifyDebug!.length);
-      expect((await fetch(`${url}/inject/inj${i}`, { method: "POST" })).status).toBe(200);
+      // 404 until the deploy has started the inject node.
+      await until(async () => (await fetch(`${url}/inject/inj${i}`, { method: "POST" })).status === 200, `inject ${samples[i]}`, 15_000, 200);
       await until(async () => (await page.evaluate(() => (window as unknown as RedWindow).classifyDebug!.length)) > before, `debug message for ${samples[i]}`, 15_000, 50);
       const msg = await page.evaluate((n) => (window as unknown as RedWindow).classifyDebug![n]!, before);
       byDebug[msg.name!]!.push(`${samples[i]}=${msg.msg}`);
