@@ -89,6 +89,16 @@
     if (v.indexOf("://") >= 0) return /^(mqtts?|wss?):\/\/[^\s]+$/.test(v) ? true : say("brokerUrl");
     return hostName(v) === true ? true : say("brokerHost");
   }
+  /**
+   * Marks one field the editor does not check itself (a field of an editableList row): the
+   * red border on `field` and the reason in `line` below it, or neither when `message` is
+   * empty. The line takes the look of the dialog's other field messages.
+   */
+  function mark(field, line, message) {
+    var text = message || "";
+    field.toggleClass("input-error", text !== "").attr("aria-invalid", text !== "" ? "true" : null);
+    line.addClass("traffic-field-error").text(text).toggle(text !== "");
+  }
   /** Applies `check` only while `when()` holds (the field is in use). */
   function onlyWhen(when, check) {
     return function (v, opt) { return when.call(this) ? check.call(this, v, opt) : true; };
@@ -106,6 +116,20 @@
   }
 
   /**
+   * Shows the default the runtime applies in each select whose property the node lacks (a
+   * flow saved before that setting existed): the editor would leave the select blank.
+   */
+  function selectDefaults(node, prefix) {
+    var $ = root.jQuery;
+    var defaults = node._def.defaults;
+    Object.keys(defaults).forEach(function (prop) {
+      var select = $("#" + (prefix || "node-input") + "-" + prop);
+      if (!select.is("select") || node[prop] !== undefined || defaults[prop].value === undefined) return;
+      if (select.val() === null || select.val() === "") select.val(String(defaults[prop].value));
+    });
+  }
+
+  /**
    * Readies an open dialog (call from oneditprepare): labels get room for their words
    * (traffic-dialog in resources' style), and each checked field prints its reason under
    * its row as the user types. One message line per field, inside the field's row and
@@ -115,6 +139,7 @@
     var $ = root.jQuery;
     prefix = prefix || "node-input";
     var form = $(prefix === "node-config-input" ? "#node-config-dialog-edit-form" : "#dialog-form").addClass("traffic-dialog");
+    selectDefaults(node, prefix);
     var defaults = node._def.defaults;
     var fields = [];
     Object.keys(defaults).forEach(function (prop) {
@@ -159,6 +184,8 @@
     brokerHost: brokerHost,
     hostName: hostName,
     onlyWhen: onlyWhen,
+    mark: mark,
+    selectDefaults: selectDefaults,
     current: current,
     prepare: prepare
   };

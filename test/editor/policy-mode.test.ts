@@ -22,13 +22,15 @@ describe.skipIf(chromiumPath.skip)("editor: enforce or shadow, and fingerprint r
     // classify, with a JA4 prefix rule: a misplaced wildcard is flagged as typed
     await addNodeAndOpen(page, "classify", 200, 220);
     await expect(page.locator("#node-input-enforcement").inputValue()).resolves.toBe("enforce");
+    // A rule shows as one line until opened.
+    await page.locator("#node-input-rule-container .traffic-rule-summary").first().click();
     const fp = page.locator("#node-input-rule-container .rule-fingerprints").first();
     await fp.fill("t13*_8daaf6152771");
     await fp.press("End");
-    await expect(page.locator(".rule-error").first().textContent()).resolves.toMatch(/trailing \*/);
+    await expect(page.locator("#node-input-rule-container .rule-fingerprints-error").first().textContent()).resolves.toMatch(/trailing \*/);
     await fp.fill("t13d1516h2_*, 0149f47eabf9a20d0893e2a44e5a6323");
     await fp.press("End");
-    await expect(page.locator(".rule-error").first().textContent()).resolves.toBe("");
+    await expect(page.locator("#node-input-rule-container .rule-fingerprints-error").first().textContent()).resolves.toBe("");
     await page.locator("#node-input-enforcement").selectOption("shadow");
     await snapshot(page, "classify-dialog-shadow-ja4");
     await page.locator("#node-dialog-ok").click();
