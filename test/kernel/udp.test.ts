@@ -422,11 +422,11 @@ describe.skipIf(!IS_ROOT || nft.skip)("UDP sessions through transparent in and f
       expect(allowed.answer).toBeDefined();
       expect(refused.error).toBe("ECONNREFUSED");
       expect(dropped.error).toBe("timeout");
-      const rejects = ends.filter((e) => e["action"] === "reject").map((e) => ({ end: e["end"], dropped: e["datagramsDropped"], up: e["datagramsToUpstream"], client: (e["client"] as { address: string }).address }));
+      const rejects = ends.filter((e) => e["action"] === "reject").map((e) => ({ end: e["end"], dropped: e["datagramsDropped"], up: e["datagramsToUpstream"], bytesUp: e["bytesToUpstream"], client: (e["client"] as { address: string }).address }));
       const clientAddress = family === "IPv4" ? "203.0.113.10" : "2001:db8:c::10";
       expect(rejects).toEqual([
-        { end: "rejected", dropped: 1, up: 0, client: clientAddress },
-        { end: "rejected", dropped: 1, up: 0, client: clientAddress },
+        { end: "rejected", dropped: 1, up: 0, bytesUp: 0, client: clientAddress },
+        { end: "rejected", dropped: 1, up: 0, bytesUp: 0, client: clientAddress },
       ]);
       await stop(red);
       await stop(echo);
