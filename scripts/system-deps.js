@@ -28,7 +28,7 @@ const SYSTEM_DEPS = [
   { command: "cc", pkg: "gcc", usedBy: "the native connection-rate generator (test/rigs/loadgen.c) of the flow load test and benchmark" },
   // Real peers: proxies, the browser for the editor, and clients whose first bytes classify sniffs.
   { command: "haproxy", pkg: "haproxy", usedBy: "end-to-end real-IP tests behind HAProxy, the listener benchmark" },
-  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser" },
+  { command: "chromium", pkg: "chromium", usedBy: "editor tests in a real browser; the QUIC client of the end-to-end UDP test" },
   { command: "promtool", pkg: "prometheus", usedBy: "metrics tests: promtool check metrics lints the exposition" },
   { command: "mosquitto", pkg: "mosquitto", usedBy: "MQTT event tests against a real broker" },
   { command: "mosquitto_passwd", pkg: "mosquitto", usedBy: "MQTT broker credential tests" },

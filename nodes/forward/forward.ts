@@ -16,6 +16,7 @@ import {
   type RejectMode,
   type UdpRejectMode,
 } from "../../src/forward";
+import { parkSummaries, takeSummaries, type PendingSummary } from "../../src/forward/handover";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { connectionTable } from "../../src/connection-table";
 import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
@@ -134,6 +135,9 @@ function shortCode(code: string, privileged: boolean, _: Messages): string {
   }
 }
 
+/** How long a stopped node's pending summaries wait for its next instance (a redeploy starts it within moments). */
+const SUMMARY_HANDOVER_MS = 10_000;
+
 export default function register(RED: NodeAPI): void {
   const _ = messages(RED);
   function ForwardNode(this: Node, config: ForwardDef): void {
@@ -141,6 +145,8 @@ export default function register(RED: NodeAPI): void {
     const node = this;
     const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
     const sessions = new Set<ForwardSession>();
+    /** Summaries still to come, with the input's done; handed to the next instance at a redeploy. */
+    const awaiting = new Map<Promise<ForwardSummary>, { readonly entry: PendingSummary<NodeMessage>; readonly done: (err?: Error) => void }>();
     let lastError = "";
     let closed = false;
     let options: Omit<ForwardOptions, "target"> | null = null;
@@ -189,6 +195,26 @@ export default function register(RED: NodeAPI): void {
         done();
       }
     };
+
+    /** Reports the summary when it comes, unless this instance handed it to its successor first. */
+    const follow = (entry: PendingSummary<NodeMessage>, send: (m: NodeMessage) => void, done: (err?: Error) => void): void => {
+      awaiting.set(entry.summary, { entry, done });
+      if (entry.session !== null) {
+        sessions.add(entry.session);
+        show();
+      }
+      void entry.summary.then((summary) => {
+        if (entry.session !== null) sessions.delete(entry.session);
+        if (!awaiting.delete(entry.summary)) return;
+        report(entry.msg, summary, send, done);
+      });
+    };
+    // What this node's previous instance still had running (a redeploy): its summaries go out from here.
+    for (const entry of takeSummaries<NodeMessage>(node.id)) {
+      follow(entry, (m) => node.send(m), (err) => {
+        if (err !== undefined) node.error(err, entry.msg);
+      });
+    }
 
     // Listeners whose unclaimed action is `forward` need a forwarder in this process.
     const release = options === null || !takesUnclaimed(config) ? () => undefined : holdUnclaimedForward(node.id, options, (summary) => {
@@ -241,16 +267,11 @@ export default function register(RED: NodeAPI): void {
         if (action === "reject") {
           // reject-rst asks for the loud refusal: for UDP that is ICMP port unreachable.
           const mode: UdpRejectMode = config.action === "msg" ? (rejectMode === "rst" ? "icmp" : config.udpRejectMode === "icmp" ? "icmp" : "drop") : config.udpRejectMode === "icmp" ? "icmp" : "drop";
-          void rejectUdpSession(udp, mode).then((summary) => report(msg, summary, send, done));
+          follow({ msg, summary: rejectUdpSession(udp, mode), session: null }, send, done);
           return;
         }
         const session = forwardUdpSession(udp, { ...options, target });
-        sessions.add(session);
-        show();
-        void session.done.then((summary) => {
-          sessions.delete(session);
-          report(msg, summary, send, done);
-        });
+        follow({ msg, summary: session.done, session }, send, done);
         return;
       }
       const claimed = connectionTable().claim(ref.id, node.id);
@@ -278,16 +299,11 @@ export default function register(RED: NodeAPI): void {
         }
       }
       if (action === "reject") {
-        void rejectConnection(claimed, rejectMode).then((summary) => report(msg, summary, send, done));
+        follow({ msg, summary: rejectConnection(claimed, rejectMode), session: null }, send, done);
         return;
       }
       const session = forwardConnection(claimed, { ...options, ...tlvsFrom(msg), target });
-      sessions.add(session);
-      show();
-      void session.done.then((summary) => {
-        sessions.delete(session);
-        report(msg, summary, send, done);
-      });
+      follow({ msg, summary: session.done, session }, send, done);
     });
 
     show();
@@ -296,9 +312,16 @@ export default function register(RED: NodeAPI): void {
       closed = true;
       release();
       status.clear();
-      // On redeploy, live connections keep flowing (their summaries are not sent any more);
-      // a removed node ends its connections.
+      // On redeploy, live connections and UDP sessions keep flowing and the next instance
+      // (same id) sends their summaries when they end; a removed node ends its connections.
       if (removed) for (const s of sessions) s.stop();
+      else {
+        const handed = [...awaiting.values()];
+        awaiting.clear();
+        // The input messages are done here: their summaries leave from the next instance.
+        for (const { done: inputDone } of handed) inputDone();
+        parkSummaries(node.id, handed.map((h) => h.entry), SUMMARY_HANDOVER_MS);
+      }
       done();
     });
   }

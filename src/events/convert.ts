@@ -178,6 +178,7 @@ function classifiedSocket(msg: EventSourceMessage): Partial<ClassificationEvent>
     const dst = originalDstOf(payload);
     return {
       connectionId: isTrafficSession(msg._session) ? msg._session.id : payload.id,
+      ...(payload.protocol === "udp" ? { transport: "udp" as const } : {}),
       side: "server",
       family: payload.family,
       localIp: payload.localAddress,

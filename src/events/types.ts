@@ -161,6 +161,11 @@ export interface ClassificationEvent extends EventBase {
    * @pattern ^[0-9]+$
    */
   flowId?: string;
+  /**
+   * Transport, present for `udp`: the bytes were a UDP session's first datagrams (a QUIC
+   * Initial, a DNS query). (`protocol` is what was recognised.)
+   */
+  transport?: "udp";
   /** Side of the socket whose first bytes were classified (see FlowSide), when known. */
   side?: FlowSide;
   /** IP family of that socket, when known. */

@@ -11,7 +11,8 @@ function summaryOf(session: ClaimedUdpSession, startedAt: number, fields: Pick<F
     id: session.id,
     client: clientOf(session.info),
     pump: fields.target === null ? null : "native",
-    bytesToUpstream: end?.bytesFromClient ?? 0,
+    // A rejected session sent nothing on: what its client sent is in datagramsDropped.
+    bytesToUpstream: fields.action === "reject" ? 0 : (end?.bytesFromClient ?? 0),
     bytesToClient: end?.bytesToClient ?? 0,
     startedAt,
     durationMs: Date.now() - startedAt,

@@ -174,3 +174,16 @@ export function startNodeRedChild(ns: string | null, flow: readonly object[], dr
   const script = path.join(ROOT, "test", "support", "node-red-child.js");
   return new NdjsonChild([...nsPrefix(ns, dropNetAdmin), process.execPath, script, JSON.stringify(flow)]);
 }
+
+/** Waits for node-red-child's "loaded", then for node `id`'s green status; throws on its red status or a start-up error. */
+export async function untilGreen(red: NdjsonChild, id: string): Promise<void> {
+  await red.next(["loaded"]);
+  for (;;) {
+    const s = await red.next(["status", "error", "fatal"], 15_000);
+    if (s.event !== "status") throw new Error(String(s["message"]));
+    if (s["id"] !== id) continue;
+    const st = s["status"] as { fill?: string; text?: string };
+    if (st.fill === "green") return;
+    if (st.fill === "red") throw new Error(`${id} failed: ${st.text}`);
+  }
+}

@@ -3,7 +3,9 @@
 // built nodes (dist/). argv[2] is the flow; every message reaching a `helper` node, and
 // every status, error and warning of the other nodes, is one JSON line on stdout.
 // "close" on stdin stops the flow (running the nodes' close handlers) and exits; "memory"
-// answers with the process's memory (after a full GC when run with --expose-gc) and fds.
+// answers with the process's memory (after a full GC when run with --expose-gc) and fds;
+// "deploy <flow JSON>" is a full deploy of that flow (every node stopped with removed =
+// false when it stays, and started again), answered with "deployed" once the flows run.
 "use strict";
 const fs = require("node:fs");
 const path = require("node:path");
@@ -36,16 +38,25 @@ async function main() {
   wrap("error", (e) => ({ event: "error", message: e && e.message ? e.message : String(e), code: e && e.code }));
   wrap("warn", (w) => ({ event: "warn", message: String(w) }));
   await helper.load(register, flow);
-  for (const n of flow) {
-    const node = helper.getNode(n.id);
-    if (!node) continue;
-    if (n.type === "helper") {
-      node.on("input", (msg) => out({ event: "message", at: n.id, msg }));
-      continue;
+  const watchHelpers = (nodes) => {
+    for (const n of nodes) {
+      const node = helper.getNode(n.id);
+      if (node && n.type === "helper") node.on("input", (msg) => out({ event: "message", at: n.id, msg }));
     }
-  }
+  };
+  watchHelpers(flow);
   out({ event: "loaded", fds: fdsBefore });
   readline.createInterface({ input: process.stdin }).on("line", async (line) => {
+    if (line.startsWith("deploy ")) {
+      const next = JSON.parse(line.slice("deploy ".length));
+      // The runtime starts the new flows after setFlows resolves: wait for its event.
+      const started = new Promise((resolve) => helper._events.once("flows:started", resolve));
+      await helper._redNodes.setFlows(next, {}, "full");
+      await started;
+      watchHelpers(next);
+      out({ event: "deployed" });
+      return;
+    }
     if (line.trim() === "memory") {
       // With --expose-gc: memory after a full collection, so a test compares what is held, not what V8 has not swept yet.
       // The test helper's sinon spies keep every call to send/status/…: drop that record first.

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { classifyBytes } from "../../src/classify";
+import { classifyBytes, classifyDatagrams } from "../../src/classify";
 import type { ConnectionInfo } from "../../src/connection";
 import { makeEvent, toEvent, type ForwardSummary, type LostEvent } from "../../src/events";
 import { assertValidEvent } from "../support/events";
@@ -55,6 +55,21 @@ describe("toEvent: messages of this package's nodes become the declared events",
     assertValidEvent(other);
     expect(other).toMatchObject({ rule: null, output: 2 });
     expect(other).not.toHaveProperty("connectionId");
+  });
+
+  it("a UDP session: connection-accepted says protocol udp, its classification says transport udp (schemas allow both)", () => {
+    // A DNS query for example.org, type A (RFC 1035 4.1).
+    const query = Buffer.from("abcd01000001000000000000076578616d706c65036f72670000010001", "hex");
+    const udp: ConnectionInfo = { ...info, protocol: "udp", mode: "tproxy", proxy: undefined, firstBytes: query, firstDatagrams: [query], originalDst: { address: "198.51.100.1", port: 53, family: 4, method: "ip_recvorigdstaddr" } };
+    const accepted = toEvent({ _session: session, payload: udp }, { host: "h" });
+    assertValidEvent(JSON.parse(JSON.stringify(accepted)));
+    expect(accepted).toMatchObject({ type: "connection-accepted", protocol: "udp", originalDst: { ip: "198.51.100.1", port: 53 } });
+    const c = classifyDatagrams([query]);
+    const classified = toEvent({ _session: session, payload: udp, classification: { ...c, rule: "dns", output: 0 } }, { host: "h" });
+    assertValidEvent(JSON.parse(JSON.stringify(classified)));
+    expect(classified).toMatchObject({ type: "classification", transport: "udp", protocol: "dns", fields: { dnsName: "example.org", dnsType: "A" } });
+    // A TCP connection's classification carries no transport (TCP is the default).
+    expect(toEvent({ _session: session, payload: info, classification: { ...classifyBytes(info.firstBytes!), rule: null, output: 1 } }, { host: "h" })).not.toHaveProperty("transport");
   });
 
   it("a forward summary → forward-summary", () => {

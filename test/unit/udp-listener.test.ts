@@ -138,6 +138,6 @@ describe("UDP sessions (library, loopback)", () => {
     await until(() => sessions.length === 1, "sessions.length === 1", 3000);
     const done = rejectUdpSession(udpSessions().claim(sessions[0]!.id, "t")!, "icmp");
     expect(await refused).toBe("ECONNREFUSED");
-    expect(await done).toMatchObject({ action: "reject", end: "rejected", protocol: "udp", datagramsToUpstream: 0, datagramsDropped: 1 });
+    expect(await done).toMatchObject({ action: "reject", end: "rejected", protocol: "udp", datagramsToUpstream: 0, bytesToUpstream: 0, datagramsDropped: 1 });
   });
 });
