@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
-import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
+import { FlowSource, type FlowMode, type FlowProtocols, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
 import { keyFactsFirst } from "../../src/events/make";
 import { formatEndpoint } from "../../src/net/ip";
@@ -12,6 +12,8 @@ import { COUNTS_STATUS_MAX, countsText, throttledStatus } from "../common/status
 
 interface FlowSourceDef extends NodeDef {
   mode: FlowMode;
+  /** Transports to report: TCP connections, UDP sockets or both (absent: `tcp`, as before UDP). */
+  protocol: FlowProtocols;
   eventOpen: boolean;
   eventClose: boolean;
   eventState: boolean;
@@ -47,8 +49,11 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
   const firstBytes = Number(config.firstBytes ?? 0);
   if (!Number.isInteger(firstBytes) || firstBytes < 0 || firstBytes > 512) throw new Error("first bytes must be 0-512");
   if (!Number.isInteger(dumpMs) || dumpMs < 100) throw new Error("dump interval must be at least 100 ms");
+  const protocols = config.protocol ?? "tcp";
+  if (protocols !== "tcp" && protocols !== "udp" && protocols !== "both") throw new Error(`protocol must be tcp, udp or both, got ${String(protocols)}`);
   return {
     mode: config.mode ?? "auto",
+    protocols,
     open: config.eventOpen !== false,
     close: config.eventClose !== false,
     state: config.eventState === true,
