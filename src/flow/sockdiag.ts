@@ -37,7 +37,7 @@ const NLMSG_ERROR = 2;
 const SOCK_DIAG_BY_FAMILY = 20;
 const INET_DIAG_MSG_LEN = 72;
 const INET_DIAG_INFO = 2;
-/** The socket's protocol: only in "socket destroyed" messages, which both protocols share a socket for. */
+/** The socket's protocol, sent with "socket destroyed" messages (TCP and UDP arrive on one socket). */
 const INET_DIAG_PROTOCOL = 10;
 const IPPROTO_UDP = 17;
 const INET_DIAG_CGROUP_ID = 21;

@@ -100,8 +100,9 @@ export class FlowSource {
   private delivered = 0;
   private lostSeen: Record<keyof typeof LOST_REASONS, number> = { kernel: 0, skipped: 0, js: 0, netlink: 0 };
   // sock_diag state: live sockets by cookie, listening ports, owners by inode.
-  // An open event waits (`announce`) until the owner scan for its socket has finished.
-  private live = new Map<string, { event: FlowOpenEvent; seen: number; announce: boolean }>();
+  // An open event waits (`announce`) until the owner scan for its socket has finished
+  // (`scanned`); `wanted`: the filter took the socket, so its open is or was due.
+  private live = new Map<string, { event: FlowOpenEvent; seen: number; announce: boolean; wanted: boolean; scanned: boolean }>();
   private owners = new SocketOwnerScanner();
   private listeningPorts = new Set<number>();
   private dumpRound = 0;
@@ -376,12 +377,14 @@ export class FlowSource {
       const known = this.live.get(s.cookie);
       if (known !== undefined) {
         known.seen = round;
+        // A UDP socket is bound before it connects: a dump in between saw it without its peer.
+        if (s.protocol === "udp" && !known.wanted && known.event.remotePort !== s.remotePort) this.udpConnected(known, s, report);
         continue;
       }
       const event = this.openFromDiag(s, null, netns, now, this.bpf !== null || round === 1);
       // With eBPF running, only pre-existing sockets come from here (the kernel reports the rest).
       const announce = report && this.filter.matches(event) && this.opts.open !== false;
-      this.live.set(s.cookie, { event, seen: round, announce });
+      this.live.set(s.cookie, { event, seen: round, announce, wanted: announce, scanned: false });
       // eBPF events of this socket are completed from here even before its owner is known.
       if (this.bpf !== null) this.preexisting.set(s.cookie, event);
       fresh.push(s);
@@ -397,6 +400,16 @@ export class FlowSource {
     );
   }
 
+  /** A UDP socket first dumped before it connected, now with its peer: the filter decides again. */
+  private udpConnected(entry: { event: FlowOpenEvent; announce: boolean; wanted: boolean; scanned: boolean }, s: DiagSocket, report: boolean): void {
+    entry.event = { ...entry.event, side: this.sideOf(s), family: s.family, localIp: s.localIp, localPort: s.localPort, remoteIp: s.remoteIp, remotePort: s.remotePort };
+    entry.wanted = report && this.filter.matches(entry.event) && this.opts.open !== false;
+    if (!entry.wanted) return;
+    // Its owner scan is done: the open goes out now; else with the scan's results.
+    if (entry.scanned) this.emit([entry.event]);
+    else entry.announce = true;
+  }
+
   private ownersFound(scanner: SocketOwnerScanner, fresh: DiagSocket[], owners: Map<number, ProcOwner>): void {
     if (scanner !== this.owners) return;
     const opened: FlowEvent[] = [];
@@ -407,6 +420,7 @@ export class FlowSource {
       if (owner !== undefined) entry.event = { ...entry.event, pid: owner.pid, comm: owner.command, ownerFrom: "proc" };
       if (entry.announce) opened.push(entry.event);
       entry.announce = false;
+      entry.scanned = true;
       if (this.bpf !== null) {
         if (this.preexisting.has(s.cookie)) this.preexisting.set(s.cookie, entry.event);
         this.live.delete(s.cookie);
@@ -462,8 +476,6 @@ export class FlowSource {
       // Closed before its owner scan finished: the open goes out first, without an owner.
       if (known?.announce === true) out.push(known.event);
       const base = known?.event ?? this.openFromDiag(s, null, netns, now, true);
-      // A UDP socket is unhashed (its local port cleared) before it is destroyed: the dump's addresses hold.
-      const at = udp && s.localPort === 0 ? base : s;
       const info = s.info;
       const close: FlowCloseEvent = {
         schemaVersion: EVENT_SCHEMA_VERSION,
@@ -475,12 +487,13 @@ export class FlowSource {
         protocol: s.protocol,
         source: "sockdiag",
         side: base.side,
-        family: at.family,
-        // Addresses from the destroy message: the dump may have seen the socket before bind completed.
-        localIp: at.localIp,
-        localPort: at.localPort,
-        remoteIp: at.remoteIp,
-        remotePort: at.remotePort,
+        family: s.family,
+        // Addresses from the destroy message (UDP's keep its bound port, checked on 6.18): the
+        // dump may have seen the socket before bind completed.
+        localIp: s.localIp,
+        localPort: s.localPort,
+        remoteIp: s.remoteIp,
+        remotePort: s.remotePort,
         pid: base.pid,
         comm: base.comm,
         uid: base.uid,

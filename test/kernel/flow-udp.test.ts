@@ -274,14 +274,15 @@ run("UDP sockets from eBPF (cgroup sock create/release, cgroup_skb counts)", () 
 });
 
 describe("UDP sockets from the sock_diag fallback (own network namespace, loopback)", () => {
-  it("a connected client and its server: owner from /proc, addresses, open and close", async () => {
+  it("a client connected after it was bound, and its server: owner from /proc, addresses, open and close", async () => {
     const log = new EventLog();
     const srv = peer(["server", "udp4", "127.0.0.1", "0", "3", "9"]);
     const port = (await srv.line("port"))["port"] as number;
     const s = source({ mode: "sockdiag", protocols: "udp", ports: [port], dumpIntervalMs: 100, reportExisting: true }, log);
     expect(s.status()?.mode).toBe("sockdiag");
-    // Held open long enough for a dump to see it.
-    const cli = peer(["client", "udp4", "127.0.0.1", String(port), "3", "50", "connect", "600"]);
+    // Dumps see it bound without a peer (no match for the port) for 300 ms, then connected;
+    // held open long enough for a dump to see that.
+    const cli = peer(["client", "udp4", "127.0.0.1", String(port), "3", "50", "late-connect", "600"]);
     const localPort = (await cli.line("localPort"))["localPort"] as number;
     await srv.line("done");
     await log.waitFor(() => udpCloseOf(log, localPort) !== undefined && udpCloseOf(log, port) !== undefined, "both UDP close events");
