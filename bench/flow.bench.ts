@@ -8,6 +8,7 @@ import { startCountingRed, type CountingRed, type FlowDelivery, type FlowTally }
 import { sampleProcess } from "../test/rigs/process-stats";
 import { attachFloor, floorBuild, type FloorParts } from "./flow-floor";
 import { cgroupV2Root } from "../src/flow/features";
+import { udpCaptureRows } from "./flow-udp";
 
 // Bounded load from the native generator (test/rigs/loadgen.c): short connections on
 // loopback, each phase PHASE_S seconds, unpaced (as fast as CONCURRENCY in flight allow).
@@ -375,6 +376,9 @@ export async function run(): Promise<BenchReport> {
     rows.push({ case: `bar: zero lost at ≥ ${BAR_RATE} conn/s for ${BAR_S} s, closes delivered into a Node-RED flow`, unit: "conn/s", ours: NaN, bar: "the Node-RED case ran", pass: false });
   }
   if (redFailure !== "") notes.push(`Node-RED flow case failed: ${redFailure}`);
+  const udp = await udpCaptureRows();
+  rows.push(...udp.rows);
+  notes.push(...udp.notes);
   notes.push(
     floorFailure === ""
       ? "floor (bench/flow-floor.bpf.c): the hooks the flow source needs, attached with programs that do nothing (the tracepoints, then also sock_ops), then also creating the per-socket storage the source keeps: what any capture on this design costs before it records anything"

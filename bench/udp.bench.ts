@@ -21,7 +21,8 @@ const WINDOW = 256;
 const children: ChildProcess[] = [];
 let prefix: string[] = [];
 
-function binary(): string {
+/** The UDP generator (bench/udpgen.c), built once per source version. */
+export function binary(): string {
   const source = checkoutSource("bench/udpgen.c");
   return cachedBuild("udpgen", [fs.readFileSync(source)], (out) => {
     const r = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-o", out, source], { encoding: "utf8" });

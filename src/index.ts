@@ -44,7 +44,7 @@ export { isTrafficSession, type ConnectionInfo, type TrafficSessionRef, type Ori
 export { capabilityReport, effectiveCapabilities, formatCapabilityReport, type FeatureReport, type CapabilityName } from "./doctor";
 export * from "./classify";
 export * from "./listener";
-export { FlowSource, explainBpfFailure, type FlowMode, type FlowSourceOptions, type FlowSourceStatus, type FlowSourceStats } from "./flow/source";
+export { FlowSource, explainBpfFailure, type FlowMode, type FlowProtocols, type FlowSourceOptions, type FlowSourceStatus, type FlowSourceStats } from "./flow/source";
 export { compileFlowFilter, type FlowFilterSpec, type FlowFilter } from "./flow/filter";
 export { probeFlowFeatures, trialLoad, doctorReport, cgroupV2Root, type FlowFeatureReport } from "./flow/features";
 export * from "./events";

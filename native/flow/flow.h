@@ -7,7 +7,7 @@
 #ifndef TRAFFIC_FLOW_H
 #define TRAFFIC_FLOW_H
 
-#define FLOW_RECORD_VERSION 1
+#define FLOW_RECORD_VERSION 2
 
 /* Record kinds. */
 #define FLOW_KIND_OPEN 1
@@ -30,6 +30,7 @@
 #define FLOW_OWNER_CONNECT 1
 #define FLOW_OWNER_IO 2
 #define FLOW_OWNER_CLOSE 3
+#define FLOW_OWNER_CREATE 4 /* UDP: the socket() call (cgroup sock_create) */
 
 /* Record flags. */
 #define FLOW_F_PARTIAL 0x01     /* the socket existed before capture started */
@@ -41,6 +42,10 @@
 #define FLOW_EV_OPEN 0x1
 #define FLOW_EV_CLOSE 0x2
 #define FLOW_EV_STATE 0x4
+
+/* Transport selection bits in flow_config.protocols (0 = TCP only, as before UDP existed). */
+#define FLOW_PROTO_TCP 0x1
+#define FLOW_PROTO_UDP 0x2
 
 /* Side selection bits in flow_config.sides (0 = every side). */
 #define FLOW_SIDES_CLIENT 0x1
@@ -66,22 +71,26 @@ struct flow_record {
 	__u8 owner_from;
 	__u8 old_state;
 	__u8 new_state;
-	__u8 reserved0;
+	__u8 protocol; /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
 	char comm[FLOW_COMM_LEN];
 	__u8 saddr[16]; /* local address; IPv4 in the first 4 bytes */
 	__u8 daddr[16]; /* remote address */
 	__u16 sport;    /* local port, host order */
 	__u16 dport;    /* remote port, host order */
 	__s32 error;    /* sk_err at close (positive errno), 0 when none */
-	/* Close statistics (FLOW_KIND_CLOSE); raw tcp_sock counters. */
-	__u64 bytes_sent;     /* includes retransmitted bytes */
+	/*
+	 * Close statistics (FLOW_KIND_CLOSE). TCP: raw tcp_sock counters. UDP: payload bytes
+	 * (bytes_sent, bytes_received) and datagrams (segs_out, segs_in) counted by the
+	 * cgroup_skb programs; the other fields stay 0.
+	 */
+	__u64 bytes_sent;     /* TCP: includes retransmitted bytes */
 	__u64 bytes_retrans;
-	__u64 bytes_received; /* includes the peer's FIN when FLOW_F_FIN_IN */
+	__u64 bytes_received; /* TCP: includes the peer's FIN when FLOW_F_FIN_IN */
 	__u32 total_retrans;
 	__u32 srtt_us;
 	__u32 rtt_min_us; /* 0xFFFFFFFF: no RTT sample */
-	__u32 segs_in;
-	__u32 segs_out;
+	__u32 segs_in;    /* UDP: datagrams received */
+	__u32 segs_out;   /* UDP: datagrams sent */
 	__u32 reserved1;
 };
 
@@ -122,6 +131,7 @@ struct flow_bytes_record {
 	X(owner_from, 60) \
 	X(old_state, 61) \
 	X(new_state, 62) \
+	X(protocol, 63) \
 	X(comm, 64) \
 	X(saddr, 80) \
 	X(daddr, 96) \
@@ -167,6 +177,8 @@ struct flow_config {
 	__u32 cidr_filter; /* 1: the remote address must match flow_cidr4/flow_cidr6 */
 	__u32 first_bytes; /* first payload bytes to capture per direction, 0..FLOW_FIRST_BYTES_MAX */
 	__u32 wake_bytes;  /* unread ring bytes from which a record wakes the reader (a quarter of the ring) */
+	__u32 protocols;   /* FLOW_PROTO_*, 0 = TCP only */
+	__u32 reserved;
 };
 
 struct flow_cidr4_key {

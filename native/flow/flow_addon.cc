@@ -383,6 +383,8 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       uint32_t r = ring.As<Napi::Number>().Uint32Value();
       if ((r & (r - 1)) != 0) return "options.ringBytes must be a power of two from 4096 to 2^30";
     }
+    Napi::Value protocols = opts.Get("protocols");
+    if (!protocols.IsUndefined() && !IsIntIn(protocols, 1, FLOW_PROTO_TCP | FLOW_PROTO_UDP)) return "options.protocols must be 1 (TCP), 2 (UDP) or 3 (both)";
     Napi::Value io = opts.Get("ownerFromIo");
     if (!io.IsUndefined() && !io.IsBoolean()) return "options.ownerFromIo must be a boolean";
     Napi::Value cg = opts.Get("cgroupId");
@@ -441,7 +443,27 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     cfg.first_bytes = U32(opts, "firstBytes", 0);
     if (cfg.first_bytes > FLOW_FIRST_BYTES_MAX) cfg.first_bytes = FLOW_FIRST_BYTES_MAX;
     cfg.wake_bytes = U32(opts, "ringBytes", 4u << 20) / 4;
+    cfg.protocols = U32(opts, "protocols", FLOW_PROTO_TCP);
     std::memcpy(const_cast<struct flow_config*>(&skel->rodata->flow_cfg), &cfg, sizeof cfg);
+  }
+
+  // Attaches two programs to the cgroup at `path`, both or neither; returns 0 or an errno.
+  static int AttachCgroupPair(const std::string& path, struct bpf_program* a, struct bpf_link** a_link, struct bpf_program* b,
+                              struct bpf_link** b_link) {
+    int cg = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cg < 0) return errno;
+    struct bpf_link* first = bpf_program__attach_cgroup(a, cg);
+    int err = first == nullptr ? errno : 0;
+    struct bpf_link* second = first != nullptr ? bpf_program__attach_cgroup(b, cg) : nullptr;
+    if (first != nullptr && second == nullptr) err = errno;
+    close(cg);
+    if (err != 0) {
+      if (first != nullptr) bpf_link__destroy(first);
+      return err;
+    }
+    *a_link = first;
+    *b_link = second;
+    return 0;
   }
 
   // Fills the filter maps after load; returns an errno on failure.
@@ -512,17 +534,30 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     uint32_t first_bytes = U32(opts, "firstBytes", 0);
     std::string cgroup_path;
     if (opts.Get("cgroupPath").IsString()) cgroup_path = opts.Get("cgroupPath").As<Napi::String>().Utf8Value();
-    bool want_bytes = first_bytes > 0 && !cgroup_path.empty();
+    uint32_t protocols = U32(opts, "protocols", FLOW_PROTO_TCP);
+    bool tcp = (protocols & FLOW_PROTO_TCP) != 0;
+    bool want_bytes = tcp && first_bytes > 0 && !cgroup_path.empty();
 
     // Load; when an optional hook is what fails, load again without it (first bytes, then
     // the I/O hooks), so the lifecycle still runs on kernels that lack them.
     struct flow_bpf* skel = nullptr;
     int err = 0;
-    bool with_io = io && has_send && has_recv;
+    bool with_io = tcp && io && has_send && has_recv;
     bool with_bytes = want_bytes;
     // The sock_ops close hook, on the same cgroup v2 root (needs CAP_NET_ADMIN to attach).
-    bool with_sockops = !cgroup_path.empty();
+    bool with_sockops = tcp && !cgroup_path.empty();
+    // UDP: cgroup sock_create/sock_release and the cgroup_skb counters, all on the cgroup v2 root.
+    bool with_udp = (protocols & FLOW_PROTO_UDP) != 0 && !cgroup_path.empty();
     std::string degraded;
+    if ((protocols & FLOW_PROTO_UDP) != 0 && cgroup_path.empty()) {
+      if (!tcp) {
+        Napi::Error e = Napi::Error::New(env, "UDP capture needs cgroup v2 (its programs attach to the cgroup v2 root), and it is not mounted");
+        e.Set("code", Napi::String::New(env, "ENOTSUP"));
+        e.ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      degraded += "UDP capture off: cgroup v2 is not mounted; ";
+    }
     for (;;) {
       skel = flow_bpf__open();
       if (skel == nullptr) {
@@ -531,10 +566,14 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
       bpf_program__set_autoload(skel->progs.flow_send, with_io);
       bpf_program__set_autoload(skel->progs.flow_recv, with_io);
-      bpf_program__set_autoload(skel->progs.flow_destroy, has_destroy);
-      bpf_program__set_autoload(skel->progs.flow_egress, with_bytes);
-      bpf_program__set_autoload(skel->progs.flow_ingress, with_bytes);
+      bpf_program__set_autoload(skel->progs.flow_state, tcp);
+      bpf_program__set_autoload(skel->progs.flow_state_nested, tcp);
+      bpf_program__set_autoload(skel->progs.flow_destroy, tcp && has_destroy);
+      bpf_program__set_autoload(skel->progs.flow_egress, with_bytes || with_udp);
+      bpf_program__set_autoload(skel->progs.flow_ingress, with_bytes || with_udp);
       bpf_program__set_autoload(skel->progs.flow_sockops, with_sockops);
+      bpf_program__set_autoload(skel->progs.flow_udp_create, with_udp);
+      bpf_program__set_autoload(skel->progs.flow_udp_release, with_udp);
       bpf_map__set_max_entries(skel->maps.flow_events, ring_bytes);
       SetConfig(skel, opts);
       if (flow_bpf__load(skel) == 0) {
@@ -549,8 +588,17 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
         with_sockops = false;
         continue;
       }
+      // So do the UDP programs (cgroup sock and cgroup_skb).
+      if (err == EPERM && with_udp && tcp) {
+        with_udp = false;
+        degraded += "UDP capture off: its cgroup programs need CAP_NET_ADMIN; ";
+        continue;
+      }
       if (err == EPERM) break;
-      if (with_bytes) {
+      if (with_udp && tcp) {
+        with_udp = false;
+        degraded += "UDP programs did not load; ";
+      } else if (with_bytes) {
         with_bytes = false;
         degraded += "cgroup_skb programs did not load; ";
       } else if (with_sockops) {
@@ -606,29 +654,30 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
       }
       programs.Set(hook.name, Napi::Boolean::New(env, attached));
     }
-    // First bytes: cgroup_skb on the cgroup v2 root (needs CAP_NET_ADMIN besides CAP_BPF).
+    // First bytes and UDP counts: cgroup_skb on the cgroup v2 root (needs CAP_NET_ADMIN besides CAP_BPF).
     bool bytes_attached = false;
-    if (with_bytes) {
-      int cg = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (cg < 0) {
-        degraded += std::string("cannot open the cgroup v2 root ") + cgroup_path + ": " + std::strerror(errno) + "; ";
-      } else {
-        struct bpf_link* out = bpf_program__attach_cgroup(skel->progs.flow_egress, cg);
-        int out_err = out == nullptr ? errno : 0;
-        struct bpf_link* in = out != nullptr ? bpf_program__attach_cgroup(skel->progs.flow_ingress, cg) : nullptr;
-        int in_err = in == nullptr ? errno : 0;
-        close(cg);
-        if (out != nullptr && in != nullptr) {
-          skel->links.flow_egress = out;
-          skel->links.flow_ingress = in;
-          bytes_attached = true;
-        } else {
-          if (out != nullptr) bpf_link__destroy(out);
-          degraded += std::string("cgroup_skb attach failed: ") + std::strerror(out_err != 0 ? out_err : in_err) + " (needs CAP_NET_ADMIN); ";
-        }
-      }
+    if (with_bytes || with_udp) {
+      int attach_err = AttachCgroupPair(cgroup_path, skel->progs.flow_egress, &skel->links.flow_egress, skel->progs.flow_ingress, &skel->links.flow_ingress);
+      bytes_attached = attach_err == 0;
+      if (!bytes_attached) degraded += "cgroup_skb on " + cgroup_path + " failed: " + std::strerror(attach_err) + " (needs CAP_NET_ADMIN); ";
     }
     programs.Set("cgroup_skb", Napi::Boolean::New(env, bytes_attached));
+    // UDP: socket creation and release on the same root; without the counters there is no UDP capture.
+    bool udp_attached = false;
+    if (with_udp && bytes_attached) {
+      err = AttachCgroupPair(cgroup_path, skel->progs.flow_udp_create, &skel->links.flow_udp_create, skel->progs.flow_udp_release, &skel->links.flow_udp_release);
+      udp_attached = err == 0;
+    }
+    programs.Set("sock_create", Napi::Boolean::New(env, udp_attached));
+    programs.Set("sock_release", Napi::Boolean::New(env, udp_attached));
+    if ((protocols & FLOW_PROTO_UDP) != 0 && with_udp && !udp_attached) {
+      if (!tcp) {
+        flow_bpf__destroy(skel);
+        SystemError(env, err != 0 ? err : EPERM, "bpf_program__attach_cgroup", "UDP capture: cgroup sock and cgroup_skb programs on " + cgroup_path).ThrowAsJavaScriptException();
+        return env.Undefined();
+      }
+      degraded += "UDP capture off: its cgroup programs did not attach (needs CAP_NET_ADMIN); ";
+    }
     bool sockops_attached = false;
     if (with_sockops) {
       int cg = open(cgroup_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -644,7 +693,7 @@ class BpfCapture : public Napi::ObjectWrap<BpfCapture> {
     programs.Set("sockops", Napi::Boolean::New(env, sockops_attached));
     // Measured here: under connection bursts the kernel does not run the tracepoint programs
     // for a few closes and records no recursion miss for them either; only this hook sees them.
-    if (!sockops_attached) {
+    if (tcp && !sockops_attached) {
       degraded += cgroup_path.empty() ? "sock_ops close hook off (cgroup v2 is not mounted)" : "sock_ops close hook off (needs CAP_NET_ADMIN)";
       degraded += ": under connection bursts some closes can be missed without being counted; ";
     }
@@ -721,18 +770,25 @@ int OpenDiagSocket(int* err) {
   return fd;
 }
 
-// diagDump(family, states) → Buffer of the raw netlink replies (inet_diag_msg + attributes,
-// tcp_info included), decoded in TypeScript.
+// diagDump(family, states[, protocol]) → Buffer of the raw netlink replies (inet_diag_msg +
+// attributes, tcp_info included for TCP), decoded in TypeScript. protocol: 6 (TCP, the
+// default) or 17 (UDP: udp_diag, which has addresses, cookie, uid and inode but no counters).
 Napi::Value DiagDump(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 2 || !IsIntIn(info[0], 0, 255) || !IsIntIn(info[1], 0, 4294967295.0)) {
-    ArgError(env, "diagDump(family, states): family 2 or 10, states a 32-bit mask").ThrowAsJavaScriptException();
+  if (info.Length() < 2 || !IsIntIn(info[0], 0, 255) || !IsIntIn(info[1], 0, 4294967295.0) ||
+      (info.Length() > 2 && !info[2].IsUndefined() && !IsIntIn(info[2], 0, 255))) {
+    ArgError(env, "diagDump(family, states[, protocol]): family 2 or 10, states a 32-bit mask, protocol 6 or 17").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int family = info[0].As<Napi::Number>().Int32Value();
   uint32_t states = info[1].As<Napi::Number>().Uint32Value();
+  int protocol = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : IPPROTO_TCP;
   if (family != AF_INET && family != AF_INET6) {
     ArgError(env, "family must be AF_INET (2) or AF_INET6 (10)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (protocol != IPPROTO_TCP && protocol != IPPROTO_UDP) {
+    ArgError(env, "protocol must be IPPROTO_TCP (6) or IPPROTO_UDP (17)").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int err = 0;
@@ -750,7 +806,7 @@ Napi::Value DiagDump(const Napi::CallbackInfo& info) {
   request.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.nlh.nlmsg_seq = 1;
   request.req.sdiag_family = static_cast<uint8_t>(family);
-  request.req.sdiag_protocol = IPPROTO_TCP;
+  request.req.sdiag_protocol = static_cast<uint8_t>(protocol);
   request.req.idiag_states = states;
   request.req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
   sockaddr_nl kernel{};
@@ -829,8 +885,9 @@ class DestroyReader : public BatchReader {
   }
 };
 
-// DiagDestroyListener: the "TCP socket destroyed" multicast groups (IPv4 and IPv6),
-// which need no privilege; each message carries the socket's final tcp_info.
+// DiagDestroyListener: the "socket destroyed" multicast groups (IPv4 and IPv6; TCP, and UDP
+// when asked), which need no privilege; a TCP message carries the socket's final tcp_info,
+// and every message its protocol (INET_DIAG_PROTOCOL).
 class DiagDestroyListener : public Napi::ObjectWrap<DiagDestroyListener> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -849,10 +906,12 @@ class DiagDestroyListener : public Napi::ObjectWrap<DiagDestroyListener> {
       AlreadyStarted(env).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    if (info.Length() < 1 || !info[0].IsFunction()) {
-      ArgError(env, "start(onBatch)").ThrowAsJavaScriptException();
+    if (info.Length() < 1 || !info[0].IsFunction() ||
+        (info.Length() > 1 && !info[1].IsUndefined() && !IsIntIn(info[1], 1, FLOW_PROTO_TCP | FLOW_PROTO_UDP))) {
+      ArgError(env, "start(onBatch[, protocols]): protocols 1 (TCP), 2 (UDP) or 3 (both)").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    uint32_t protocols = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Uint32Value() : FLOW_PROTO_TCP;
     int err = 0;
     int fd = OpenDiagSocket(&err);
     if (fd < 0) {
@@ -870,7 +929,10 @@ class DiagDestroyListener : public Napi::ObjectWrap<DiagDestroyListener> {
       SystemError(env, err, "bind", "NETLINK_SOCK_DIAG").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    for (int group : {SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY}) {
+    std::vector<int> groups;
+    if (protocols & FLOW_PROTO_TCP) groups.insert(groups.end(), {SKNLGRP_INET_TCP_DESTROY, SKNLGRP_INET6_TCP_DESTROY});
+    if (protocols & FLOW_PROTO_UDP) groups.insert(groups.end(), {SKNLGRP_INET_UDP_DESTROY, SKNLGRP_INET6_UDP_DESTROY});
+    for (int group : groups) {
       if (setsockopt(fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) != 0) {
         err = errno;
         close(fd);

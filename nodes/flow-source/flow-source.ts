@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
 import { splitList } from "../../src/net/cidr";
-import { FlowSource, type FlowMode, type FlowSourceOptions } from "../../src/flow/source";
+import { FlowSource, type FlowMode, type FlowProtocols, type FlowSourceOptions } from "../../src/flow/source";
 import type { FlowEvent } from "../../src/events/types";
 import { keyFactsFirst } from "../../src/events/make";
 import { formatEndpoint } from "../../src/net/ip";
@@ -13,6 +13,8 @@ import { configReader } from "../common/config";
 
 interface FlowSourceDef extends NodeDef {
   mode: FlowMode;
+  /** Transports to report: TCP connections, UDP sockets or both (absent: `tcp`, as before UDP). */
+  protocol: FlowProtocols;
   eventOpen: boolean;
   eventClose: boolean;
   eventState: boolean;
@@ -45,8 +47,10 @@ export function optionsFromConfig(config: Partial<FlowSourceDef>): FlowSourceOpt
   const ringKiB = read.int(config.ringKiB, "ringKiB", { fallback: 4096, min: 4, max: 1 << 20 });
   const dumpMs = read.int(config.dumpMs, "dumpMs", { fallback: 1000, min: 100, max: 0x7fffffff });
   const firstBytes = read.int(config.firstBytes, "firstBytes", { fallback: 0, min: 0, max: 512 });
+  const protocols = read.oneOf(config.protocol, "protocol", ["tcp", "udp", "both"] as const, "tcp");
   return {
     mode: config.mode ?? "auto",
+    protocols,
     open: config.eventOpen !== false,
     close: config.eventClose !== false,
     state: config.eventState === true,

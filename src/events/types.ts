@@ -354,10 +354,10 @@ export type FlowCapture = "ebpf" | "sockdiag";
 /**
  * Where the owner (pid, comm, uid) was taken, in the owner's process context: `connect`
  * (the client's connect), `io` (the first send or receive of an accepted socket), `close`
- * (the close of a socket that never did I/O), `proc` (matched by socket inode in /proc,
- * sock_diag fallback).
+ * (the close of a socket that never did I/O), `create` (UDP: the socket() call), `proc`
+ * (matched by socket inode in /proc, sock_diag fallback).
  */
-export type FlowOwnerFrom = "connect" | "io" | "close" | "proc";
+export type FlowOwnerFrom = "connect" | "io" | "close" | "create" | "proc";
 
 /**
  * How a flow ended: `normal` (FIN), `reset` (the peer reset it: ECONNRESET/EPIPE),
@@ -385,6 +385,13 @@ export type TcpStateName =
 /**
  * Fields of the flow events (the `flow source`: eBPF, or its sock_diag fallback). Every
  * field is always present; `null` means the source does not know it.
+ *
+ * A UDP flow is one UDP socket, from its creation to its close. Its addresses are those of
+ * its first datagram (eBPF) or of the socket (sock_diag, and eBPF for a socket that carried
+ * none): a socket that is not connected may talk to other peers too, and its remote address
+ * is 0.0.0.0 (or ::) port 0 while no peer is known. Its side: `client` when it sent the
+ * first datagram, `server` when it received it (eBPF); sock_diag calls a connected socket
+ * `client` and does not know the side of the others.
  */
 export interface FlowFields extends SocketAddresses {
   /**
@@ -394,8 +401,8 @@ export interface FlowFields extends SocketAddresses {
    * @pattern ^[0-9]+$
    */
   flowId: string;
-  /** Transport protocol: the flow source observes TCP. */
-  protocol: "tcp";
+  /** Transport protocol: `tcp` (a connection) or `udp` (a UDP socket). */
+  protocol: "tcp" | "udp";
   /** Which capture reported the event (see FlowCapture). */
   source: FlowCapture;
   /** Who opened the flow (see FlowSide). */
@@ -431,7 +438,10 @@ export interface FlowFields extends SocketAddresses {
   partial: boolean;
 }
 
-/** A flow reached ESTABLISHED (an accepted socket: reported once its owner is known). */
+/**
+ * A flow opened. TCP: it reached ESTABLISHED (an accepted socket: reported once its owner
+ * is known). UDP: the socket carried its first datagram (or, without one, at its close).
+ */
 export interface FlowOpenEvent extends EventBase, FlowFields {
   /** Event type (see EVENT_TYPES); also the schema file name. */
   type: "flow-open";
@@ -473,22 +483,38 @@ export interface FlowCloseEvent extends EventBase, FlowFields {
   end: FlowEnd;
   /** The socket error as an errno name (ECONNREFUSED, ECONNRESET, ETIMEDOUT, …); null when none. */
   error: string | null;
-  /** The state before CLOSE. */
+  /** The state before CLOSE (UDP: ESTABLISHED while connected, CLOSE otherwise). */
   lastState: TcpStateName;
-  /** Whether the flow ever reached ESTABLISHED. */
+  /** Whether the flow ever reached ESTABLISHED (UDP: whether the socket was connected at its close). */
   established: boolean;
   /**
-   * Payload bytes this socket sent (retransmissions counted once, no SYN/FIN).
+   * Payload bytes this socket sent (retransmissions counted once, no SYN/FIN; UDP: datagram payloads).
    * @minimum 0
    */
   bytesSent: number;
   /**
-   * Payload bytes this socket received (no SYN/FIN).
+   * Payload bytes this socket received (no SYN/FIN; UDP: payloads of the datagrams queued to it).
    * @minimum 0
    */
   bytesReceived: number;
-  /** True when the byte counts are exact payload; false when they may include the peer's FIN (sock_diag cannot tell). */
+  /**
+   * True when the byte counts are exact payload; false when they may include the peer's FIN
+   * (TCP from sock_diag cannot tell) or are not known at all (UDP from sock_diag: the
+   * kernel's UDP dump has no counters, so both counts are 0).
+   */
   bytesExact: boolean;
+  /**
+   * UDP: datagrams this socket sent (a UDP_SEGMENT send counts each segment); absent for TCP
+   * and when not known (sock_diag).
+   * @minimum 0
+   */
+  datagramsSent?: number;
+  /**
+   * UDP: datagrams queued to this socket (including any it dropped for a full receive
+   * buffer); absent for TCP and when not known (sock_diag).
+   * @minimum 0
+   */
+  datagramsReceived?: number;
   /**
    * Bytes sent again by retransmission.
    * @minimum 0
@@ -510,18 +536,18 @@ export interface FlowCloseEvent extends EventBase, FlowFields {
    */
   rttMinUs: number | null;
   /**
-   * Segments received.
+   * Segments received (UDP: datagrams, 0 when not known).
    * @minimum 0
    */
   segmentsIn: number;
   /**
-   * Segments sent.
+   * Segments sent (UDP: datagrams, 0 when not known).
    * @minimum 0
    */
   segmentsOut: number;
   /**
-   * Milliseconds from the SYN (client) or the accepted socket's creation (server) to the
-   * close; null when partial.
+   * Milliseconds from the SYN (client), the accepted socket's creation (server) or the
+   * UDP socket's creation to the close; null when partial.
    * @minimum 0
    */
   durationMs: number | null;

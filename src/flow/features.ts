@@ -85,6 +85,11 @@ export function probeFlowFeatures(addon?: FlowAddon): FlowFeatureReport[] {
     available: cg !== null && net && privileged && p.skeleton,
     detail: cg === null ? "needs cgroup v2" : !net ? "needs CAP_NET_ADMIN (or CAP_SYS_ADMIN) to attach to the cgroup v2 root" : `cgroup_skb ingress/egress on ${cg}`,
   });
+  out.push({
+    feature: "UDP sockets (cgroup sock_create/sock_release, cgroup_skb)",
+    available: cg !== null && net && privileged && p.skeleton,
+    detail: cg === null ? "needs cgroup v2 (else UDP comes from sock_diag, without counters)" : !net ? "needs CAP_NET_ADMIN (or CAP_SYS_ADMIN) to attach to the cgroup v2 root; else UDP comes from sock_diag, without counters" : `cgroup sock and cgroup_skb programs on ${cg}`,
+  });
   out.push({ feature: "sock_diag destroy multicast", available: true, detail: "no privilege needed; own network namespace only" });
   return out;
 }
@@ -106,7 +111,8 @@ export function trialLoad(addon?: FlowAddon): FlowFeatureReport {
   try {
     const cgroupPath = cgroupV2Root();
     const started = capture.start(
-      { events: 0, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true, ...(cgroupPath !== null ? { firstBytes: 1, cgroupPath } : {}) },
+      // With cgroup v2 every program is tried, the UDP ones too (protocols 3: TCP and UDP).
+      { events: 0, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true, ...(cgroupPath !== null ? { firstBytes: 1, cgroupPath, protocols: 3 } : {}) },
       () => undefined,
     );
     const attached = Object.entries(started.programs).map(([name, on]) => `${name} ${on ? "yes" : "no"}`);

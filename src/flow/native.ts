@@ -23,6 +23,8 @@ export interface NativeBpfOptions {
   readonly cidrs: ReadonlyArray<{ readonly address: Buffer; readonly prefix: number }>;
   readonly ringBytes: number;
   readonly ownerFromIo: boolean;
+  /** Transports: 1 TCP (the default), 2 UDP (needs `cgroupPath`), 3 both. */
+  readonly protocols?: number;
   /** First payload bytes per direction (0 = off, at most 512); needs `cgroupPath`. */
   readonly firstBytes?: number;
   /** The cgroup v2 root the first-bytes programs attach to. */
@@ -56,9 +58,9 @@ export interface NativeBpfCapture {
   stats(): NativeBpfStats;
 }
 
-/** The sock_diag "TCP socket destroyed" multicast reader. */
+/** The sock_diag "socket destroyed" multicast reader (TCP, UDP or both: 1, 2, 3; default TCP). */
 export interface NativeDestroyListener {
-  start(onBatch: (batch: Buffer) => void): void;
+  start(onBatch: (batch: Buffer) => void, protocols?: number): void;
   stop(): void;
   stats(): { readonly kernelOverruns: number; readonly jsLost: number; readonly delivered: number };
 }
@@ -77,8 +79,8 @@ export interface FlowAddon {
   readonly ebpfBuilt: boolean;
   probe(): NativeProbe;
   clocks(): { readonly boottimeNs: bigint; readonly realtimeNs: bigint };
-  /** Raw netlink replies of an inet_diag dump (tcp_info included). */
-  diagDump(family: 2 | 10, states: number): Buffer;
+  /** Raw netlink replies of an inet_diag dump of TCP (6, the default; tcp_info included) or UDP (17) sockets. */
+  diagDump(family: 2 | 10, states: number, protocol?: 6 | 17): Buffer;
   readonly BpfCapture: new () => NativeBpfCapture;
   readonly DiagDestroyListener: new () => NativeDestroyListener;
 }

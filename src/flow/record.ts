@@ -9,7 +9,7 @@ export interface EventStamp {
 }
 
 // Layout of struct flow_record (native/flow/flow.h); the addon reports its size and version.
-export const RECORD_VERSION = 1;
+export const RECORD_VERSION = 2;
 export const RECORD_SIZE = 168;
 /** struct flow_bytes_record: the first payload bytes of one direction. */
 export const BYTES_RECORD_SIZE = 544;
@@ -36,6 +36,7 @@ export const RECORD_LAYOUT = {
   owner_from: 60,
   old_state: 61,
   new_state: 62,
+  protocol: 63,
   comm: 64,
   saddr: 80,
   daddr: 96,
@@ -87,6 +88,7 @@ const F_FIN_IN = 0x02;
 const F_ESTABLISHED = 0x04;
 const F_OPEN_PENDING = 0x08;
 const RTT_NONE = 0xffffffff;
+const IPPROTO_UDP = 17;
 
 /** Kernel TCP states (include/net/tcp_states.h), by number. */
 export const TCP_STATES: readonly TcpStateName[] = [
@@ -157,7 +159,7 @@ export function clockMap(boottimeNs: bigint, realtimeNs: bigint): ClockMap {
 }
 
 const SIDES: readonly FlowSide[] = ["unknown", "client", "server"];
-const OWNERS: ReadonlyArray<FlowOwnerFrom | null> = [null, "connect", "io", "close"];
+const OWNERS: ReadonlyArray<FlowOwnerFrom | null> = [null, "connect", "io", "close", "create"];
 
 // The last IPv4 address and command formatted: a busy host repeats both from record to
 // record (loopback, one service), and formatting is most of a record's decode time.
@@ -365,7 +367,7 @@ function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp:
   const oldState = tcpStateName(b[o + R.old_state]!);
   const schemaVersion = EVENT_SCHEMA_VERSION;
   const source = "ebpf" as const;
-  const protocol = "tcp" as const;
+  const protocol = b[o + R.protocol] === IPPROTO_UDP ? ("udp" as const) : ("tcp" as const);
   const host = stamp.host;
   if (kind === KIND_OPEN) {
     const id = stamp.nextId();
@@ -377,6 +379,7 @@ function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp:
     return { schemaVersion, type: "flow-state", id, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial, oldState, newState };
   }
   if (kind !== KIND_CLOSE) return null;
+  if (protocol === "udp") return decodeUdpClose(b, v, o, stamp, { schemaVersion, time, host, flowId, protocol, source, side, family, localIp, localPort, remoteIp, remotePort, pid, comm, uid, ownerFrom, cgroupId, netns, partial });
   const error = v.getInt32(o + R.error, true);
   // Byte counters are exact as Numbers up to 8 PiB; the BigInt reads cover the rest.
   const sent = u64(v, o + R.bytes_sent) >= 0 ? u64(v, o + R.bytes_sent) : Number(v.getBigUint64(o + R.bytes_sent, true));
@@ -438,4 +441,44 @@ function decodeRecord(b: Buffer, v: DataView, o: number, clock: ClockMap, stamp:
     handshakeMs,
   };
   return close;
+}
+
+/** The fields every flow event of one record shares, as decodeRecord read them. */
+type UdpCloseBase = Omit<FlowCloseEvent, "type" | "id" | "end" | "error" | "lastState" | "established" | "bytesSent" | "bytesReceived" | "bytesExact" | "bytesRetransmitted" | "retransmits" | "srttUs" | "rttMinUs" | "segmentsIn" | "segmentsOut" | "durationMs" | "handshakeMs">;
+
+/**
+ * A UDP socket's close: payload bytes and datagrams each way as the cgroup_skb programs
+ * counted them; the state before CLOSE is ESTABLISHED while the socket was connected.
+ */
+function decodeUdpClose(b: Buffer, v: DataView, o: number, stamp: EventStamp, base: UdpCloseBase): FlowCloseEvent {
+  const error = v.getInt32(o + R.error, true);
+  const start = u64(v, o + R.start_ns);
+  const ts = u64(v, o + R.ts_ns);
+  const datagramsSent = v.getUint32(o + R.segs_out, true);
+  const datagramsReceived = v.getUint32(o + R.segs_in, true);
+  const sent = u64(v, o + R.bytes_sent);
+  const received = u64(v, o + R.bytes_received);
+  return {
+    ...base,
+    type: "flow-close",
+    id: stamp.nextId(),
+    // A connected UDP socket learns of an unreachable peer (ICMP) as a socket error.
+    end: classifyEnd(error, "CLOSE"),
+    error: error === 0 ? null : errnoName(error),
+    lastState: tcpStateName(b[o + R.old_state]!),
+    established: (b[o + R.flags]! & F_ESTABLISHED) !== 0,
+    bytesSent: sent >= 0 ? sent : Number(v.getBigUint64(o + R.bytes_sent, true)),
+    bytesReceived: received >= 0 ? received : Number(v.getBigUint64(o + R.bytes_received, true)),
+    bytesExact: true,
+    bytesRetransmitted: 0,
+    retransmits: 0,
+    srttUs: null,
+    rttMinUs: null,
+    segmentsIn: datagramsReceived,
+    segmentsOut: datagramsSent,
+    datagramsSent,
+    datagramsReceived,
+    durationMs: start > 0 && ts >= start ? ms(start, ts) : null,
+    handshakeMs: null,
+  };
 }

@@ -4,6 +4,7 @@ import { addressText } from "./record";
 
 /** One socket from an inet_diag dump or a "socket destroyed" message. */
 export interface DiagSocket {
+  readonly protocol: "tcp" | "udp";
   readonly family: 4 | 6;
   readonly state: number;
   readonly localIp: string;
@@ -36,6 +37,9 @@ const NLMSG_ERROR = 2;
 const SOCK_DIAG_BY_FAMILY = 20;
 const INET_DIAG_MSG_LEN = 72;
 const INET_DIAG_INFO = 2;
+/** The socket's protocol, sent with "socket destroyed" messages (TCP and UDP arrive on one socket). */
+const INET_DIAG_PROTOCOL = 10;
+const IPPROTO_UDP = 17;
 const INET_DIAG_CGROUP_ID = 21;
 
 /** AF_INET / AF_INET6 as the kernel numbers them. */
@@ -45,6 +49,10 @@ export const AF_INET6 = 10;
 export const STATE_LISTEN_MASK = 1 << 10;
 /** Every state but LISTEN, TIME_WAIT (not a full socket) and CLOSE. */
 export const STATE_CONNECTED_MASK = (1 << 1) | (1 << 2) | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 9) | (1 << 11);
+/** UDP sockets: ESTABLISHED while connected, CLOSE otherwise (the dump lists bound ones only). */
+export const STATE_UDP_MASK = (1 << 1) | (1 << 7);
+/** IPPROTO_TCP / IPPROTO_UDP, for diagDump. */
+export const PROTO_NUMBER = { tcp: 6, udp: 17 } as const;
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
@@ -68,7 +76,7 @@ function parseTcpInfo(buf: Buffer, off: number, len: number): DiagTcpInfo | null
   };
 }
 
-function parseDiagMessage(buf: Buffer, off: number, end: number): DiagSocket | null {
+function parseDiagMessage(buf: Buffer, off: number, end: number, dumped: "tcp" | "udp"): DiagSocket | null {
   if (end - off < INET_DIAG_MSG_LEN) return null;
   const af = buf[off]!;
   if (af !== AF_INET && af !== AF_INET6) return null;
@@ -85,6 +93,7 @@ function parseDiagMessage(buf: Buffer, off: number, end: number): DiagSocket | n
   const cookie = (BigInt(buf.readUInt32LE(off + 48)) << 32n) | BigInt(buf.readUInt32LE(off + 44));
   let info: DiagTcpInfo | null = null;
   let cgroupId: string | null = null;
+  let protocol = dumped;
   let a = off + INET_DIAG_MSG_LEN;
   while (a + 4 <= end) {
     const len = buf.readUInt16LE(a);
@@ -92,9 +101,11 @@ function parseDiagMessage(buf: Buffer, off: number, end: number): DiagSocket | n
     if (len < 4 || a + len > end) break;
     if (type === INET_DIAG_INFO) info = parseTcpInfo(buf, a + 4, len - 4);
     else if (type === INET_DIAG_CGROUP_ID && len >= 12) cgroupId = buf.readBigUInt64LE(a + 4).toString();
+    else if (type === INET_DIAG_PROTOCOL && len >= 5) protocol = buf[a + 4] === IPPROTO_UDP ? "udp" : "tcp";
     a += align4(len);
   }
   return {
+    protocol,
     family,
     state: buf[off + 1]!,
     localPort: buf.readUInt16BE(off + 4),
@@ -105,12 +116,15 @@ function parseDiagMessage(buf: Buffer, off: number, end: number): DiagSocket | n
     uid: buf.readUInt32LE(off + 64),
     inode: buf.readUInt32LE(off + 68),
     cgroupId,
-    info,
+    info: protocol === "tcp" ? info : null,
   };
 }
 
-/** Decodes netlink sock_diag messages (a dump reply or destroy notifications). */
-export function parseDiagMessages(buf: Buffer): DiagSocket[] {
+/**
+ * Decodes netlink sock_diag messages: a dump reply of `dumped` sockets, or destroy
+ * notifications (which name their protocol).
+ */
+export function parseDiagMessages(buf: Buffer, dumped: "tcp" | "udp" = "tcp"): DiagSocket[] {
   const out: DiagSocket[] = [];
   let off = 0;
   while (off + NLMSG_HDRLEN <= buf.length) {
@@ -118,7 +132,7 @@ export function parseDiagMessages(buf: Buffer): DiagSocket[] {
     const type = buf.readUInt16LE(off + 4);
     if (len < NLMSG_HDRLEN || off + len > buf.length) break;
     if (type === SOCK_DIAG_BY_FAMILY) {
-      const s = parseDiagMessage(buf, off + NLMSG_HDRLEN, off + len);
+      const s = parseDiagMessage(buf, off + NLMSG_HDRLEN, off + len, dumped);
       if (s !== null) out.push(s);
     } else if (type === NLMSG_DONE || type === NLMSG_ERROR) {
       break;

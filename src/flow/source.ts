@@ -8,8 +8,10 @@ import {
   SocketOwnerScanner,
   ownNetns,
   parseDiagMessages,
+  PROTO_NUMBER,
   STATE_CONNECTED_MASK,
   STATE_LISTEN_MASK,
+  STATE_UDP_MASK,
   type DiagSocket,
   type ProcOwner,
 } from "./sockdiag";
@@ -20,9 +22,19 @@ import { cgroupV2Root, probeFlowFeatures, type FlowFeatureReport } from "./featu
 /** Which capture to use. `auto`: eBPF when it loads here, sock_diag otherwise. */
 export type FlowMode = "auto" | "ebpf" | "sockdiag";
 
+/** Which transports a flow source reports: TCP connections, UDP sockets, or both. */
+export type FlowProtocols = "tcp" | "udp" | "both";
+
+/** The addon's bit mask for a transport selection (FLOW_PROTO_* in native/flow/flow.h). */
+export function protocolBits(protocols: FlowProtocols): number {
+  return protocols === "both" ? 3 : protocols === "udp" ? 2 : 1;
+}
+
 /** Options of a flow source. */
 export interface FlowSourceOptions extends FlowFilterSpec {
   readonly mode?: FlowMode;
+  /** Transports to report; default `tcp`. UDP with eBPF needs cgroup v2 and CAP_NET_ADMIN. */
+  readonly protocols?: FlowProtocols;
   readonly open?: boolean;
   readonly close?: boolean;
   readonly state?: boolean;
@@ -88,8 +100,9 @@ export class FlowSource {
   private delivered = 0;
   private lostSeen: Record<keyof typeof LOST_REASONS, number> = { kernel: 0, skipped: 0, js: 0, netlink: 0 };
   // sock_diag state: live sockets by cookie, listening ports, owners by inode.
-  // An open event waits (`announce`) until the owner scan for its socket has finished.
-  private live = new Map<string, { event: FlowOpenEvent; seen: number; announce: boolean }>();
+  // An open event waits (`announce`) until the owner scan for its socket has finished
+  // (`scanned`); `wanted`: the filter took the socket, so its open is or was due.
+  private live = new Map<string, { event: FlowOpenEvent; seen: number; announce: boolean; wanted: boolean; scanned: boolean }>();
   private owners = new SocketOwnerScanner();
   private listeningPorts = new Set<number>();
   private dumpRound = 0;
@@ -103,6 +116,9 @@ export class FlowSource {
   private order = new OpenBeforeClose();
   private orderTimer: NodeJS.Timeout | null = null;
   private readonly stamp: EventStamp;
+  private readonly protocols: FlowProtocols;
+  // What the capture reports: the asked-for transports, less UDP when eBPF could not attach it.
+  private reported: FlowProtocols = "tcp";
 
   constructor(
     options: FlowSourceOptions,
@@ -115,6 +131,10 @@ export class FlowSource {
     this.stamp = { host, nextId: eventIdSource() };
     const fb = options.firstBytes ?? 0;
     if (!Number.isInteger(fb) || fb < 0 || fb > 512) throw new Error(`firstBytes must be 0-512, got ${fb}`);
+    const protocols = options.protocols ?? "tcp";
+    if (protocols !== "tcp" && protocols !== "udp" && protocols !== "both") throw new Error(`protocols must be tcp, udp or both, got ${String(protocols)}`);
+    this.protocols = protocols;
+    this.reported = protocols;
     const ring = options.ringBytes ?? DEFAULT_RING;
     if (!validRing(ring)) throw new Error(`ringBytes must be a power of two between 4096 and 1 GiB, got ${ring}`);
   }
@@ -132,7 +152,7 @@ export class FlowSource {
       try {
         this.startBpf();
       } catch (err) {
-        ebpfUnavailable = explainBpfFailure(err);
+        ebpfUnavailable = explainBpfFailure(err, this.protocols);
         if (mode === "ebpf") {
           const e = new Error(`eBPF capture unavailable: ${ebpfUnavailable}`) as Error & { code: string };
           e.code = (err as { code?: string }).code ?? "ENOTSUP";
@@ -184,6 +204,7 @@ export class FlowSource {
     this.preexisting.clear();
     this.firstBytes.clear();
     this.degraded = null;
+    this.reported = this.protocols;
     this.running = null;
   }
 
@@ -245,13 +266,16 @@ export class FlowSource {
         ...(k.cgroupId !== undefined ? { cgroupId: k.cgroupId } : {}),
         ringBytes: this.opts.ringBytes ?? DEFAULT_RING,
         ownerFromIo: true,
+        protocols: protocolBits(this.protocols),
         ...(cgroupPath !== null ? { firstBytes, cgroupPath } : {}),
       },
       (batch) => this.guard(() => this.onBpfBatch(batch)),
     );
+    // The start-up dump must not report sockets of a transport the kernel side does not follow.
+    if (this.protocols === "both" && started.programs["sock_create"] !== true) this.reported = "tcp";
     const missing: string[] = [];
     if (started.degraded !== "") missing.push(started.degraded.replace(/; $/, ""));
-    if (firstBytes > 0 && cgroupPath === null) missing.push("first bytes off: cgroup v2 is not mounted");
+    if (firstBytes > 0 && cgroupPath === null && this.protocols !== "udp") missing.push("first bytes off: cgroup v2 is not mounted");
     this.degraded = missing.length > 0 ? missing.join("; ") : null;
     this.bpf = capture;
   }
@@ -317,7 +341,7 @@ export class FlowSource {
   private startSockDiag(): void {
     const addon = this.addon!;
     const listener = new addon.DiagDestroyListener();
-    listener.start((batch) => this.guard(() => this.onDestroyBatch(batch)));
+    listener.start((batch) => this.guard(() => this.onDestroyBatch(batch)), protocolBits(this.protocols));
     this.destroy = listener;
     this.dump(this.opts.reportExisting !== false);
     const every = this.opts.dumpIntervalMs ?? 1000;
@@ -332,15 +356,18 @@ export class FlowSource {
     this.timers.push(t);
   }
 
-  /** One inet_diag dump: listening ports for the side, new live connections as open events. */
+  /** One inet_diag dump: listening ports for the side, new live connections (and UDP sockets) as open events. */
   private dump(report: boolean): void {
     const addon = this.addon!;
     const round = ++this.dumpRound;
     const listening = new Set<number>();
     const sockets: DiagSocket[] = [];
     for (const af of [AF_INET, AF_INET6] as const) {
-      for (const s of parseDiagMessages(addon.diagDump(af, STATE_LISTEN_MASK))) listening.add(s.localPort);
-      sockets.push(...parseDiagMessages(addon.diagDump(af, STATE_CONNECTED_MASK)));
+      if (this.reported !== "udp") {
+        for (const s of parseDiagMessages(addon.diagDump(af, STATE_LISTEN_MASK))) listening.add(s.localPort);
+        sockets.push(...parseDiagMessages(addon.diagDump(af, STATE_CONNECTED_MASK)));
+      }
+      if (this.reported !== "tcp") sockets.push(...parseDiagMessages(addon.diagDump(af, STATE_UDP_MASK, PROTO_NUMBER.udp), "udp"));
     }
     this.listeningPorts = listening;
     const netns = ownNetns();
@@ -350,12 +377,14 @@ export class FlowSource {
       const known = this.live.get(s.cookie);
       if (known !== undefined) {
         known.seen = round;
+        // A UDP socket is bound before it connects: a dump in between saw it without its peer.
+        if (s.protocol === "udp" && !known.wanted && known.event.remotePort !== s.remotePort) this.udpConnected(known, s, report);
         continue;
       }
       const event = this.openFromDiag(s, null, netns, now, this.bpf !== null || round === 1);
       // With eBPF running, only pre-existing sockets come from here (the kernel reports the rest).
       const announce = report && this.filter.matches(event) && this.opts.open !== false;
-      this.live.set(s.cookie, { event, seen: round, announce });
+      this.live.set(s.cookie, { event, seen: round, announce, wanted: announce, scanned: false });
       // eBPF events of this socket are completed from here even before its owner is known.
       if (this.bpf !== null) this.preexisting.set(s.cookie, event);
       fresh.push(s);
@@ -371,6 +400,16 @@ export class FlowSource {
     );
   }
 
+  /** A UDP socket first dumped before it connected, now with its peer: the filter decides again. */
+  private udpConnected(entry: { event: FlowOpenEvent; announce: boolean; wanted: boolean; scanned: boolean }, s: DiagSocket, report: boolean): void {
+    entry.event = { ...entry.event, side: this.sideOf(s), family: s.family, localIp: s.localIp, localPort: s.localPort, remoteIp: s.remoteIp, remotePort: s.remotePort };
+    entry.wanted = report && this.filter.matches(entry.event) && this.opts.open !== false;
+    if (!entry.wanted) return;
+    // Its owner scan is done: the open goes out now; else with the scan's results.
+    if (entry.scanned) this.emit([entry.event]);
+    else entry.announce = true;
+  }
+
   private ownersFound(scanner: SocketOwnerScanner, fresh: DiagSocket[], owners: Map<number, ProcOwner>): void {
     if (scanner !== this.owners) return;
     const opened: FlowEvent[] = [];
@@ -381,6 +420,7 @@ export class FlowSource {
       if (owner !== undefined) entry.event = { ...entry.event, pid: owner.pid, comm: owner.command, ownerFrom: "proc" };
       if (entry.announce) opened.push(entry.event);
       entry.announce = false;
+      entry.scanned = true;
       if (this.bpf !== null) {
         if (this.preexisting.has(s.cookie)) this.preexisting.set(s.cookie, entry.event);
         this.live.delete(s.cookie);
@@ -390,6 +430,8 @@ export class FlowSource {
   }
 
   private sideOf(s: DiagSocket): FlowSide {
+    // A UDP socket has no listener: a connected one talks to its one peer, the others to any.
+    if (s.protocol === "udp") return s.state === 1 ? "client" : "unknown";
     return this.listeningPorts.has(s.localPort) ? "server" : "client";
   }
 
@@ -401,7 +443,7 @@ export class FlowSource {
       time,
       host: this.stamp.host,
       flowId: s.cookie,
-      protocol: "tcp",
+      protocol: s.protocol,
       source: "sockdiag",
       side: this.sideOf(s),
       family: s.family,
@@ -424,9 +466,12 @@ export class FlowSource {
     const netns = ownNetns();
     const out: FlowEvent[] = [];
     for (const s of parseDiagMessages(batch)) {
-      // Listeners and sockets that never connected (no peer port) are not connections.
-      if (s.state === 10 || s.remotePort === 0) continue;
+      const udp = s.protocol === "udp";
+      // TCP listeners and sockets that never connected (no peer port) are not connections.
+      if (!udp && (s.state === 10 || s.remotePort === 0)) continue;
       const known = this.live.get(s.cookie);
+      // UDP: the dumps list bound sockets only; one never bound (nor seen) carried nothing.
+      if (udp && known === undefined && s.localPort === 0) continue;
       this.live.delete(s.cookie);
       // Closed before its owner scan finished: the open goes out first, without an owner.
       if (known?.announce === true) out.push(known.event);
@@ -439,11 +484,12 @@ export class FlowSource {
         time: now,
         host: this.stamp.host,
         flowId: s.cookie,
-        protocol: "tcp",
+        protocol: s.protocol,
         source: "sockdiag",
         side: base.side,
         family: s.family,
-        // Addresses from the destroy message: the dump may have seen the socket before bind completed.
+        // Addresses from the destroy message (UDP's keep its bound port, checked on 6.18): the
+        // dump may have seen the socket before bind completed.
         localIp: s.localIp,
         localPort: s.localPort,
         remoteIp: s.remoteIp,
@@ -458,7 +504,7 @@ export class FlowSource {
         end: "unknown",
         error: null,
         lastState: tcpStateName(s.state),
-        established: info !== null ? info.bytesReceived > 0 || info.segsIn > 1 : false,
+        established: udp ? s.state === 1 : info !== null ? info.bytesReceived > 0 || info.segsIn > 1 : false,
         // tcp_info counts retransmitted bytes in bytes_sent and may count the peer's FIN.
         bytesSent: info !== null ? info.bytesSent - info.bytesRetrans : 0,
         bytesReceived: info?.bytesReceived ?? 0,
@@ -511,8 +557,10 @@ const LOST_REASONS = {
 } as const;
 
 /** A one-line reason for a failed eBPF start, naming the missing privilege when that is it. */
-export function explainBpfFailure(err: unknown): string {
+export function explainBpfFailure(err: unknown, protocols: FlowProtocols = "tcp"): string {
   const e = err as { code?: string; message?: string; reason?: string };
+  // UDP alone is nothing but cgroup programs, which the kernel loads only with CAP_NET_ADMIN.
+  if ((e.code === "EPERM" || e.code === "EACCES") && protocols === "udp") return "not permitted: UDP capture needs CAP_NET_ADMIN besides CAP_BPF + CAP_PERFMON (or root)";
   if (e.code === "EPERM" || e.code === "EACCES") return "not permitted: needs CAP_BPF + CAP_PERFMON (or root)";
   return e.reason ?? e.message ?? String(err);
 }

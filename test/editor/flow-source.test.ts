@@ -39,13 +39,16 @@ describe.skipIf(chromiumPath.skip)("editor dialog in a real browser: flow source
     await snapshot(page, "flow-source-dialog-invalid");
     await page.locator("#node-input-ports").fill("80, 443");
     await page.locator("#node-input-ports").press("Tab");
+    // TCP only unless UDP is chosen: the behaviour from before UDP sockets were reported.
+    await expect(page.locator("#node-input-protocol").inputValue()).resolves.toBe("tcp");
+    await page.locator("#node-input-protocol").selectOption("both");
     await expect(page.locator("#node-input-ports").evaluate((el) => el.classList.contains("input-error"))).resolves.toBe(false);
     await page.locator("#node-dialog-ok").click();
     await page.locator("#red-ui-header-button-deploy").click();
     // Root runs eBPF; without privilege the same node says sockdiag.
     await page.locator(".red-ui-flow-node-status-label", { hasText: IS_ROOT ? "ebpf" : "sockdiag" }).waitFor({ timeout: 15_000 });
     await snapshot(page, "flow-source-deployed");
-    const deployed = (await (await fetch(`${url}/flows`)).json()) as Array<{ type: string; ports?: string; delivery?: string }>;
-    expect(deployed.find((n) => n.type === "flow source")).toMatchObject({ ports: "80, 443", delivery: "batch" });
+    const deployed = (await (await fetch(`${url}/flows`)).json()) as Array<{ type: string; ports?: string; delivery?: string; protocol?: string }>;
+    expect(deployed.find((n) => n.type === "flow source")).toMatchObject({ ports: "80, 443", delivery: "batch", protocol: "both" });
   });
 });

@@ -5,12 +5,12 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { FlowSource, type FlowSourceOptions } from "../../src/flow/source";
 import { cgroupV2Root } from "../../src/flow/features";
-import type { FlowCloseEvent, FlowConnectionEvent, FlowEvent } from "../../src/events/types";
+import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/events/types";
 import { IN_CI, IS_ROOT, skipWithout } from "../support/system";
-import { assertValidEvent } from "../support/events";
 import { freePort } from "../support/net";
 import {
   bpfFds,
+  childSource,
   createNetns,
   ebpfDescribe,
   EventLog,
@@ -19,7 +19,6 @@ import {
   NS_HOST_IP,
   NS_INNER_IP,
   netnsOf,
-  ROOT,
   runClient,
   startServer,
   stillLoaded,
@@ -588,40 +587,6 @@ run("eBPF flow source on the real kernel", () => {
     if (left !== null) expect(left).toEqual([]);
   }, 120_000);
 });
-
-/** One NDJSON line of fixtures/child-source.js: its start status, an event, or its error. */
-interface ChildLine {
-  status?: { mode: string; ebpfUnavailable: string | null };
-  event?: FlowEvent;
-  error?: unknown;
-}
-
-/**
- * Runs fixtures/child-source.js (a flow source in `mode`, reporting the server `port`) with
- * the `drop` capabilities taken from its bounding and inheritable sets; every line it prints
- * is collected, and every event schema-checked.
- */
-function childSource(setpriv: string, drop: string, mode: string, port: number): { child: ReturnType<typeof spawn>; lines: ChildLine[] } {
-  const dist = path.join(ROOT, "dist");
-  if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
-  const child = spawn(setpriv, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, path.join(FIXTURES, "child-source.js"), dist, mode, String(port)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const lines: ChildLine[] = [];
-  let buf = "";
-  child.stdout!.on("data", (c) => {
-    buf += c.toString();
-    const parts = buf.split("\n");
-    buf = parts.pop()!;
-    for (const p of parts) {
-      if (p.trim() === "") continue;
-      const line = JSON.parse(p) as ChildLine;
-      if (line.event !== undefined) assertValidEvent(line.event);
-      lines.push(line);
-    }
-  });
-  return { child, lines };
-}
 
 describe("with CAP_BPF and CAP_PERFMON but without CAP_NET_ADMIN/CAP_SYS_ADMIN", () => {
   it("eBPF runs without the cgroup programs (sock_ops closes, first bytes), and close events still arrive", async (ctx) => {

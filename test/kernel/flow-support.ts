@@ -215,3 +215,39 @@ export function stillLoaded(ids: Iterable<number>): number[] | null {
   const loaded = new Set((JSON.parse(r.stdout) as Array<{ id: number }>).map((p) => p.id));
   return [...ids].filter((id) => loaded.has(id));
 }
+
+/** Calls `onLine` with each parsed line of an NDJSON stream (blank lines skipped). */
+export function readJsonLines<T>(stream: NodeJS.ReadableStream, onLine: (line: T) => void): void {
+  let buf = "";
+  stream.on("data", (c: Buffer) => {
+    buf += c.toString();
+    const parts = buf.split("\n");
+    buf = parts.pop()!;
+    for (const p of parts) if (p.trim() !== "") onLine(JSON.parse(p) as T);
+  });
+}
+
+/** One NDJSON line of fixtures/child-source.js: its start status, an event, or its error. */
+export interface ChildLine {
+  status?: { mode: string; ebpfUnavailable: string | null; degraded: string | null };
+  event?: FlowEvent;
+  error?: { message: string; code?: string };
+}
+
+/**
+ * Runs fixtures/child-source.js (a flow source in `mode`, reporting the server `port`, for
+ * `protocols` when given) with the `drop` capabilities taken from its bounding and
+ * inheritable sets; every line it prints is collected, and every event schema-checked.
+ */
+export function childSource(setpriv: string, drop: string, mode: string, port: number, protocols?: string): { child: ChildProcess; lines: ChildLine[] } {
+  const dist = path.join(ROOT, "dist");
+  if (!fs.existsSync(path.join(dist, "src", "flow", "source.js"))) spawnSync(process.execPath, [path.join(ROOT, "scripts", "build.js")], { stdio: "ignore" });
+  const args = [path.join(FIXTURES, "child-source.js"), dist, mode, String(port), ...(protocols !== undefined ? [protocols] : [])];
+  const child = spawn(setpriv, ["--bounding-set", drop, "--inh-caps", drop, "--", process.execPath, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  const lines: ChildLine[] = [];
+  readJsonLines<ChildLine>(child.stdout!, (line) => {
+    if (line.event !== undefined) assertValidEvent(line.event);
+    lines.push(line);
+  });
+  return { child, lines };
+}

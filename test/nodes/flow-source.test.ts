@@ -56,6 +56,10 @@ describe("flow source configuration", () => {
       ringBytes: 256 * 1024,
       dumpIntervalMs: 500,
     });
+    // A flow saved before UDP sockets were reported keeps reporting TCP only.
+    expect(optionsFromConfig({}).protocols).toBe("tcp");
+    expect(optionsFromConfig({ protocol: "both" }).protocols).toBe("both");
+    expect(() => optionsFromConfig({ protocol: "sctp" as never })).toThrow(/protocol: must be one of tcp, udp, both/);
     expect(() => optionsFromConfig({ ports: "80,http" })).toThrow(/ports: must be ports 1-65535/);
     expect(() => optionsFromConfig({ dumpMs: 5 })).toThrow(/dumpMs: must be an integer from 100/);
   });

@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { compileFlowFilter } from "../../src/flow/filter";
 import { cgroupV2Root } from "../../src/flow/features";
 import { loadFlowAddon } from "../../src/flow/native";
-import { BYTES_RECORD_LAYOUT, classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_LAYOUT, RECORD_SIZE, recordLayoutMismatch } from "../../src/flow/record";
+import { BYTES_RECORD_LAYOUT, classifyEnd, clockMap, decodeRecords, errnoName, OpenBeforeClose, RECORD_LAYOUT, RECORD_SIZE, RECORD_VERSION, recordLayoutMismatch } from "../../src/flow/record";
 import { AF_INET, parseDiagMessages, SocketOwnerScanner, STATE_CONNECTED_MASK, STATE_LISTEN_MASK } from "../../src/flow/sockdiag";
 import type { FlowCloseEvent, FlowConnectionEvent } from "../../src/events/types";
 import { assertValidEvent } from "../support/events";
@@ -33,9 +33,13 @@ function record(fields: {
   received?: bigint;
   rttMin?: number;
   version?: number;
+  /** IPPROTO_TCP (6, the default) or IPPROTO_UDP (17). */
+  protocol?: number;
+  segsIn?: number;
+  segsOut?: number;
 }): Buffer {
   const b = Buffer.alloc(RECORD_SIZE);
-  b.writeUInt16LE(fields.version ?? 1, 0);
+  b.writeUInt16LE(fields.version ?? RECORD_VERSION, 0);
   b.writeUInt16LE(RECORD_SIZE, 2);
   b[4] = fields.kind;
   b[5] = fields.side ?? 1;
@@ -52,6 +56,7 @@ function record(fields: {
   b[60] = fields.ownerFrom ?? 1;
   b[61] = fields.oldState ?? 1;
   b[62] = 7;
+  b[63] = fields.protocol ?? 6;
   b.write(fields.comm ?? "curl", 64);
   Buffer.from(fields.saddr ?? [192, 0, 2, 1]).copy(b, 80);
   Buffer.from(fields.daddr ?? [198, 51, 100, 7]).copy(b, 96);
@@ -64,6 +69,8 @@ function record(fields: {
   b.writeUInt32LE(3, 144);
   b.writeUInt32LE(250, 148);
   b.writeUInt32LE(fields.rttMin ?? 120, 152);
+  b.writeUInt32LE(fields.segsIn ?? 0, 156);
+  b.writeUInt32LE(fields.segsOut ?? 0, 160);
   return b;
 }
 
@@ -159,7 +166,7 @@ describe("flow record decoding", () => {
 
   it("hands first-bytes records to the callback, in ring order with the events", () => {
     const bytes = Buffer.alloc(544);
-    bytes.writeUInt16LE(1, 0);
+    bytes.writeUInt16LE(RECORD_VERSION, 0);
     bytes.writeUInt16LE(544, 2);
     bytes[4] = 4;
     bytes[5] = 2; // received
@@ -179,6 +186,44 @@ describe("flow record decoding", () => {
     expect(recordLayoutMismatch(addon)).toEqual([]);
     expect(recordLayoutMismatch({ recordLayout: { ...addon.recordLayout, pid: 56 }, bytesRecordLayout: addon.bytesRecordLayout })).toEqual(["pid:52≠56"]);
     expect(recordLayoutMismatch({ recordLayout: addon.recordLayout })).toContain("bytes.data:32≠-");
+  });
+
+  it("decodes a UDP socket's open and close: protocol, owner from socket(), datagrams and payload bytes each way", () => {
+    const common = { protocol: 17, cookie: 77n, ownerFrom: 4, comm: "dig", sport: 53124, dport: 53, established: 0n, rttMin: 0 };
+    // Connected (ESTABLISHED before CLOSE): UDP keeps no retransmit or RTT counters, and byte counts are exact payload.
+    const batch = Buffer.concat([
+      record({ ...common, kind: 1 }),
+      record({ ...common, kind: 2, oldState: 1, flags: 0x04, sent: 62n, received: 410n, segsOut: 2, segsIn: 1, ts: 1_250_000_000n, retrans: 0n }),
+    ]);
+    const { events } = decode(batch);
+    expect(events.map((e) => [e.type, e.protocol, e.flowId])).toEqual([
+      ["flow-open", "udp", "77"],
+      ["flow-close", "udp", "77"],
+    ]);
+    expect(events[0]).toMatchObject({ ownerFrom: "create", comm: "dig", pid: 1234, localPort: 53124, remotePort: 53 });
+    expect(events[1]).toMatchObject({
+      end: "normal",
+      error: null,
+      lastState: "ESTABLISHED",
+      established: true,
+      bytesSent: 62,
+      bytesReceived: 410,
+      bytesExact: true,
+      datagramsSent: 2,
+      datagramsReceived: 1,
+      segmentsOut: 2,
+      segmentsIn: 1,
+      retransmits: 0,
+      srttUs: null,
+      rttMinUs: null,
+      handshakeMs: null,
+      durationMs: 250,
+    });
+    // An unconnected socket (CLOSE before CLOSE) whose peer was unreachable: refused, not an abort.
+    const refused = decode(record({ ...common, kind: 2, oldState: 7, error: 111 })).events[0] as FlowCloseEvent;
+    expect(refused).toMatchObject({ end: "refused", error: "ECONNREFUSED", lastState: "CLOSE", established: false });
+    // TCP closes carry no datagram counts.
+    expect(decode(record({ kind: 2 })).events[0]).not.toHaveProperty("datagramsSent");
   });
 
   it("skips records of another version and stops at a truncated one", () => {
