@@ -14,6 +14,24 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * An upstream on 127.0.0.1 that answers every connection with "UP" once it has the
+ * client's first bytes: a client that got "UP" went all the way through. `count` is how
+ * many it answered.
+ */
+export async function answeringUpstream(): Promise<{ server: net.Server; port: number; count: () => number }> {
+  let n = 0;
+  const server = net.createServer((s) => {
+    s.on("error", () => undefined);
+    s.once("data", () => {
+      n++;
+      s.end("UP");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, port: (server.address() as net.AddressInfo).port, count: () => n };
+}
+
 /** Resolves once something accepts TCP connections on host:port. */
 export async function waitForPort(port: number, host = "127.0.0.1", timeoutMs = 10000): Promise<void> {
   const end = Date.now() + timeoutMs;
