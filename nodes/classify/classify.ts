@@ -47,7 +47,7 @@ interface ClassifyDef extends NodeDef {
   rules: ClassifyRuleConfig[];
   /** `shadow`: every message leaves by "other"; the rule that would have taken it is only reported. */
   enforcement?: Enforcement;
-  /** `fields`: JA4 and JA3 in every ClientHello's fields; `rules`: computed only for the rules that match on them. */
+  /** `rules` (default): computed only for the rules that match on them; `fields`: JA4 and JA3 in every ClientHello's fields. */
   tlsFingerprints?: "fields" | "rules";
 }
 

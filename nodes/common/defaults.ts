@@ -18,7 +18,7 @@ export const NODE_DEFAULTS = {
     serverFirstMs: 300,
     rules: [{ name: "tls", protocols: "tls" }],
     enforcement: "enforce",
-    tlsFingerprints: "fields",
+    tlsFingerprints: "rules",
   },
   "transparent in": {
     name: "",

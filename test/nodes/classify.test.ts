@@ -90,7 +90,7 @@ describe("classify node in a Node-RED runtime", () => {
     expect(out2).toBe(2);
   });
 
-  it("with fingerprints only for the rules computes just what the rules match on, and routes the same", async () => {
+  it("computes only the fingerprints the rules match on, unless every ClientHello is to carry them", async () => {
     const curl = vector("curl-https");
     const openssl = vector("openssl-s_client");
     const fp = classifyBytes(curl.bytes).fields;
@@ -107,13 +107,19 @@ describe("classify node in a Node-RED runtime", () => {
     const [out1, m1] = await routeOf({ payload: curl.bytes });
     expect([out1, m1.classification?.fields["ja4"], m1.classification?.fields["ja3"], m1.classification?.fields["ja3Hash"]]).toEqual([0, fp.ja4, fp.ja3, fp.ja3Hash]);
     await helper.unload();
-    // No fingerprint condition: none computed, the other fields as before.
-    await helper.load(registerClassify, flow({ tlsFingerprints: "rules" }));
+    // No fingerprint condition, the default setting: none computed, the other fields as before.
+    await helper.load(registerClassify, flow());
     collectOutputs();
     const [, m2] = await routeOf({ payload: curl.bytes });
     const { ja4: _ja4, ja3: _ja3, ja3Hash: _ja3Hash, ...rest } = fp;
     expect(m2.classification?.protocol).toBe("tls");
     expect(m2.classification?.fields).toEqual(rest);
+    await helper.unload();
+    // In fields for every ClientHello: all three, whatever the rules.
+    await helper.load(registerClassify, flow({ tlsFingerprints: "fields" }));
+    collectOutputs();
+    const [, m3] = await routeOf({ payload: curl.bytes });
+    expect(m3.classification?.fields).toEqual(fp);
   });
 
   it("in shadow mode sends everything to other and reports the rule that would have taken it", async () => {
