@@ -126,11 +126,14 @@ function textRoom(n: number): void {
 }
 
 // Copies the non-GREASE 16-bit values of b[start, end) to values[at, …); returns how many.
+// (The hot loops read the scratch array through a local: a module binding is looked up
+// on every access.)
 function readList(b: Buffer, start: number, end: number, at: number): number {
+  const a = values;
   let n = 0;
   for (let p = start; p + 1 < end; p += 2) {
     const v = (b[p]! << 8) | b[p + 1]!;
-    if (!isGrease(v)) values[at + n++] = v;
+    if (!isGrease(v)) a[at + n++] = v;
   }
   return n;
 }
@@ -138,18 +141,20 @@ function readList(b: Buffer, start: number, end: number, at: number): number {
 // Sorts values[from, to) numerically: insertion sort for the usual tens of entries, the
 // typed array's own sort for a hostile hello with thousands.
 function sortValues(from: number, to: number): void {
+  const a = values;
   if (to - from > 48) {
-    values.subarray(from, to).sort();
+    a.subarray(from, to).sort();
     return;
   }
   for (let i = from + 1; i < to; i++) {
-    const v = values[i]!;
+    const v = a[i]!;
     let j = i - 1;
-    while (j >= from && values[j]! > v) {
-      values[j + 1] = values[j]!;
+    let w: number;
+    while (j >= from && (w = a[j]!) > v) {
+      a[j + 1] = w;
       j--;
     }
-    values[j + 1] = v;
+    a[j + 1] = v;
   }
 }
 
@@ -208,13 +213,14 @@ class InputCache<T> {
   /** What was computed from values[0, n) before, or undefined. */
   get(n: number): T | undefined {
     // A 30-bit FNV-style hash (a small integer key keeps the map fast); the values decide equality.
+    const a = values;
     let h = 0x811c9dc5 ^ n;
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ values[i]!, 0x01000193);
+    for (let i = 0; i < n; i++) h = Math.imul(h ^ a[i]!, 0x01000193);
     this.id = h & 0x3fffffff;
     const hit = this.map.get(this.id);
     if (hit === undefined || hit.key.length !== n) return undefined;
     const key = hit.key;
-    for (let i = 0; i < n; i++) if (key[i] !== values[i]) return undefined;
+    for (let i = 0; i < n; i++) if (key[i] !== a[i]) return undefined;
     return hit.value;
   }
 
