@@ -138,11 +138,12 @@ function readList(b: Buffer, start: number, end: number, at: number): number {
   return n;
 }
 
-// Sorts values[from, to) numerically: insertion sort for the usual tens of entries, the
-// typed array's own sort for a hostile hello with thousands.
+// Sorts values[from, to) numerically: insertion sort for a short list (Chrome's 15
+// ciphers, most extension lists), the typed array's own sort from 17 entries on (OpenSSL's
+// 31 ciphers, and a hostile hello with thousands), where it is faster.
 function sortValues(from: number, to: number): void {
   const a = values;
-  if (to - from > 48) {
+  if (to - from > 16) {
     a.subarray(from, to).sort();
     return;
   }
