@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { classifyBytes, classifyDatagrams, parseClientHello, quicInitialKeys, runSniffers } from "../src/classify";
+import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers, sniffersWithFingerprints } from "../src/classify";
 import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
 // The bars: classifications per second on one core.
@@ -114,24 +114,34 @@ export async function run(): Promise<BenchReport> {
     const r = compareOps({ ours: () => runSniffers(c.bytes, false) });
     rows.push(row(c.name, r["ours"]!, c.bar));
   }
-  // Fingerprints: the same ClientHello parse with and without JA4/JA3, in alternating rounds.
-  for (const name of ["curl-https", "chromium"]) {
-    const hello = fixture(name);
-    const end = 9 + hello.readUIntBE(6, 3);
-    if (hello.readUInt16BE(3) < end - 5) throw new Error(`${name}: the ClientHello spans records`);
-    if (parseClientHello(hello, 9, end)?.ja4 === undefined) throw new Error(`${name}: no JA4`);
-    const r = compareOps({ with: () => parseClientHello(hello, 9, end), without: () => parseClientHello(hello, 9, end, "t", false) });
-    rows.push(ratioRow(`ClientHello parse with JA4+JA3, ${name} (repeat client)`, "hellos/s", r["with"]!, "same parse without fingerprints", r["without"]!, 0.9));
+  // Fingerprints: the same ClientHello classified without them (the classify node with
+  // *only what the rules use* and no fingerprint rule: the path from before JA4/JA3), with
+  // JA4 (rules that match JA4s only) and with JA4 and JA3 (the default: in every
+  // ClientHello's fields), in alternating rounds. Chromium shuffles its extension order per
+  // connection: JA4 stays, JA3 changes, so its JA3 is new to the cache every time.
+  const helloCases: Array<{ name: string; hellos: Buffer[] }> = [
+    { name: "curl (repeat client)", hellos: [fixture("curl-https")] },
+    { name: "chromium (repeat client)", hellos: [fixture("chromium")] },
+    { name: "chromium, new extension order each time", hellos: extensionOrders(fixture("chromium"), 6000) },
+  ];
+  const withNone = sniffersWithFingerprints("none");
+  const withJa4 = sniffersWithFingerprints("ja4");
+  const withAll = sniffersWithFingerprints("all");
+  for (const c of helloCases) {
+    const first = runSniffers(c.hellos[0]!, true, withAll)!;
+    if (first.protocol !== "tls" || first.fields.ja4 === undefined || first.fields.ja3Hash === undefined) throw new Error(`${c.name}: no JA4/JA3`);
+    if (runSniffers(c.hellos[0]!, true, withNone)!.fields.ja4 !== undefined) throw new Error(`${c.name}: fingerprints computed when none were asked for`);
+    let k = 0;
+    const next = (): Buffer => c.hellos[k++ % c.hellos.length]!;
+    const r = compareOps({
+      without: () => runSniffers(next(), true, withNone),
+      ja4: () => runSniffers(next(), true, withJa4),
+      all: () => runSniffers(next(), true, withAll),
+    });
+    rows.push(row(`ClientHello, ${c.name}: without fingerprints`, r["without"]!));
+    rows.push(ratioRow(`ClientHello, ${c.name}: with JA4`, "classifications/s", r["ja4"]!, "without fingerprints", r["without"]!, 0.9));
+    rows.push(ratioRow(`ClientHello, ${c.name}: with JA4 + JA3`, "classifications/s", r["all"]!, "without fingerprints", r["without"]!, 0.9));
   }
-  // Chromium shuffles its extension order per connection: JA4 stays, JA3 changes, every hello is new to the cache.
-  const shuffled = extensionOrders(fixture("chromium"), 6000);
-  const shEnd = 9 + shuffled[0]!.readUIntBE(6, 3);
-  let k = 0;
-  const miss = compareOps({
-    with: () => parseClientHello(shuffled[k++ % shuffled.length]!, 9, shEnd),
-    without: () => parseClientHello(shuffled[k++ % shuffled.length]!, 9, shEnd, "t", false),
-  });
-  rows.push(ratioRow("ClientHello parse with JA4+JA3, chromium, new extension order each time (cache miss)", "hellos/s", miss["with"]!, "same parse without fingerprints", miss["without"]!, 0.9));
   // UDP: the datagram classifier over a session's first client datagrams.
   const rfcInitial = Buffer.from(fs.readFileSync(path.join(FIXTURES, "quic", "rfc9001-a2-client-initial.hex"), "utf8").replace(/\s/g, ""), "hex");
   const chromiumQuic = segments("chromium-quic");
@@ -160,7 +170,7 @@ export async function run(): Promise<BenchReport> {
       "one core, the whole sniffer chain per call (runSniffers over the bytes, fields extracted), bytes from real clients",
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
-      "fingerprint rows: parseClientHello over the same bytes with and without JA4/JA3/JA3-hash, alternating rounds; a repeat client hits the bounded fingerprint cache (keyed by the exact fingerprinted bytes), a new extension order pays two SHA-256 and one MD5",
+      "fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. A repeat client hits the bounded caches (JA4 keyed by its sorted inputs, JA3 by its inputs in order, GREASE left out of both); a new chromium extension order hits the JA4 cache and pays one MD5 for its new JA3",
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

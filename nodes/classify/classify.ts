@@ -6,9 +6,13 @@ import {
   classifyDatagrams,
   ClassifyRuleSpec,
   compileRouter,
+  FingerprintSet,
+  fingerprintsUsed,
   moreBytesSource,
   Router,
   runSniffers,
+  Sniffer,
+  sniffersWithFingerprints,
 } from "../../src/classify";
 import { isTrafficSession } from "../../src/connection";
 import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
@@ -44,6 +48,8 @@ interface ClassifyDef extends NodeDef {
   rules: ClassifyRuleConfig[];
   /** `shadow`: every message leaves by "other"; the rule that would have taken it is only reported. */
   enforcement?: Enforcement;
+  /** `rules` (default): computed only for the rules that match on them; `fields`: JA4 and JA3 in every ClientHello's fields. */
+  tlsFingerprints?: "fields" | "rules";
 }
 
 /** What a rule matched on, in words for the policy-verdict event. */
@@ -165,6 +171,10 @@ export default function register(RED: NodeAPI): void {
     // The outputs' labels, as the editor shows them on the ports.
     const labels = [...specs.map((r, i) => r.name ?? _("classify.output.rule", { number: i + 1 })), _("classify.output.other")];
     let enforcement: Enforcement = "enforce";
+    // Fingerprints cost more than the rest of a ClientHello's parse: computed only when
+    // the fields are to carry them or a rule matches on them.
+    const fingerprints: FingerprintSet = config.tlsFingerprints === "rules" ? fingerprintsUsed(specs) : "all";
+    const sniffers: readonly Sniffer[] = sniffersWithFingerprints(fingerprints);
     try {
       enforcement = enforcementOf(config.enforcement);
       limits = classifierLimits({
@@ -221,13 +231,13 @@ export default function register(RED: NodeAPI): void {
       const started = Date.now();
       for (;;) {
         const capped = bytes.length >= lim.maxBytes;
-        const early = runSniffers(bytes, capped || source === null || input.sessionId === null, undefined, input.endpoints.destinationPort);
+        const early = runSniffers(bytes, capped || source === null || input.sessionId === null, sniffers, input.endpoints.destinationPort);
         if (early !== null) return early;
         const wait = bytes.length === 0 ? Math.min(lim.serverFirstMs, lim.timeoutMs) : lim.timeoutMs;
         const more = await source!.readMore(input.sessionId!, bytes.length, lim.maxBytes, started + wait);
         if (more === null || more.bytes.length <= bytes.length || more.ended || Date.now() >= started + wait) {
           const last = more !== null && more.bytes.length > bytes.length ? more.bytes.subarray(0, lim.maxBytes) : bytes;
-          return runSniffers(last, true, undefined, input.endpoints.destinationPort)!;
+          return runSniffers(last, true, sniffers, input.endpoints.destinationPort)!;
         }
         bytes = more.bytes.subarray(0, lim.maxBytes);
       }
@@ -284,13 +294,13 @@ export default function register(RED: NodeAPI): void {
       }
       if (input.datagrams !== undefined) {
         // The listener held the session until its first datagrams decided it (or its sniff time passed).
-        deliver(msg, classifyDatagrams(input.datagrams), input.endpoints, send);
+        deliver(msg, classifyDatagrams(input.datagrams, { fingerprints }), input.endpoints, send);
         done();
         return;
       }
       if (input.sessionId === null || moreBytesSource() === null) {
         const bytes = input.bytes.length > lim.maxBytes ? input.bytes.subarray(0, lim.maxBytes) : input.bytes;
-        deliver(msg, runSniffers(bytes, true, undefined, input.endpoints.destinationPort)!, input.endpoints, send);
+        deliver(msg, runSniffers(bytes, true, sniffers, input.endpoints.destinationPort)!, input.endpoints, send);
         done();
         return;
       }
@@ -303,7 +313,7 @@ export default function register(RED: NodeAPI): void {
           // The listener failed to give more bytes: decide with what there is, and say why.
           node.warn(_("classify.error.moreBytes", { reason: (err as Error).message }));
           try {
-            deliver(msg, runSniffers(input.bytes.subarray(0, lim.maxBytes), true, undefined, input.endpoints.destinationPort)!, input.endpoints, send);
+            deliver(msg, runSniffers(input.bytes.subarray(0, lim.maxBytes), true, sniffers, input.endpoints.destinationPort)!, input.endpoints, send);
             done();
           } catch (e) {
             done(e as Error);

@@ -18,6 +18,7 @@ export const NODE_DEFAULTS = {
     serverFirstMs: 300,
     rules: [{ name: "tls", protocols: "tls" }],
     enforcement: "enforce",
+    tlsFingerprints: "rules",
   },
   "transparent in": {
     name: "",

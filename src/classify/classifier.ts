@@ -10,7 +10,8 @@ import { proxySniffer } from "./proxy";
 import { redisSniffer } from "./redis";
 import { socks4Sniffer, socks5Sniffer } from "./socks";
 import { sshSniffer } from "./ssh";
-import { tlsSniffer } from "./tls";
+import { tlsSniffer, tlsSnifferWith } from "./tls";
+import type { FingerprintSet } from "./fingerprint";
 import { Classification, SniffedProtocol, Sniffer } from "./types";
 
 /**
@@ -35,6 +36,14 @@ export const DEFAULT_SNIFFERS: readonly Sniffer[] = [
   dnsSniffer,
   kafkaSniffer,
 ];
+
+/**
+ * The default sniffers with a TLS sniffer that adds only the given fingerprints: a caller
+ * whose rules and outputs need no JA3 (or no fingerprint at all) skips computing it.
+ */
+export function sniffersWithFingerprints(fingerprints: FingerprintSet): readonly Sniffer[] {
+  return fingerprints === "all" ? DEFAULT_SNIFFERS : DEFAULT_SNIFFERS.map((s) => (s === tlsSniffer ? tlsSnifferWith(fingerprints) : s));
+}
 
 /** Limits of one classification. */
 export interface ClassifierOptions {

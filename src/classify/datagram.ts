@@ -1,5 +1,6 @@
 import { TrafficError } from "../errors";
 import { sniffDnsDatagram } from "./dns";
+import type { FingerprintSet } from "./fingerprint";
 import { QuicInitialReader } from "./quic";
 import { Classification, NO, SniffVerdict } from "./types";
 
@@ -10,6 +11,8 @@ export interface DatagramClassifierOptions {
    * Initials, and a retransmission or a Retry's restart may come between.
    */
   readonly maxDatagrams?: number;
+  /** Fingerprints of a QUIC ClientHello to add to its fields (default `all`). */
+  readonly fingerprints?: FingerprintSet;
 }
 
 const DEFAULT_MAX_DATAGRAMS = 4;
@@ -43,9 +46,11 @@ export class DatagramClassifier {
   private count = 0;
   private bytes = 0;
   private result: Classification | null = null;
+  private readonly fingerprints: FingerprintSet;
 
   constructor(options: DatagramClassifierOptions = {}) {
     this.maxDatagrams = maxDatagrams(options);
+    this.fingerprints = options.fingerprints ?? "all";
   }
 
   /** The final classification, or null while undecided. */
@@ -59,7 +64,7 @@ export class DatagramClassifier {
     const b = asBuffer(datagram);
     this.count++;
     this.bytes += b.length;
-    if (this.quic === null && b.length > 0 && (b[0]! & 0x80) !== 0) this.quic = new QuicInitialReader();
+    if (this.quic === null && b.length > 0 && (b[0]! & 0x80) !== 0) this.quic = new QuicInitialReader(this.fingerprints);
     const q = this.quic === null ? NO : this.quic.push(b);
     if (q.kind === "match") return this.decide(q);
     if (q.kind === "more") return this.count >= this.maxDatagrams ? this.end() : null;

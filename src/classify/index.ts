@@ -2,13 +2,14 @@
 export type { Classification, ClassificationFields, ClassificationOutcome, ClassifiedAs, SniffedProtocol, Sniffer, SniffVerdict } from "./types";
 // For custom sniffers: the shared "no" and "need more" answers and the match builder.
 export { NO as SNIFF_NO, MORE as SNIFF_MORE, match as sniffMatch } from "./types";
-export { classifyBytes, classifierLimits, DEFAULT_SNIFFERS, runSniffers, StreamClassifier } from "./classifier";
+export { classifyBytes, classifierLimits, DEFAULT_SNIFFERS, runSniffers, sniffersWithFingerprints, StreamClassifier } from "./classifier";
+export type { FingerprintSet } from "./fingerprint";
 export type { ClassifierLimits, ClassifierOptions } from "./classifier";
-export { compileRouter, compileHostPattern, hostWithoutPort, CLASSIFIED_AS } from "./rules";
+export { compileRouter, compileHostPattern, fingerprintsUsed, hostWithoutPort, CLASSIFIED_AS } from "./rules";
 export type { ClassifyRuleSpec, RouteInput, RouteVerdict, Router } from "./rules";
 export { moreBytesSource, setMoreBytesSource } from "./more-bytes";
 export type { MoreBytesSource } from "./more-bytes";
-export { parseClientHello, sniffTls, tlsSniffer, tlsVersionName } from "./tls";
+export { parseClientHello, sniffTls, tlsSniffer, tlsSnifferWith, tlsVersionName } from "./tls";
 export { sniffHttp1, http1Sniffer } from "./http1";
 export { sniffHttp2, http2Sniffer } from "./http2";
 export { decodeHeaderBlock, huffmanDecode } from "./hpack";

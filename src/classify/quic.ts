@@ -1,5 +1,6 @@
 import { Cipher, createCipheriv, createDecipheriv, createHmac } from "node:crypto";
 import { u24, u32 } from "./bytes";
+import type { FingerprintSet } from "./fingerprint";
 import { parseClientHello } from "./tls";
 import { ClassificationFields, match, MORE, NO, SniffVerdict } from "./types";
 
@@ -325,6 +326,9 @@ export class QuicInitialReader {
   private overflow = false;
   private verdict: SniffVerdict | null = null;
 
+  /** `fingerprints`: which of JA4 and JA3 the ClientHello's fields get. */
+  constructor(private readonly fingerprints: FingerprintSet = "all") {}
+
   /** True once an Initial decrypted: the session is QUIC even if the ClientHello never completes. */
   get seen(): boolean {
     return this.dcid !== null;
@@ -373,7 +377,7 @@ export class QuicInitialReader {
     const total = 4 + u24(this.buffer, 1);
     if (total > QUIC_MAX_CRYPTO) return match("quic", 0.5, versionFields(this.version, null));
     if (have < total) return null;
-    const hello = parseClientHello(this.buffer, 4, total, "q");
+    const hello = parseClientHello(this.buffer, 4, total, "q", this.fingerprints);
     return match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
   }
 

@@ -1,6 +1,7 @@
 import { TrafficError } from "../errors";
 import { compileRanges, parseRangeList, RangeMatcher, splitList } from "../net/cidr";
 import { tryParseIp } from "../net/ip";
+import type { FingerprintSet } from "./fingerprint";
 import { Classification, ClassifiedAs } from "./types";
 
 /** Every value `protocol` can take, sniffed or an outcome. */
@@ -78,6 +79,23 @@ type Check = (input: RouteInput) => boolean;
 
 function list(value: string | readonly string[] | undefined): string[] {
   return value === undefined ? [] : splitList(value);
+}
+
+/**
+ * The fingerprints the rules' conditions can read: none without fingerprint patterns,
+ * JA4 alone when every pattern is a JA4 (it starts with its transport, `t` or `q`, where
+ * a JA3 hash is hex digits), else all.
+ */
+export function fingerprintsUsed(rules: readonly ClassifyRuleSpec[]): FingerprintSet {
+  let used: FingerprintSet = "none";
+  for (const rule of rules) {
+    for (const p of list(rule.fingerprints)) {
+      const first = p[0]?.toLowerCase();
+      if (first !== "t" && first !== "q") return "all";
+      used = "ja4";
+    }
+  }
+  return used;
 }
 
 function bad(name: string, why: string): TrafficError {

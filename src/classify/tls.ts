@@ -1,5 +1,5 @@
 import { latin1, lowerAscii, u16, u24 } from "./bytes";
-import { emptyHelloShape, helloFingerprints, HelloTransport, isGrease } from "./fingerprint";
+import { addFingerprints, emptyHelloShape, FingerprintSet, HelloTransport, isGrease } from "./fingerprint";
 import { ClassificationFields, match, MORE, NO, Sniffer, SniffVerdict } from "./types";
 
 // RFC 8446 5.1: a TLSPlaintext fragment is at most 2^14 bytes.
@@ -42,10 +42,11 @@ export function tlsVersionName(v: number): string {
 
 /**
  * Parses a complete ClientHello body in b[start, end), with its JA4 (`transport` is its
- * first character) and JA3 fingerprints unless `fingerprints` is false. Returns null when
+ * first character) and JA3 fingerprints (`fingerprints`: true or `all`; `ja4` alone; false
+ * or `none` for neither, which costs nothing). Returns null when
  * the structure is broken: any length that points outside its parent makes the bytes "not TLS".
  */
-export function parseClientHello(b: Buffer, start: number, end: number, transport: HelloTransport = "t", fingerprints = true): ClassificationFields | null {
+export function parseClientHello(b: Buffer, start: number, end: number, transport: HelloTransport = "t", fingerprints: boolean | FingerprintSet = true): ClassificationFields | null {
   let p = start;
   if (p + 38 > end) return null;
   const legacyVersion = u16(b, p);
@@ -173,11 +174,7 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
     for (const a of fields.alpn) if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
     fields.https = https;
   }
-  if (!fingerprints) return fields;
-  const prints = helloFingerprints(b, shape, transport);
-  fields.ja4 = prints.ja4;
-  fields.ja3 = prints.ja3;
-  fields.ja3Hash = prints.ja3Hash;
+  addFingerprints(fields, b, shape, transport, fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints);
   return fields;
 }
 
@@ -193,8 +190,8 @@ function checkRecordHeader(b: Buffer, at: number): SniffVerdict | null {
   return n >= 5 ? null : MORE;
 }
 
-function verdictFor(b: Buffer, start: number, end: number): SniffVerdict {
-  const fields = parseClientHello(b, start, end);
+function verdictFor(b: Buffer, start: number, end: number, fingerprints: FingerprintSet): SniffVerdict {
+  const fields = parseClientHello(b, start, end, "t", fingerprints);
   return fields === null ? NO : match("tls", 1, fields);
 }
 
@@ -202,25 +199,25 @@ function verdictFor(b: Buffer, start: number, end: number): SniffVerdict {
  * TLS: a ClientHello handshake message, possibly spread over several records (large
  * post-quantum key shares) and arriving over several TCP segments.
  */
-export function sniffTls(b: Buffer): SniffVerdict {
+export function sniffTls(b: Buffer, fingerprints: FingerprintSet = "all"): SniffVerdict {
   const head = checkRecordHeader(b, 0);
   if (head !== null) return head;
   const n = b.length;
   const recLen = u16(b, 3);
   if (n >= 6 && b[5] !== CLIENT_HELLO) return NO;
-  if (n < 9) return recLen < 4 && n >= 5 + recLen ? gather(b) : MORE;
+  if (n < 9) return recLen < 4 && n >= 5 + recLen ? gather(b, fingerprints) : MORE;
   const hsLen = u24(b, 6);
   if (hsLen < 38 || hsLen > MAX_CLIENT_HELLO) return NO;
   // The common case: the whole ClientHello in the first record, read in place.
   if (recLen >= hsLen + 4) {
     if (n < 9 + hsLen) return MORE;
-    return verdictFor(b, 9, 9 + hsLen);
+    return verdictFor(b, 9, 9 + hsLen, fingerprints);
   }
-  return gather(b);
+  return gather(b, fingerprints);
 }
 
 // Reassembles a handshake message from consecutive handshake records.
-function gather(b: Buffer): SniffVerdict {
+function gather(b: Buffer, fingerprints: FingerprintSet): SniffVerdict {
   const n = b.length;
   let at = 0;
   let have = 0;
@@ -243,7 +240,7 @@ function gather(b: Buffer): SniffVerdict {
     }
     if (total >= 0 && have >= total) {
       const hs = Buffer.concat(parts.map(([s, e]) => b.subarray(s, e)), total);
-      return verdictFor(hs, 4, total);
+      return verdictFor(hs, 4, total, fingerprints);
     }
     if (end < start + len) return MORE;
     at = start + len;
@@ -251,5 +248,16 @@ function gather(b: Buffer): SniffVerdict {
   return MORE;
 }
 
-/** The TLS sniffer. */
-export const tlsSniffer: Sniffer = { protocol: "tls", sniff: sniffTls };
+/** The TLS sniffer, with all fingerprints. */
+export const tlsSniffer: Sniffer = { protocol: "tls", sniff: (b) => sniffTls(b) };
+
+const TLS_SNIFFERS: Record<FingerprintSet, Sniffer> = {
+  all: tlsSniffer,
+  ja4: { protocol: "tls", sniff: (b) => sniffTls(b, "ja4") },
+  none: { protocol: "tls", sniff: (b) => sniffTls(b, "none") },
+};
+
+/** The TLS sniffer that adds only the given fingerprints to its fields. */
+export function tlsSnifferWith(fingerprints: FingerprintSet): Sniffer {
+  return TLS_SNIFFERS[fingerprints];
+}

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { connectAsync } from "mqtt";
 import { afterAll, describe, expect, it } from "vitest";
 import { assertValidEvent } from "../support/events";
-import { freePort, waitForPort } from "../support/net";
+import { answeringUpstream, freePort, waitForPort } from "../support/net";
 import { poll } from "../support/wait";
 
 const require_ = createRequire(__filename);
@@ -34,6 +34,29 @@ describe("MQTT example flows, as the demo deploys them", () => {
     const red = await env.startNodeRed(userDir, { port, timeoutMs: 90_000 });
     cleanup.push(() => env.stopNodeRed(red.child));
     return red;
+  }
+
+  /**
+   * One example alone (its nodes' ids start with `idPrefix`) in a full Node-RED, with its
+   * embedded broker and listener moved to free ports and its forward nodes to
+   * `servicePort`; `received` collects what its broker publishes on `topics`.
+   */
+  async function startServiceExample(idPrefix: string, tabId: string, servicePort: number, topics: string[]) {
+    if (!existsSync(join(env.root, "dist", "nodes", "index.js"))) execFileSync(process.execPath, [join(env.root, "scripts", "build.js")], { stdio: "inherit" });
+    const mqttPort = await freePort();
+    const listenPort = await freePort();
+    const flows = demoFlows()
+      .filter((n) => String(n["id"]).startsWith(idPrefix) || (n["type"] === "tab" && n["id"] === tabId))
+      .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "transparent in" ? { ...n, port: listenPort } : n["type"] === "forward" ? { ...n, port: String(servicePort) } : n));
+    expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(1);
+    const red = await startRed(flows);
+    for (const p of [mqttPort, listenPort]) await waitForPort(p, "127.0.0.1", 20_000);
+    const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
+    cleanup.push(() => sub.endAsync(true).then(() => undefined));
+    const received: Array<{ topic: string; event: Record<string, unknown> }> = [];
+    sub.on("message", (topic, payload) => received.push({ topic, event: JSON.parse(payload.toString()) as Record<string, unknown> }));
+    await sub.subscribeAsync(topics, { qos: 1 });
+    return { red, listenPort, received };
   }
 
   it("the embedded-broker example publishes schema-valid events and its agent status; the mqtt in example subscribes", { timeout: 120_000 }, async () => {
@@ -117,25 +140,11 @@ describe("MQTT example flows, as the demo deploys them", () => {
   });
 
   it("the limit example resets a client over its limit and publishes one schema-valid limit event per burst", { timeout: 120_000 }, async () => {
-    if (!existsSync(join(env.root, "dist", "nodes", "index.js"))) execFileSync(process.execPath, [join(env.root, "scripts", "build.js")], { stdio: "inherit" });
-    // The example's broker (1886) and listener (15082) moved to free ports, its service (8080) to one here.
-    const mqttPort = await freePort();
-    const listenPort = await freePort();
     const service = net.createServer((s) => s.on("error", () => undefined).resume());
     await new Promise<void>((r) => service.listen(0, "127.0.0.1", r));
     cleanup.push(() => void service.close());
-    const servicePort = String((service.address() as net.AddressInfo).port);
-    const flows = demoFlows()
-      .filter((n) => String(n["id"]).startsWith("11a17000") || (n["type"] === "tab" && n["id"] === "demo-limit-json"))
-      .map((n) => (n["type"] === "traffic broker" ? { ...n, embeddedPort: mqttPort } : n["type"] === "transparent in" ? { ...n, port: listenPort } : n["type"] === "forward" ? { ...n, port: servicePort } : n));
-    expect(flows.filter((n) => n["type"] === "tab")).toHaveLength(1);
-    const red = await startRed(flows);
-    for (const p of [mqttPort, listenPort]) await waitForPort(p, "127.0.0.1", 20_000);
-    const sub = await connectAsync(`mqtt://127.0.0.1:${mqttPort}`, { reconnectPeriod: 200 });
-    cleanup.push(() => sub.endAsync(true).then(() => undefined));
-    const received: Array<{ topic: string; event: Record<string, unknown> }> = [];
-    sub.on("message", (topic, payload) => received.push({ topic, event: JSON.parse(payload.toString()) as Record<string, unknown> }));
-    await sub.subscribeAsync("traffic/+/limit", { qos: 1 });
+    // The example's broker (1886) and listener (15082) moved to free ports, its service (8080) to the one here.
+    const { red, listenPort, received } = await startServiceExample("11a17000", "demo-limit-json", (service.address() as net.AddressInfo).port, ["traffic/+/limit"]);
     // 30 connections at once from one client: the burst of 10 passes, the rest are reset.
     const outcomes = await Promise.all(
       Array.from({ length: 30 }, () =>
@@ -163,6 +172,63 @@ describe("MQTT example flows, as the demo deploys them", () => {
     expect(received.map((m) => m.event["phase"])).toEqual(["start", "end"]);
     expect(received[0]!.topic).toMatch(/^traffic\/[^/]+\/limit$/);
     expect(received[0]!.event).toMatchObject({ type: "limit", limiter: "per client", key: "127.0.0.9", reason: "rate", action: "reject-rst" });
+    expect(red.log()).not.toMatch(/\[error\]/);
+  });
+
+  it("the limit-and-shadow example reports what the new policy would deny while dropping nothing, and limits each source on its own", { timeout: 120_000 }, async () => {
+    // The service answers "UP": a connection that got it went through the whole flow.
+    const service = await answeringUpstream();
+    cleanup.push(() => void service.server.close());
+    // The example's broker (1887) and listener (15083) moved to free ports, its service (8080) to the one here.
+    const { red, listenPort, received } = await startServiceExample("15ad0e00", "demo-limit-and-shadow-json", service.port, ["traffic/+/policy-verdict", "traffic/+/limit"]);
+
+    /** One client connection from `from`: "UP" when the service answered, else how it ended. */
+    const visit = (from: string): Promise<string> =>
+      new Promise((resolve) => {
+        const chunks: Buffer[] = [];
+        const c = net.connect({ port: listenPort, host: "127.0.0.1", localAddress: from }, () => c.write("hello"));
+        const timer = setTimeout(() => c.destroy(), 3000);
+        c.on("data", (d: Buffer) => chunks.push(d));
+        c.on("error", (e: NodeJS.ErrnoException) => chunks.push(Buffer.from(`!${e.code ?? "error"}`)));
+        c.on("close", () => {
+          clearTimeout(timer);
+          resolve(Buffer.concat(chunks).toString() || "closed");
+        });
+      });
+    const verdicts = (): Array<Record<string, unknown>> => received.filter((m) => m.event["type"] === "policy-verdict").map((m) => m.event);
+
+    // Shadow: a source in the range the new policy retires and one it keeps, three
+    // connections each, within the limit. Every one reaches the service.
+    const retired = "127.0.0.200";
+    const kept = "127.0.0.20";
+    const shadowOutcomes: string[] = [];
+    for (let i = 0; i < 3; i++) shadowOutcomes.push(await visit(retired), await visit(kept));
+    expect(shadowOutcomes).toEqual(Array(6).fill("UP"));
+    expect(service.count()).toBe(6);
+    await poll(() => verdicts().length >= 3, 10_000, 50);
+    expect(verdicts().map((v) => [v["mode"], v["verdict"], v["nodeName"], v["rule"], v["clientIp"]])).toEqual(Array(3).fill(["shadow", "deny", "new policy", "retired range", retired]));
+
+    // Limits per source: 30 connections at once from one source; the burst of 10 passes,
+    // the rest are reset. Another source at the same moment loses none.
+    const flood = "127.0.0.30";
+    const quiet = "127.0.0.31";
+    const [flooded, calm] = await Promise.all([
+      Promise.all(Array.from({ length: 30 }, () => visit(flood))),
+      Promise.all(Array.from({ length: 5 }, () => visit(quiet))),
+    ]);
+    expect(calm).toEqual(Array(5).fill("UP"));
+    expect(flooded.filter((o) => o === "UP").length).toBeGreaterThanOrEqual(10);
+    expect(flooded.filter((o) => o === "!ECONNRESET").length).toBeGreaterThanOrEqual(15);
+    expect(flooded.every((o) => o === "UP" || o === "!ECONNRESET")).toBe(true);
+    await poll(() => received.some((m) => m.event["type"] === "limit" && m.event["phase"] === "end"), 10_000, 50);
+    const limits = received.filter((m) => m.event["type"] === "limit").map((m) => m.event);
+    expect(limits.map((e) => [e["phase"], e["limiter"], e["key"], e["reason"], e["action"]])).toEqual([
+      ["start", "per source", flood, "rate", "reject-rst"],
+      ["end", "per source", flood, "rate", "reject-rst"],
+    ]);
+    // Neither the loopback sources nor the flood gave the enforced policy anything to deny.
+    expect(verdicts().filter((v) => v["mode"] !== "shadow")).toEqual([]);
+    for (const m of received) assertValidEvent(m.event);
     expect(red.log()).not.toMatch(/\[error\]/);
   });
 });

@@ -90,6 +90,38 @@ describe("classify node in a Node-RED runtime", () => {
     expect(out2).toBe(2);
   });
 
+  it("computes only the fingerprints the rules match on, unless every ClientHello is to carry them", async () => {
+    const curl = vector("curl-https");
+    const openssl = vector("openssl-s_client");
+    const fp = classifyBytes(curl.bytes).fields;
+    // JA4 patterns only: the JA4 is computed, the JA3 is not.
+    await helper.load(registerClassify, flow({ tlsFingerprints: "rules", rules: [{ name: "curl by ja4", fingerprints: `${fp.ja4!.slice(0, 11)}*` }], outputs: 2 }));
+    collectOutputs();
+    const [out0, m0] = await routeOf({ payload: curl.bytes });
+    expect([out0, m0.classification?.rule, m0.classification?.fields["ja4"], "ja3" in m0.classification!.fields, "ja3Hash" in m0.classification!.fields]).toEqual([0, "curl by ja4", fp.ja4, false, false]);
+    expect((await routeOf({ payload: openssl.bytes }))[0]).toBe(1);
+    await helper.unload();
+    // A JA3 hash among the patterns: all three are computed.
+    await helper.load(registerClassify, flow({ tlsFingerprints: "rules", rules: [{ name: "curl by ja3", fingerprints: fp.ja3Hash }], outputs: 2 }));
+    collectOutputs();
+    const [out1, m1] = await routeOf({ payload: curl.bytes });
+    expect([out1, m1.classification?.fields["ja4"], m1.classification?.fields["ja3"], m1.classification?.fields["ja3Hash"]]).toEqual([0, fp.ja4, fp.ja3, fp.ja3Hash]);
+    await helper.unload();
+    // No fingerprint condition, the default setting: none computed, the other fields as before.
+    await helper.load(registerClassify, flow());
+    collectOutputs();
+    const [, m2] = await routeOf({ payload: curl.bytes });
+    const { ja4: _ja4, ja3: _ja3, ja3Hash: _ja3Hash, ...rest } = fp;
+    expect(m2.classification?.protocol).toBe("tls");
+    expect(m2.classification?.fields).toEqual(rest);
+    await helper.unload();
+    // In fields for every ClientHello: all three, whatever the rules.
+    await helper.load(registerClassify, flow({ tlsFingerprints: "fields" }));
+    collectOutputs();
+    const [, m3] = await routeOf({ payload: curl.bytes });
+    expect(m3.classification?.fields).toEqual(fp);
+  });
+
   it("in shadow mode sends everything to other and reports the rule that would have taken it", async () => {
     const statuses: string[] = [];
     await helper.load(registerClassify, flow({ enforcement: "shadow" }));

@@ -10,26 +10,18 @@ import type { PolicyVerdictEvent } from "../../src/events";
 import { policyVerdictsOf } from "../../src/policy/verdict";
 import { vector } from "../support/classify-vectors";
 import { assertValidEvent } from "../support/events";
-import { freePort } from "../support/net";
+import { answeringUpstream, freePort } from "../support/net";
 import { collect, helper, onCall } from "../support/node-red-helper";
 import { until } from "../support/wait";
 
 type Msg = Record<string, unknown>;
 
 const servers: net.Server[] = [];
-/** An upstream that answers every connection with "UP" once it has the client's first bytes. */
+/** An upstream that answers "UP" (answeringUpstream), closed after the test. */
 async function upstream(): Promise<{ port: number; count: () => number }> {
-  let n = 0;
-  const srv = net.createServer((s) => {
-    s.on("error", () => undefined);
-    s.once("data", () => {
-      n++;
-      s.end("UP");
-    });
-  });
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  servers.push(srv);
-  return { port: (srv.address() as net.AddressInfo).port, count: () => n };
+  const up = await answeringUpstream();
+  servers.push(up.server);
+  return up;
 }
 
 /** Replays a recorded client from `from`; resolves with what it got back ("UP" when forwarded, "" when closed on it). */

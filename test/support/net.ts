@@ -16,6 +16,25 @@ export function freePort(): Promise<number> {
 
 export { waitForPort } from "../rigs/wait";
 
+/**
+ * An upstream on 127.0.0.1 that answers every connection with "UP" once it has the
+ * client's first bytes: a client that got "UP" went all the way through. `count` is how
+ * many it answered.
+ */
+export async function answeringUpstream(): Promise<{ server: net.Server; port: number; count: () => number }> {
+  let n = 0;
+  const server = net.createServer((s) => {
+    s.on("error", () => undefined);
+    s.once("data", () => {
+      n++;
+      s.end("UP");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { server, port: (server.address() as net.AddressInfo).port, count: () => n };
+}
+
+
 /** Starts a long-running program; its output is kept for failure messages. */
 export function startProcess(cmd: string, args: string[]): { child: ChildProcess; output: () => string } {
   const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });

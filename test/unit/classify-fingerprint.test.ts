@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { classifyBytes, classifyDatagrams, compileRouter } from "../../src/classify";
+import { classifyBytes, classifyDatagrams, compileRouter, fingerprintsUsed, runSniffers, sniffersWithFingerprints } from "../../src/classify";
 import { loadVectors } from "../support/classify-vectors";
 import { writeClientPcap } from "../support/pcap";
 import { systemCommand } from "../support/system";
@@ -214,5 +214,50 @@ describe("fingerprints of the recorded real clients against tshark's dissection"
     expect(f.ja4).toBe(want);
     expect(f.ja3).toBe(h["tls.handshake.ja3_full"]);
     expect(f.ja3Hash).toBe(h["tls.handshake.ja3"]);
+  });
+});
+
+describe("which fingerprints are computed", () => {
+  const hello = loadVectors().find((v) => v.name === "chromium")!;
+  const bytes = Buffer.concat(hello.segments);
+
+  it("gives the same fields without fingerprints, with JA4 alone and with all three", () => {
+    const all = runSniffers(bytes, true, sniffersWithFingerprints("all"))!.fields;
+    const { ja4, ja3, ja3Hash, ...rest } = all;
+    expect([ja4, ja3, ja3Hash].every((v) => typeof v === "string" && v.length > 0)).toBe(true);
+    expect(runSniffers(bytes, true, sniffersWithFingerprints("none"))!.fields).toEqual(rest);
+    expect(runSniffers(bytes, true, sniffersWithFingerprints("ja4"))!.fields).toEqual({ ...rest, ja4 });
+  });
+
+  it("asks rules which ones they read: a JA4 pattern needs the JA4 alone, a JA3 hash all", () => {
+    expect(fingerprintsUsed([{ protocols: "tls" }])).toBe("none");
+    expect(fingerprintsUsed([{ fingerprints: "t13d*, q13d1516h2_*" }, { hosts: "a.example" }])).toBe("ja4");
+    expect(fingerprintsUsed([{ fingerprints: "T13D*" }, { fingerprints: "e7d705a3286e19ea42f587b344ee6865" }])).toBe("all");
+  });
+
+  it("keeps GREASE values out of the cache keys and tells other cipher lists apart", () => {
+    const first = classifyBytes(bytes).fields;
+    // Chromium picks new GREASE values per connection: rewrite every GREASE code point.
+    const regreased = Buffer.from(bytes);
+    for (let i = 0; i + 1 < regreased.length; i++) {
+      const v = regreased.readUInt16BE(i);
+      if ((v & 0x0f0f) === 0x0a0a && v >> 8 === (v & 0xff)) {
+        regreased.writeUInt16BE(v === 0x1a1a ? 0x2a2a : 0x1a1a, i);
+        i++;
+      }
+    }
+    expect(regreased.equals(bytes)).toBe(false);
+    const again = classifyBytes(regreased).fields;
+    expect([again.ja4, again.ja3, again.ja3Hash]).toEqual([first.ja4, first.ja3, first.ja3Hash]);
+    // The same hello with two ciphers swapped: JA4 sorts them (same), JA3 does not (new).
+    const swapped = Buffer.from(bytes);
+    const ciphers = 9 + 2 + 32 + 1 + swapped[9 + 2 + 32]! + 2;
+    const a = swapped.readUInt16BE(ciphers + 2);
+    swapped.writeUInt16BE(swapped.readUInt16BE(ciphers + 4), ciphers + 2);
+    swapped.writeUInt16BE(a, ciphers + 4);
+    const other = classifyBytes(swapped).fields;
+    expect(other.ja4).toBe(first.ja4);
+    expect(other.ja3).not.toBe(first.ja3);
+    expect(other.ja3Hash).toBe(createHash("md5").update(other.ja3!).digest("hex"));
   });
 });
