@@ -2,11 +2,14 @@
 // numbers, an empty field means the default, and a wrong value is a TrafficError with the
 // node's own code naming the field — never NaN passed on, never text cast to a number.
 import { TrafficError, type TrafficErrorCode } from "../../src/errors";
+import { splitList } from "../../src/net/cidr";
 
 type Field = string | number | undefined | null;
 
 /** The field as trimmed text; "" when absent. */
 const text = (value: Field): string => String(value ?? "").trim();
+const INTEGER = /^[+-]?\d+$/;
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)$/;
 
 export interface ConfigReader {
   /** An integer from min to max; an empty field gives `fallback`. */
@@ -33,7 +36,7 @@ export function configReader(code: TrafficErrorCode): ConfigReader {
   // Decimal only: Number() would also take "0x10", "1e3" and " ".
   const decimal = (value: Field, pattern: RegExp): number => (pattern.test(text(value)) ? Number(text(value)) : Number.NaN);
   const int = (value: Field, field: string, min: number, max: number): number => {
-    const n = decimal(value, /^[+-]?\d+$/);
+    const n = decimal(value, INTEGER);
     if (!Number.isInteger(n) || n < min || n > max) fail(field, `must be an integer from ${min} to ${max}`, value);
     return n;
   };
@@ -42,22 +45,18 @@ export function configReader(code: TrafficErrorCode): ConfigReader {
     optionalInt: (value, field, { min, max }) => (text(value) === "" ? undefined : int(value, field, min, max)),
     number(value, field, { fallback, min, max }) {
       if (text(value) === "") return fallback;
-      const n = decimal(value, /^[+-]?(\d+\.?\d*|\.\d+)$/);
+      const n = decimal(value, DECIMAL);
       if (!Number.isFinite(n) || n < min || n > max) fail(field, `must be a number from ${min} to ${max}`, value);
       return n;
     },
     seconds(value, field, { fallbackMs, max }) {
       if (text(value) === "") return fallbackMs;
-      const n = decimal(value, /^[+-]?(\d+\.?\d*|\.\d+)$/);
+      const n = decimal(value, DECIMAL);
       if (!Number.isFinite(n) || n < 0 || n > max) fail(field, `must be 0-${max} seconds`, value);
       return Math.round(n * 1000);
     },
     port: (value, field, { fallback, allowZero = false } = {}) => (text(value) === "" && fallback !== undefined ? fallback : int(value, field, allowZero ? 0 : 1, 65535)),
-    ports: (value, field) =>
-      text(value)
-        .split(/[\s,]+/)
-        .filter((p) => p !== "")
-        .map((p) => (/^[0-9]{1,5}$/.test(p) ? int(p, field, 1, 65535) : fail(field, "must be ports 1-65535 separated by commas or spaces", p))),
+    ports: (value, field) => splitList(text(value)).map((p) => (/^\d{1,5}$/.test(p) ? int(p, field, 1, 65535) : fail(field, "must be ports 1-65535 separated by commas or spaces", p))),
     oneOf<T extends string>(value: Field, field: string, allowed: readonly T[], fallback: T): T {
       const t = text(value);
       if (t === "") return fallback;

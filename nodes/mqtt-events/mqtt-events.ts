@@ -11,12 +11,12 @@ import { handovers } from "../../src/handover-registry";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { policyVerdictsOf } from "../../src/policy/verdict";
 import { configReader } from "../common/config";
-
-const read = configReader("ERR_MQTT_CONFIG");
 import { watchHandovers } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { compactCount, throttledStatus } from "../common/status";
 import type { BrokerHandle, BrokerState, BrokerUser } from "../../src/mqtt/broker";
+
+const read = configReader("ERR_MQTT_CONFIG");
 
 interface MqttEventsDef extends NodeDef {
   broker: string;

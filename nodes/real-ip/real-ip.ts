@@ -38,12 +38,14 @@ const SHORT: Record<AddressSource, string> = {
   "x-real-ip": "x-real-ip",
 };
 
+const readTrust = configReader("ERR_TRUST_CONFIG");
+
 /** Builds the trust spec from the editor's fields. */
 export function trustFromConfig(trusted: string, hops: string | number): TrustSpec {
   const list = String(trusted ?? "").trim();
   const hopText = String(hops ?? "").trim();
   if (hopText === "") return list;
-  const n = configReader("ERR_TRUST_CONFIG").int(hopText, "hops", { fallback: 0, min: 0, max: 1000 });
+  const n = readTrust.int(hopText, "hops", { fallback: 0, min: 0, max: 1000 });
   return list === "" ? n : { proxies: list, hops: n };
 }
 

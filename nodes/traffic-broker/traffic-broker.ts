@@ -5,10 +5,10 @@ import { agentWill, BrokerConnection, externalBrokerUrl, hostPortUrl, parkedBrok
 import { compileTopicTemplate } from "../../src/mqtt/topic";
 import { messages } from "../common/messages";
 import { configReader } from "../common/config";
-
-const read = configReader("ERR_MQTT_CONFIG");
 import { watchHandovers } from "../common/startup";
 import { withNodeDefaults } from "../common/defaults";
+
+const read = configReader("ERR_MQTT_CONFIG");
 
 interface TrafficBrokerDef extends NodeDef {
   /** `embedded`: run a broker inside Node-RED; `external`: connect to `broker`:`port`. */

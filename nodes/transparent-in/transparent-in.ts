@@ -54,12 +54,12 @@ interface TransparentInDef extends NodeDef {
 /** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
 /** Counts and sizes: ranges here only keep text and NaN out; the library's checks hold the limits. */
 const COUNT = { min: 0, max: 0x7fffffff } as const;
+const readRules = configReader("ERR_NFT_CONFIG");
 
 export function kernelLimitOf(config: Pick<TransparentInDef, "ruleLimitRate" | "ruleLimitBurst" | "ruleLimitConcurrent">): KernelLimit | undefined {
-  const read = configReader("ERR_NFT_CONFIG");
-  const rate = read.optionalInt(config.ruleLimitRate, "ruleLimitRate", COUNT);
-  const burst = read.optionalInt(config.ruleLimitBurst, "ruleLimitBurst", COUNT);
-  const maxConcurrent = read.optionalInt(config.ruleLimitConcurrent, "ruleLimitConcurrent", COUNT);
+  const rate = readRules.optionalInt(config.ruleLimitRate, "ruleLimitRate", COUNT);
+  const burst = readRules.optionalInt(config.ruleLimitBurst, "ruleLimitBurst", COUNT);
+  const maxConcurrent = readRules.optionalInt(config.ruleLimitConcurrent, "ruleLimitConcurrent", COUNT);
   if (rate === undefined && burst === undefined && maxConcurrent === undefined) return undefined;
   return { ...(rate === undefined ? {} : { rate }), ...(burst === undefined ? {} : { burst }), ...(maxConcurrent === undefined ? {} : { maxConcurrent }) };
 }
@@ -232,7 +232,7 @@ export default function register(RED: NodeAPI): void {
       label = s.protocol === "tcp" ? `${s.mode} :${s.port}` : `${s.protocol === "both" ? "tcp+udp" : "udp"} :${s.port}`;
       if (config.manageRules) {
         const limit = kernelLimitOf(config);
-        const excludeMark = read.optionalInt(config.ruleMark, "ruleMark", { min: 0, max: 0xffffffff });
+        const excludeMark = readRules.optionalInt(config.ruleMark, "ruleMark", { min: 0, max: 0xffffffff });
         const spec: RuleSpec = {
           mode: s.mode === "tproxy" ? "tproxy" : "redirect",
           port: s.port,
