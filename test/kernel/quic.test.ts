@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { classifyDatagrams } from "../../src/classify";
 import { IS_ROOT, systemCommand } from "../support/system";
 import { ensureBuilt, Namespaces, NdjsonChild, untilGreen } from "../support/netns";
+import { toolEnv } from "../rigs/load-rig";
 
 const nft = IS_ROOT ? systemCommand("nft") : { path: null, skip: true };
 const chromium = IS_ROOT ? systemCommand("chromium") : { path: null, skip: true };
@@ -64,7 +65,7 @@ describe.skipIf(!IS_ROOT || nft.skip || chromium.skip)("chromium's QUIC through 
         "--disable-sync", "--no-first-run", `--user-data-dir=${profile}`, "--enable-quic", `--origin-to-force-quic-on=${host}:443`,
         `--host-resolver-rules=MAP ${host} ${SERVER_IP}, MAP * ~NOTFOUND`, `https://${host}/`,
       ],
-      { detached: true, stdio: "ignore" },
+      { detached: true, stdio: "ignore", env: toolEnv() },
     );
     browsers.push(b);
     return b;

@@ -58,13 +58,16 @@ export function fdLimitFor(wanted: number): number {
 }
 
 /**
- * The environment of system tools (ip, nft, ss): without a sanitizer runtime that a
- * sanitized test run preloads for the addons. They are not the code under test, and
- * iproute2's `ip route` trips it (an overlapping strncpy of its own) and aborts.
+ * The environment of programs that are not the code under test (ip, nft, ss, chromium):
+ * without the sanitizer runtime and options that a sanitized test run preloads for the
+ * addons. iproute2's `ip route` trips it (an overlapping strncpy of its own) and aborts;
+ * chromium under a preloaded ASan never gets as far as loading a page.
  */
-function toolEnv(): NodeJS.ProcessEnv {
+export function toolEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   delete env["LD_PRELOAD"];
+  delete env["ASAN_OPTIONS"];
+  delete env["UBSAN_OPTIONS"];
   return env;
 }
 
