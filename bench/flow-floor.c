@@ -1,6 +1,6 @@
 // Loads bench/flow-floor.bpf.c and attaches every program, then holds them until stdin
 // closes (the benchmark ends a phase by closing it, or by ending the process).
-// usage: flow-floor OBJECT STORAGE(0|1) SOCKOPS(0|1) CGROUP_V2_ROOT
+// usage: flow-floor OBJECT STORAGE(0|1|2) SOCKOPS(0|1) CGROUP_V2_ROOT
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@
 int main(int argc, char **argv)
 {
 	if (argc != 5) {
-		fprintf(stderr, "usage: %s OBJECT STORAGE(0|1) SOCKOPS(0|1) CGROUP_V2_ROOT\n", argv[0]);
+		fprintf(stderr, "usage: %s OBJECT STORAGE(0|1|2) SOCKOPS(0|1) CGROUP_V2_ROOT\n", argv[0]);
 		return 2;
 	}
 	struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
@@ -19,7 +19,7 @@ int main(int argc, char **argv)
 		perror("bpf_object__open_file");
 		return 1;
 	}
-	__u32 storage = atoi(argv[2]) != 0;
+	__u32 storage = atoi(argv[2]); /* 0 none, 1 sk_storage, 2 hash by cookie */
 	struct bpf_map *rodata = bpf_object__find_map_by_name(obj, ".rodata");
 	if (rodata == NULL || bpf_map__set_initial_value(rodata, &storage, sizeof storage) != 0) {
 		fprintf(stderr, "cannot set floor_storage\n");

@@ -40,13 +40,14 @@ export function floorBuild(): { loader: string; object: string } {
 /** Which floor programs to attach: the tracepoint programs always, then optionally these. */
 export interface FloorParts {
   readonly sockops: boolean;
-  readonly storage: boolean;
+  /** Per-socket state made for every new socket: none, sk_storage, or a hash keyed by socket cookie. */
+  readonly storage: "none" | "sk_storage" | "hash";
 }
 
 /** Attaches the floor programs; resolves once they run, with a function that detaches them. */
 export function attachFloor(parts: FloorParts, cgroupRoot: string): Promise<() => Promise<void>> {
   const { loader, object } = floorBuild();
-  const args = [object, parts.storage ? "1" : "0", parts.sockops ? "1" : "0", cgroupRoot];
+  const args = [object, String(["none", "sk_storage", "hash"].indexOf(parts.storage)), parts.sockops ? "1" : "0", cgroupRoot];
   const child: ChildProcess = spawn(loader, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (c: Buffer) => (stderr += c.toString()));

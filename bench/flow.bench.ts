@@ -189,7 +189,7 @@ function perConnUs(ms: number, connections: number): number {
 
 export async function run(): Promise<BenchReport> {
   loadgenBinary();
-  const rates: Record<"detached" | "attached" | "server" | "tcplife" | "floorTracepoints" | "floor" | "floorStorage", number[]> = {
+  const rates: Record<"detached" | "attached" | "server" | "tcplife" | "floorTracepoints" | "floor" | "floorStorage" | "floorHash", number[]> = {
     detached: [],
     attached: [],
     server: [],
@@ -197,6 +197,7 @@ export async function run(): Promise<BenchReport> {
     floorTracepoints: [],
     floor: [],
     floorStorage: [],
+    floorHash: [],
   };
   // The floor: the design's hooks with empty programs, then with the per-socket storage.
   const cgroupRoot = cgroupV2Root();
@@ -231,9 +232,10 @@ export async function run(): Promise<BenchReport> {
     serverExpected += srv.accepted;
     if (tcplife !== null) rates.tcplife.push((await phase(0, PHASE_S, tcplife)).load.rate);
     if (floorFailure === "") {
-      rates.floorTracepoints.push((await phase(0, PHASE_S, floorAttach({ sockops: false, storage: false }))).load.rate);
-      rates.floor.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: false }))).load.rate);
-      rates.floorStorage.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: true }))).load.rate);
+      rates.floorTracepoints.push((await phase(0, PHASE_S, floorAttach({ sockops: false, storage: "none" }))).load.rate);
+      rates.floor.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: "none" }))).load.rate);
+      rates.floorStorage.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: "sk_storage" }))).load.rate);
+      rates.floorHash.push((await phase(0, PHASE_S, floorAttach({ sockops: true, storage: "hash" }))).load.rate);
     }
   }
 
@@ -309,7 +311,8 @@ export async function run(): Promise<BenchReport> {
     rows.push(
       ratioRow("floor: empty tracepoint programs (2 × inet_sock_set_state, tcp_destroy_sock)", "conn/s", median(rates.floorTracepoints), "detached", detached),
       ratioRow("floor: the same + an empty sock_ops program on the cgroup v2 root", "conn/s", median(rates.floor), "detached", detached),
-      ratioRow("floor: the same + per-socket storage created and freed", "conn/s", median(rates.floorStorage), "detached", detached),
+      ratioRow("floor: the same + per-socket sk_storage created and freed", "conn/s", median(rates.floorStorage), "detached", detached),
+      ratioRow("floor: the same + per-socket state in a preallocated hash by socket cookie", "conn/s", median(rates.floorHash), "detached", detached),
     );
   }
   rows.push(
