@@ -33,6 +33,16 @@
       return max === Infinity ? say("atLeast", { min: min }) : say("range", { min: min, max: max });
     };
   }
+  /** An unsigned 64-bit id in decimal (a cgroup id): compared as BigInt, since a Number rounds above 2^53. */
+  function uint64(optional) {
+    return function (v, opt) {
+      if (blank(v)) return optional ? true : say("required");
+      var text = String(v).trim();
+      if (!/^\d+$/.test(text)) return say("wholeNumber");
+      if (text.length > 20 || BigInt(text) > BigInt("18446744073709551615")) return say("range", { min: 0, max: "18446744073709551615" });
+      return true;
+    };
+  }
   /** A duration in seconds (fractions allowed) from min to max; blank means the default. */
   function secondsIn(min, max) {
     return function (v, opt) {
@@ -80,7 +90,7 @@
   }
   /** A host name or an IP address literal. */
   function hostName(v, opt) {
-    return /^[A-Za-z0-9.:\-\[\]]+$/.test(String(v || "")) ? true : say("host");
+    return /^[A-Za-z0-9.:[\]-]+$/.test(String(v || "")) ? true : say("host");
   }
   /** A broker host, or a whole URL with a scheme mqtt.js dials (as the core mqtt-broker takes). */
   function brokerHost(v, opt) {
@@ -175,6 +185,7 @@
     say: say,
     items: items,
     intIn: intIn,
+    uint64: uint64,
     secondsIn: secondsIn,
     powerOfTwoIn: powerOfTwoIn,
     portEntryError: portEntryError,
