@@ -100,6 +100,40 @@
     return hostName(v) === true ? true : say("brokerHost");
   }
   /**
+   * The check of a node's rule list: true, or the first bad rule's name (else its number,
+   * by the catalogue key `unnamedKey`) and what `ruleError(rule, _)` says is wrong with it.
+   */
+  function ruleList(ruleError, unnamedKey) {
+    return function (rules, opt) {
+      if (!Array.isArray(rules)) return false;
+      for (var i = 0; i < rules.length; i++) {
+        var e = ruleError(rules[i], this._);
+        if (e !== null) return (rules[i].name || this._(unnamedKey, { number: i + 1 })) + ": " + e;
+      }
+      return true;
+    };
+  }
+  /**
+   * The port each row of the dialog's rule list had when the dialog opened (the row's
+   * data.i), null for a row added since: what trafficRulePorts.portMap maps wires by.
+   */
+  function ruleOrigins() {
+    var $ = root.jQuery;
+    var origins = [];
+    $("#node-input-rule-container").editableList("items").each(function () {
+      var data = $(this).data("data") || {};
+      origins.push(typeof data.i === "number" ? data.i : null);
+    });
+    return origins;
+  }
+  /** Gives the rule list the height the dialog's other rows leave (for oneditresize), at least `min` pixels. */
+  function fitRuleList(size, min) {
+    var $ = root.jQuery;
+    var height = size.height;
+    $("#dialog-form>div:not(.node-input-rule-container-row)").each(function () { height -= $(this).outerHeight(true); });
+    $("#node-input-rule-container").editableList("height", Math.max(min, height - 30));
+  }
+  /**
    * Marks one field the editor does not check itself (a field of an editableList row): the
    * red border on `field` and the reason in `line` below it, or neither when `message` is
    * empty. The line takes the look of the dialog's other field messages.
@@ -195,6 +229,9 @@
     brokerHost: brokerHost,
     hostName: hostName,
     onlyWhen: onlyWhen,
+    ruleList: ruleList,
+    ruleOrigins: ruleOrigins,
+    fitRuleList: fitRuleList,
     mark: mark,
     selectDefaults: selectDefaults,
     current: current,
