@@ -83,7 +83,7 @@ async function startNode(kind: string, port: number, upstream?: number): Promise
 async function startHaproxy(dir: string, bin: string): Promise<void> {
   const cfg = path.join(dir, "haproxy.cfg");
   const lines = ["global", "  maxconn 4096", "  nbthread 1", "defaults", "  mode tcp", "  option splice-auto", "  timeout connect 5s", "  timeout client 30s", "  timeout server 30s"];
-  TARGETS.forEach((target, i) => lines.push(`listen p${i}`, `  bind 127.0.0.1:${PORTS.haproxy + i}`, `  server s 127.0.0.1:${target}`));
+  for (const [i, target] of TARGETS.entries()) lines.push(`listen p${i}`, `  bind 127.0.0.1:${PORTS.haproxy + i}`, `  server s 127.0.0.1:${target}`);
   fs.writeFileSync(cfg, `${lines.join("\n")}\n`);
   const child = spawnIn(bin, ["-db", "-f", cfg]);
   await waitPort(PORTS.haproxy, child);

@@ -111,7 +111,6 @@ async function nodeRed(port: number): Promise<void> {
   fs.mkdirSync(nodesDir);
   fs.writeFileSync(path.join(nodesDir, "bench-claim.js"), CLAIM_NODE_JS);
   fs.writeFileSync(path.join(nodesDir, "bench-claim.html"), `<script type="text/javascript">RED.nodes.registerType("bench claim",{category:"function",defaults:{},inputs:1,outputs:0});</script>\n`);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const env = require(path.join(root, "scripts", "node-red-env.js")) as { prepareUserDir(dir: string, o: object): void };
   env.prepareUserDir(userDir, {
     port: 0,
@@ -123,7 +122,6 @@ async function nodeRed(port: number): Promise<void> {
     ],
   });
   process.on("exit", () => fs.rmSync(userDir, { recursive: true, force: true }));
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const RED = require("node-red") as { init(server: http.Server, settings: object): void; start(): Promise<void> };
   RED.init(http.createServer(), {
     userDir,

@@ -113,7 +113,7 @@
 
   /** Why `entry` is not a valid CIDR, address or named range; null when it is. */
   function entryError(entry) {
-    if (NAMED.hasOwnProperty(entry.toLowerCase())) return null;
+    if (Object.hasOwn(NAMED, entry.toLowerCase())) return null;
     var slash = entry.indexOf("/");
     var addr = slash >= 0 ? entry.slice(0, slash) : entry;
     var prefixText = slash >= 0 ? entry.slice(slash + 1) : null;

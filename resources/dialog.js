@@ -33,6 +33,16 @@
       return max === Infinity ? say("atLeast", { min: min }) : say("range", { min: min, max: max });
     };
   }
+  /** An unsigned 64-bit id in decimal (a cgroup id): compared as BigInt, since a Number rounds above 2^53. */
+  function uint64(optional) {
+    return function (v, opt) {
+      if (blank(v)) return optional ? true : say("required");
+      var text = String(v).trim();
+      if (!/^\d+$/.test(text)) return say("wholeNumber");
+      if (text.length > 20 || BigInt(text) > BigInt("18446744073709551615")) return say("range", { min: 0, max: "18446744073709551615" });
+      return true;
+    };
+  }
   /** A duration in seconds (fractions allowed) from min to max; blank means the default. */
   function secondsIn(min, max) {
     return function (v, opt) {
@@ -80,7 +90,7 @@
   }
   /** A host name or an IP address literal. */
   function hostName(v, opt) {
-    return /^[A-Za-z0-9.:\-\[\]]+$/.test(String(v || "")) ? true : say("host");
+    return /^[A-Za-z0-9.:[\]-]+$/.test(String(v || "")) ? true : say("host");
   }
   /** A broker host, or a whole URL with a scheme mqtt.js dials (as the core mqtt-broker takes). */
   function brokerHost(v, opt) {
@@ -88,6 +98,40 @@
     if (v === "") return say("required");
     if (v.indexOf("://") >= 0) return /^(mqtts?|wss?):\/\/[^\s]+$/.test(v) ? true : say("brokerUrl");
     return hostName(v) === true ? true : say("brokerHost");
+  }
+  /**
+   * The check of a node's rule list: true, or the first bad rule's name (else its number,
+   * by the catalogue key `unnamedKey`) and what `ruleError(rule, _)` says is wrong with it.
+   */
+  function ruleList(ruleError, unnamedKey) {
+    return function (rules, opt) {
+      if (!Array.isArray(rules)) return false;
+      for (var i = 0; i < rules.length; i++) {
+        var e = ruleError(rules[i], this._);
+        if (e !== null) return (rules[i].name || this._(unnamedKey, { number: i + 1 })) + ": " + e;
+      }
+      return true;
+    };
+  }
+  /**
+   * The port each row of the dialog's rule list had when the dialog opened (the row's
+   * data.i), null for a row added since: what trafficRulePorts.portMap maps wires by.
+   */
+  function ruleOrigins() {
+    var $ = root.jQuery;
+    var origins = [];
+    $("#node-input-rule-container").editableList("items").each(function () {
+      var data = $(this).data("data") || {};
+      origins.push(typeof data.i === "number" ? data.i : null);
+    });
+    return origins;
+  }
+  /** Gives the rule list the height the dialog's other rows leave (for oneditresize), at least `min` pixels. */
+  function fitRuleList(size, min) {
+    var $ = root.jQuery;
+    var height = size.height;
+    $("#dialog-form>div:not(.node-input-rule-container-row)").each(function () { height -= $(this).outerHeight(true); });
+    $("#node-input-rule-container").editableList("height", Math.max(min, height - 30));
   }
   /**
    * Marks one field the editor does not check itself (a field of an editableList row): the
@@ -175,6 +219,7 @@
     say: say,
     items: items,
     intIn: intIn,
+    uint64: uint64,
     secondsIn: secondsIn,
     powerOfTwoIn: powerOfTwoIn,
     portEntryError: portEntryError,
@@ -184,6 +229,9 @@
     brokerHost: brokerHost,
     hostName: hostName,
     onlyWhen: onlyWhen,
+    ruleList: ruleList,
+    ruleOrigins: ruleOrigins,
+    fitRuleList: fitRuleList,
     mark: mark,
     selectDefaults: selectDefaults,
     current: current,

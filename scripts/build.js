@@ -39,12 +39,65 @@ function editorFiles() {
     .sort((a, b) => Number(path.basename(b) === "common.html") - Number(path.basename(a) === "common.html") || a.localeCompare(b));
 }
 
+/** Attributes of a row tag: name="value", or a bare name (value ""). */
+function rowAttributes(text) {
+  const attrs = {};
+  for (const m of text.matchAll(/([\w-]+)(?:="([^"]*)")?/g)) attrs[m[1]] = m[2] ?? "";
+  return attrs;
+}
+
+/**
+ * The dialogs' plain form rows, written once. In a node's .html template a line
+ *   <traffic-select prop="mode" icon="random" options="redirect tproxy plain" class="traffic-x">
+ *   <traffic-text prop="port" icon="plug" width="80px" placeholder after class="traffic-x">
+ * becomes the row Node-RED's editor fills by id (node-input-<prop>): a label, then a select
+ * (70% wide) or a text input, with their texts from the node's catalogue by key:
+ * <node>.label.<prop>, <node>.option.<prop>.<value>, <node>.placeholder.<prop> (with
+ * `placeholder`), <node>.text.<prop>After (with `after`). Rows of another shape stay markup.
+ */
+function expandDialogRows(html, node) {
+  return html.replace(/^( *)<traffic-(select|text)\b([^>]*)>\n/gm, (_line, indent, kind, attrText) => {
+    const a = rowAttributes(attrText);
+    if (!a.prop) throw new Error(`nodes/${node}: <traffic-${kind}> without prop`);
+    const id = `node-input-${a.prop}`;
+    const icon = a.icon ? `<i class="fa fa-${a.icon}"></i> ` : "";
+    const lines = [
+      `<div class="form-row${a.class ? ` ${a.class}` : ""}">`,
+      `  <label for="${id}">${icon}<span data-i18n="${node}.label.${a.prop}"></span></label>`,
+    ];
+    if (kind === "select") {
+      lines.push(`  <select id="${id}" style="width:70%">`);
+      for (const value of (a.options ?? "").split(/\s+/).filter((v) => v !== "")) {
+        lines.push(`    <option value="${value}" data-i18n="${node}.option.${a.prop}.${value}"></option>`);
+      }
+      lines.push("  </select>");
+    } else {
+      const width = a.width ? ` style="width:${a.width}"` : "";
+      const placeholder = a.placeholder !== undefined ? ` data-i18n="[placeholder]${node}.placeholder.${a.prop}"` : "";
+      const after = a.after !== undefined ? ` <span data-i18n="${node}.text.${a.prop}After"></span>` : "";
+      lines.push(`  <input type="text" id="${id}"${width}${placeholder}>${after}`);
+    }
+    lines.push("</div>");
+    return lines.map((l) => `${indent}${l}\n`).join("");
+  });
+}
+
+/** A node's editor file as Node-RED gets it: defaults filled in, rows expanded. */
+function editorHtml(file, defaults) {
+  const node = path.basename(path.dirname(file));
+  const html = expandDialogRows(fs.readFileSync(file, "utf8").replace(/\bTRAFFIC_DEFAULTS\b/g, defaults), node);
+  // A row tag the expansion did not take (misspelt, or not alone on its line) would reach the editor as an unknown element.
+  const left = /<traffic-[\w-]+/.exec(html);
+  if (left !== null) throw new Error(`nodes/${node}/${path.basename(file)}: ${left[0]} is not a row the build expands`);
+  return html;
+}
+
 function bundleEditorHtml() {
   // The dialogs take their field defaults from the table the runtime applies (compiled above).
   const defaults = JSON.stringify(require(path.join(root, "dist", "nodes", "common", "defaults.js")).NODE_DEFAULTS);
   const parts = editorFiles().map((file) => {
     const rel = path.relative(root, file);
-    const html = fs.readFileSync(file, "utf8").replace(/\bTRAFFIC_DEFAULTS\b/g, defaults);
+    const html = editorHtml(file, defaults);
     // Node-RED reads help from the dialog file first: one left there would hide the
     // locale file's help in every language.
     if (/data-help-name=/.test(html)) throw new Error(`${rel}: help text belongs in nodes/<name>/locales/<lang>/<name>.html`);
@@ -134,4 +187,6 @@ function main() {
   if (hasSchemaGenerator) step("json schemas", generateSchemas);
 }
 
-main();
+module.exports = { main, expandDialogRows };
+
+if (require.main === module) main();

@@ -45,7 +45,7 @@ async function placeEmbeddedBrokers(flows) {
 
 async function main() {
   if (!fs.existsSync(path.join(root, "dist", "nodes", "index.js")) || !fs.existsSync(path.join(root, "traffic.html"))) {
-    require("./build");
+    require("./build").main();
   }
   const port = Number(process.env.PORT || 1880);
   const host = process.env.HOST || "127.0.0.1";

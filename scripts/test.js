@@ -2,7 +2,8 @@
 // Runs every test. First it checks the system programs the suites need: as root on
 // Debian/Ubuntu it installs missing packages with apt-get; otherwise it prints the exact
 // install line and those suites skip, loudly. Under CI=true a missing program is a failure,
-// and so is any skipped test. Type-checks the sources and the tests before running them.
+// and so is any skipped test. Type-checks the sources and the tests before running them, and
+// lints them (biome.jsonc); a lint finding fails the run and counts as one failure.
 // Ends with one line: "N passed, N failed" (", N skipped" when any skipped).
 "use strict";
 const { spawnSync } = require("node:child_process");
@@ -93,6 +94,10 @@ function main() {
     console.log("0 passed, 1 failed");
     process.exit(1);
   }
+  // Lint findings do not stop the suites: they add one failure to the count at the end.
+  const biome = require.resolve("@biomejs/biome/bin/biome", { paths: [root] });
+  const lintFailed = run(process.execPath, [biome, "lint", "--error-on-warnings", root]) !== 0 ? 1 : 0;
+  if (lintFailed) console.log("test: the lint (npm run lint: biome lint, rules in biome.jsonc) failed; its findings are above.");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-test-"));
   const report = path.join(dir, "vitest.json");
   const skipReport = path.join(dir, "skipped.json");
@@ -127,11 +132,13 @@ function main() {
   const skips = readSkips(skipReport, skipped);
   fs.rmSync(dir, { recursive: true, force: true });
   if (status !== 0 && failed === 0) failed = 1;
+  failed += lintFailed;
   if (skips.length > 0) {
     console.log(`test: ${skips.length} skipped${ci ? " (CI=true: a skipped test fails the run)" : ""}:`);
     for (const s of skips) console.log(`  - ${s.file}: ${s.name} (${s.reason || "skipIf without a note: see the SKIP lines above"})`);
   }
   const failedRun = status !== 0 || failed > 0 || (ci && skipped > 0);
+  if (lintFailed) console.log("test: the lint failed (see above).");
   if (ci && skipped > 0) failed += skipped;
   console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}`);
   process.exit(failedRun ? 1 : 0);

@@ -6,8 +6,9 @@
  * - PROXY protocol: `parseProxyHeader(bytes)` (incremental), `encodeProxyHeaderV1/V2`.
  * - Addresses: `parseIp`, `tryParseIp`, `parseCidr`, `parseRangeList`, `compileRanges`,
  *   `compileIpFilter(rules)`.
- * - Transparent capture: `TransparentListener`, `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
- * - Classification: `classifyBytes(bytes)`, `StreamClassifier`, `compileRouter(rules)`.
+ * - Transparent capture: `TransparentListener`, `ManagedCapture` (a listener with its nft rules,
+ *   handed over across a restart), `getOriginalDst(socketOrFd)`, `getLocalAddress`, `createListenerFd`, `connectionTable()`.
+ * - Classification: `classifyBytes(bytes)`, `StreamClassifier` (`.readFrom` a live connection), `compileRouter(rules)`.
  * - Events and MQTT: event types (every event, flow events included) and `eventSchema(type)`, `makeEvent`, `toEvent(msg)`, `Publisher` (ordered,
  *   bounded, optional `FileSpool`), `compileTopicTemplate`, `Batcher`.
  * - Connection limits: `new Limiter(spec, onBurst)` (per-key token bucket and concurrency cap,

@@ -1,6 +1,6 @@
 import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
 import {
-  Classification,
+  type Classification,
   classifierLimits,
   ClassifierLimits,
   classifyDatagrams,
@@ -13,7 +13,9 @@ import {
   runSniffers,
   Sniffer,
   sniffersWithFingerprints,
+  StreamClassifier,
 } from "../../src/classify";
+import { endpointsOf, flowFirstBytes, type ClassifyEndpoints } from "../../src/events/first-bytes";
 import { isTrafficSession } from "../../src/connection";
 import { addPolicyVerdict, enforcementOf, type Enforcement } from "../../src/policy/verdict";
 import { TrafficError } from "../../src/errors";
@@ -102,51 +104,9 @@ export function bytesOf(value: unknown): Buffer | null {
   return null;
 }
 
-interface Endpoints {
-  destinationAddress?: string;
-  destinationPort?: number;
-  clientAddress?: string;
-}
-
-/** Destination and client from connection info or a flow event (either naming). */
-function endpointsOf(info: Record<string, unknown>): Endpoints {
-  const out: Endpoints = {};
-  const dst = info["originalDst"] as { address?: unknown; port?: unknown } | undefined;
-  const address = dst?.address ?? info["localAddress"] ?? info["localIp"];
-  const port = dst?.port ?? info["localPort"];
-  const client = info["remoteAddress"] ?? info["remoteIp"];
-  if (typeof address === "string") out.destinationAddress = address;
-  if (typeof port === "number") out.destinationPort = port;
-  if (typeof client === "string") out.clientAddress = client;
-  return out;
-}
-
-/**
- * A flow source event (`flow-close` with first-bytes capture on): its `firstBytes` are
- * base64 per direction. The client's first bytes are what a client socket sent, or what an
- * accepted socket received; the destination is the remote end of a client socket and the
- * local end of an accepted one.
- */
-function flowInput(info: Record<string, unknown>): Input | null {
-  const fb = info["firstBytes"];
-  if (typeof info["flowId"] !== "string" || fb === null || typeof fb !== "object" || Buffer.isBuffer(fb) || Array.isArray(fb)) return null;
-  const side = info["side"];
-  const text = (fb as { sent?: unknown; received?: unknown })[side === "server" ? "received" : "sent"];
-  const bytes = typeof text === "string" ? Buffer.from(text, "base64") : Buffer.alloc(0);
-  const client = side === "server";
-  const endpoints: Endpoints = {};
-  const dst = info[client ? "localIp" : "remoteIp"];
-  const dport = info[client ? "localPort" : "remotePort"];
-  const src = info[client ? "remoteIp" : "localIp"];
-  if (typeof dst === "string") endpoints.destinationAddress = dst;
-  if (typeof dport === "number") endpoints.destinationPort = dport;
-  if (typeof src === "string") endpoints.clientAddress = src;
-  return { bytes, endpoints, sessionId: null };
-}
-
 interface Input {
   bytes: Buffer;
-  endpoints: Endpoints;
+  endpoints: ClassifyEndpoints;
   /** Session id of a live connection, when more bytes can be asked for. */
   sessionId: string | null;
   /** A UDP session's first datagrams: classified as datagrams (QUIC Initials, DNS), not as a stream. */
@@ -196,8 +156,8 @@ export default function register(RED: NodeAPI): void {
       if (auto && m.payload !== null && typeof m.payload === "object" && !Buffer.isBuffer(m.payload)) {
         const info = m.payload as Record<string, unknown>;
         const session = isTrafficSession(m._session) ? m._session.id : null;
-        const flow = flowInput(info);
-        if (flow !== null) return flow;
+        const flow = flowFirstBytes(info);
+        if (flow !== null) return { ...flow, sessionId: null };
         if (info["protocol"] === "udp") {
           const list = Array.isArray(info["firstDatagrams"]) ? info["firstDatagrams"] : info["firstBytes"] === undefined ? [] : [info["firstBytes"]];
           const datagrams = list.map((d: unknown) => bytesOf(d));
@@ -224,26 +184,7 @@ export default function register(RED: NodeAPI): void {
       return { bytes, endpoints: {}, sessionId: null };
     };
 
-    // Asks the listener for more of a live connection's bytes while the limits allow.
-    const classifyLive = async (input: Input, lim: ClassifierLimits): Promise<Classification> => {
-      const source = moreBytesSource();
-      let bytes = input.bytes.length > lim.maxBytes ? input.bytes.subarray(0, lim.maxBytes) : input.bytes;
-      const started = Date.now();
-      for (;;) {
-        const capped = bytes.length >= lim.maxBytes;
-        const early = runSniffers(bytes, capped || source === null || input.sessionId === null, sniffers, input.endpoints.destinationPort);
-        if (early !== null) return early;
-        const wait = bytes.length === 0 ? Math.min(lim.serverFirstMs, lim.timeoutMs) : lim.timeoutMs;
-        const more = await source!.readMore(input.sessionId!, bytes.length, lim.maxBytes, started + wait);
-        if (more === null || more.bytes.length <= bytes.length || more.ended || Date.now() >= started + wait) {
-          const last = more !== null && more.bytes.length > bytes.length ? more.bytes.subarray(0, lim.maxBytes) : bytes;
-          return runSniffers(last, true, sniffers, input.endpoints.destinationPort)!;
-        }
-        bytes = more.bytes.subarray(0, lim.maxBytes);
-      }
-    };
-
-    const deliver = (msg: NodeMessageInFlow, c: Classification, endpoints: Endpoints, send: (m: Array<NodeMessageInFlow | null>) => void): void => {
+    const deliver = (msg: NodeMessageInFlow, c: Classification, endpoints: ClassifyEndpoints, send: (m: Array<NodeMessageInFlow | null>) => void): void => {
       const verdict = route!({ classification: c, ...endpoints });
       const decided = verdict.index >= 0 ? verdict.index : specs.length;
       // Shadow: the rules are checked and counted, but every message goes on as unmatched.
@@ -298,13 +239,17 @@ export default function register(RED: NodeAPI): void {
         done();
         return;
       }
-      if (input.sessionId === null || moreBytesSource() === null) {
+      const source = moreBytesSource();
+      if (input.sessionId === null || source === null) {
         const bytes = input.bytes.length > lim.maxBytes ? input.bytes.subarray(0, lim.maxBytes) : input.bytes;
         deliver(msg, runSniffers(bytes, true, sniffers, input.endpoints.destinationPort)!, input.endpoints, send);
         done();
         return;
       }
-      classifyLive(input, lim)
+      // A live connection: the listener gives more of its bytes while the limits allow.
+      const stream = new StreamClassifier({ ...lim, sniffers, destinationPort: input.endpoints.destinationPort });
+      const early = stream.push(input.bytes);
+      (early !== null ? Promise.resolve(early) : stream.readFrom(source, input.sessionId))
         .then((c) => {
           deliver(msg, c, input.endpoints, send);
           done();

@@ -1,16 +1,13 @@
 import type { Node, NodeAPI, NodeDef } from "node-red";
 import type { ConnectionInfo } from "../../src/connection";
-import { TrafficError } from "../../src/errors";
 import type { RejectReason } from "../../src/listener/transparent-listener";
-import { createCapture, type Capture } from "../../src/listener/capture";
-import { udpSessions } from "../../src/udp-table";
 import type { TransparentListenerConfig } from "../../src/listener/options";
-import { nativeAvailability } from "../../src/native";
+import { ManagedCapture, type CaptureRules } from "../../src/listener/managed-capture";
 import { connectionTable } from "../../src/connection-table";
 import { trafficMetrics } from "../../src/observe/metrics";
 import { formatEndpoint } from "../../src/net/ip";
-import { installRules, removeRules, replaceRules, type KernelLimit, type ManagedRules, type RuleSpec } from "../../src/nft/managed-rules";
-import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
+import type { KernelLimit } from "../../src/nft/managed-rules";
+import { releaseParked, releaseParkedNow } from "../../src/listener/parked-listener";
 import { reportStartFailure, watchFlowStarts, watchHandovers, whenFlowsStarted } from "../common/startup";
 import { messages, type Messages } from "../common/messages";
 import { COUNTS_STATUS_MAX, compactCount, throttledStatus } from "../common/status";
@@ -51,11 +48,11 @@ interface TransparentInDef extends NodeDef {
   ruleLimitConcurrent: string | number;
 }
 
-/** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
 /** Counts and sizes: ranges here only keep text and NaN out; the library's checks hold the limits. */
 const COUNT = { min: 0, max: 0x7fffffff } as const;
 const readRules = configReader("ERR_NFT_CONFIG");
 
+/** The kernel limit of the managed rules, or undefined when no field is set (buildRuleset checks the values). */
 export function kernelLimitOf(config: Pick<TransparentInDef, "ruleLimitRate" | "ruleLimitBurst" | "ruleLimitConcurrent">): KernelLimit | undefined {
   const rate = readRules.optionalInt(config.ruleLimitRate, "ruleLimitRate", COUNT);
   const burst = readRules.optionalInt(config.ruleLimitBurst, "ruleLimitBurst", COUNT);
@@ -89,6 +86,19 @@ export function shortReason(err: { code?: string; message?: string }, _: Message
   }
 }
 
+/** The managed rules' fields (the listener's settings give mode, port and protocols). */
+export function ruleFieldsFrom(config: TransparentInDef): CaptureRules {
+  const limit = kernelLimitOf(config);
+  const excludeMark = readRules.optionalInt(config.ruleMark, "ruleMark", { min: 0, max: 0xffffffff });
+  return {
+    destinations: config.ruleDestinations ?? "",
+    ports: config.rulePorts ?? "",
+    ...(excludeMark === undefined ? {} : { excludeMark }),
+    includeLocal: config.ruleLocal === true,
+    ...(limit === undefined ? {} : { limit }),
+  };
+}
+
 const read = configReader("ERR_LISTENER_CONFIG");
 
 /** Listener settings from the editor's fields (times in the editor are seconds). */
@@ -112,13 +122,6 @@ export function listenerConfigFrom(config: TransparentInDef): TransparentListene
   };
 }
 
-/**
- * How long a stopped node's listener and rules wait for the node's next instance. A
- * redeploy starts it within moments; the flows' start releases what nobody took sooner,
- * and a runtime that stops (not for a deploy) releases everything at once.
- */
-const HANDOVER_GRACE_MS = 10_000;
-
 /** The debug sidebar's name for a connection: the client, and where it was going (else the listener). */
 export function connectionTopic(info: ConnectionInfo): string {
   const to = info.originalDst ?? { address: info.localAddress, port: info.localPort };
@@ -135,27 +138,21 @@ export default function register(RED: NodeAPI): void {
     RED.nodes.createNode(this, config);
     const node = this;
     const status = throttledStatus(node, 250, COUNTS_STATUS_MAX);
-    let listener: Capture | null = null;
-    let rules: ManagedRules | null = null;
+    // Takes what the previous instance of this node left running for this one (see close).
+    const capture = new ManagedCapture(node.id);
     let closing = false;
     let label = "";
     const rejected: Partial<Record<RejectReason, number>> = {};
     let warnTimer: NodeJS.Timeout | null = null;
-    // What the previous instance of this node left running for this one (see close).
-    const handed = takeParkedListener(node.id);
-    // Connections accepted before the flows run wait here: a message sent before the
-    // downstream nodes exist is lost, and its connection would hang until unclaimed.
-    const held: ConnectionInfo[] = handed === undefined ? [] : [...handed.waiting];
-    let flowsRunning = handed === undefined;
 
     let shownLive = -1;
     // Set once listening and rules are in place: a count shown before would say green while
     // the rules may still fail, and without the `nft` mark they are about to get.
     let ready = false;
     const showLive = (): void => {
-      if (!ready || listener === null || closing) return;
-      shownLive = listener.liveCount();
-      const where = rules === null ? label : `${label} ${_("transparent-in.status.nft")}`;
+      if (!ready || capture.settings === null || closing) return;
+      shownLive = capture.liveCount();
+      const where = capture.hasRules ? `${label} ${_("transparent-in.status.nft")}` : label;
       status.set({ fill: "green", shape: "dot", text: `${where} · ${_("transparent-in.status.live", { count: compactCount(shownLive) })}` });
     };
 
@@ -179,76 +176,33 @@ export default function register(RED: NodeAPI): void {
       warnTimer.unref();
     };
 
-    const announce = (info: ConnectionInfo): void => {
+    capture.on("connection", (info: ConnectionInfo) => {
       trafficMetrics().connectionAccepted(node.id);
       node.send({ _session: { type: "traffic", id: info.id }, payload: info, topic: connectionTopic(info) });
       showLive();
-    };
-    const serve = (l: Capture): void => {
-      l.removeAllListeners();
-      l.on("connection", (info: ConnectionInfo) => {
-        if (flowsRunning) announce(info);
-        else held.push(info);
-      });
-      l.on("rejected", noteRejected);
-      l.on("error", (err) => node.error(_("transparent-in.error.listener", { reason: err.message })));
-    };
-    if (handed !== undefined) {
-      // Owned from here: a failed start closes them like its own.
-      listener = handed.listener;
-      rules = handed.rules;
-      serve(handed.listener);
+    });
+    capture.on("rejected", noteRejected);
+    capture.on("error", (err) => node.error(_("transparent-in.error.listener", { reason: err.message })));
+    // Connections accepted before the flows run wait in the capture: a message sent before
+    // the downstream nodes exist is lost, and its connection would hang until unclaimed.
+    if (capture.holding) {
       whenFlowsStarted(RED, () => {
-        if (closing) return;
-        flowsRunning = true;
-        // Those that ended meanwhile left the table.
-        for (const info of held.splice(0)) if (connectionTable().info(info.id) !== undefined || udpSessions().info(info.id) !== undefined) announce(info);
+        if (!closing) capture.deliver();
       });
     }
 
     const start = async (): Promise<void> => {
-      const native = nativeAvailability();
-      if (!native.available) throw new TrafficError("ERR_NATIVE_UNAVAILABLE", native.reason, "native addon");
-      const listenerConfig = listenerConfigFrom(config);
-      if (config.manageRules && listenerConfig.mode === "plain") throw new TrafficError("ERR_NFT_CONFIG", "managed rules need mode redirect or tproxy", "mode");
-      // The previous instance's socket serves on when the new settings need the same one;
-      // otherwise it goes (rules first, as at a close) before this one binds the port.
-      if (listener !== null && !listener.reconfigure(listenerConfig)) {
-        if (rules !== null) await removeRules(rules);
-        rules = null;
-        await listener.close();
-        listener = null;
+      let fields: { listener: TransparentListenerConfig; rules: CaptureRules | null };
+      try {
+        fields = { listener: listenerConfigFrom(config), rules: config.manageRules ? ruleFieldsFrom(config) : null };
+      } catch (err) {
+        // Settings this instance cannot run end what its predecessor handed over, as a failed start does.
+        await capture.stop(false).catch(() => undefined);
+        throw err;
       }
-      if (listener === null) {
-        const l = createCapture(listenerConfig, node.id);
-        serve(l);
-        // Listening before the rules capture anything: a connection the rules divert must
-        // find a socket, or under TPROXY its SYN is dropped until the client retries.
-        await l.start();
-        listener = l;
-      }
-      const s = listener.settings;
+      const s = await capture.start(fields.listener, fields.rules);
       // Under 20 characters with the count: the transport says more than the mode once UDP is in.
       label = s.protocol === "tcp" ? `${s.mode} :${s.port}` : `${s.protocol === "both" ? "tcp+udp" : "udp"} :${s.port}`;
-      if (config.manageRules) {
-        const limit = kernelLimitOf(config);
-        const excludeMark = readRules.optionalInt(config.ruleMark, "ruleMark", { min: 0, max: 0xffffffff });
-        const spec: RuleSpec = {
-          mode: s.mode === "tproxy" ? "tproxy" : "redirect",
-          port: s.port,
-          destinations: config.ruleDestinations ?? "",
-          ports: config.rulePorts ?? "",
-          protocols: s.protocol === "both" ? ["tcp", "udp"] : [s.protocol],
-          ...(excludeMark === undefined ? {} : { excludeMark }),
-          includeLocal: config.ruleLocal === true,
-          ...(limit === undefined ? {} : { limit }),
-        };
-        // Rules handed over stay in place when unchanged, and are replaced in one step when not.
-        rules = rules === null ? await installRules(node.id, spec) : await replaceRules(rules, node.id, spec);
-      } else if (rules !== null) {
-        await removeRules(rules);
-        rules = null;
-      }
       if (s.unclaimedAction === "forward" && !connectionTable().canDo("forward")) {
         node.warn(_("transparent-in.error.noForwarder"));
       }
@@ -261,47 +215,22 @@ export default function register(RED: NodeAPI): void {
 
     // Connections end without telling the node; refresh the count when it changed (down to 0 too).
     const ticker = setInterval(() => {
-      if (listener !== null && listener.liveCount() !== shownLive) showLive();
+      if (capture.settings !== null && capture.liveCount() !== shownLive) showLive();
     }, 1000);
     ticker.unref();
 
     status.set({ fill: "grey", shape: "ring", text: _("transparent-in.status.starting") });
-    const started = start().catch(async (err: Error) => {
-      fail(err);
-      if (rules !== null) {
-        await removeRules(rules).catch(() => undefined);
-        rules = null;
-      }
-      // Rules that could not be installed leave a listener nobody's traffic reaches: close it.
-      if (listener !== null) {
-        await listener.close().catch(() => undefined);
-        listener = null;
-      }
-    });
+    const started = start().catch((err: Error) => fail(err));
 
     node.on("close", (removed: boolean, done: () => void) => {
       closing = true;
       clearInterval(ticker);
       if (warnTimer !== null) clearTimeout(warnTimer);
       status.clear();
-      const finish = async (): Promise<void> => {
-        await started;
-        if (!removed && listener !== null) {
-          // Stopped, not deleted: most likely a deploy that starts this node again at once.
-          // Listening and capturing go on for the next instance, so no connection of that
-          // moment passes the policy or finds nothing listening.
-          parkListener(node.id, listener, rules, HANDOVER_GRACE_MS, held.splice(0));
-          listener = null;
-          rules = null;
-          return;
-        }
-        // Rules first: nothing is diverted to the port once its listener is gone.
-        if (rules !== null) await removeRules(rules);
-        rules = null;
-        if (listener !== null) await listener.close();
-        listener = null;
-      };
-      finish()
+      // Stopped, not deleted: most likely a deploy that starts this node again at once, so the
+      // capture is handed over to it.
+      started
+        .then(() => capture.stop(!removed))
         .catch((err: Error) => node.error(_("transparent-in.error.close", { reason: err.message })))
         .finally(() => done());
     });

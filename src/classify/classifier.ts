@@ -12,6 +12,7 @@ import { socks4Sniffer, socks5Sniffer } from "./socks";
 import { sshSniffer } from "./ssh";
 import { tlsSniffer, tlsSnifferWith } from "./tls";
 import type { FingerprintSet } from "./fingerprint";
+import type { MoreBytesSource } from "./more-bytes";
 import { Classification, SniffedProtocol, Sniffer } from "./types";
 
 /**
@@ -204,6 +205,23 @@ export class StreamClassifier {
     if (atCap) return this.finish();
     if (now - this.startedAt >= this.limits.timeoutMs) return this.finish();
     this.result = runSniffers(this.bytes, false, this.sniffers, this.destinationPort);
+    return this.result;
+  }
+
+  /**
+   * Reads the rest of a live connection's first bytes from `source` (by connection id) until
+   * the answer is final: a match, the byte cap, the stream's end, or the current wait over.
+   * Rejects when the source fails; the bytes pushed so far stay for a final answer by `end`.
+   */
+  async readFrom(source: MoreBytesSource, id: string): Promise<Classification> {
+    while (this.result === null) {
+      const deadline = Date.now() + this.remainingMs();
+      const more = await source.readMore(id, this.length, this.limits.maxBytes, deadline);
+      // The source answers with every byte from the start of the stream: the new ones follow ours.
+      const grew = more !== null && more.bytes.length > this.length;
+      if (grew) this.push(more.bytes.subarray(this.length));
+      if (!grew || more.ended || Date.now() >= deadline) return this.finish();
+    }
     return this.result;
   }
 

@@ -5,6 +5,7 @@ import type { EventType } from "./types";
 export * from "./types";
 export * from "./make";
 export * from "./convert";
+export * from "./first-bytes";
 
 /**
  * Folder of the generated JSON Schemas (`<type>.json`, and `event.json` for any event),

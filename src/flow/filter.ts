@@ -55,6 +55,7 @@ export function compileFlowFilter(spec: FlowFilterSpec): FlowFilter {
   if (spec.cgroupId !== undefined && spec.cgroupId !== null && spec.cgroupId !== "") {
     if (!/^[0-9]{1,20}$/.test(spec.cgroupId)) throw new TrafficError("ERR_RULE_CONFIG", "cgroup id must be a decimal number", "flow filter cgroupId");
     cgroupId = BigInt(spec.cgroupId);
+    if (cgroupId > 0xffff_ffff_ffff_ffffn) throw new TrafficError("ERR_RULE_CONFIG", "cgroup id must fit in 64 bits", "flow filter cgroupId");
   }
   const portSet = new Set(ports);
   const inRanges = compileRanges(ranges);

@@ -127,7 +127,6 @@ export function loadFlowAddon(): FlowAddon {
     const root = packageRoot();
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable here");
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       cached = require(path.join(nativeAddonDir(root), ADDON_NAME)) as FlowAddon;
     } catch (err) {
       cached = new FlowAddonUnavailable(diagnose(root, err));

@@ -96,7 +96,7 @@ export function externalBrokerUrl(config: { broker?: string; port: number; url?:
     throw new TrafficError("ERR_MQTT_CONFIG", "no broker host", "broker host");
   }
   if (host.includes("://")) return brokerUrl(host);
-  if (!/^[A-Za-z0-9.:\-\[\]]+$/.test(host)) throw new TrafficError("ERR_MQTT_CONFIG", `${JSON.stringify(host)} is not a host name or address`, "broker host");
+  if (!/^[A-Za-z0-9.:[\]-]+$/.test(host)) throw new TrafficError("ERR_MQTT_CONFIG", `${JSON.stringify(host)} is not a host name or address`, "broker host");
   return brokerUrl(hostPortUrl(config.tls ? "mqtts" : "mqtt", host, config.port));
 }
 

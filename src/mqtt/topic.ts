@@ -16,6 +16,7 @@ export type TopicValues = Partial<Record<TopicPlaceholder, string>>;
  */
 export function validatePublishTopic(topic: string, input = "topic"): string {
   if (topic.length === 0) throw new TrafficError("ERR_TOPIC", "empty topic", input);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: MQTT forbids NUL in a topic (MQTT 5 1.5.4).
   if (/[+#\u0000]/.test(topic)) throw new TrafficError("ERR_TOPIC", "a publish topic must not contain +, # or NUL", input);
   if (topic.startsWith("$")) throw new TrafficError("ERR_TOPIC", "topics starting with $ are reserved for the broker", input);
   if (Buffer.byteLength(topic) > 65535) throw new TrafficError("ERR_TOPIC", "topic longer than 65535 bytes", input);
@@ -24,6 +25,7 @@ export function validatePublishTopic(topic: string, input = "topic"): string {
 
 /** A value put into one topic level must not add levels or wildcards. */
 function levelSafe(value: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: MQTT forbids NUL in a topic (MQTT 5 1.5.4).
   return value.length === 0 ? MISSING_LEVEL : value.replace(/[/+#\u0000]/g, "_");
 }
 

@@ -243,7 +243,6 @@ export function loadNative(): NativeAddon {
     const root = packageRoot();
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable");
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
       const addon = require(path.join(nativeAddonDir(root), ADDON_NAME)) as NativeAddon;
       cached = addon;
     } catch (err) {

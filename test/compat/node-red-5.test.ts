@@ -5,9 +5,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { prepareUserDir, startNodeRed, stopNodeRed, root } = require("../../scripts/node-red-env.js");
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { demoFlows } = require("../../scripts/demo-flow.js");
 
 /**

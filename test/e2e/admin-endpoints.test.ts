@@ -6,7 +6,6 @@ import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "../support/net";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 // Node-RED's adminAuth wants bcrypt hashes; use the bcrypt module its editor API uses.

@@ -9,7 +9,6 @@ import { encodeProxyHeaderV2 } from "../../src/proxy-protocol/encode";
 import { freePort, startProcess, stopProcess, waitForPort } from "../support/net";
 import { systemCommand } from "../support/system";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const haproxy = systemCommand("haproxy");

@@ -33,6 +33,7 @@ async function rowState(row: Locator): Promise<{ summary: string; open: boolean;
   const summary = row.locator(".traffic-rule-summary");
   return {
     // The parts a reader sees one after the other (number, name, conditions, output).
+    // biome-ignore lint/performance/useDomNodeTextContent: innerText is the rendered text (hidden parts left out), what a reader sees.
     summary: await summary.evaluate((el) => Array.from(el.children).map((c) => (c as HTMLElement).innerText.trim()).filter((t) => t !== "").join(" ")),
     open: await row.locator(".traffic-rule-body").isVisible(),
     invalid: (await summary.getAttribute("class"))!.includes("traffic-rule-invalid"),

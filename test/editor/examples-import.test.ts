@@ -5,7 +5,6 @@ import path from "node:path";
 import { ARTIFACTS, openEditor, snapshot, type EditorSession } from "../support/browser";
 import { systemCommand } from "../support/system";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { exampleFiles } = require("../../scripts/demo-flow.js") as { exampleFiles(): string[] };
 
 const chromiumPath = systemCommand("chromium");

@@ -16,7 +16,6 @@ import { freePort } from "../support/net";
 import { ensureBuilt } from "../support/netns";
 import { systemCommand } from "../support/system";
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
 
 const chromiumPath = systemCommand("chromium");

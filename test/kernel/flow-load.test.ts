@@ -17,6 +17,7 @@ const run = ebpfDescribe("flow load");
 const RATE = 20_000;
 const SECONDS = 3;
 
+// biome-ignore lint/suspicious/noConfusingVoidType: a cleanup is sync (returns nothing) or async.
 const cleanups: Array<() => Promise<unknown> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();

@@ -12,7 +12,6 @@ import { systemCommand } from "../support/system";
 import { until } from "../support/wait";
 
 const require_ = createRequire(__filename);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const helper = require_("node-red-node-test-helper") as {
   init(path: string): void;
   load(node: unknown, flow: object[], credentials?: object): Promise<void>;
@@ -291,7 +290,7 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
         expect(classified?.topic).toBe("traffic/agent-c/classification/server/http1");
         expect(classified?.payload).toMatchObject({
           host: "agent-c",
-          connectionId: (accepted?.payload as { connectionId: string }).connectionId,
+          connectionId: (accepted!.payload as { connectionId: string }).connectionId,
           protocol: "http1",
           rule: "web",
           output: 0,
@@ -299,7 +298,7 @@ describe.each(["embedded", "mosquitto"] as const)("transparent in â†’ classify â
           fields: { host: "example.org", path: "/status" },
         });
         // The rule that took the connection is a policy decision: published once beside it.
-        expect(byType.get("policy-verdict")?.payload).toMatchObject({ mode: "enforce", verdict: "route", nodeType: "classify", rule: "web", output: 0, connectionId: (accepted?.payload as { connectionId: string }).connectionId });
+        expect(byType.get("policy-verdict")?.payload).toMatchObject({ mode: "enforce", verdict: "route", nodeType: "classify", rule: "web", output: 0, connectionId: (accepted!.payload as { connectionId: string }).connectionId });
       }
     } finally {
       client.socket.destroy();

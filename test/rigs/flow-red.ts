@@ -71,7 +71,6 @@ interface NodeRedEnv {
 
 function nodeRedEnv(): NodeRedEnv {
   const found = path.join(ROOT, "scripts", "node-red-env.js");
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require(found) as NodeRedEnv;
 }
 

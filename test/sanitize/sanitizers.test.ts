@@ -48,7 +48,7 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 // Plain Node-API C: two functions with one bug each, their inputs from JS so the compiler
 // cannot see the bug at build time.
-const BUGGY_ADDON = String.raw`
+const BUGGY_ADDON = `
 #include <node_api.h>
 #include <stdlib.h>
 static int arg(napi_env env, napi_callback_info info) {

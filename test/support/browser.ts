@@ -84,7 +84,6 @@ export async function openEditor(
   chromiumPath: string,
   { paletteType, wrap = [] }: { paletteType: string; wrap?: string[] },
 ): Promise<EditorSession> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { prepareUserDir, startNodeRed, stopNodeRed } = require("../../scripts/node-red-env.js");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-editor-"));
   const port = await freePort();

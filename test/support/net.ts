@@ -17,6 +17,19 @@ export function freePort(): Promise<number> {
 export { waitForPort } from "../rigs/wait";
 
 /**
+ * Connects to 127.0.0.1:`port` and resolves with the client socket once the handshake is
+ * done, or with the error code; the socket goes into `open` for the test to destroy.
+ */
+export function dialLoopback(port: number, open: net.Socket[]): Promise<net.Socket | string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    open.push(s);
+    s.once("connect", () => resolve(s));
+    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
+  });
+}
+
+/**
  * An upstream on 127.0.0.1 that answers every connection with "UP" once it has the
  * client's first bytes: a client that got "UP" went all the way through. `count` is how
  * many it answered.

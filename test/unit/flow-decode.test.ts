@@ -1,3 +1,4 @@
+import { createRequire } from "node:module";
 import net from "node:net";
 import { beforeEach, describe, expect, it } from "vitest";
 import { compileFlowFilter } from "../../src/flow/filter";
@@ -292,6 +293,25 @@ describe("flow filters", () => {
     expect(() => compileFlowFilter({ cidrs: ["10.0.0.1/8"] })).toThrow(expect.objectContaining({ code: "ERR_BAD_CIDR" }));
     expect(() => compileFlowFilter({ side: "both" as never })).toThrow(expect.objectContaining({ code: "ERR_RULE_CONFIG" }));
     expect(() => compileFlowFilter({ cgroupId: "-1" })).toThrow(expect.objectContaining({ code: "ERR_RULE_CONFIG" }));
+    // A cgroup id is a u64: the largest one is taken whole, one more is refused, not wrapped.
+    expect(compileFlowFilter({ cgroupId: "18446744073709551615" }).kernel.cgroupId).toBe(18446744073709551615n);
+    expect(() => compileFlowFilter({ cgroupId: "18446744073709551616" })).toThrow(expect.objectContaining({ code: "ERR_RULE_CONFIG" }));
+  });
+});
+
+describe("the editor's cgroup id check", () => {
+  const dialog = createRequire(__filename)("../../resources/dialog.js") as { uint64(optional: boolean): (v: string) => true | string };
+  it("agrees with the runtime filter, also above 2^53 where a Number rounds", () => {
+    const check = dialog.uint64(true);
+    for (const id of ["", "0", "7", "9007199254740993", "18446744073709551615", "18446744073709551616", "99999999999999999999", "-1", "1.5", "0x10"]) {
+      let runtime = true;
+      try {
+        compileFlowFilter({ cgroupId: id });
+      } catch {
+        runtime = false;
+      }
+      expect(check(id) === true, id).toBe(runtime);
+    }
   });
 });
 

@@ -47,7 +47,9 @@ async function server(onConnection: (s: net.Socket) => void): Promise<number> {
   });
   await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
   cleanups.push(() => new Promise((r) => srv.close(r)));
-  cleanups.push(() => accepted.forEach((s) => s.destroy()));
+  cleanups.push(() => {
+    for (const s of accepted) s.destroy();
+  });
   return (srv.address() as net.AddressInfo).port;
 }
 

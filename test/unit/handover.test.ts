@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { parkListener, releaseParked, releaseParkedNow, takeParkedListener } from "../../src/listener/parked-listener";
 import { TransparentListener } from "../../src/listener/transparent-listener";
 import { connectionTable } from "../../src/connection-table";
-import { freePort } from "../support/net";
+import { dialLoopback, freePort } from "../support/net";
 import { until } from "../support/wait";
 
 const open: TransparentListener[] = [];
@@ -28,15 +28,7 @@ async function listening(): Promise<{ l: TransparentListener; port: number; owne
   return { l, port, owner };
 }
 
-/** Connects and resolves with the client socket once the handshake is done (or with the error code). */
-function dial(port: number): Promise<net.Socket | string> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, "127.0.0.1");
-    sockets.push(s);
-    s.once("connect", () => resolve(s));
-    s.once("error", (err: NodeJS.ErrnoException) => resolve(err.code ?? "error"));
-  });
-}
+const dial = (port: number): Promise<net.Socket | string> => dialLoopback(port, sockets);
 
 describe("listener handover", () => {
   it("a parked listener keeps accepting; its successor gets the socket and the connections that waited", async () => {

@@ -1,4 +1,5 @@
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 import type { NodeAPI } from "node-red";
 import { describe, expect, it } from "vitest";
@@ -16,6 +17,9 @@ const nodeDirs = fs.readdirSync(NODES).filter((d) => fs.statSync(path.join(NODES
 function read(file: string): string {
   return fs.readFileSync(file, "utf8");
 }
+
+/** The build's expansion of a dialog's row tags into the markup (and keys) the editor gets. */
+const { expandDialogRows } = createRequire(__filename)("../../scripts/build.js") as { expandDialogRows(html: string, node: string): string };
 
 /** Every leaf key of a catalogue, dotted. */
 function keysOf(c: Catalogue, prefix = ""): string[] {
@@ -53,7 +57,7 @@ function editorKeys(): Array<{ file: string; key: string }> {
   ];
   for (const file of files) {
     if (!fs.existsSync(file)) continue;
-    const html = read(file);
+    const html = file.startsWith(NODES) ? expandDialogRows(read(file), path.basename(path.dirname(file))) : read(file);
     for (const m of html.matchAll(/data-i18n="([^"]+)"/g)) {
       for (const part of m[1]!.split(";")) out.push({ file, key: part.replace(/^\[[a-z]+\]/, "") });
     }

@@ -63,7 +63,7 @@ describe("managed nft rules: every value is parsed before it reaches nft", () =>
     expect(r.ruleset).toContain("type filter hook prerouting priority mangle - 10; policy accept;");
     expect(r.ruleset).toContain("ip daddr { 198.51.100.0/24 } meta l4proto tcp tcp dport { 80 } ct state new update @limit_rate_ip { ip saddr limit rate over 100/second burst 100 packets } drop");
     expect(r.ruleset).toContain("add @limit_conn_ip6 { ip6 saddr & ffff:ffff:ffff:ffff:: ct count over 20 } drop");
-    expect(r.ruleset).toMatch(/chain conn_limit \{\n.*\n    meta mark 7 return\n/);
+    expect(r.ruleset).toMatch(/chain conn_limit \{\n.*\n {4}meta mark 7 return\n/);
     const grouped = buildRuleset("n", { mode: "redirect", port: 1, destinations: "198.51.100.0/24", limit: { rate: 5, burst: 9, v4Prefix: 24 } });
     expect(grouped.ruleset).toContain("{ ip saddr & 255.255.255.0 limit rate over 5/second burst 9 packets }");
     expect(grouped.ruleset).not.toContain("limit_conn");
