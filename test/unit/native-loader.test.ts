@@ -6,6 +6,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../support/netns";
+import { ensurePrebuilt } from "../support/prebuilds";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const dirs: string[] = [];
@@ -95,6 +96,46 @@ process.stdout.write(JSON.stringify({ok,native:maps.includes(${JSON.stringify(pa
     const a = availability(dir, { ...plainEnv(), TRAFFIC_NATIVE_DIR: "/nonexistent-addon-dir" });
     expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
     expect(a.reason).toContain("/nonexistent-addon-dir/traffic_native.node is missing");
+  });
+
+  it("loads both prebuilt addons (prebuildify's names, node-gyp-build's matching) when nothing was compiled", () => {
+    const prebuilt = ensurePrebuilt("x64");
+    const dir = fakePackage(null);
+    // node-gyp-build resolves from the package's node_modules, as in an installed package.
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    fs.cpSync(prebuilt, path.join(dir, "prebuilds", "linux-x64"), { recursive: true });
+    const script = `const n=require(${JSON.stringify(path.join(dir, "dist", "src", "native", "index.js"))});
+const f=require(${JSON.stringify(path.join(dir, "dist", "src", "flow", "native.js"))});
+const a=n.loadNative();const flow=f.loadFlowAddon();
+const maps=require("fs").readFileSync("/proc/self/maps","utf8");
+process.stdout.write(JSON.stringify({abi:a.abiVersion,ebpf:flow.ebpfBuilt,libbpf:flow.probe().libbpf,maps:maps.split("\\n").filter((l)=>l.includes("prebuilds")).map((l)=>l.slice(l.indexOf("/"))).filter((v,i,all)=>all.indexOf(v)===i)}))`;
+    const out = JSON.parse(execFileSync(process.execPath, ["-e", script], { env: plainEnv(), encoding: "utf8" })) as { abi: number; ebpf: boolean; libbpf: boolean; maps: string[] };
+    expect(out.abi).toBeGreaterThan(0);
+    expect(out.ebpf).toBe(true);
+    expect(out.libbpf).toBe(true);
+    expect(out.maps.sort()).toEqual([path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node"), path.join(dir, "prebuilds", "linux-x64", "traffic_native.napi.glibc.node")]);
+    // libbpf is inside the addon: no libbpf.so is loaded or needed.
+    expect(execFileSync("readelf", ["-d", path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node")], { encoding: "utf8" })).not.toMatch(/libbpf/);
+  }, 600_000);
+
+  it("names the prebuilt addon that does not load, and how to compile instead", () => {
+    const dir = fakePackage(null);
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    fs.mkdirSync(path.join(dir, "prebuilds", `linux-${process.arch}`), { recursive: true });
+    fs.writeFileSync(path.join(dir, "prebuilds", `linux-${process.arch}`, "traffic_native.napi.glibc.node"), "not an ELF file");
+    const a = availability(dir);
+    expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
+    expect(a.reason).toContain("the prebuilt native addon");
+    expect(a.reason).toContain(`npm rebuild --build-from-source\` in ${dir}`);
+  });
+
+  it("says no prebuild fits this platform when there is none for it", () => {
+    const dir = fakePackage(null);
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    fs.mkdirSync(path.join(dir, "prebuilds", "linux-s390x"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "prebuilds", "linux-s390x", "traffic_native.napi.glibc.node"), "");
+    const a = availability(dir);
+    expect(a.reason).toContain(`no prebuilt addon fits linux-${process.arch} (glibc)`);
   });
 
   it("the sanitizer run really loads the addon from TRAFFIC_NATIVE_DIR", async () => {
