@@ -9,26 +9,15 @@
 const { execFileSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { listSources } = require("./build-native");
-const { TARGETS } = require("./prebuild");
+const { TARGETS, current } = require("./prebuild");
 
 const root = path.resolve(__dirname, "..");
 const manifest = path.join(root, "package.json");
 const saved = path.join(root, "package.json.pack-orig");
-const PREBUILT = ["traffic_native.napi.glibc.node", "flow.napi.glibc.node", "flow.bpf.o", "flow.skel.h"];
-
-function prebuildsCurrent() {
-  try {
-    const sources = Math.max(...[path.join(root, "binding.gyp"), ...listSources(path.join(root, "native"))].map((f) => fs.statSync(f).mtimeMs));
-    return Object.keys(TARGETS).every((arch) => PREBUILT.every((f) => fs.statSync(path.join(root, "prebuilds", `linux-${arch}`, f)).mtimeMs >= sources));
-  } catch {
-    return false;
-  }
-}
 
 function prepack() {
   execFileSync(process.execPath, [path.join(root, "scripts", "build.js")], { cwd: root, stdio: "inherit", timeout: 10 * 60 * 1000 });
-  if (!prebuildsCurrent()) execFileSync(process.execPath, [path.join(root, "scripts", "prebuild.js")], { cwd: root, stdio: "inherit", timeout: 20 * 60 * 1000 });
+  if (!Object.keys(TARGETS).every(current)) execFileSync(process.execPath, [path.join(root, "scripts", "prebuild.js")], { cwd: root, stdio: "inherit", timeout: 20 * 60 * 1000 });
   const text = fs.readFileSync(manifest, "utf8");
   if (!fs.existsSync(saved)) fs.writeFileSync(saved, text);
   const pkg = JSON.parse(text);

@@ -9,16 +9,53 @@
 // Debian's own libbpf source (apt-get source, with a private source list and package
 // lists under build/prebuild, the system's apt setup untouched). The builds run in a copy
 // of binding.gyp and native/ under build/prebuild/stage, so the normal build/Release stays.
+// One run at a time (a lock directory): a run that waited skips the targets that are then
+// current (newer than binding.gyp and native/; --force rebuilds), and each target's
+// directory is replaced in one rename, so a reader never sees half of it.
 "use strict";
 const { execFileSync, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
 const path = require("node:path");
-const { nodeGypScript, nodedirArgs } = require("./build-native");
+const { listSources, nodeGypScript, nodedirArgs } = require("./build-native");
 
 const root = path.resolve(__dirname, "..");
 const work = path.join(root, "build", "prebuild");
 const stage = path.join(work, "stage");
 const TIMEOUT = 15 * 60 * 1000;
+const lock = path.join(root, "build", "prebuild.lock");
+const PREBUILT = ["traffic_native.napi.glibc.node", "flow.napi.glibc.node", "flow.bpf.o", "flow.skel.h"];
+
+/** Whether prebuilds/linux-<arch> has every file, each newer than the native sources. */
+function current(arch) {
+  try {
+    const sources = Math.max(...[path.join(root, "binding.gyp"), ...listSources(path.join(root, "native"))].map((f) => fs.statSync(f).mtimeMs));
+    return PREBUILT.every((f) => fs.statSync(path.join(root, "prebuilds", `linux-${arch}`, f)).mtimeMs >= sources);
+  } catch {
+    return false;
+  }
+}
+
+async function withLock(fn) {
+  fs.mkdirSync(path.dirname(lock), { recursive: true });
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    try {
+      fs.mkdirSync(lock);
+      break;
+    } catch (err) {
+      if (err.code !== "EEXIST") throw err;
+      // A lock older than a whole run is left from a killed run.
+      if (Date.now() - fs.statSync(lock).mtimeMs > TIMEOUT) fs.rmSync(lock, { recursive: true, force: true });
+      else if (Date.now() > deadline) throw new Error(`${lock} is held by another run`);
+      else await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { recursive: true, force: true });
+  }
+}
 
 const TARGETS = {
   x64: { tools: "", pkgconfig: "/usr/lib/x86_64-linux-gnu/pkgconfig" },
@@ -68,7 +105,8 @@ function prebuildify(opts) {
 
 async function buildTarget(arch, archive) {
   const t = TARGETS[arch];
-  const out = path.join(root, "prebuilds", `linux-${arch}`);
+  const final = path.join(root, "prebuilds", `linux-${arch}`);
+  const out = path.join(root, "prebuilds", `.linux-${arch}.new`);
   fs.rmSync(out, { recursive: true, force: true });
   fs.rmSync(path.join(stage, "build"), { recursive: true, force: true });
   const nodedir = nodedirArgs()[0]?.slice("--nodedir=".length);
@@ -86,7 +124,7 @@ async function buildTarget(arch, archive) {
   try {
     await prebuildify({
       cwd: stage,
-      out: root,
+      out: path.join(work, "out"),
       arch,
       napi: true,
       targets: [{ runtime: "node", target: process.versions.node }],
@@ -105,7 +143,8 @@ async function buildTarget(arch, archive) {
   const left = ["traffic_native", "flow"].filter((a) => fs.existsSync(path.join(release, `${a}.node`)));
   if (left.length !== 1) throw new Error(`expected one addon left in ${release}, found ${left.join(", ") || "none"}`);
   const taken = left[0] === "flow" ? "traffic_native" : "flow";
-  fs.renameSync(path.join(out, "addon.napi.glibc.node"), path.join(out, `${taken}.napi.glibc.node`));
+  fs.mkdirSync(out, { recursive: true });
+  fs.renameSync(path.join(work, "out", "prebuilds", `linux-${arch}`, "addon.napi.glibc.node"), path.join(out, `${taken}.napi.glibc.node`));
   fs.copyFileSync(path.join(release, `${left[0]}.node`), path.join(out, `${left[0]}.napi.glibc.node`));
   run(`${t.tools}strip`, ["--strip-all", path.join(out, `${left[0]}.napi.glibc.node`)]);
   const bpf = path.join(release, "obj", "gen", "flow-bpf");
@@ -113,13 +152,21 @@ async function buildTarget(arch, archive) {
     throw new Error(`the BPF program was not built for ${arch}: ${fs.readFileSync(path.join(bpf, "flow_skel_gen.h"), "utf8")}`);
   }
   for (const f of ["flow.bpf.o", "flow.skel.h"]) fs.copyFileSync(path.join(bpf, f), path.join(out, f));
-  return out;
+  fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(out, final);
+  return final;
 }
 
 async function main() {
+  await withLock(prebuild);
+}
+
+async function prebuild() {
   const arches = process.argv.slice(2).filter((a) => !a.startsWith("-"));
   const wanted = arches.length > 0 ? arches : Object.keys(TARGETS);
   for (const arch of wanted) if (!TARGETS[arch]) throw new Error(`unknown target ${arch} (known: ${Object.keys(TARGETS).join(", ")})`);
+  const todo = wanted.filter((arch) => process.argv.includes("--force") || !current(arch));
+  if (todo.length === 0) return;
   fs.mkdirSync(stage, { recursive: true });
   fs.rmSync(path.join(stage, "native"), { recursive: true, force: true });
   fs.cpSync(path.join(root, "native"), path.join(stage, "native"), { recursive: true });
@@ -127,14 +174,14 @@ async function main() {
   fs.writeFileSync(path.join(stage, "package.json"), "{}\n");
   if (!fs.existsSync(path.join(stage, "node_modules"))) fs.symlinkSync(path.join(root, "node_modules"), path.join(stage, "node_modules"), "dir");
   const source = libbpfSource();
-  for (const arch of wanted) {
+  for (const arch of todo) {
     const out = await buildTarget(arch, libbpfArchive(source, arch));
     const files = fs.readdirSync(out).map((f) => `${f} (${fs.statSync(path.join(out, f)).size} bytes)`);
     process.stdout.write(`prebuild: ${path.relative(root, out)}: ${files.join(", ")}\n`);
   }
 }
 
-module.exports = { TARGETS };
+module.exports = { TARGETS, current };
 
 if (require.main === module) {
   main().catch((err) => {
