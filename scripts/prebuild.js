@@ -11,7 +11,8 @@
 // of binding.gyp and native/ under build/prebuild/stage, so the normal build/Release stays.
 // One run at a time (a lock directory): a run that waited skips the targets that are then
 // current (newer than binding.gyp and native/; --force rebuilds), and each target's
-// directory is replaced in one rename, so a reader never sees half of it.
+// directory is replaced in one rename, so a reader never sees half of it. npm also runs
+// the "prebuild" script as the pre-hook of `npm run build`: then it does nothing.
 "use strict";
 const { execFileSync, spawnSync } = require("node:child_process");
 const fs = require("node:fs");
@@ -157,7 +158,46 @@ async function buildTarget(arch, archive) {
   return final;
 }
 
+/**
+ * The npm command line this script runs under, as words without options ("run", "build"),
+ * or [] when not run by npm. npm names its process after the command ("npm run build"); an
+ * npm that does not has its arguments after npm_execpath.
+ */
+function npmCommand() {
+  const execpath = process.env.npm_execpath;
+  if (!execpath) return [];
+  let pid = process.ppid;
+  for (let depth = 0; depth < 4 && pid > 1; depth++) {
+    let argv;
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    } catch {
+      return [];
+    }
+    const words = /^npm /.test(argv[0] ?? "") ? argv[0].split(" ").slice(1) : argv.includes(execpath) ? argv.slice(argv.indexOf(execpath) + 1) : null;
+    if (words) return words.filter((w) => !w.startsWith("-"));
+    // One process up: /proc/<pid>/stat has the parent's pid after "(name) state".
+    pid = Number(fs.readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[1]);
+  }
+  return [];
+}
+
+/**
+ * Whether npm runs this script as the pre-hook of `npm run build` (npm runs "prebuild"
+ * before "build" and gives both the same environment, npm_lifecycle_event=prebuild): the
+ * prebuilds are made by `npm run prebuild` (or npm pack) only, not by every build of dist/.
+ */
+function preHookOfBuild() {
+  if (process.env.npm_lifecycle_event !== "prebuild") return false;
+  const [command, script] = npmCommand();
+  return ["run", "run-script", "rum", "urn"].includes(command) && script === "build";
+}
+
 async function main() {
+  if (preHookOfBuild()) {
+    process.stdout.write("prebuild: not run as the pre-hook of `npm run build`; `npm run prebuild` makes the prebuilds\n");
+    return;
+  }
   await withLock(prebuild);
 }
 
@@ -181,7 +221,7 @@ async function prebuild() {
   }
 }
 
-module.exports = { TARGETS, current };
+module.exports = { TARGETS, current, preHookOfBuild };
 
 if (require.main === module) {
   main().catch((err) => {
