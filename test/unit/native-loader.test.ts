@@ -6,22 +6,15 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../support/netns";
-import { ensurePrebuilt } from "../support/prebuilds";
+import { ensurePrebuilt, loaderPackage, prebuildLoadScript } from "../support/prebuilds";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const dirs: string[] = [];
 
 /** A package root with binding.gyp and the compiled loader, optionally with an addon file. */
 function fakePackage(addon: Buffer | null): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-loader-"));
+  const dir = loaderPackage();
   dirs.push(dir);
-  fs.writeFileSync(path.join(dir, "binding.gyp"), "{}");
-  fs.mkdirSync(path.join(dir, "dist", "src", "native"), { recursive: true });
-  fs.mkdirSync(path.join(dir, "dist", "src", "flow"), { recursive: true });
-  for (const file of ["native/index.js", "native/addon-dir.js", "flow/native.js", "errors.js"]) {
-    fs.copyFileSync(path.join(ROOT, "dist", "src", file), path.join(dir, "dist", "src", file));
-  }
-  fs.writeFileSync(path.join(dir, "package.json"), "{}");
   if (addon !== null) {
     fs.mkdirSync(path.join(dir, "build", "Release"), { recursive: true });
     fs.writeFileSync(path.join(dir, "build", "Release", "traffic_native.node"), addon);
@@ -100,20 +93,14 @@ process.stdout.write(JSON.stringify({ok,native:maps.includes(${JSON.stringify(pa
 
   it("loads both prebuilt addons (prebuildify's names, node-gyp-build's matching) when nothing was compiled", () => {
     const prebuilt = ensurePrebuilt("x64");
-    const dir = fakePackage(null);
-    // node-gyp-build resolves from the package's node_modules, as in an installed package.
-    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
-    fs.cpSync(prebuilt, path.join(dir, "prebuilds", "linux-x64"), { recursive: true });
-    const script = `const n=require(${JSON.stringify(path.join(dir, "dist", "src", "native", "index.js"))});
-const f=require(${JSON.stringify(path.join(dir, "dist", "src", "flow", "native.js"))});
-const a=n.loadNative();const flow=f.loadFlowAddon();
-const maps=require("fs").readFileSync("/proc/self/maps","utf8");
-process.stdout.write(JSON.stringify({abi:a.abiVersion,ebpf:flow.ebpfBuilt,libbpf:flow.probe().libbpf,maps:maps.split("\\n").filter((l)=>l.includes("prebuilds")).map((l)=>l.slice(l.indexOf("/"))).filter((v,i,all)=>all.indexOf(v)===i)}))`;
+    const dir = loaderPackage({ arch: "x64", from: prebuilt });
+    dirs.push(dir);
+    const script = prebuildLoadScript(dir, "abi:a.abiVersion,ebpf:flow.ebpfBuilt,libbpf:flow.probe().libbpf");
     const out = JSON.parse(execFileSync(process.execPath, ["-e", script], { env: plainEnv(), encoding: "utf8" })) as { abi: number; ebpf: boolean; libbpf: boolean; maps: string[] };
     expect(out.abi).toBeGreaterThan(0);
     expect(out.ebpf).toBe(true);
     expect(out.libbpf).toBe(true);
-    expect(out.maps.sort()).toEqual([path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node"), path.join(dir, "prebuilds", "linux-x64", "traffic_native.napi.glibc.node")]);
+    expect(out.maps).toEqual([path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node"), path.join(dir, "prebuilds", "linux-x64", "traffic_native.napi.glibc.node")]);
     // libbpf is inside the addon: no libbpf.so is loaded or needed.
     expect(execFileSync("readelf", ["-d", path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node")], { encoding: "utf8" })).not.toMatch(/libbpf/);
   }, 600_000);
