@@ -206,7 +206,10 @@ async function prebuild() {
   const wanted = arches.length > 0 ? arches : Object.keys(TARGETS);
   for (const arch of wanted) if (!TARGETS[arch]) throw new Error(`unknown target ${arch} (known: ${Object.keys(TARGETS).join(", ")})`);
   const todo = wanted.filter((arch) => process.argv.includes("--force") || !current(arch));
-  if (todo.length === 0) return;
+  if (todo.length === 0) {
+    process.stdout.write(`prebuild: ${wanted.map((a) => `prebuilds/linux-${a}`).join(", ")} newer than the native sources, nothing to do (--force rebuilds)\n`);
+    return;
+  }
   fs.mkdirSync(stage, { recursive: true });
   fs.rmSync(path.join(stage, "native"), { recursive: true, force: true });
   fs.cpSync(path.join(root, "native"), path.join(stage, "native"), { recursive: true });
