@@ -24,13 +24,13 @@
       "cflags_cc!": ["-fno-exceptions"],
       "conditions": [
         ["flow_has_libbpf==1", {
-          "libraries": ["<!@(pkg-config --libs libbpf)"],
+          "libraries": ["<!@(node native/flow/libbpf-link.js)"],
           "actions": [
             {
               "action_name": "flow_bpf_skeleton",
               "inputs": ["native/flow/flow.bpf.c", "native/flow/flow.h", "native/flow/build-bpf.js"],
               "outputs": ["<(SHARED_INTERMEDIATE_DIR)/flow-bpf/flow_skel_gen.h"],
-              "action": ["node", "native/flow/build-bpf.js", "<(SHARED_INTERMEDIATE_DIR)/flow-bpf"]
+              "action": ["node", "native/flow/build-bpf.js", "<(SHARED_INTERMEDIATE_DIR)/flow-bpf", "<(target_arch)"]
             }
           ]
         }]

@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Builds the C++ addons of binding.gyp with node-gyp: traffic_native.node (transparent
-// sockets) and flow.node (the flow source). `npm install` runs it. A failed build does not
+// sockets) and flow.node (the flow source). `npm install` runs it with --install: then,
+// when the package's prebuilds (scripts/prebuild.js) fit this system, nothing is compiled;
+// otherwise it says that none fits and compiles (`npm rebuild --build-from-source`
+// compiles in any case). A failed build does not
 // fail the install: the nodes that need an addon then say what is missing
 // (src/native/index.ts, src/flow/native.ts), the others keep working. Without
 // clang/bpftool the flow addon still builds, without its BPF program (sock_diag only).
@@ -94,9 +97,38 @@ function buildNative({ force = false } = {}) {
   return false;
 }
 
+/**
+ * The prebuilt addons that fit this system, found by the package's own loader
+ * (dist/src/native/addon-dir.js, node-gyp-build's matching), or why there are none.
+ */
+function fittingPrebuilds() {
+  let loader;
+  try {
+    loader = require(path.join(root, "dist", "src", "native", "addon-dir.js"));
+  } catch {
+    return { files: null, target: `${process.platform}-${process.arch}`, why: "the package is not built (no dist/)" };
+  }
+  const files = ADDONS.map((f) => loader.findPrebuild(root, path.basename(f)));
+  return { files: files.every((f) => f !== null) ? files : null, target: loader.prebuildTarget(), why: "" };
+}
+
+/** The install step: the prebuilds when they fit (and no build from source is asked for), else a compile. */
+function install() {
+  const fromSource = ["true", "1"].includes(String(process.env.npm_config_build_from_source));
+  const found = fittingPrebuilds();
+  if (!fromSource && found.files !== null) {
+    process.stdout.write(`build: using the prebuilt addons for ${found.target} (${found.files.map((f) => path.relative(root, f)).join(", ")}): nothing to compile\n`);
+    return true;
+  }
+  const why = fromSource ? "--build-from-source was asked for" : `no prebuilt addon fits ${found.target}${found.why ? `: ${found.why}` : ""}`;
+  process.stdout.write(`build: ${why}; compiling the native addons with node-gyp (needs g++, make, python3)\n`);
+  return buildNative({ force: fromSource });
+}
+
 module.exports = { buildNative, ADDONS, listSources, nodeGypScript, nodedirArgs };
 
 if (require.main === module) {
-  buildNative({ force: process.argv.includes("--force") });
+  if (process.argv.includes("--install")) install();
+  else buildNative({ force: process.argv.includes("--force") });
   process.exit(0);
 }

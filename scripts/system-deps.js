@@ -17,6 +17,17 @@ const SYSTEM_DEPS = [
   { command: "bpftool", pkg: "bpftool", usedBy: "vmlinux.h and the libbpf skeleton of the flow program" },
   { command: "pkg-config", pkg: "pkg-config", usedBy: "finding libbpf when building the flow addon" },
   { command: "/usr/include/bpf/libbpf.h", pkg: "libbpf-dev", usedBy: "the flow addon (libbpf loader)" },
+  // The prebuilds (npm run prebuild; npm pack makes them, test/e2e/pack-install.test.ts packs):
+  // arm64 cross-compiled against the arm64 multiarch libraries (.ci/run adds the architecture).
+  { command: "aarch64-linux-gnu-g++", pkg: "g++-aarch64-linux-gnu", usedBy: "the linux-arm64 prebuilds (npm run prebuild)" },
+  { command: "/usr/lib/aarch64-linux-gnu/pkgconfig/libbpf.pc", pkg: "libbpf-dev:arm64", usedBy: "the linux-arm64 prebuilds: libbpf's pkg-config entry for the target" },
+  { command: "/usr/lib/aarch64-linux-gnu/libelf.so", pkg: "libelf-dev:arm64", usedBy: "the linux-arm64 prebuilds: libelf for the flow addon" },
+  { command: "/usr/lib/aarch64-linux-gnu/libz.so", pkg: "zlib1g-dev:arm64", usedBy: "the linux-arm64 prebuilds: zlib for the flow addon" },
+  // The arm64 prebuilds under Node's arm64 binary (test/compat/arm64-qemu.test.ts): qemu-user,
+  // and the arm64 loader, libc and libstdc++ of one glibc build (multiarch, not the cross toolchain's).
+  { command: "qemu-aarch64", pkg: "qemu-user", usedBy: "running Node's arm64 binary with the linux-arm64 prebuilds" },
+  { command: "/lib/ld-linux-aarch64.so.1", pkg: "libc6:arm64", usedBy: "Node's arm64 binary under qemu-aarch64: the arm64 loader and libc" },
+  { command: "/usr/lib/aarch64-linux-gnu/libstdc++.so.6", pkg: "libstdc++6:arm64", usedBy: "Node's arm64 binary under qemu-aarch64: libstdc++" },
   // Kernel suites: namespaces, rules, dropped privileges, the tcplife anchor.
   { command: "ip", pkg: "iproute2", usedBy: "kernel tests: network namespaces, veth, ip rule/route for TPROXY" },
   { command: "nft", pkg: "nftables", usedBy: "kernel tests: REDIRECT/TPROXY rules, managed listener rules" },

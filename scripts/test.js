@@ -30,6 +30,8 @@ function ensureSystemDeps() {
   if (canApt()) {
     console.log(`test: installing Debian packages: ${pkgs.join(" ")}`);
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    // Multiarch packages (libbpf-dev:arm64, …) need their architecture known to dpkg.
+    for (const arch of new Set(pkgs.filter((p) => p.includes(":")).map((p) => p.split(":")[1]))) spawnSync("dpkg", ["--add-architecture", arch], { stdio: "inherit" });
     spawnSync("apt-get", ["update", "-q"], { stdio: "inherit", env });
     spawnSync("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
     missing = missingDeps();

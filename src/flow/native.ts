@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import path from "node:path";
-import { nativeAddonDir } from "../native/addon-dir";
+import { addonFile, prebuildTarget } from "../native/addon-dir";
 
 /** What `probe()` found: which parts of eBPF capture this kernel and process can use. */
 export interface NativeProbe {
@@ -109,11 +109,12 @@ function packageRoot(): string | null {
 function diagnose(root: string | null, err: unknown): string {
   if (process.platform !== "linux") return `the flow addon is Linux-only (this is ${process.platform})`;
   if (root === null) return "the flow addon's build files (binding.gyp) are missing from the package: reinstall it";
-  const file = path.join(nativeAddonDir(root), ADDON_NAME);
+  const { file, prebuilt } = addonFile(root, ADDON_NAME);
   if (!fs.existsSync(file)) {
-    return `the flow addon was not built (${file} is missing): run \`npm rebuild\` in ${root} (needs g++, make, python3; eBPF also clang, llvm, libbpf-dev, bpftool)`;
+    return `the flow addon was not built (${file} is missing) and no prebuilt addon fits ${prebuildTarget()}: run \`npm rebuild\` in ${root} (needs g++, make, python3; eBPF also clang, llvm, libbpf-dev, bpftool)`;
   }
   const why = err instanceof Error ? err.message.split("\n")[0] : String(err);
+  if (prebuilt) return `the prebuilt flow addon ${file} failed to load (${why}): compile it for this system with \`npm rebuild --build-from-source\` in ${root}`;
   if (/libbpf\.so/.test(why ?? "")) return `the flow addon needs the libbpf shared library: apt-get install libbpf1 (${why})`;
   if (/NODE_MODULE_VERSION|undefined symbol/.test(why ?? "")) return `the flow addon was built for another Node.js: run \`npm rebuild\` in ${root} (${why})`;
   return `the flow addon ${file} failed to load: ${why}`;
@@ -127,7 +128,7 @@ export function loadFlowAddon(): FlowAddon {
     const root = packageRoot();
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable here");
-      cached = require(path.join(nativeAddonDir(root), ADDON_NAME)) as FlowAddon;
+      cached = require(addonFile(root, ADDON_NAME).file) as FlowAddon;
     } catch (err) {
       cached = new FlowAddonUnavailable(diagnose(root, err));
     }

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import type net from "node:net";
 import path from "node:path";
 import { TrafficError } from "../errors";
-import { nativeAddonDir } from "./addon-dir";
+import { addonFile, prebuildTarget } from "./addon-dir";
 
 /** An address and port as the kernel reports it; IPv4-mapped IPv6 is given as IPv4. */
 export interface SocketAddress {
@@ -222,13 +222,14 @@ function diagnose(root: string | null, loadError: unknown): string {
     return `the native addon is Linux-only (this is ${process.platform}): transparent in and original dst cannot run here`;
   }
   if (root === null) return "the native addon's build files (binding.gyp) are missing from the package: reinstall it";
-  const file = path.join(nativeAddonDir(root), ADDON_NAME);
+  const { file, prebuilt } = addonFile(root, ADDON_NAME);
   if (!fs.existsSync(file)) {
     const missing = ["c++", "make", "python3"].filter((c) => !onPath(c));
     const tools = missing.length > 0 ? `; missing build tools: ${missing.join(", ")} (Debian: apt-get install g++ make python3)` : "";
-    return `the native addon was not built (${file} is missing): run \`npm rebuild\` in ${root}${tools}`;
+    return `the native addon was not built (${file} is missing) and no prebuilt addon fits ${prebuildTarget()}: run \`npm rebuild\` in ${root}${tools}`;
   }
   const why = loadError instanceof Error ? loadError.message : String(loadError);
+  if (prebuilt) return `the prebuilt native addon ${file} failed to load (${why.split("\n")[0]}): compile it for this system with \`npm rebuild --build-from-source\` in ${root}`;
   if (/NODE_MODULE_VERSION|undefined symbol/.test(why)) {
     return `the native addon was built for another Node.js: run \`npm rebuild\` in ${root} (${why.split("\n")[0]})`;
   }
@@ -243,7 +244,7 @@ export function loadNative(): NativeAddon {
     const root = packageRoot();
     try {
       if (process.platform !== "linux" || root === null) throw new Error("not loadable");
-      const addon = require(path.join(nativeAddonDir(root), ADDON_NAME)) as NativeAddon;
+      const addon = require(addonFile(root, ADDON_NAME).file) as NativeAddon;
       cached = addon;
     } catch (err) {
       cached = new TrafficError("ERR_NATIVE_UNAVAILABLE", diagnose(root, err), "native addon");

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeEach, describe, expect, it } from "vitest";
+import { ensurePrebuilt } from "../support/prebuilds";
 import { IN_CI } from "../support/system";
 
 const root = path.resolve(__dirname, "..", "..");
@@ -10,9 +11,10 @@ const nodeGyp = path.join(path.dirname(process.execPath), "..", "lib", "node_mod
 const dirs: string[] = [];
 
 /** Builds the flow addon from a copy of the package's native sources with `env` changes. */
-function buildCopy(env: Record<string, string>): { dir: string; output: string; status: number | null } {
+function buildCopy(env: Record<string, string>, prebuilds?: string): { dir: string; output: string; status: number | null } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-flow-build-"));
   dirs.push(dir);
+  if (prebuilds !== undefined) fs.cpSync(prebuilds, path.join(dir, "prebuilds", path.basename(prebuilds)), { recursive: true });
   fs.copyFileSync(path.join(root, "binding.gyp"), path.join(dir, "binding.gyp"));
   fs.cpSync(path.join(root, "native"), path.join(dir, "native"), { recursive: true });
   fs.symlinkSync(path.join(root, "node_modules"), path.join(dir, "node_modules"), "dir");
@@ -20,6 +22,7 @@ function buildCopy(env: Record<string, string>): { dir: string; output: string; 
     cwd: dir,
     env: { ...process.env, ...env },
     encoding: "utf8",
+    timeout: 10 * 60 * 1000,
   });
   return { dir, output: `${r.stdout}${r.stderr}`, status: r.status };
 }
@@ -29,11 +32,11 @@ function inspect(dir: string): { ebpfBuilt: boolean; probe: Record<string, unkno
   const script = `
     const a = require(${JSON.stringify(path.join(dir, "build", "Release", "flow.node"))});
     let startError = null;
-    try { new a.BpfCapture().start({ events: 3, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true }, () => {}); }
+    try { const c = new a.BpfCapture(); c.start({ events: 3, sides: 0, ports: [], cidrs: [], ringBytes: 4096, ownerFromIo: true }, () => {}); c.stop(); }
     catch (e) { startError = { code: e.code, message: e.message }; }
     const dumpOk = Buffer.isBuffer(a.diagDump(2, 1 << 10));
     process.stdout.write(JSON.stringify({ ebpfBuilt: a.ebpfBuilt, probe: a.probe(), startError, dumpOk }));`;
-  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8" });
+  const r = spawnSync(process.execPath, ["-e", script], { encoding: "utf8", timeout: 60_000 });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
 }
@@ -63,6 +66,17 @@ describe("flow addon build without the BPF toolchain", () => {
     expect(r.startError.code).toBe("ENOTSUP");
     expect(r.dumpOk).toBe(true);
   }, 180_000);
+
+  it("without clang and bpftool: compiles the shipped CO-RE object's skeleton in, eBPF works", () => {
+    const b = buildCopy({ FLOW_BPF_CLANG: "/nonexistent/clang", FLOW_BPF_BPFTOOL: "/nonexistent/bpftool" }, ensurePrebuilt("x64"));
+    expect(b.status, b.output).toBe(0);
+    expect(b.output).toMatch(/flow-bpf: eBPF capture built from the shipped BPF object \(prebuilds\/linux-x64\/flow\.skel\.h; no clang, bpftool here\)/);
+    const r = inspect(b.dir);
+    expect(r.ebpfBuilt).toBe(true);
+    expect(r.probe["skeleton"]).toBe(true);
+    expect(r.startError).toBeNull();
+    expect(r.dumpOk).toBe(true);
+  }, 600_000);
 
   it("without libbpf: builds and loads without any eBPF code, sock_diag works", () => {
     const b = buildCopy({ PKG_CONFIG_LIBDIR: "/nonexistent", PKG_CONFIG_PATH: "" });

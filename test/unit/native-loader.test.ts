@@ -6,21 +6,15 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureBuilt } from "../support/netns";
+import { ensurePrebuilt, loaderPackage, prebuildLoadScript } from "../support/prebuilds";
 
 const ROOT = path.resolve(__dirname, "..", "..");
 const dirs: string[] = [];
 
 /** A package root with binding.gyp and the compiled loader, optionally with an addon file. */
 function fakePackage(addon: Buffer | null): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-loader-"));
+  const dir = loaderPackage();
   dirs.push(dir);
-  fs.writeFileSync(path.join(dir, "binding.gyp"), "{}");
-  fs.mkdirSync(path.join(dir, "dist", "src", "native"), { recursive: true });
-  fs.mkdirSync(path.join(dir, "dist", "src", "flow"), { recursive: true });
-  for (const file of ["native/index.js", "native/addon-dir.js", "flow/native.js", "errors.js"]) {
-    fs.copyFileSync(path.join(ROOT, "dist", "src", file), path.join(dir, "dist", "src", file));
-  }
-  fs.writeFileSync(path.join(dir, "package.json"), "{}");
   if (addon !== null) {
     fs.mkdirSync(path.join(dir, "build", "Release"), { recursive: true });
     fs.writeFileSync(path.join(dir, "build", "Release", "traffic_native.node"), addon);
@@ -95,6 +89,40 @@ process.stdout.write(JSON.stringify({ok,native:maps.includes(${JSON.stringify(pa
     const a = availability(dir, { ...plainEnv(), TRAFFIC_NATIVE_DIR: "/nonexistent-addon-dir" });
     expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
     expect(a.reason).toContain("/nonexistent-addon-dir/traffic_native.node is missing");
+  });
+
+  it("loads both prebuilt addons (prebuildify's names, node-gyp-build's matching) when nothing was compiled", () => {
+    const prebuilt = ensurePrebuilt("x64");
+    const dir = loaderPackage({ arch: "x64", from: prebuilt });
+    dirs.push(dir);
+    const script = prebuildLoadScript(dir, "abi:a.abiVersion,ebpf:flow.ebpfBuilt,libbpf:flow.probe().libbpf");
+    const out = JSON.parse(execFileSync(process.execPath, ["-e", script], { env: plainEnv(), encoding: "utf8" })) as { abi: number; ebpf: boolean; libbpf: boolean; maps: string[] };
+    expect(out.abi).toBeGreaterThan(0);
+    expect(out.ebpf).toBe(true);
+    expect(out.libbpf).toBe(true);
+    expect(out.maps).toEqual([path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node"), path.join(dir, "prebuilds", "linux-x64", "traffic_native.napi.glibc.node")]);
+    // libbpf is inside the addon: no libbpf.so is loaded or needed.
+    expect(execFileSync("readelf", ["-d", path.join(dir, "prebuilds", "linux-x64", "flow.napi.glibc.node")], { encoding: "utf8" })).not.toMatch(/libbpf/);
+  }, 600_000);
+
+  it("names the prebuilt addon that does not load, and how to compile instead", () => {
+    const dir = fakePackage(null);
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    fs.mkdirSync(path.join(dir, "prebuilds", `linux-${process.arch}`), { recursive: true });
+    fs.writeFileSync(path.join(dir, "prebuilds", `linux-${process.arch}`, "traffic_native.napi.glibc.node"), "not an ELF file");
+    const a = availability(dir);
+    expect(a).toMatchObject({ available: false, code: "ERR_NATIVE_UNAVAILABLE" });
+    expect(a.reason).toContain("the prebuilt native addon");
+    expect(a.reason).toContain(`npm rebuild --build-from-source\` in ${dir}`);
+  });
+
+  it("says no prebuild fits this platform when there is none for it", () => {
+    const dir = fakePackage(null);
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
+    fs.mkdirSync(path.join(dir, "prebuilds", "linux-s390x"), { recursive: true });
+    fs.writeFileSync(path.join(dir, "prebuilds", "linux-s390x", "traffic_native.napi.glibc.node"), "");
+    const a = availability(dir);
+    expect(a.reason).toContain(`no prebuilt addon fits linux-${process.arch} (glibc)`);
   });
 
   it("the sanitizer run really loads the addon from TRAFFIC_NATIVE_DIR", async () => {
