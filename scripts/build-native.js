@@ -108,6 +108,10 @@ function fittingPrebuilds() {
   } catch {
     return { files: null, target: `${process.platform}-${process.arch}`, why: "the package is not built (no dist/)" };
   }
+  // A checkout whose dist/ predates the prebuild loader: compile, as without dist/.
+  if (typeof loader.findPrebuild !== "function" || typeof loader.prebuildTarget !== "function") {
+    return { files: null, target: `${process.platform}-${process.arch}`, why: "dist/ is older than the sources (npm run build)" };
+  }
   const files = ADDONS.map((f) => loader.findPrebuild(root, path.basename(f)));
   return { files: files.every((f) => f !== null) ? files : null, target: loader.prebuildTarget(), why: "" };
 }
