@@ -115,6 +115,9 @@ struct Pump {
   // When the pump makes the upstream connection itself: until the handshake completes
   // nothing is spliced. Both fds are the pump's own (duplicates or its connect) either way.
   bool connecting = false;
+  // The worker starts that connection when it takes the pump (Begin), with these options.
+  bool startConnect = false;
+  ConnectParams connectParams;
   bool noDelay = false;
   int startErr = 0;
   const char* startSyscall = "connect";
@@ -385,6 +388,14 @@ class PumpWorker {
   void Begin(Pump* p) {
     live_.insert(p);
     p->state->pump = p;
+    if (p->startConnect) {
+      ConnectStart started = StartConnect(p->connectParams, SOCK_STREAM);
+      p->connecting = started.fd >= 0;
+      p->startErr = started.err;
+      p->startSyscall = started.syscall;
+      p->portFellBack = started.fellBack;
+      p->endB.fd = started.fd;
+    }
     if (p->startErr != 0) {
       // The connect failed before it could start (bind, options): nothing to pump.
       PumpResult* r = NewResult(p);
@@ -710,14 +721,12 @@ class SplicePump : public Napi::ObjectWrap<SplicePump> {
     pump->initial.assign(initial.Data(), initial.Length());
     pump->endA = Endpoint{pump, a};
     if (connects) {
-      ConnectStart started = StartConnect(params, SOCK_STREAM);
-      pump->connecting = started.fd >= 0;
-      pump->startErr = started.err;
-      pump->startSyscall = started.syscall;
-      pump->portFellBack = started.fellBack;
+      // Not here: socket(), bind and connect() would cost the JS thread, and towards a
+      // local or veth peer the kernel runs the handshake's first packets inside connect().
+      pump->startConnect = true;
+      pump->connectParams = params;
       pump->noDelay = noDelay;
       pump->connectTimeoutMs = params.timeoutMs;
-      b = started.fd;
     }
     pump->endB = Endpoint{pump, b};
     // Kept alive until its result is delivered, even when JS drops the handle.
