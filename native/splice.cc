@@ -174,20 +174,27 @@ class PumpWorker {
     return 0;
   }
 
+  // A wake-up is written only when the queues were empty: otherwise one is already on its
+  // way (the worker empties them only after reading the eventfd), and each write can make
+  // the scheduler switch to the worker in the middle of the JS thread's turn.
   void Add(Pump* pump) {
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      wake = incoming_.empty() && stops_.empty();
       incoming_.push_back(pump);
     }
-    Wake();
+    if (wake) Wake();
   }
 
   void RequestStop(std::shared_ptr<PumpState> state) {
+    bool wake;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      wake = incoming_.empty() && stops_.empty();
       stops_.push_back(std::move(state));
     }
-    Wake();
+    if (wake) Wake();
   }
 
  private:
