@@ -82,20 +82,22 @@ export function median(values: number[]): number {
 /** A row comparing ours with an anchor; `barRatio` is the ratio the issue demands, if any. */
 export function ratioRow(caseName: string, unit: string, ours: number, anchorName: string, anchor: number, barRatio?: number): BenchRow {
   const ratio = ours / anchor;
-  return {
-    case: caseName,
-    unit,
-    ours,
-    anchorName,
-    anchor,
-    ratio,
-    ...(barRatio === undefined ? {} : { bar: `≥ ${barRatio}× ${anchorName}`, pass: ratio >= barRatio }),
-  };
+  return { case: caseName, unit, ours, anchorName, anchor, ratio, ...(barRatio === undefined ? {} : { bar: `≥ ${barRatio}× ${anchorName}`, pass: ratio >= barRatio }) };
 }
 
-/** Formats a number of operations per second compactly. */
+/**
+ * A row where lower is better (CPU per connection, added latency): `ratio` is ours /
+ * anchor and `barRatio` the most the issue allows. An anchor at or below zero (HAProxy
+ * adding no latency within the noise) leaves no room: ours must not be above zero either.
+ */
+export function ceilingRow(caseName: string, unit: string, ours: number, anchorName: string, anchor: number, barRatio?: number): BenchRow {
+  const within = ours <= Math.max(anchor, 0) * (barRatio ?? 1);
+  return { case: caseName, unit, ours, anchorName, anchor, ratio: ours / anchor, ...(barRatio === undefined ? {} : { bar: `≤ ${barRatio}× ${anchorName}`, pass: within }) };
+}
+
+/** Formats a number of operations per second (or a small figure such as µs) compactly. */
 export function formatRate(n: number): string {
-  if (n >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
-  return n.toFixed(0);
+  if (Math.abs(n) >= 1e6) return `${(n / 1e6).toFixed(2)}M`;
+  if (Math.abs(n) >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return Math.abs(n) >= 100 ? n.toFixed(0) : n.toFixed(1);
 }

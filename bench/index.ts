@@ -9,7 +9,7 @@ const ONLY_WHEN_NAMED = new Set(["soak"]);
 /**
  * `npm run bench [name…]`: runs every bench/<name>.bench.ts (compiled to dist/bench),
  * or the named ones (ONLY_WHEN_NAMED only so), and prints each figure beside the anchor measured in the same run.
- * The JSON report goes to bench-results/latest.json.
+ * The JSON report goes to bench-results/latest.json; the exit status is 1 when a bar is missed.
  */
 async function main(): Promise<void> {
   const only = process.argv.slice(2);
@@ -41,6 +41,7 @@ async function main(): Promise<void> {
   fs.mkdirSync(out, { recursive: true });
   fs.writeFileSync(path.join(out, "latest.json"), JSON.stringify({ at: new Date().toISOString(), reports }, null, 2));
   console.log(`\nbench: ${failedBars === 0 ? "every bar met" : `${failedBars} bar(s) not met`}; report in bench-results/latest.json`);
+  if (failedBars > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

@@ -4,8 +4,8 @@
 // in, plain values out, every failure an Error whose `code` is the errno name.
 #include <napi.h>
 
-#include "args.h"
-#include "forward.h"
+#include "errors.h"
+#include "connect.h"
 #include "udp.h"
 
 #include <arpa/inet.h>
@@ -78,17 +78,9 @@ std::string Advice(int err, const std::string& what) {
   }
 }
 
-std::string SysMessage(int err, const std::string& what) {
-  return what + " failed: " + ErrnoName(err) + " (" + std::strerror(err) + "): " + Advice(err, what);
-}
-
+// The listener's calls carry what an operator can do about their failure.
 Napi::Error SysError(Napi::Env env, int err, const std::string& what) {
-  std::string message = SysMessage(err, what);
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, ErrnoName(err)));
-  error.Set("errno", Napi::Number::New(env, -err));
-  error.Set("syscall", Napi::String::New(env, what));
-  return error;
+  return traffic::ErrnoError(env, err, what, Advice(err, what));
 }
 
 
@@ -415,7 +407,7 @@ Napi::Value DescribeErrno(const Napi::CallbackInfo& info) {
   std::string what = info[1].As<Napi::String>().Utf8Value();
   Napi::Object out = Napi::Object::New(env);
   out.Set("code", ErrnoName(static_cast<int>(err)));
-  out.Set("message", SysMessage(static_cast<int>(err), what));
+  out.Set("message", traffic::ErrnoMessage(static_cast<int>(err), what, Advice(static_cast<int>(err), what)));
   return out;
 }
 
@@ -470,7 +462,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("describeErrno", Napi::Function::New(env, DescribeErrno, "describeErrno"));
   exports.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   exports.Set("socketOptions", Napi::Function::New(env, SocketOptions, "socketOptions"));
-  traffic::InitForward(env, exports);
+  traffic::InitConnect(env, exports);
+  traffic::InitSplicePump(env, exports);
   traffic::InitUdp(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;

@@ -6,8 +6,8 @@
 // new sessions, their first datagrams and their summaries in batches, and decides.
 #include "udp.h"
 
-#include "args.h"
-#include "forward.h"
+#include "errors.h"
+#include "connect.h"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -818,7 +818,7 @@ class UdpRelayWrap : public Napi::ObjectWrap<UdpRelayWrap> {
     if (rc != 0) {
       delete relay_;
       relay_ = nullptr;
-      ErrnoError(env, -rc, "uv_poll_init").ThrowAsJavaScriptException();
+      ErrnoError(env, FromUv(rc), "uv_poll_init").ThrowAsJavaScriptException();
       return;
     }
     napi_add_env_cleanup_hook(env, OnEnvGone, this);

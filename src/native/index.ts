@@ -63,7 +63,7 @@ export interface NativeAddon {
   socketOptions(fd: number): SocketOptionFlags;
   /**
    * A connected non-blocking TCP socket (optionally transparent-bound and marked): see
-   * native/forward.cc. The handshake is awaited on the event loop, not on a pool thread.
+   * native/connect.cc. The handshake is awaited on the event loop, not on a pool thread.
    */
   connectUpstream(options: NativeConnectOptions): Promise<NativeConnected>;
   /** TCP_NODELAY on a raw socket fd. */

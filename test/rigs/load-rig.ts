@@ -249,6 +249,8 @@ export function ensureBuilt(): void {
 export interface RigOptions {
   /** The first flow deployed. */
   flow: FlowOptions;
+  /** Deployed instead of gatewayFlow(flow) when given (its `transparent in` listens on LISTENER_PORT). */
+  flows?: object[];
   /** RLIMIT_NOFILE wanted for Node-RED, the client and the server (see fdLimitFor). */
   nofile: number;
   /** Answer bytes per connection. */
@@ -298,7 +300,7 @@ export class LoadRig {
     this.userDir = fs.mkdtempSync(path.join(os.tmpdir(), "traffic-load-"));
     redEnv.prepareUserDir(this.userDir, {
       port: ADMIN_PORT,
-      flows: gatewayFlow(this.options.flow),
+      flows: this.options.flows ?? gatewayFlow(this.options.flow),
     });
     // Heap figures after a full collection, so garbage is not mistaken for growth: an
     // Admin API route (Node-RED's httpAdminMiddleware setting) that runs gc(), which
@@ -356,6 +358,13 @@ export class LoadRig {
     return run("ip", ["netns", "exec", ns, cmd, ...args], input);
   }
 
+  /** Starts `argv` in namespace `ns` under the rig's fd limit; close() ends it. Its pid is the program's own. */
+  spawnIn(ns: string, argv: readonly string[]): JsonChild {
+    const child = new JsonChild([...this.prefixFor(ns), ...argv]);
+    this.children.push(child);
+    return child;
+  }
+
   /**
    * What a child runs under: the namespace, the fd limit, and a parent-death signal, so
    * that a run killed from outside (its close() never called) does not leave them running.
@@ -365,9 +374,7 @@ export class LoadRig {
   }
 
   private spawn(ns: string, argv: readonly string[]): JsonChild {
-    const child = new JsonChild([...this.prefixFor(ns), process.execPath, ...argv]);
-    this.children.push(child);
-    return child;
+    return this.spawnIn(ns, [process.execPath, ...argv]);
   }
 
   /** Waits until the listener port is open in the gateway (the flow has started). */

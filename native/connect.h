@@ -1,5 +1,6 @@
-// Upstream connections and the splice pump (native/forward.cc), added to the addon's exports,
-// and the socket helpers the UDP relay (native/udp.cc) shares with them.
+// Upstream connections (native/connect.cc) and the splice pump (native/splice.cc), added
+// to the addon's exports, and the socket helpers the pump and the UDP relay
+// (native/udp.cc) share.
 #pragma once
 #include <napi.h>
 
@@ -8,14 +9,16 @@
 #include <sys/socket.h>
 
 namespace traffic {
-void InitForward(Napi::Env env, Napi::Object exports);
-
-/** An Error whose code is the errno name, as every addon call reports a failed syscall. */
-Napi::Error ErrnoError(Napi::Env env, int err, const std::string& syscall);
+void InitConnect(Napi::Env env, Napi::Object exports);
+void InitSplicePump(Napi::Env env, Napi::Object exports);
 
 // Fills `ss` from an address text and port; false when the text is no IP address.
 bool ToSockaddr(const std::string& text, int port, sockaddr_storage* ss, socklen_t* len);
 int PortOf(const sockaddr_storage& ss);
+// The outcome of a finished handshake: 0, or its errno.
+int ConnectError(int fd);
+// The local port a socket is bound to, 0 when unknown.
+int LocalPortOf(int fd);
 
 // What an upstream connect needs, parsed once from JS options.
 struct ConnectParams {
