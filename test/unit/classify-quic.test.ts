@@ -10,6 +10,8 @@ import {
   sniffDns,
   sniffDnsDatagram,
 } from "../../src/classify";
+import { createCipheriv, randomBytes } from "node:crypto";
+import { aes128EncryptBlock, aes128RoundKeys } from "../../src/classify/aes-block";
 import { TrafficError } from "../../src/errors";
 import { vector } from "../support/classify-vectors";
 import { cryptoFrame, cryptoStream, padded, protectInitial, rfcClientInitial } from "../support/quic-packets";
@@ -79,6 +81,29 @@ describe("QUIC Initial keys and packet protection (RFC 9001 A, RFC 9369 A)", () 
     const r = classifyDatagrams([b]);
     expect(r).toMatchObject({ protocol: "quic", confidence: 0.5, fields: { quicVersion: 1 } });
     expect(r.fields.sni).toBeUndefined();
+  });
+});
+
+describe("AES-128 block encryption for header protection masks", () => {
+  it("encrypts the FIPS-197 C.1 example", () => {
+    const out = Buffer.alloc(16);
+    aes128EncryptBlock(aes128RoundKeys(Buffer.from("000102030405060708090a0b0c0d0e0f", "hex")), Buffer.from("00112233445566778899aabbccddeeff", "hex"), 0, out);
+    expect(out.toString("hex")).toBe("69c4e0d86a7b0430d8cdb78070b4c55a");
+  });
+
+  it("agrees with OpenSSL's AES-128-ECB on random keys and blocks read at an offset", () => {
+    const out = Buffer.alloc(16);
+    for (let i = 0; i < 200; i++) {
+      const key = randomBytes(16);
+      const input = randomBytes(16 + (i % 7));
+      const ecb = createCipheriv("aes-128-ecb", key, null).setAutoPadding(false);
+      aes128EncryptBlock(aes128RoundKeys(key), input, i % 7, out);
+      expect(out.toString("hex")).toBe(ecb.update(input.subarray(i % 7, (i % 7) + 16)).toString("hex"));
+    }
+  });
+
+  it("takes 16-byte keys only", () => {
+    expect(() => aes128RoundKeys(Buffer.alloc(24))).toThrow(RangeError);
   });
 });
 
