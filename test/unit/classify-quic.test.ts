@@ -220,6 +220,17 @@ describe("DNS over UDP", () => {
     expect(tcp).toEqual(udp);
   });
 
+  it("lower-cases the name, writes the root as a dot, and stops at a name over 255 bytes", () => {
+    const query = (name: Buffer): Buffer => Buffer.concat([Buffer.from("123401000001000000000000", "hex"), name, Buffer.from([0, 0, 1, 0, 1])]);
+    const labels = (...ls: string[]): Buffer => Buffer.concat(ls.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, "latin1")])));
+    expect(sniffDnsDatagram(query(labels("WWW", "Example-1", "TEST")))).toMatchObject({ kind: "match", fields: { dnsName: "www.example-1.test", dnsType: "A" } });
+    expect(sniffDnsDatagram(query(Buffer.alloc(0)))).toMatchObject({ kind: "match", fields: { dnsName: "." } });
+    const long = (count: number): Buffer => labels(...Array.from({ length: count }, () => "a".repeat(62)));
+    // Four 62-byte labels: 252 bytes with their lengths (the root's zero makes 253); five do not fit.
+    expect(sniffDnsDatagram(query(long(4)))).toMatchObject({ kind: "match", fields: { dnsName: Array.from({ length: 4 }, () => "a".repeat(62)).join(".") } });
+    expect(sniffDnsDatagram(query(long(5))).kind).toBe("no");
+  });
+
   it("a response, a truncated query and random bytes are not DNS", () => {
     const q = Buffer.from(dig.segments[0]!);
     expect(sniffDnsDatagram(q.subarray(0, 20)).kind).toBe("no");
