@@ -68,7 +68,11 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
   if (compLen < 1) return null;
   p += 1 + compLen;
   if (p > end) return null;
-  const fields: ClassificationFields = {};
+  // The fingerprints, when asked for, are the first keys (filled in last): every such
+  // fields object starts with the same layout, which keeps the stores into it fast
+  // whatever else the hello carries.
+  const set = fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints;
+  const fields: ClassificationFields = set === "all" ? { ja4: "", ja3: "", ja3Hash: "" } : set === "ja4" ? { ja4: "" } : {};
   let versions: string[] | null = null;
   if (p < end) {
     if (p + 2 > end) return null;
@@ -174,7 +178,7 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
     for (const a of fields.alpn) if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
     fields.https = https;
   }
-  addFingerprints(fields, b, shape, transport, fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints);
+  addFingerprints(fields, b, shape, transport, set);
   return fields;
 }
 
