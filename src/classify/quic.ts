@@ -147,6 +147,10 @@ const MASK = Buffer.alloc(16);
 const COUNTERS = Buffer.alloc(4096 * 16);
 const COUNTER_WORDS = new Uint32Array(COUNTERS.buffer, COUNTERS.byteOffset, COUNTERS.length >> 2);
 for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
+// The payload of the packet being read, decrypted without the tag check: valid until the
+// next packet is read (the readers here use a payload before they read on).
+const PLAIN = Buffer.alloc(4096 * 16);
+const PLAIN_WORDS = new Int32Array(PLAIN.buffer, PLAIN.byteOffset, PLAIN.length >> 2);
 
 /**
  * AES-128-GCM decryption without the tag check (NIST SP 800-38D 7.2: GCM encrypts in
@@ -173,8 +177,17 @@ function gcmKeystreamDecrypt(keys: CachedKeys, pn: number, b: Buffer, start: num
     w[o + 2] = w2;
   }
   const stream = keys.ctr.update(COUNTERS.subarray(0, blocks << 4));
-  for (let i = 0; i < len; i++) stream[i] = stream[i]! ^ b[start + i]!;
-  return stream.subarray(0, len);
+  // The ciphertext goes to an aligned scratch area in one native copy, where the keystream
+  // is XORed in a word at a time.
+  b.copy(PLAIN, 0, start, end);
+  if ((stream.byteOffset & 3) === 0) {
+    const k = new Int32Array(stream.buffer, stream.byteOffset, blocks << 2);
+    const p = PLAIN_WORDS;
+    for (let i = 0, n = (len + 3) >> 2; i < n; i++) p[i] = p[i]! ^ k[i]!;
+  } else {
+    for (let i = 0; i < len; i++) PLAIN[i] = PLAIN[i]! ^ stream[i]!;
+  }
+  return PLAIN.subarray(0, len);
 }
 
 // Reads the long header packet at `start` and removes its protection when it is an Initial
@@ -279,11 +292,12 @@ export interface QuicCryptoFrame {
  * Walks the frames of an Initial payload (RFC 9000 19) and appends each CRYPTO frame to
  * `out` as three numbers: its stream offset and the start and end of its data in
  * `payload`. PADDING, PING, ACK and CONNECTION_CLOSE are stepped over; any other frame
- * type (not allowed in an Initial, or malformed) ends the walk.
+ * type (not allowed in an Initial, or malformed) ends the walk. Starts at `from`; with
+ * `firstOnly` returns after the first CRYPTO frame with where the walk goes on, else -1.
  */
-function cryptoFrameSpans(payload: Buffer, out: number[]): void {
+function cryptoFrameSpans(payload: Buffer, out: number[], from = 0, firstOnly = false): number {
   const n = payload.length;
-  let p = 0;
+  let p = from;
   while (p < n) {
     const type = payload[p]!;
     if (type === 0x00 || type === 0x01) {
@@ -297,6 +311,7 @@ function cryptoFrameSpans(payload: Buffer, out: number[]): void {
       if (len < 0 || varintEnd + len > n) break;
       out.push(offset, varintEnd, varintEnd + len);
       p = varintEnd + len;
+      if (firstOnly) return p;
       continue;
     }
     if (type === 0x02 || type === 0x03) {
@@ -321,6 +336,7 @@ function cryptoFrameSpans(payload: Buffer, out: number[]): void {
     }
     break;
   }
+  return -1;
 }
 
 /**
@@ -419,9 +435,10 @@ export class QuicInitialReader {
 
   private addFrames(payload: Buffer): void {
     SPANS.length = 0;
-    cryptoFrameSpans(payload, SPANS);
+    const next = cryptoFrameSpans(payload, SPANS, 0, true);
     // The common case: a fresh stream whose first CRYPTO frame holds the whole
-    // ClientHello, parsed where it lies instead of copied into the stream buffer.
+    // ClientHello, parsed where it lies instead of copied into the stream buffer (and the
+    // padding after it never walked).
     if (this.ranges.length === 0 && SPANS.length > 0 && SPANS[0] === 0) {
       const start = SPANS[1]!;
       const have = SPANS[2]! - start;
@@ -431,6 +448,7 @@ export class QuicInitialReader {
         return;
       }
     }
+    if (next >= 0) cryptoFrameSpans(payload, SPANS, next);
     for (let i = 0; i < SPANS.length; i += 3) this.add(SPANS[i]!, payload, SPANS[i + 1]!, SPANS[i + 2]!);
   }
 
