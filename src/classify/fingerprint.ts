@@ -423,17 +423,29 @@ const byJa4Key = new KnownHellos(CACHE_LIMIT);
 // By the key with the extensions in order: the JA4 and the JA3.
 const byJa3Key = new KnownHellos(CACHE_LIMIT);
 
-/** Sets `ja4`, and with `all` also `ja3` and `ja3Hash`, on the fields of a parsed ClientHello. */
-export function addFingerprints(fields: { ja4?: string; ja3?: string; ja3Hash?: string }, b: Buffer, s: HelloShape, transport: HelloTransport, set: FingerprintSet): void {
-  if (set === "none") return;
+/** The fingerprints of the last helloFingerprints() call (`ja3` and `ja3Hash` only with `all`). */
+export interface FoundFingerprints {
+  ja4: string;
+  ja3: string;
+  ja3Hash: string;
+}
+
+const found: FoundFingerprints = { ja4: "", ja3: "", ja3Hash: "" };
+
+/**
+ * The JA4, and with `all` also the JA3 and its hash, of a parsed ClientHello, from the
+ * caches when its key was seen before. The result is one shared object, valid until the
+ * next call.
+ */
+export function helloFingerprints(b: Buffer, s: HelloShape, transport: HelloTransport, set: "all" | "ja4"): FoundFingerprints {
   helloKeys(b, s, transport);
   if (set === "all") {
     const known = byJa3Key.get(key[ORD_A]!, key[ORD_B]!);
     if (known !== undefined) {
-      fields.ja4 = known.ja4;
-      fields.ja3 = known.ja3!.ja3;
-      fields.ja3Hash = known.ja3!.ja3Hash;
-      return;
+      found.ja4 = known.ja4;
+      found.ja3 = known.ja3!.ja3;
+      found.ja3Hash = known.ja3!.ja3Hash;
+      return found;
     }
   }
   let ja4 = byJa4Key.get(key[SET_A]!, key[SET_B]!)?.ja4;
@@ -441,10 +453,11 @@ export function addFingerprints(fields: { ja4?: string; ja3?: string; ja3Hash?: 
     ja4 = helloJa4(b, s, transport);
     byJa4Key.set({ a: key[SET_A]!, b: key[SET_B]!, ja4, ja3: null });
   }
-  fields.ja4 = ja4;
-  if (set === "ja4") return;
+  found.ja4 = ja4;
+  if (set === "ja4") return found;
   const ja3 = helloJa3(b, s);
   byJa3Key.set({ a: key[ORD_A]!, b: key[ORD_B]!, ja4, ja3 });
-  fields.ja3 = ja3.ja3;
-  fields.ja3Hash = ja3.ja3Hash;
+  found.ja3 = ja3.ja3;
+  found.ja3Hash = ja3.ja3Hash;
+  return found;
 }
