@@ -92,8 +92,8 @@ function extensionOrders(hello: Buffer, count: number): Buffer[] {
 
 export async function run(): Promise<BenchReport> {
   const cases: Array<{ name: string; bytes: Buffer; expect: string; bar?: number }> = [
-    { name: "TLS ClientHello, curl (517 B, 1 segment)", bytes: fixture("curl-https"), expect: "tls", bar: BAR },
-    { name: "TLS ClientHello, chromium with PQ key share", bytes: fixture("chromium"), expect: "tls", bar: BAR },
+    { name: "TLS ClientHello, curl (517 B, 1 segment), with JA4 + JA3", bytes: fixture("curl-https"), expect: "tls", bar: BAR },
+    { name: "TLS ClientHello, chromium with PQ key share, with JA4 + JA3", bytes: fixture("chromium"), expect: "tls", bar: BAR },
     { name: "HTTP/1 request, curl (102 B)", bytes: fixture("curl-http1"), expect: "http1", bar: BAR },
     { name: "HTTP/2 preface + gRPC HEADERS, curl", bytes: fixture("curl-grpc"), expect: "grpc" },
     { name: "SSH banner", bytes: fixture("ssh"), expect: "ssh" },
@@ -114,10 +114,10 @@ export async function run(): Promise<BenchReport> {
     const r = compareOps({ ours: () => runSniffers(c.bytes, false) });
     rows.push(row(c.name, r["ours"]!, c.bar));
   }
-  // Fingerprints: the same ClientHello classified without them (the classify node with
-  // *only what the rules use* and no fingerprint rule: the path from before JA4/JA3), with
-  // JA4 (rules that match JA4s only) and with JA4 and JA3 (the default: in every
-  // ClientHello's fields), in alternating rounds. Chromium shuffles its extension order per
+  // Fingerprints: the same ClientHello classified without them (the classify node's
+  // default, *only what the rules use*, with no fingerprint rule), with JA4 (rules that
+  // match JA4s only) and with JA4 and JA3 (the library's default, and the node's *in
+  // fields for every ClientHello*), in alternating rounds. Chromium shuffles its extension order per
   // connection: JA4 stays, JA3 changes, so its JA3 is new to the cache every time.
   const helloCases: Array<{ name: string; hellos: Buffer[] }> = [
     { name: "curl (repeat client)", hellos: [fixture("curl-https")] },
@@ -168,9 +168,10 @@ export async function run(): Promise<BenchReport> {
     rows,
     notes: [
       "one core, the whole sniffer chain per call (runSniffers over the bytes, fields extracted), bytes from real clients",
+      "the TCP and UDP rows run the library's defaults: every ClientHello (over TCP or in a QUIC Initial) gets JA4, JA3 and the JA3 hash in its fields; the classify node computes them only when a rule matches on them (the fingerprint rows' 'without fingerprints')",
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
-      "fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. A repeat client hits the bounded caches (JA4 keyed by its sorted inputs, JA3 by its inputs in order, GREASE left out of both); a new chromium extension order hits the JA4 cache and pays one MD5 for its new JA3",
+      "fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. Every hello pays a pass over its ciphers, extensions, signature algorithms, groups and point formats for a 62-bit key (per-process random tables, GREASE as one value); a repeat client finds its fingerprints by that key, a new chromium extension order finds its JA4 (the key with the extensions as a set) and pays one JA3 and MD5",
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

@@ -131,9 +131,10 @@ export default function register(RED: NodeAPI): void {
     // The outputs' labels, as the editor shows them on the ports.
     const labels = [...specs.map((r, i) => r.name ?? _("classify.output.rule", { number: i + 1 })), _("classify.output.other")];
     let enforcement: Enforcement = "enforce";
-    // Fingerprints cost more than the rest of a ClientHello's parse: computed only when
-    // the fields are to carry them or a rule matches on them.
-    const fingerprints: FingerprintSet = config.tlsFingerprints === "rules" ? fingerprintsUsed(specs) : "all";
+    // Fingerprints cost a third or more of a ClientHello's parse: computed only when the
+    // fields are to carry them or a rule matches on them (also in a flow saved before the
+    // setting existed: the editor's default).
+    const fingerprints: FingerprintSet = config.tlsFingerprints === "fields" ? "all" : fingerprintsUsed(specs);
     const sniffers: readonly Sniffer[] = sniffersWithFingerprints(fingerprints);
     try {
       enforcement = enforcementOf(config.enforcement);

@@ -43,7 +43,7 @@ export const DEFAULT_SNIFFERS: readonly Sniffer[] = [
  * whose rules and outputs need no JA3 (or no fingerprint at all) skips computing it.
  */
 export function sniffersWithFingerprints(fingerprints: FingerprintSet): readonly Sniffer[] {
-  return fingerprints === "all" ? DEFAULT_SNIFFERS : DEFAULT_SNIFFERS.map((s) => (s === tlsSniffer ? tlsSnifferWith(fingerprints) : s));
+  return DEFAULT_SNIFFERS.map((s) => (s === tlsSniffer ? tlsSnifferWith(fingerprints) : s));
 }
 
 /** Limits of one classification. */

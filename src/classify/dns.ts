@@ -34,6 +34,9 @@ const FLAGS: ReadonlyArray<readonly [number, number, string]> = [
   [1, 0x10, "cd"],
 ];
 
+// A question name: at most 255 bytes on the wire, fewer in dotted form.
+const NAME = Buffer.alloc(256);
+
 /**
  * A DNS query whose header starts at `base` and whose message ends at `end` (the declared
  * length over TCP, the datagram's end over UDP), of which bytes up to `b.length` are here:
@@ -54,7 +57,8 @@ function sniffQuery(b: Buffer, base: number, end: number): SniffVerdict {
   if ((f2 & 0x0f) !== 0 || (f2 & 0x80) !== 0) return NO; // rcode, RA
   if (u16(b, base + 2) !== 1 || u16(b, base + 4) !== 0 || u16(b, base + 6) !== 0 || u16(b, base + 8) > 2) return NO;
   let p = base + 10;
-  const labels: string[] = [];
+  // The name in dotted form, lower-cased, is written to NAME as the labels are checked.
+  const name = NAME;
   let nameLen = 0;
   for (;;) {
     if (p >= n) return p >= end ? NO : MORE;
@@ -62,13 +66,14 @@ function sniffQuery(b: Buffer, base: number, end: number): SniffVerdict {
     if (l === 0) break;
     if (l > 63) return NO; // no compression in a question's first name
     if (p + 1 + l > n) return p + 1 + l > end ? NO : MORE;
-    nameLen += l + 1;
-    if (nameLen > 255) return NO;
+    if (nameLen + l + 1 > 255) return NO;
+    if (nameLen > 0) name[nameLen - 1] = 0x2e; // "."
     for (let i = p + 1; i <= p + l; i++) {
       const c = b[i]!;
       if (c < 0x21 || c > 0x7e) return NO;
+      name[nameLen++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
     }
-    labels.push(b.toString("latin1", p + 1, p + 1 + l).toLowerCase());
+    nameLen++;
     p += 1 + l;
   }
   p++;
@@ -78,7 +83,7 @@ function sniffQuery(b: Buffer, base: number, end: number): SniffVerdict {
   if (qclass !== 1 && qclass !== 3 && qclass !== 4 && qclass !== 254 && qclass !== 255) return NO;
   const flags: string[] = [];
   for (const [at, bit, name] of FLAGS) if ((b[base + at]! & bit) !== 0) flags.push(name);
-  return match("dns", 0.9, { dnsName: labels.length === 0 ? "." : labels.join("."), dnsType: dnsTypeName(u16(b, p)), dnsFlags: flags });
+  return match("dns", 0.9, { dnsName: nameLen === 0 ? "." : name.toString("latin1", 0, nameLen - 1), dnsType: dnsTypeName(u16(b, p)), dnsFlags: flags });
 }
 
 /** DNS over TCP (RFC 7766): a 2-byte length, then a query, read to the declared length. */

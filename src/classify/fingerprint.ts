@@ -1,4 +1,4 @@
-import { hash } from "node:crypto";
+import { hash, randomFillSync } from "node:crypto";
 
 /** How the ClientHello travelled: `t` TLS over TCP, `q` QUIC (JA4's first character). */
 export type HelloTransport = "t" | "q";
@@ -200,57 +200,11 @@ function truncatedSha256(n: number): string {
   return hash("sha256", text.subarray(0, n), "hex").slice(0, 12);
 }
 
-/**
- * A bounded map from a fingerprint's canonical inputs (values[0, n)) to what was computed
- * from them. Clients of one software build send the same ciphers, extensions and
- * algorithms on every connection; when full it starts over.
- */
-class InputCache<T> {
-  private readonly map = new Map<number, { readonly key: Uint16Array; readonly value: T }>();
-  private id = 0;
-
-  constructor(private readonly limit: number) {}
-
-  /** What was computed from values[0, n) before, or undefined. */
-  get(n: number): T | undefined {
-    // A 30-bit FNV-style hash (a small integer key keeps the map fast); the values decide equality.
-    const a = values;
-    let h = 0x811c9dc5 ^ n;
-    for (let i = 0; i < n; i++) h = Math.imul(h ^ a[i]!, 0x01000193);
-    this.id = h & 0x3fffffff;
-    const hit = this.map.get(this.id);
-    if (hit === undefined || hit.key.length !== n) return undefined;
-    const key = hit.key;
-    for (let i = 0; i < n; i++) if (key[i] !== a[i]) return undefined;
-    return hit.value;
-  }
-
-  /** get(n) after writing the four list lengths of the inputs to values[at, at + 4). */
-  getWithCounts(n: number, at: number, c0: number, c1: number, c2: number, c3: number): T | undefined {
-    values[at] = c0;
-    values[at + 1] = c1;
-    values[at + 2] = c2;
-    values[at + 3] = c3;
-    return this.get(n);
-  }
-
-  /** Remembers `value` for values[0, n), the inputs the last get() looked up. */
-  set(n: number, value: T): T {
-    if (this.map.size >= this.limit) this.map.clear();
-    this.map.set(this.id, { key: values.slice(0, n), value });
-    return value;
-  }
-}
-
-const CACHE_LIMIT = 4096;
-const ja4Cache = new InputCache<string>(CACHE_LIMIT);
-const ja3Cache = new InputCache<{ readonly ja3: string; readonly ja3Hash: string }>(CACHE_LIMIT);
-
 // Layout of the JA4 inputs in `values`: a fixed head, then the sorted ciphers, the sorted
 // extensions without SNI and ALPN, and the signature algorithms in the order sent.
 const JA4_HEAD = 9;
 
-/** The JA4 of a parsed ClientHello (FoxIO JA4 specification), from the bounded cache when its inputs were seen before. */
+/** The JA4 of a parsed ClientHello (FoxIO JA4 specification). */
 export function helloJa4(b: Buffer, s: HelloShape, transport: HelloTransport): string {
   const exts = s.extensions;
   valuesRoom(JA4_HEAD + ((s.ciphersEnd - s.ciphersStart) >> 1) + exts.length + ((s.sigAlgsEnd - s.sigAlgsStart) >> 1));
@@ -278,8 +232,6 @@ export function helloJa4(b: Buffer, s: HelloShape, transport: HelloTransport): s
   at += hashed;
   const sigAlgs = hashed > 0 && s.sigAlgsStart >= 0 ? readList(b, s.sigAlgsStart, s.sigAlgsEnd, at) : 0;
   at += sigAlgs;
-  const known = ja4Cache.getWithCounts(at, 5, ciphers, extCount, hashed, sigAlgs);
-  if (known !== undefined) return known;
   const a = `${transport}${versionCode(values[1]!)}${s.hasSni ? "d" : "i"}${twoDigits(ciphers)}${twoDigits(extCount)}${hasAlpn ? alpnCode(values[4]! >> 8, values[4]! & 0xff) : "00"}`;
   const part2 = ciphers === 0 ? NO_HASH : truncatedSha256(writeHexList(JA4_HEAD, JA4_HEAD + ciphers, 0));
   let part3 = NO_HASH;
@@ -292,13 +244,13 @@ export function helloJa4(b: Buffer, s: HelloShape, transport: HelloTransport): s
     }
     part3 = truncatedSha256(n);
   }
-  return ja4Cache.set(at, `${a}_${part2}_${part3}`);
+  return `${a}_${part2}_${part3}`;
 }
 
 // Layout of the JA3 inputs in `values`: a fixed head, then the lists in the order sent.
 const JA3_HEAD = 5;
 
-/** JA3 text and its MD5 of a parsed ClientHello, from the bounded cache when its inputs were seen before. */
+/** JA3 text and its MD5 of a parsed ClientHello. */
 export function helloJa3(b: Buffer, s: HelloShape): { readonly ja3: string; readonly ja3Hash: string } {
   const exts = s.extensions;
   valuesRoom(JA3_HEAD + ((s.ciphersEnd - s.ciphersStart) >> 1) + exts.length + ((s.groupsEnd - s.groupsStart) >> 1) + (s.pointFormatsEnd - s.pointFormatsStart));
@@ -313,9 +265,6 @@ export function helloJa3(b: Buffer, s: HelloShape): { readonly ja3: string; read
   let pointFormats = 0;
   for (let p = s.pointFormatsStart; p >= 0 && p < s.pointFormatsEnd; p++) values[at + pointFormats++] = b[p]!;
   at += pointFormats;
-  values[0] = s.legacyVersion;
-  const known = ja3Cache.getWithCounts(at, 1, ciphers, extCount, groups, pointFormats);
-  if (known !== undefined) return known;
   textRoom(8);
   let n = writeDecimal(s.legacyVersion, 0);
   let from = JA3_HEAD;
@@ -326,18 +275,189 @@ export function helloJa3(b: Buffer, s: HelloShape): { readonly ja3: string; read
     from += count;
   }
   const ja3 = text.toString("latin1", 0, n);
-  return ja3Cache.set(at, { ja3, ja3Hash: hash("md5", text.subarray(0, n), "hex") });
+  return { ja3, ja3Hash: hash("md5", text.subarray(0, n), "hex") };
 }
 
 /** Which fingerprints a ClientHello parse adds to its fields: all three, JA4 alone (what JA4 rules read), or none. */
 export type FingerprintSet = "all" | "ja4" | "none";
 
-/** Sets `ja4`, and with `all` also `ja3` and `ja3Hash`, on the fields of a parsed ClientHello. */
-export function addFingerprints(fields: { ja4?: string; ja3?: string; ja3Hash?: string }, b: Buffer, s: HelloShape, transport: HelloTransport, set: FingerprintSet): void {
-  if (set === "none") return;
-  fields.ja4 = helloJa4(b, s, transport);
-  if (set === "ja4") return;
+// A repeat client sends the same ciphers, extensions and algorithms on every connection:
+// its fingerprints are looked up by a 62-bit key of those inputs instead of recomputed.
+// The key is tabulation hashing (each 16-bit value through two tables of random words,
+// one per 32-bit lane), with tables drawn per process: a client that cannot see them
+// cannot craft a hello whose key equals another client's, which would give it that
+// client's fingerprints. The GREASE values share one entry, so a client's random GREASE
+// choices do not change its key. Ciphers, signature algorithms, groups and point formats
+// enter in the order sent (JA4 keeps the signature algorithm order, and clients do not
+// reorder the others between connections); the extension types enter twice: as a sum,
+// which is the same in any order (JA4 sorts them; chromium shuffles them per connection),
+// and in order (JA3 keeps it). The tables take 512 KiB, made at the first fingerprint.
+let tables: Int32Array | null = null;
+
+// Lane A at [0, 65536), lane B at [65536, 131072).
+function keyTables(): Int32Array {
+  if (tables === null) {
+    const t = new Int32Array(2 * 65536);
+    randomFillSync(t);
+    for (let g = 0x1a1a; g <= 0xfafa; g += 0x1010) {
+      t[g] = t[0x0a0a]!;
+      t[65536 + g] = t[65536 + 0x0a0a]!;
+    }
+    tables = t;
+  }
+  return tables;
+}
+
+// Ordered combination: a polynomial in the table words, one odd multiplier per lane.
+const MA = 0x01000193;
+const MB = 0x5bd1e995;
+// The lanes being folded, and the key of the last helloKeys() call: the lanes of the key
+// for JA4 alone (the extensions as a set) and of the key for JA4 and JA3 together (in
+// order). A typed array: 32-bit numbers kept in variables outside a function are boxed.
+const LANE_A = 0;
+const LANE_B = 1;
+const SET_A = 2;
+const SET_B = 3;
+const ORD_A = 4;
+const ORD_B = 5;
+const key = new Int32Array(6);
+
+// Folds the 16-bit values of b[start, end) into the lanes in order.
+function foldList(t: Int32Array, b: Buffer, start: number, end: number): void {
+  let a = key[LANE_A]!;
+  let c = key[LANE_B]!;
+  for (let p = start; p + 1 < end; p += 2) {
+    const v = (b[p]! << 8) | b[p + 1]!;
+    a = (Math.imul(a, MA) + t[v]!) | 0;
+    c = (Math.imul(c, MB) + t[65536 + v]!) | 0;
+  }
+  key[LANE_A] = a;
+  key[LANE_B] = c;
+}
+
+// Folds one 16-bit value into the lanes.
+function foldValue(t: Int32Array, v: number): void {
+  key[LANE_A] = (Math.imul(key[LANE_A]!, MA) + t[v]!) | 0;
+  key[LANE_B] = (Math.imul(key[LANE_B]!, MB) + t[65536 + v]!) | 0;
+}
+
+function helloKeys(b: Buffer, s: HelloShape, transport: HelloTransport): void {
+  const t = keyTables();
+  key[LANE_A] = 0;
+  key[LANE_B] = 0;
+  // The scalars: versions, transport, SNI and ALPN, the first ALPN value's ends, the
+  // list lengths; then the lists, each after its length so that their bounds are part of the key.
+  const hasAlpn = s.alpnStart >= 0 && s.alpnEnd > s.alpnStart;
+  foldValue(t, s.legacyVersion);
+  foldValue(t, s.maxVersion);
+  foldValue(t, (transport === "q" ? 2 : 0) | (s.hasSni ? 1 : 0) | (hasAlpn ? 4 : 0));
+  foldValue(t, hasAlpn ? (b[s.alpnStart]! << 8) | b[s.alpnEnd - 1]! : 0);
+  foldValue(t, s.extensions.length & 0xffff);
+  foldValue(t, (s.ciphersEnd - s.ciphersStart) & 0xffff);
+  foldList(t, b, s.ciphersStart, s.ciphersEnd);
+  if (s.sigAlgsStart >= 0) {
+    foldValue(t, (s.sigAlgsEnd - s.sigAlgsStart) & 0xffff);
+    foldList(t, b, s.sigAlgsStart, s.sigAlgsEnd);
+  }
+  if (s.groupsStart >= 0) {
+    foldValue(t, (s.groupsEnd - s.groupsStart) & 0xffff);
+    foldList(t, b, s.groupsStart, s.groupsEnd);
+  }
+  if (s.pointFormatsStart >= 0) {
+    // Single bytes, each its own value.
+    foldValue(t, (s.pointFormatsEnd - s.pointFormatsStart) & 0xffff);
+    for (let p = s.pointFormatsStart; p < s.pointFormatsEnd; p++) foldValue(t, b[p]!);
+  }
+  const exts = s.extensions;
+  let sumA = 0;
+  let sumB = 0;
+  let extA = 0;
+  let extB = 0;
+  for (let i = 0; i < exts.length; i++) {
+    const e = exts[i]!;
+    const ta = t[e]!;
+    const tb = t[65536 + e]!;
+    sumA = (sumA + ta) | 0;
+    sumB = (sumB + tb) | 0;
+    extA = (Math.imul(extA, MA) + ta) | 0;
+    extB = (Math.imul(extB, MB) + tb) | 0;
+  }
+  const a = Math.imul(key[LANE_A]!, MA);
+  const c = Math.imul(key[LANE_B]!, MB);
+  key[SET_A] = a + sumA;
+  key[SET_B] = c + sumB;
+  key[ORD_A] = a + extA;
+  key[ORD_B] = c + extB;
+}
+
+interface KnownHello {
+  readonly a: number;
+  readonly b: number;
+  readonly ja4: string;
+  readonly ja3: { readonly ja3: string; readonly ja3Hash: string } | null;
+}
+
+/**
+ * Fingerprints by key: the 30 low bits of lane A pick the entry, which holds both lanes.
+ * Bounded; when full it starts over.
+ */
+class KnownHellos {
+  private readonly map = new Map<number, KnownHello>();
+
+  constructor(private readonly limit: number) {}
+
+  get(a: number, b: number): KnownHello | undefined {
+    const hit = this.map.get(a & 0x3fffffff);
+    return hit !== undefined && hit.a === a && hit.b === b ? hit : undefined;
+  }
+
+  set(entry: KnownHello): void {
+    if (this.map.size >= this.limit) this.map.clear();
+    this.map.set(entry.a & 0x3fffffff, entry);
+  }
+}
+
+const CACHE_LIMIT = 4096;
+// By the key with the extensions as a set: the JA4.
+const byJa4Key = new KnownHellos(CACHE_LIMIT);
+// By the key with the extensions in order: the JA4 and the JA3.
+const byJa3Key = new KnownHellos(CACHE_LIMIT);
+
+/** The fingerprints of the last helloFingerprints() call (`ja3` and `ja3Hash` only with `all`). */
+export interface FoundFingerprints {
+  ja4: string;
+  ja3: string;
+  ja3Hash: string;
+}
+
+const found: FoundFingerprints = { ja4: "", ja3: "", ja3Hash: "" };
+
+/**
+ * The JA4, and with `all` also the JA3 and its hash, of a parsed ClientHello, from the
+ * caches when its key was seen before. The result is one shared object, valid until the
+ * next call.
+ */
+export function helloFingerprints(b: Buffer, s: HelloShape, transport: HelloTransport, set: "all" | "ja4"): FoundFingerprints {
+  helloKeys(b, s, transport);
+  if (set === "all") {
+    const known = byJa3Key.get(key[ORD_A]!, key[ORD_B]!);
+    if (known !== undefined) {
+      found.ja4 = known.ja4;
+      found.ja3 = known.ja3!.ja3;
+      found.ja3Hash = known.ja3!.ja3Hash;
+      return found;
+    }
+  }
+  let ja4 = byJa4Key.get(key[SET_A]!, key[SET_B]!)?.ja4;
+  if (ja4 === undefined) {
+    ja4 = helloJa4(b, s, transport);
+    byJa4Key.set({ a: key[SET_A]!, b: key[SET_B]!, ja4, ja3: null });
+  }
+  found.ja4 = ja4;
+  if (set === "ja4") return found;
   const ja3 = helloJa3(b, s);
-  fields.ja3 = ja3.ja3;
-  fields.ja3Hash = ja3.ja3Hash;
+  byJa3Key.set({ a: key[ORD_A]!, b: key[ORD_B]!, ja4, ja3 });
+  found.ja3 = ja3.ja3;
+  found.ja3Hash = ja3.ja3Hash;
+  return found;
 }

@@ -1,8 +1,9 @@
 import { Cipher, createCipheriv, createDecipheriv, createHmac } from "node:crypto";
+import { aes128EncryptBlock, aes128RoundKeys } from "./aes-block";
 import { u24, u32 } from "./bytes";
 import type { FingerprintSet } from "./fingerprint";
 import { parseClientHello } from "./tls";
-import { ClassificationFields, match, MORE, NO, SniffVerdict } from "./types";
+import { match, MORE, NO, SniffVerdict } from "./types";
 
 /** QUIC versions whose Initial packets can be read: RFC 9000/9001 (v1) and RFC 9369 (v2). */
 export type QuicVersion = 1 | 2;
@@ -21,11 +22,13 @@ interface VersionParams {
   readonly retry: number;
 }
 
+// RFC 9001 5.2.
+const PARAMS_V1: VersionParams = { version: 1, salt: Buffer.from("38762cf7f55934b34d179ae6a4c80cadccbb7f0a", "hex"), key: "quic key", iv: "quic iv", hp: "quic hp", initial: 0, retry: 3 };
+// RFC 9369 3.3.1 and 3.3.2.
+const PARAMS_V2: VersionParams = { version: 2, salt: Buffer.from("0dede3def700a6db819381be6e269dcbf9bd2ed9", "hex"), key: "quicv2 key", iv: "quicv2 iv", hp: "quicv2 hp", initial: 1, retry: 0 };
 const VERSIONS: ReadonlyMap<number, VersionParams> = new Map([
-  // RFC 9001 5.2.
-  [V1, { version: 1, salt: Buffer.from("38762cf7f55934b34d179ae6a4c80cadccbb7f0a", "hex"), key: "quic key", iv: "quic iv", hp: "quic hp", initial: 0, retry: 3 }],
-  // RFC 9369 3.3.1 and 3.3.2.
-  [V2, { version: 2, salt: Buffer.from("0dede3def700a6db819381be6e269dcbf9bd2ed9", "hex"), key: "quicv2 key", iv: "quicv2 iv", hp: "quicv2 hp", initial: 1, retry: 0 }],
+  [V1, PARAMS_V1],
+  [V2, PARAMS_V2],
 ]);
 
 /** The client's Initial secret and the packet protection keys derived from it. */
@@ -64,10 +67,10 @@ export function quicInitialKeys(dcid: Uint8Array, version: number): QuicInitialK
 interface CachedKeys {
   readonly key: Buffer;
   readonly iv: Buffer;
-  // AES-128-ECB without padding is stateless across update() calls: one cipher object
-  // serves every header protection mask of the connection, and another, under the packet
-  // key, the GCM counter-mode keystream of every packet.
-  readonly hp: Cipher;
+  // Header protection encrypts one block per packet, done here (aes-block.ts); AES-128-ECB
+  // without padding is stateless across update() calls, so one cipher object under the
+  // packet key serves the GCM counter-mode keystream of every packet.
+  readonly hp: Int32Array;
   readonly ctr: Cipher;
 }
 
@@ -88,21 +91,26 @@ function cachedKeys(b: Buffer, dcidStart: number, dcidEnd: number, version: numb
   if (hit !== undefined) return hit;
   const keys = quicInitialKeys(b.subarray(dcidStart, dcidEnd), version);
   if (keys === null) return null;
-  const entry = { key: keys.key, iv: keys.iv, hp: ecb(keys.hp), ctr: ecb(keys.key) };
+  const entry = { key: keys.key, iv: keys.iv, hp: aes128RoundKeys(keys.hp), ctr: ecb(keys.key) };
   if (keyCache.size >= KEY_CACHE_MAX) keyCache.clear();
   keyCache.set(id, entry);
   return entry;
 }
 
-/** Reads a QUIC variable-length integer (RFC 9000 16); null when it runs past `end`. */
-function varint(b: Buffer, p: number, end: number): { value: number; next: number } | null {
-  if (p >= end) return null;
+// The end of the last varint() read: the readers here are synchronous, and a result
+// object per integer was most of the garbage of a packet.
+let varintEnd = 0;
+
+/** Reads a QUIC variable-length integer (RFC 9000 16) and sets varintEnd; -1 when it runs past `end`. */
+function varint(b: Buffer, p: number, end: number): number {
+  if (p >= end) return -1;
   const first = b[p]!;
   const len = 1 << (first >> 6);
-  if (p + len > end) return null;
+  if (p + len > end) return -1;
   let value = first & 0x3f;
   for (let i = 1; i < len; i++) value = value * 256 + b[p + i]!;
-  return { value, next: p + len };
+  varintEnd = p + len;
+  return value;
 }
 
 /** A decrypted Initial packet. */
@@ -116,33 +124,71 @@ export interface QuicInitialPacket {
 /** One long header packet of a datagram: where it ends and, for a client Initial, its contents. */
 interface LongPacket {
   readonly end: number;
-  readonly initial: QuicInitialPacket | null;
-  /** Only the first `limit` bytes of the payload were decrypted. */
+  /** The decrypted payload of a client Initial (its first `limit` bytes when `partial`), else null. */
+  readonly payload: Buffer | null;
   readonly partial: boolean;
-  /** The header was well formed but the packet did not decrypt (or is another type). */
+  /** The wire version; for an Initial also its QUIC version, DCID and packet number. */
   readonly version: number;
+  readonly quicVersion: QuicVersion;
+  readonly dcidStart: number;
+  readonly dcidEnd: number;
+  readonly packetNumber: number;
 }
+
+function notInitial(end: number, version: number): LongPacket {
+  return { end, payload: null, partial: false, version, quicVersion: 1, dcidStart: 0, dcidEnd: 0, packetNumber: 0 };
+}
+
+// The header protection mask of the packet being read.
+const MASK = Buffer.alloc(16);
+
+// Counter blocks for the largest UDP payload (65507 bytes): block i counts i + 2. The
+// 32-bit view copies the nonce into each block three words at a time.
+const COUNTERS = Buffer.alloc(4096 * 16);
+const COUNTER_WORDS = new Uint32Array(COUNTERS.buffer, COUNTERS.byteOffset, COUNTERS.length >> 2);
+for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
+// The payload of the packet being read, decrypted without the tag check: valid until the
+// next packet is read (the readers here use a payload before they read on).
+const PLAIN = Buffer.alloc(4096 * 16);
+const PLAIN_WORDS = new Int32Array(PLAIN.buffer, PLAIN.byteOffset, PLAIN.length >> 2);
 
 /**
  * AES-128-GCM decryption without the tag check (NIST SP 800-38D 7.2: GCM encrypts in
- * counter mode from J0 + 1, J0 = nonce || 1). Initial keys follow from the DCID in the
- * packet itself, so a valid tag proves nothing about the sender; the sniffer's frame and
- * ClientHello checks reject garbage, and it saves a cipher object per packet, which is
- * most of a packet's cost in Node.
+ * counter mode from J0 + 1, J0 = nonce || 1) of b[start, end), the nonce being the
+ * packet IV with the packet number folded in (RFC 9001 5.3). Initial keys follow from the
+ * DCID in the packet itself, so a valid tag proves nothing about the sender; the sniffer's
+ * frame and ClientHello checks reject garbage, and it saves a cipher object per packet,
+ * which is most of a packet's cost in Node.
  */
-function gcmKeystreamDecrypt(keys: CachedKeys, nonce: Buffer, b: Buffer, start: number, end: number): Buffer {
+function gcmKeystreamDecrypt(keys: CachedKeys, pn: number, b: Buffer, start: number, end: number): Buffer {
   const len = end - start;
   const blocks = (len + 15) >> 4;
   // The counter words were written once; only the nonce changes between packets.
-  for (let o = 0, last = blocks << 4; o < last; o += 16) for (let k = 0; k < 12; k++) COUNTERS[o + k] = nonce[k]!;
+  const iv = keys.iv;
+  for (let k = 0; k < 12; k++) COUNTERS[k] = iv[k]!;
+  for (let i = 0; i < 4; i++) COUNTERS[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
+  const w = COUNTER_WORDS;
+  const w0 = w[0]!;
+  const w1 = w[1]!;
+  const w2 = w[2]!;
+  for (let o = 4, last = blocks << 2; o < last; o += 4) {
+    w[o] = w0;
+    w[o + 1] = w1;
+    w[o + 2] = w2;
+  }
   const stream = keys.ctr.update(COUNTERS.subarray(0, blocks << 4));
-  for (let i = 0; i < len; i++) stream[i] = stream[i]! ^ b[start + i]!;
-  return stream.subarray(0, len);
+  // The ciphertext goes to an aligned scratch area in one native copy, where the keystream
+  // is XORed in a word at a time.
+  b.copy(PLAIN, 0, start, end);
+  if ((stream.byteOffset & 3) === 0) {
+    const k = new Int32Array(stream.buffer, stream.byteOffset, blocks << 2);
+    const p = PLAIN_WORDS;
+    for (let i = 0, n = (len + 3) >> 2; i < n; i++) p[i] = p[i]! ^ k[i]!;
+  } else {
+    for (let i = 0; i < len; i++) PLAIN[i] = PLAIN[i]! ^ stream[i]!;
+  }
+  return PLAIN.subarray(0, len);
 }
-
-// Counter blocks for the largest UDP payload (65507 bytes): block i counts i + 2.
-const COUNTERS = Buffer.alloc(4096 * 16);
-for (let i = 0; i < 4096; i++) COUNTERS.writeUInt32BE(i + 2, i * 16 + 12);
 
 // Reads the long header packet at `start` and removes its protection when it is an Initial
 // (RFC 9001 5.3, 5.4); `verify` checks the AEAD tag too, else at most `limit` payload
@@ -153,7 +199,7 @@ function readLongPacket(b: Buffer, start: number, verify: boolean, limit = Infin
   const first = b[start]!;
   if ((first & 0x80) === 0) return null;
   const version = u32(b, start + 1);
-  const params = VERSIONS.get(version);
+  const params = version === V1 ? PARAMS_V1 : version === V2 ? PARAMS_V2 : undefined;
   if (params === undefined) return null;
   const dcidLen = b[start + 5]!;
   // RFC 9000 17.2: at most 20 bytes in v1 and v2.
@@ -168,35 +214,36 @@ function readLongPacket(b: Buffer, start: number, verify: boolean, limit = Infin
   if (type === params.retry) return null; // servers send Retry; a client never does
   if (type === params.initial) {
     const token = varint(b, p, n);
-    if (token === null || token.next + token.value > n) return null;
-    p = token.next + token.value;
+    if (token < 0 || varintEnd + token > n) return null;
+    p = varintEnd + token;
   }
   const length = varint(b, p, n);
-  if (length === null) return null;
-  const pnOffset = length.next;
-  const end = pnOffset + length.value;
+  if (length < 0) return null;
+  const pnOffset = varintEnd;
+  const end = pnOffset + length;
   if (end > n) return null;
-  if (type !== params.initial) return { end, initial: null, partial: false, version };
+  if (type !== params.initial) return notInitial(end, version);
   // RFC 9000 7.2: a client's first Destination Connection ID is at least 8 bytes.
-  if (dcidLen < 8 || pnOffset + 4 + 16 > end) return { end, initial: null, partial: false, version };
+  if (dcidLen < 8 || pnOffset + 4 + 16 > end) return notInitial(end, version);
   const keys = cachedKeys(b, dcidStart, dcidStart + dcidLen, version);
   if (keys === null) return null;
-  const mask = keys.hp.update(b.subarray(pnOffset + 4, pnOffset + 20));
+  const mask = MASK;
+  aes128EncryptBlock(keys.hp, b, pnOffset + 4, mask);
   const plainFirst = first ^ (mask[0]! & 0x0f);
   // RFC 9000 17.2: the reserved bits are zero once protection is off.
-  if ((plainFirst & 0x0c) !== 0) return { end, initial: null, partial: false, version };
+  if ((plainFirst & 0x0c) !== 0) return notInitial(end, version);
   const pnLen = (plainFirst & 3) + 1;
   let pn = 0;
   for (let i = 0; i < pnLen; i++) pn = pn * 256 + (b[pnOffset + i]! ^ mask[1 + i]!);
-  const nonce = Buffer.from(keys.iv);
-  for (let i = 0; i < 4; i++) nonce[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
   const body = pnOffset + pnLen;
   const tag = end - 16;
-  if (tag < body) return { end, initial: null, partial: false, version };
+  if (tag < body) return notInitial(end, version);
   let payload: Buffer;
   const partial = !verify && tag - body > limit;
-  if (!verify) payload = gcmKeystreamDecrypt(keys, nonce, b, body, partial ? body + limit : tag);
+  if (!verify) payload = gcmKeystreamDecrypt(keys, pn, b, body, partial ? body + limit : tag);
   else {
+    const nonce = Buffer.from(keys.iv);
+    for (let i = 0; i < 4; i++) nonce[11 - i]! ^= (pn >>> (8 * i)) & 0xff;
     // The AAD is the header as sent, with its protection removed.
     const header = Buffer.allocUnsafe(pnOffset - start + pnLen);
     b.copy(header, 0, start, pnOffset + pnLen);
@@ -209,10 +256,10 @@ function readLongPacket(b: Buffer, start: number, verify: boolean, limit = Infin
       payload = d.update(b.subarray(body, tag));
       d.final();
     } catch {
-      return { end, initial: null, partial: false, version };
+      return notInitial(end, version);
     }
   }
-  return { end, initial: { version: params.version, dcid: Buffer.from(b.subarray(dcidStart, dcidStart + dcidLen)), packetNumber: pn, payload }, partial, version };
+  return { end, payload, partial, version, quicVersion: params.version, dcidStart, dcidEnd: dcidStart + dcidLen, packetNumber: pn };
 }
 
 /**
@@ -226,7 +273,9 @@ export function decryptQuicInitial(datagram: Uint8Array): QuicInitialPacket | nu
   while (at < b.length) {
     const packet = readLongPacket(b, at, true);
     if (packet === null) return null;
-    if (packet.initial !== null) return packet.initial;
+    if (packet.payload !== null) {
+      return { version: packet.quicVersion, dcid: Buffer.from(b.subarray(packet.dcidStart, packet.dcidEnd)), packetNumber: packet.packetNumber, payload: packet.payload };
+    }
     if (packet.end <= at) return null;
     at = packet.end;
   }
@@ -240,59 +289,66 @@ export interface QuicCryptoFrame {
 }
 
 /**
- * Reads the frames of an Initial payload (RFC 9000 19) and returns the CRYPTO frames.
- * PADDING, PING, ACK and CONNECTION_CLOSE are stepped over; any other frame type (not
- * allowed in an Initial, or malformed) ends the walk with what was read so far.
+ * Walks the frames of an Initial payload (RFC 9000 19) and appends each CRYPTO frame to
+ * `out` as three numbers: its stream offset and the start and end of its data in
+ * `payload`. PADDING, PING, ACK and CONNECTION_CLOSE are stepped over; any other frame
+ * type (not allowed in an Initial, or malformed) ends the walk. Starts at `from`; with
+ * `firstOnly` returns after the first CRYPTO frame with where the walk goes on, else -1.
  */
-export function quicCryptoFrames(payload: Buffer): QuicCryptoFrame[] {
-  const out: QuicCryptoFrame[] = [];
+function cryptoFrameSpans(payload: Buffer, out: number[], from = 0, firstOnly = false): number {
   const n = payload.length;
-  let p = 0;
+  let p = from;
   while (p < n) {
     const type = payload[p]!;
-    if (type === 0x00) {
-      p++;
-      continue;
-    }
-    if (type === 0x01) {
+    if (type === 0x00 || type === 0x01) {
       p++;
       continue;
     }
     if (type === 0x06) {
       const offset = varint(payload, p + 1, n);
-      if (offset === null) break;
-      const len = varint(payload, offset.next, n);
-      if (len === null || len.next + len.value > n) break;
-      out.push({ offset: offset.value, data: payload.subarray(len.next, len.next + len.value) });
-      p = len.next + len.value;
+      if (offset < 0) break;
+      const len = varint(payload, varintEnd, n);
+      if (len < 0 || varintEnd + len > n) break;
+      out.push(offset, varintEnd, varintEnd + len);
+      p = varintEnd + len;
+      if (firstOnly) return p;
       continue;
     }
     if (type === 0x02 || type === 0x03) {
-      let q: { value: number; next: number } | null = varint(payload, p + 1, n); // largest acknowledged
-      if (q !== null) q = varint(payload, q.next, n); // delay
-      const count = q === null ? null : varint(payload, q.next, n);
-      q = count === null ? null : varint(payload, count.next, n); // first range
-      for (let i = 0; q !== null && count !== null && i < count.value; i++) {
-        q = varint(payload, q.next, n); // gap
-        if (q !== null) q = varint(payload, q.next, n); // range length
-      }
-      if (q !== null && type === 0x03) {
-        for (let i = 0; i < 3 && q !== null; i++) q = varint(payload, q.next, n); // ECN counts
-      }
-      if (q === null) break;
-      p = q.next;
+      // Largest acknowledged, delay, range count, first range; then a gap and a length per range.
+      let ok = varint(payload, p + 1, n) >= 0 && varint(payload, varintEnd, n) >= 0;
+      const count = ok ? varint(payload, varintEnd, n) : -1;
+      ok = count >= 0 && varint(payload, varintEnd, n) >= 0;
+      for (let i = 0; ok && i < count; i++) ok = varint(payload, varintEnd, n) >= 0 && varint(payload, varintEnd, n) >= 0;
+      // ACK_ECN: three ECN counts.
+      for (let i = 0; ok && type === 0x03 && i < 3; i++) ok = varint(payload, varintEnd, n) >= 0;
+      if (!ok) break;
+      p = varintEnd;
       continue;
     }
     if (type === 0x1c) {
-      const code = varint(payload, p + 1, n);
-      const frameType = code === null ? null : varint(payload, code.next, n);
-      const reason = frameType === null ? null : varint(payload, frameType.next, n);
-      if (reason === null || reason.next + reason.value > n) break;
-      p = reason.next + reason.value;
+      // Error code, frame type, reason phrase.
+      const ok = varint(payload, p + 1, n) >= 0 && varint(payload, varintEnd, n) >= 0;
+      const reason = ok ? varint(payload, varintEnd, n) : -1;
+      if (reason < 0 || varintEnd + reason > n) break;
+      p = varintEnd + reason;
       continue;
     }
     break;
   }
+  return -1;
+}
+
+/**
+ * Reads the frames of an Initial payload (RFC 9000 19) and returns the CRYPTO frames.
+ * PADDING, PING, ACK and CONNECTION_CLOSE are stepped over; any other frame type (not
+ * allowed in an Initial, or malformed) ends the walk with what was read so far.
+ */
+export function quicCryptoFrames(payload: Buffer): QuicCryptoFrame[] {
+  const spans: number[] = [];
+  cryptoFrameSpans(payload, spans);
+  const out: QuicCryptoFrame[] = [];
+  for (let i = 0; i < spans.length; i += 3) out.push({ offset: spans[i]!, data: payload.subarray(spans[i + 1]!, spans[i + 2]!) });
   return out;
 }
 
@@ -305,8 +361,12 @@ const EMPTY = Buffer.alloc(0);
 // the padding, so the rest need not be decrypted once the ClientHello is whole.
 const FIRST_DECRYPT = 512;
 
-function versionFields(version: QuicVersion, hello: ClassificationFields | null): ClassificationFields {
-  return hello === null ? { quicVersion: version } : { ...hello, quicVersion: version };
+// The CRYPTO frames of the packet being read (offset, start, end triples); the readers
+// are synchronous, so one array serves every packet.
+const SPANS: number[] = [];
+
+function versionOnly(version: QuicVersion): SniffVerdict {
+  return match("quic", 0.5, { quicVersion: version });
 }
 
 /**
@@ -337,7 +397,7 @@ export class QuicInitialReader {
   /** The answer when no more datagrams will come: QUIC with the version only, or no. */
   final(): SniffVerdict {
     if (this.verdict !== null) return this.verdict;
-    return this.dcid === null ? NO : match("quic", 0.5, versionFields(this.version, null));
+    return this.dcid === null ? NO : versionOnly(this.version);
   }
 
   /** Adds one client datagram; match once the ClientHello is whole, more while waiting, no when not QUIC. */
@@ -349,14 +409,12 @@ export class QuicInitialReader {
       let packet = readLongPacket(datagram, at, false, FIRST_DECRYPT);
       if (packet === null) break; // a short header packet or padding after the long ones
       any = true;
-      let initial = packet.initial;
-      if (initial !== null) {
-        if (this.dcid === null || !this.dcid.equals(initial.dcid)) this.restart(initial);
-        for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+      if (packet.payload !== null) {
+        if (!this.sameDcid(datagram, packet)) this.restart(datagram, packet);
+        this.addFrames(packet.payload);
         if (packet.partial && this.settle() === null) {
           packet = readLongPacket(datagram, at, false)!;
-          initial = packet.initial!;
-          for (const frame of quicCryptoFrames(initial.payload)) this.add(frame.offset, frame.data);
+          this.addFrames(packet.payload!);
         }
         const v = this.settle();
         if (v !== null) return (this.verdict = v);
@@ -368,42 +426,83 @@ export class QuicInitialReader {
     return MORE;
   }
 
-  // The verdict once the CRYPTO stream decides it, else null.
-  private settle(): SniffVerdict | null {
-    if (this.overflow) return match("quic", 0.5, versionFields(this.version, null));
-    const have = this.ranges.length > 0 && this.ranges[0]![0] === 0 ? this.ranges[0]![1] : 0;
-    if (have < 4) return null;
-    if (this.buffer[0] !== CLIENT_HELLO) return match("quic", 0.5, versionFields(this.version, null));
-    const total = 4 + u24(this.buffer, 1);
-    if (total > QUIC_MAX_CRYPTO) return match("quic", 0.5, versionFields(this.version, null));
-    if (have < total) return null;
-    const hello = parseClientHello(this.buffer, 4, total, "q", this.fingerprints);
-    return match("quic", hello === null ? 0.5 : 1, versionFields(this.version, hello));
+  private sameDcid(b: Buffer, packet: LongPacket): boolean {
+    const dcid = this.dcid;
+    if (dcid === null || dcid.length !== packet.dcidEnd - packet.dcidStart) return false;
+    for (let i = 0; i < dcid.length; i++) if (dcid[i] !== b[packet.dcidStart + i]) return false;
+    return true;
   }
 
-  private restart(initial: QuicInitialPacket): void {
-    this.dcid = initial.dcid;
-    this.version = initial.version;
+  private addFrames(payload: Buffer): void {
+    SPANS.length = 0;
+    const next = cryptoFrameSpans(payload, SPANS, 0, true);
+    // The common case: a fresh stream whose first CRYPTO frame holds the whole
+    // ClientHello, parsed where it lies instead of copied into the stream buffer (and the
+    // padding after it never walked).
+    if (this.ranges.length === 0 && SPANS.length > 0 && SPANS[0] === 0) {
+      const start = SPANS[1]!;
+      const have = SPANS[2]! - start;
+      const total = have >= 4 && payload[start] === CLIENT_HELLO ? 4 + u24(payload, start + 1) : -1;
+      if (total >= 0 && total <= have && total <= QUIC_MAX_CRYPTO) {
+        this.verdict = this.helloVerdict(payload, start, start + total);
+        return;
+      }
+    }
+    if (next >= 0) cryptoFrameSpans(payload, SPANS, next);
+    for (let i = 0; i < SPANS.length; i += 3) this.add(SPANS[i]!, payload, SPANS[i + 1]!, SPANS[i + 2]!);
+  }
+
+  // The verdict once the CRYPTO stream decides it, else null.
+  private settle(): SniffVerdict | null {
+    if (this.verdict !== null) return this.verdict;
+    if (this.overflow) return versionOnly(this.version);
+    const have = this.ranges.length > 0 && this.ranges[0]![0] === 0 ? this.ranges[0]![1] : 0;
+    if (have < 4) return null;
+    if (this.buffer[0] !== CLIENT_HELLO) return versionOnly(this.version);
+    const total = 4 + u24(this.buffer, 1);
+    if (total > QUIC_MAX_CRYPTO) return versionOnly(this.version);
+    if (have < total) return null;
+    return this.helloVerdict(this.buffer, 0, total);
+  }
+
+  // The verdict on a whole ClientHello handshake message in b[start, end).
+  private helloVerdict(b: Buffer, start: number, end: number): SniffVerdict {
+    const hello = parseClientHello(b, start + 4, end, "q", this.fingerprints);
+    if (hello === null) return versionOnly(this.version);
+    // A fresh object from the parse: the version joins it in place.
+    hello.quicVersion = this.version;
+    return match("quic", 1, hello);
+  }
+
+  private restart(b: Buffer, packet: LongPacket): void {
+    this.dcid = Buffer.from(b.subarray(packet.dcidStart, packet.dcidEnd));
+    this.version = packet.quicVersion;
     this.ranges = [];
     this.overflow = false;
   }
 
-  private add(offset: number, data: Buffer): void {
-    if (data.length === 0) return;
-    const end = offset + data.length;
-    if (end > QUIC_MAX_CRYPTO) {
+  // Adds the CRYPTO data src[start, end) at `offset` of the stream.
+  private add(offset: number, src: Buffer, start: number, end: number): void {
+    const length = end - start;
+    if (length === 0) return;
+    const last = offset + length;
+    if (last > QUIC_MAX_CRYPTO) {
       this.overflow = true;
       return;
     }
-    if (end > this.buffer.length) {
-      const next = Buffer.allocUnsafe(Math.min(QUIC_MAX_CRYPTO, Math.max(end, this.buffer.length * 2, 2048)));
+    if (last > this.buffer.length) {
+      const next = Buffer.allocUnsafe(Math.min(QUIC_MAX_CRYPTO, Math.max(last, this.buffer.length * 2, 2048)));
       this.buffer.copy(next);
       this.buffer = next;
     }
-    data.copy(this.buffer, offset);
+    src.copy(this.buffer, offset, start, end);
+    if (this.ranges.length === 0) {
+      this.ranges.push([offset, last]);
+      return;
+    }
     const merged: Array<[number, number]> = [];
     let s = offset;
-    let e = end;
+    let e = last;
     for (const r of this.ranges) {
       if (r[1] < s || r[0] > e) merged.push(r);
       else {

@@ -1,5 +1,5 @@
 import { latin1, lowerAscii, u16, u24 } from "./bytes";
-import { addFingerprints, emptyHelloShape, FingerprintSet, HelloTransport, isGrease } from "./fingerprint";
+import { emptyHelloShape, FingerprintSet, helloFingerprints, HelloTransport, isGrease } from "./fingerprint";
 import { ClassificationFields, match, MORE, NO, Sniffer, SniffVerdict } from "./types";
 
 // RFC 8446 5.1: a TLSPlaintext fragment is at most 2^14 bytes.
@@ -68,7 +68,13 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
   if (compLen < 1) return null;
   p += 1 + compLen;
   if (p > end) return null;
-  const fields: ClassificationFields = {};
+  // The fields are gathered in locals and the object made at the end, fingerprints first:
+  // its layout then depends on which fields the hello has, never on the order they came
+  // in, which keeps the stores into it fast.
+  let sni: string | undefined;
+  let alpn: string[] | undefined;
+  let postQuantum = false;
+  let ech = false;
   let versions: string[] | null = null;
   if (p < end) {
     if (p + 2 > end) return null;
@@ -94,8 +100,8 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
             const nameType = b[q]!;
             const nameLen = u16(b, q + 1);
             if (q + 3 + nameLen > bodyEnd) return null;
-            if (nameType === 0 && fields.sni === undefined && nameLen > 0) {
-              fields.sni = lowerAscii(latin1(b, q + 3, q + 3 + nameLen));
+            if (nameType === 0 && sni === undefined && nameLen > 0) {
+              sni = lowerAscii(latin1(b, q + 3, q + 3 + nameLen));
             }
             q += 3 + nameLen;
           }
@@ -103,19 +109,19 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
         }
         case EXT_ALPN: {
           if (len < 2 || body + 2 + u16(b, body) !== bodyEnd) return null;
-          const alpn: string[] = [];
+          const values: string[] = [];
           let q = body + 2;
           while (q < bodyEnd) {
             const l = b[q]!;
             if (l === 0 || q + 1 + l > bodyEnd) return null;
-            if (alpn.length === 0) {
+            if (values.length === 0) {
               shape.alpnStart = q + 1;
               shape.alpnEnd = q + 1 + l;
             }
-            alpn.push(latin1(b, q + 1, q + 1 + l));
+            values.push(latin1(b, q + 1, q + 1 + l));
             q += 1 + l;
           }
-          fields.alpn = alpn;
+          alpn = values;
           break;
         }
         case EXT_SUPPORTED_VERSIONS: {
@@ -134,14 +140,14 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
           let q = body + 2;
           while (q < bodyEnd) {
             if (q + 4 > bodyEnd) return null;
-            if (PQ_GROUPS.has(u16(b, q))) fields.postQuantum = true;
+            if (PQ_GROUPS.has(u16(b, q))) postQuantum = true;
             q += 4 + u16(b, q + 2);
           }
           if (q !== bodyEnd) return null;
           break;
         }
         case EXT_ECH:
-          fields.ech = true;
+          ech = true;
           break;
         case EXT_SIGNATURE_ALGORITHMS:
         case EXT_SUPPORTED_GROUPS:
@@ -168,13 +174,26 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
     }
     if (p !== extEnd) return null;
   }
+  const set = fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints;
+  let fields: ClassificationFields;
+  if (set === "none") fields = {};
+  else {
+    const found = helloFingerprints(b, shape, transport, set);
+    fields = set === "all" ? { ja4: found.ja4, ja3: found.ja3, ja3Hash: found.ja3Hash } : { ja4: found.ja4 };
+  }
   fields.tlsVersions = versions ?? [tlsVersionName(legacyVersion)];
-  if (fields.alpn !== undefined) {
+  if (sni !== undefined) fields.sni = sni;
+  if (alpn !== undefined) {
     let https = false;
-    for (const a of fields.alpn) if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
+    for (let i = 0; i < alpn.length; i++) {
+      const a = alpn[i]!;
+      if (a === "h2" || a === "h3" || a.startsWith("http/1")) https = true;
+    }
+    fields.alpn = alpn;
     fields.https = https;
   }
-  addFingerprints(fields, b, shape, transport, fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints);
+  if (postQuantum) fields.postQuantum = true;
+  if (ech) fields.ech = true;
   return fields;
 }
 
@@ -251,8 +270,10 @@ function gather(b: Buffer, fingerprints: FingerprintSet): SniffVerdict {
 /** The TLS sniffer, with all fingerprints. */
 export const tlsSniffer: Sniffer = { protocol: "tls", sniff: (b) => sniffTls(b) };
 
+// Each its own function, also for `all`: V8 optimises a sniffer for the inputs it has seen,
+// and the default chain's TLS sniffer sees every stream, not only ClientHellos.
 const TLS_SNIFFERS: Record<FingerprintSet, Sniffer> = {
-  all: tlsSniffer,
+  all: { protocol: "tls", sniff: (b) => sniffTls(b, "all") },
   ja4: { protocol: "tls", sniff: (b) => sniffTls(b, "ja4") },
   none: { protocol: "tls", sniff: (b) => sniffTls(b, "none") },
 };

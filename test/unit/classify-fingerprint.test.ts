@@ -260,4 +260,39 @@ describe("which fingerprints are computed", () => {
     expect(other.ja3).not.toBe(first.ja3);
     expect(other.ja3Hash).toBe(createHash("md5").update(other.ja3!).digest("hex"));
   });
+
+  it("answers a repeat hello from the cache with what its first classification computed", () => {
+    const vectors = FOXIO.vectors.map((v) => ({ v, segments: v.segments.map((h) => Buffer.from(h, "hex")) }));
+    const pick = (f: { ja4?: string; ja3?: string; ja3Hash?: string }) => [f.ja4, f.ja3, f.ja3Hash];
+    const first = vectors.map(({ v, segments }) => pick(classifyVector(v.transport, segments).fields));
+    const again = vectors.map(({ v, segments }) => pick(classifyVector(v.transport, segments).fields));
+    expect(again).toEqual(first);
+    // JA4 alone first, then all three: the cached JA4 joins a JA3 computed anew.
+    const tcp = vectors.find(({ v }) => v.transport === "tcp" && v.ja3 !== undefined)!;
+    const changed = Buffer.concat(tcp.segments);
+    const ja4 = runSniffers(changed, true, sniffersWithFingerprints("ja4"))!.fields;
+    const all = runSniffers(changed, true, sniffersWithFingerprints("all"))!.fields;
+    expect([ja4.ja4, ja4.ja3, all.ja4, all.ja3, all.ja3Hash]).toEqual([tcp.v.ja4, undefined, tcp.v.ja4, tcp.v.ja3, tcp.v.ja3Hash]);
+  });
+
+  it("keeps the JA4 and computes a new JA3 when the extension order changes", () => {
+    const first = classifyBytes(bytes).fields;
+    // The extensions of the one-record hello, in reverse order.
+    let p = 9 + 34;
+    p += 1 + bytes[p]!;
+    p += 2 + bytes.readUInt16BE(p);
+    p += 1 + bytes[p]!;
+    const start = p + 2;
+    const end = start + bytes.readUInt16BE(p);
+    const exts: Buffer[] = [];
+    for (let q = start; q < end; q += 4 + bytes.readUInt16BE(q + 2)) exts.push(bytes.subarray(q, q + 4 + bytes.readUInt16BE(q + 2)));
+    const reordered = Buffer.concat([bytes.subarray(0, start), ...exts.reverse(), bytes.subarray(end)]);
+    for (let i = 0; i < 2; i++) {
+      const f = classifyBytes(reordered).fields;
+      expect(f.ja4).toBe(first.ja4);
+      expect(f.ja3).not.toBe(first.ja3);
+      expect(f.ja3!.split(",")[2]).toBe(first.ja3!.split(",")[2]!.split("-").reverse().join("-"));
+      expect(f.ja3Hash).toBe(createHash("md5").update(f.ja3!).digest("hex"));
+    }
+  });
 });

@@ -10,6 +10,8 @@ import {
   sniffDns,
   sniffDnsDatagram,
 } from "../../src/classify";
+import { createCipheriv, randomBytes } from "node:crypto";
+import { aes128EncryptBlock, aes128RoundKeys } from "../../src/classify/aes-block";
 import { TrafficError } from "../../src/errors";
 import { vector } from "../support/classify-vectors";
 import { cryptoFrame, cryptoStream, padded, protectInitial, rfcClientInitial } from "../support/quic-packets";
@@ -79,6 +81,29 @@ describe("QUIC Initial keys and packet protection (RFC 9001 A, RFC 9369 A)", () 
     const r = classifyDatagrams([b]);
     expect(r).toMatchObject({ protocol: "quic", confidence: 0.5, fields: { quicVersion: 1 } });
     expect(r.fields.sni).toBeUndefined();
+  });
+});
+
+describe("AES-128 block encryption for header protection masks", () => {
+  it("encrypts the FIPS-197 C.1 example", () => {
+    const out = Buffer.alloc(16);
+    aes128EncryptBlock(aes128RoundKeys(Buffer.from("000102030405060708090a0b0c0d0e0f", "hex")), Buffer.from("00112233445566778899aabbccddeeff", "hex"), 0, out);
+    expect(out.toString("hex")).toBe("69c4e0d86a7b0430d8cdb78070b4c55a");
+  });
+
+  it("agrees with OpenSSL's AES-128-ECB on random keys and blocks read at an offset", () => {
+    const out = Buffer.alloc(16);
+    for (let i = 0; i < 200; i++) {
+      const key = randomBytes(16);
+      const input = randomBytes(16 + (i % 7));
+      const ecb = createCipheriv("aes-128-ecb", key, null).setAutoPadding(false);
+      aes128EncryptBlock(aes128RoundKeys(key), input, i % 7, out);
+      expect(out.toString("hex")).toBe(ecb.update(input.subarray(i % 7, (i % 7) + 16)).toString("hex"));
+    }
+  });
+
+  it("takes 16-byte keys only", () => {
+    expect(() => aes128RoundKeys(Buffer.alloc(24))).toThrow(RangeError);
   });
 });
 
@@ -193,6 +218,17 @@ describe("DNS over UDP", () => {
     const udp = sniffDnsDatagram(q);
     expect(tcp.kind).toBe("match");
     expect(tcp).toEqual(udp);
+  });
+
+  it("lower-cases the name, writes the root as a dot, and stops at a name over 255 bytes", () => {
+    const query = (name: Buffer): Buffer => Buffer.concat([Buffer.from("123401000001000000000000", "hex"), name, Buffer.from([0, 0, 1, 0, 1])]);
+    const labels = (...ls: string[]): Buffer => Buffer.concat(ls.map((l) => Buffer.concat([Buffer.from([l.length]), Buffer.from(l, "latin1")])));
+    expect(sniffDnsDatagram(query(labels("WWW", "Example-1", "TEST")))).toMatchObject({ kind: "match", fields: { dnsName: "www.example-1.test", dnsType: "A" } });
+    expect(sniffDnsDatagram(query(Buffer.alloc(0)))).toMatchObject({ kind: "match", fields: { dnsName: "." } });
+    const long = (count: number): Buffer => labels(...Array.from({ length: count }, () => "a".repeat(62)));
+    // Four 62-byte labels: 252 bytes with their lengths (the root's zero makes 253); five do not fit.
+    expect(sniffDnsDatagram(query(long(4)))).toMatchObject({ kind: "match", fields: { dnsName: Array.from({ length: 4 }, () => "a".repeat(62)).join(".") } });
+    expect(sniffDnsDatagram(query(long(5))).kind).toBe("no");
   });
 
   it("a response, a truncated query and random bytes are not DNS", () => {
