@@ -4,7 +4,11 @@ import net from "node:net";
 import type { ConnectionInfo } from "../connection";
 import { tryParseIp } from "../net/ip";
 import { acceptedSocketInfo, closeListenerFd, createListenerFd, getLocalAddress, socketFd, type AcceptedSocket, type SocketAddress } from "../native";
-import { runSniffers } from "../classify/classifier";
+import { runSniffers, sniffersWithFingerprints } from "../classify/classifier";
+
+// Whether the first bytes suffice is all the wait asks: no fingerprints (classify computes
+// its own from the same bytes when its rules use them).
+const READINESS_SNIFFERS = sniffersWithFingerprints("none");
 import { parseProxyHeader } from "../proxy-protocol";
 import type { ProxyHeader } from "../proxy-protocol/types";
 import { connectionTable, type ConnectionTable } from "../connection-table";
@@ -296,7 +300,7 @@ export class TransparentListener extends EventEmitter<TransparentListenerEvents>
       // The bytes are read for classification: once the classifiers can decide on what came
       // (a whole HTTP request head or ClientHello, or bytes every classifier declines), more
       // would change nothing, and waiting for them would hold every connection for the wait.
-      if (ended || data.length >= s.sniffBytes || (data.length > 0 && runSniffers(data, false) !== null)) {
+      if (ended || data.length >= s.sniffBytes || (data.length > 0 && runSniffers(data, false, READINESS_SNIFFERS) !== null)) {
         finish(proxy ? { kind: "ok", data, proxy } : { kind: "ok", data });
       }
     };
