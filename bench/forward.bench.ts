@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { cachedBuild, checkoutSource } from "../test/rigs/build-cache";
 import { LISTENER_PORT, LoadRig, SERVER_IP, type JsonChild } from "../test/rigs/load-rig";
+import { until } from "../test/rigs/wait";
 import { BenchReport, BenchRow, ceilingRow, median, ratioRow } from "./harness";
 
 /**
@@ -134,14 +135,6 @@ function haproxyConfig(dir: string, name: string, port: number, oneThread: boole
   return cfg;
 }
 
-async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`${what} not ready after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** Runs the benchmark; every ratio compares contenders measured in this run. */
 export async function run(): Promise<BenchReport> {
   const haproxy = which("haproxy");
@@ -173,7 +166,7 @@ export async function run(): Promise<BenchReport> {
     await until(() => {
       if (exited(haproxyDefault) || exited(haproxyOne)) throw new Error(`HAProxy exited: ${haproxyDefault.stderr}${haproxyOne.stderr}`);
       return listening(HAPROXY_PORT) && listening(HAPROXY_ONE_PORT);
-    }, "HAProxy");
+    }, "HAProxy to listen", 15_000, 100);
     const haproxyThreads = fs.readdirSync(`/proc/${haproxyDefault.child.pid!}/task`).length;
 
     const contenders: Contender[] = [
