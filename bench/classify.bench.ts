@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers, sniffersWithFingerprints } from "../src/classify";
+import { helloExtensions, withExtensions } from "../test/rigs/client-hello";
 import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
 // The bars: classifications per second on one core.
@@ -68,24 +69,17 @@ function llhttpParse(): (bytes: Buffer) => unknown {
 
 /** Copies of a one-record ClientHello with its extensions in `count` different orders. */
 function extensionOrders(hello: Buffer, count: number): Buffer[] {
-  let p = 9 + 34;
-  p += 1 + hello[p]!;
-  p += 2 + hello.readUInt16BE(p);
-  p += 1 + hello[p]!;
-  const extStart = p + 2;
-  const extEnd = extStart + hello.readUInt16BE(p);
-  const exts: Buffer[] = [];
-  for (let q = extStart; q < extEnd; q += 4 + hello.readUInt16BE(q + 2)) exts.push(hello.subarray(q, q + 4 + hello.readUInt16BE(q + 2)));
+  const parts = helloExtensions(hello);
   const out: Buffer[] = [];
   let seed = 12345;
   for (let i = 0; i < count; i++) {
-    const order = exts.slice();
+    const order = parts.extensions.slice();
     for (let j = order.length - 1; j > 0; j--) {
       seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
       const r = seed % (j + 1);
       [order[j], order[r]] = [order[r]!, order[j]!];
     }
-    out.push(Buffer.concat([hello.subarray(0, extStart), ...order, hello.subarray(extEnd)]));
+    out.push(withExtensions(parts, order));
   }
   return out;
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { classifyBytes, classifyDatagrams, compileRouter, fingerprintsUsed, runSniffers, sniffersWithFingerprints } from "../../src/classify";
+import { helloExtensions, withExtensions } from "../rigs/client-hello";
 import { loadVectors } from "../support/classify-vectors";
 import { writeClientPcap } from "../support/pcap";
 import { systemCommand } from "../support/system";
@@ -278,15 +279,8 @@ describe("which fingerprints are computed", () => {
   it("keeps the JA4 and computes a new JA3 when the extension order changes", () => {
     const first = classifyBytes(bytes).fields;
     // The extensions of the one-record hello, in reverse order.
-    let p = 9 + 34;
-    p += 1 + bytes[p]!;
-    p += 2 + bytes.readUInt16BE(p);
-    p += 1 + bytes[p]!;
-    const start = p + 2;
-    const end = start + bytes.readUInt16BE(p);
-    const exts: Buffer[] = [];
-    for (let q = start; q < end; q += 4 + bytes.readUInt16BE(q + 2)) exts.push(bytes.subarray(q, q + 4 + bytes.readUInt16BE(q + 2)));
-    const reordered = Buffer.concat([bytes.subarray(0, start), ...exts.reverse(), bytes.subarray(end)]);
+    const parts = helloExtensions(bytes);
+    const reordered = withExtensions(parts, parts.extensions.slice().reverse());
     for (let i = 0; i < 2; i++) {
       const f = classifyBytes(reordered).fields;
       expect(f.ja4).toBe(first.ja4);
