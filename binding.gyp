@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "traffic_native",
-      "sources": ["native/transparent.cc", "native/connect.cc", "native/splice.cc", "native/udp.cc"],
+      "sources": ["native/transparent.cc", "native/connect.cc", "native/splice.cc", "native/udp.cc", "native/hello-key.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],

@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers, sniffersWithFingerprints } from "../src/classify";
+import { helloKeyImplementation } from "../src/classify/fingerprint";
 import { helloExtensions, withExtensions } from "../test/rigs/client-hello";
 import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
@@ -165,7 +166,7 @@ export async function run(): Promise<BenchReport> {
       "the TCP and UDP rows run the library's defaults: every ClientHello (over TCP or in a QUIC Initial) gets JA4, JA3 and the JA3 hash in its fields; the classify node computes them only when a rule matches on them (the fingerprint rows' 'without fingerprints')",
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
-      "fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. Every hello pays a pass over its ciphers, extensions, signature algorithms, groups and point formats for a 62-bit key (per-process random tables, GREASE as one value); a repeat client finds its fingerprints by that key, a new chromium extension order finds its JA4 (the key with the extensions as a set) and pays one JA3 and MD5",
+      `fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. Every hello pays a pass over its ciphers, extensions, signature algorithms, groups and point formats for a 62-bit key (per-process random tables, GREASE as one value), computed by the addon (the ${helloKeyImplementation()} key in this run); a repeat client finds its fingerprints by that key, a new chromium extension order finds its JA4 (the key with the extensions as a set) and pays one JA3 and MD5`,
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

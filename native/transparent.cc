@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "connect.h"
 #include "udp.h"
+#include "hello-key.h"
 
 #include <arpa/inet.h>
 #include <cerrno>
@@ -465,6 +466,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   traffic::InitConnect(env, exports);
   traffic::InitSplicePump(env, exports);
   traffic::InitUdp(env, exports);
+  traffic::InitHelloKey(env, exports);
   exports.Set("abiVersion", Napi::Number::New(env, 2));
   return exports;
 }

@@ -1,4 +1,5 @@
 import { hash, randomFillSync } from "node:crypto";
+import { loadNative } from "../native";
 
 /** How the ClientHello travelled: `t` TLS over TCP, `q` QUIC (JA4's first character). */
 export type HelloTransport = "t" | "q";
@@ -15,49 +16,54 @@ export interface TlsFingerprints {
 
 /**
  * Where a ClientHello's fingerprinted parts lie in its buffer: offsets, not copies, so a
- * parse that nobody fingerprints costs nothing extra.
+ * parse that nobody fingerprints costs nothing extra. Slots of one Int32Array, which the
+ * addon's key (native/hello-key.cc, same layout) reads in place; a range is -1 when the
+ * hello lacks it.
  */
-export interface HelloShape {
-  legacyVersion: number;
-  /** Highest non-GREASE supported_versions entry, or 0 without that extension. */
-  maxVersion: number;
-  ciphersStart: number;
-  ciphersEnd: number;
-  /** Extension types in the order sent, GREASE included (left out when fingerprinting). */
-  extensions: number[];
-  hasSni: boolean;
-  /** First ALPN value, [start, end), or -1 when there is no ALPN extension. */
-  alpnStart: number;
-  alpnEnd: number;
-  /** signature_algorithms list body, or -1. */
-  sigAlgsStart: number;
-  sigAlgsEnd: number;
-  /** supported_groups list body, or -1. */
-  groupsStart: number;
-  groupsEnd: number;
-  /** ec_point_formats list body, or -1. */
-  pointFormatsStart: number;
-  pointFormatsEnd: number;
-}
+export type HelloShape = Int32Array;
 
-/** A fresh shape with nothing found yet. */
-export function emptyHelloShape(): HelloShape {
-  return {
-    legacyVersion: 0,
-    maxVersion: 0,
-    ciphersStart: 0,
-    ciphersEnd: 0,
-    extensions: [],
-    hasSni: false,
-    alpnStart: -1,
-    alpnEnd: -1,
-    sigAlgsStart: -1,
-    sigAlgsEnd: -1,
-    groupsStart: -1,
-    groupsEnd: -1,
-    pointFormatsStart: -1,
-    pointFormatsEnd: -1,
-  };
+export const HELLO_LEGACY_VERSION = 0;
+/** Highest non-GREASE supported_versions entry, or 0 without that extension. */
+export const HELLO_MAX_VERSION = 1;
+/** HELLO_SNI | HELLO_QUIC | HELLO_ALPN. */
+export const HELLO_FLAGS = 2;
+/** First and last byte of the first ALPN value (first << 8 | last), when there is one. */
+export const HELLO_ALPN_ENDS = 3;
+export const HELLO_CIPHERS_START = 4;
+export const HELLO_CIPHERS_END = 5;
+/** signature_algorithms list body. */
+export const HELLO_SIG_ALGS_START = 6;
+export const HELLO_SIG_ALGS_END = 7;
+/** supported_groups list body. */
+export const HELLO_GROUPS_START = 8;
+export const HELLO_GROUPS_END = 9;
+/** ec_point_formats list body. */
+export const HELLO_POINT_FORMATS_START = 10;
+export const HELLO_POINT_FORMATS_END = 11;
+/** The extensions block after its length: type, length, body, in the order sent (GREASE included). */
+export const HELLO_EXTENSIONS_START = 12;
+export const HELLO_EXTENSIONS_END = 13;
+// 15-19: what helloKeys() writes (KEYS_DONE, SET_A … ORD_B below).
+const HELLO_SLOTS = 20;
+
+export const HELLO_SNI = 1;
+export const HELLO_QUIC = 2;
+export const HELLO_ALPN = 4;
+
+// One shape at a time: the parsers are synchronous and fingerprint a hello before they
+// return. With the addon the slots are its memory (the key reads them in place).
+let shape: HelloShape = new Int32Array(HELLO_SLOTS);
+
+/** The shared shape, emptied: no version, no lists found. Valid until the next call. */
+export function resetHelloShape(): HelloShape {
+  // Stores, not fill(): fill is a call into the runtime, several times slower for 14 slots.
+  const s = shape;
+  s[HELLO_LEGACY_VERSION] = 0;
+  s[HELLO_MAX_VERSION] = 0;
+  s[HELLO_FLAGS] = 0;
+  s[HELLO_ALPN_ENDS] = 0;
+  for (let i = HELLO_CIPHERS_START; i <= HELLO_EXTENSIONS_END; i++) s[i] = -1;
+  return s;
 }
 
 /** RFC 8701: GREASE values look like 0x?a?a and must be ignored. */
@@ -200,39 +206,62 @@ function truncatedSha256(n: number): string {
   return hash("sha256", text.subarray(0, n), "hex").slice(0, 12);
 }
 
+// Copies the extension types of the shape's block, GREASE left out, to values[at, …);
+// with `hashedOnly` also without SNI and ALPN. Returns how many; `counted` (when given)
+// receives the count of non-GREASE types.
+function readExtensions(b: Buffer, s: HelloShape, at: number, hashedOnly: boolean): number {
+  const a = values;
+  const end = s[HELLO_EXTENSIONS_END]!;
+  let n = 0;
+  extensionCount = 0;
+  for (let p = s[HELLO_EXTENSIONS_START]!; p >= 0 && p + 4 <= end; p += 4 + ((b[p + 2]! << 8) | b[p + 3]!)) {
+    const e = (b[p]! << 8) | b[p + 1]!;
+    if (isGrease(e)) continue;
+    extensionCount++;
+    // SNI and ALPN are already in JA4's part a; leaving them out keeps part c the same
+    // whether the client dials a name or an address.
+    if (!hashedOnly || (e !== 0x0000 && e !== 0x0010)) a[at + n++] = e;
+  }
+  return n;
+}
+
+let extensionCount = 0;
+
+// Room in `values` for the lists of a shape: every extension header is 4 bytes.
+function shapeRoom(s: HelloShape, head: number): void {
+  const lists =
+    s[HELLO_CIPHERS_END]! -
+    s[HELLO_CIPHERS_START]! +
+    Math.max(0, s[HELLO_SIG_ALGS_END]! - s[HELLO_SIG_ALGS_START]!) +
+    Math.max(0, s[HELLO_GROUPS_END]! - s[HELLO_GROUPS_START]!) +
+    Math.max(0, s[HELLO_POINT_FORMATS_END]! - s[HELLO_POINT_FORMATS_START]!) +
+    Math.max(0, s[HELLO_EXTENSIONS_END]! - s[HELLO_EXTENSIONS_START]!);
+  valuesRoom(head + lists);
+}
+
 // Layout of the JA4 inputs in `values`: a fixed head, then the sorted ciphers, the sorted
 // extensions without SNI and ALPN, and the signature algorithms in the order sent.
 const JA4_HEAD = 9;
 
 /** The JA4 of a parsed ClientHello (FoxIO JA4 specification). */
 export function helloJa4(b: Buffer, s: HelloShape, transport: HelloTransport): string {
-  const exts = s.extensions;
-  valuesRoom(JA4_HEAD + ((s.ciphersEnd - s.ciphersStart) >> 1) + exts.length + ((s.sigAlgsEnd - s.sigAlgsStart) >> 1));
-  const hasAlpn = s.alpnStart >= 0 && s.alpnEnd > s.alpnStart;
-  values[0] = transport === "q" ? 1 : 0;
-  values[1] = s.maxVersion !== 0 ? s.maxVersion : s.legacyVersion;
-  values[2] = s.hasSni ? 1 : 0;
-  values[3] = hasAlpn ? 1 : 0;
-  values[4] = hasAlpn ? (b[s.alpnStart]! << 8) | b[s.alpnEnd - 1]! : 0;
+  shapeRoom(s, JA4_HEAD);
+  const flags = s[HELLO_FLAGS]!;
+  const hasSni = (flags & HELLO_SNI) !== 0;
+  const hasAlpn = (flags & HELLO_ALPN) !== 0;
+  const alpnEnds = s[HELLO_ALPN_ENDS]!;
+  const version = s[HELLO_MAX_VERSION] !== 0 ? s[HELLO_MAX_VERSION]! : s[HELLO_LEGACY_VERSION]!;
   let at = JA4_HEAD;
-  const ciphers = readList(b, s.ciphersStart, s.ciphersEnd, at);
+  const ciphers = readList(b, s[HELLO_CIPHERS_START]!, s[HELLO_CIPHERS_END]!, at);
   sortValues(at, at + ciphers);
   at += ciphers;
-  let extCount = 0;
-  let hashed = 0;
-  for (let i = 0; i < exts.length; i++) {
-    const e = exts[i]!;
-    if (isGrease(e)) continue;
-    extCount++;
-    // SNI and ALPN are already in part a; leaving them out keeps part c the same whether
-    // the client dials a name or an address.
-    if (e !== 0x0000 && e !== 0x0010) values[at + hashed++] = e;
-  }
+  const hashed = readExtensions(b, s, at, true);
+  const extCount = extensionCount;
   sortValues(at, at + hashed);
   at += hashed;
-  const sigAlgs = hashed > 0 && s.sigAlgsStart >= 0 ? readList(b, s.sigAlgsStart, s.sigAlgsEnd, at) : 0;
+  const sigAlgs = hashed > 0 && s[HELLO_SIG_ALGS_START]! >= 0 ? readList(b, s[HELLO_SIG_ALGS_START]!, s[HELLO_SIG_ALGS_END]!, at) : 0;
   at += sigAlgs;
-  const a = `${transport}${versionCode(values[1]!)}${s.hasSni ? "d" : "i"}${twoDigits(ciphers)}${twoDigits(extCount)}${hasAlpn ? alpnCode(values[4]! >> 8, values[4]! & 0xff) : "00"}`;
+  const a = `${transport}${versionCode(version)}${hasSni ? "d" : "i"}${twoDigits(ciphers)}${twoDigits(extCount)}${hasAlpn ? alpnCode(alpnEnds >> 8, alpnEnds & 0xff) : "00"}`;
   const part2 = ciphers === 0 ? NO_HASH : truncatedSha256(writeHexList(JA4_HEAD, JA4_HEAD + ciphers, 0));
   let part3 = NO_HASH;
   if (hashed > 0) {
@@ -247,26 +276,24 @@ export function helloJa4(b: Buffer, s: HelloShape, transport: HelloTransport): s
   return `${a}_${part2}_${part3}`;
 }
 
-// Layout of the JA3 inputs in `values`: a fixed head, then the lists in the order sent.
-const JA3_HEAD = 5;
+// Layout of the JA3 inputs in `values`: the lists in the order sent.
+const JA3_HEAD = 0;
 
 /** JA3 text and its MD5 of a parsed ClientHello. */
 export function helloJa3(b: Buffer, s: HelloShape): { readonly ja3: string; readonly ja3Hash: string } {
-  const exts = s.extensions;
-  valuesRoom(JA3_HEAD + ((s.ciphersEnd - s.ciphersStart) >> 1) + exts.length + ((s.groupsEnd - s.groupsStart) >> 1) + (s.pointFormatsEnd - s.pointFormatsStart));
+  shapeRoom(s, JA3_HEAD);
   let at = JA3_HEAD;
-  const ciphers = readList(b, s.ciphersStart, s.ciphersEnd, at);
+  const ciphers = readList(b, s[HELLO_CIPHERS_START]!, s[HELLO_CIPHERS_END]!, at);
   at += ciphers;
-  let extCount = 0;
-  for (let i = 0; i < exts.length; i++) if (!isGrease(exts[i]!)) values[at + extCount++] = exts[i]!;
+  const extCount = readExtensions(b, s, at, false);
   at += extCount;
-  const groups = s.groupsStart < 0 ? 0 : readList(b, s.groupsStart, s.groupsEnd, at);
+  const groups = s[HELLO_GROUPS_START]! < 0 ? 0 : readList(b, s[HELLO_GROUPS_START]!, s[HELLO_GROUPS_END]!, at);
   at += groups;
   let pointFormats = 0;
-  for (let p = s.pointFormatsStart; p >= 0 && p < s.pointFormatsEnd; p++) values[at + pointFormats++] = b[p]!;
+  for (let p = s[HELLO_POINT_FORMATS_START]!; p >= 0 && p < s[HELLO_POINT_FORMATS_END]!; p++) values[at + pointFormats++] = b[p]!;
   at += pointFormats;
   textRoom(8);
-  let n = writeDecimal(s.legacyVersion, 0);
+  let n = writeDecimal(s[HELLO_LEGACY_VERSION]!, 0);
   let from = JA3_HEAD;
   for (const count of [ciphers, extCount, groups, pointFormats]) {
     textRoom(n + 1);
@@ -311,83 +338,139 @@ function keyTables(): Int32Array {
 // Ordered combination: a polynomial in the table words, one odd multiplier per lane.
 const MA = 0x01000193;
 const MB = 0x5bd1e995;
-// The lanes being folded, and the key of the last helloKeys() call: the lanes of the key
-// for JA4 alone (the extensions as a set) and of the key for JA4 and JA3 together (in
-// order). A typed array: 32-bit numbers kept in variables outside a function are boxed.
-const LANE_A = 0;
-const LANE_B = 1;
-const SET_A = 2;
-const SET_B = 3;
-const ORD_A = 4;
-const ORD_B = 5;
-const key = new Int32Array(6);
+// The keys of the last helloKeys() call, in the shape's last slots: the lanes of the key
+// for JA4 alone (the extensions as a set) and of the key for JA4 and JA3 together (in order).
+const KEYS_DONE = 15;
+const SET_A = 16;
+const SET_B = 17;
+const ORD_A = 18;
+const ORD_B = 19;
+// The lanes being folded. A typed array: 32-bit numbers kept in variables outside a
+// function are boxed.
+const lanes = new Int32Array(2);
 
 // Folds the 16-bit values of b[start, end) into the lanes in order.
 function foldList(t: Int32Array, b: Buffer, start: number, end: number): void {
-  let a = key[LANE_A]!;
-  let c = key[LANE_B]!;
+  let a = lanes[0]!;
+  let c = lanes[1]!;
   for (let p = start; p + 1 < end; p += 2) {
     const v = (b[p]! << 8) | b[p + 1]!;
     a = (Math.imul(a, MA) + t[v]!) | 0;
     c = (Math.imul(c, MB) + t[65536 + v]!) | 0;
   }
-  key[LANE_A] = a;
-  key[LANE_B] = c;
+  lanes[0] = a;
+  lanes[1] = c;
 }
 
 // Folds one 16-bit value into the lanes.
 function foldValue(t: Int32Array, v: number): void {
-  key[LANE_A] = (Math.imul(key[LANE_A]!, MA) + t[v]!) | 0;
-  key[LANE_B] = (Math.imul(key[LANE_B]!, MB) + t[65536 + v]!) | 0;
+  lanes[0] = (Math.imul(lanes[0]!, MA) + t[v]!) | 0;
+  lanes[1] = (Math.imul(lanes[1]!, MB) + t[65536 + v]!) | 0;
 }
 
-function helloKeys(b: Buffer, s: HelloShape, transport: HelloTransport): void {
+// The addon's key (native/hello-key.cc): the same hash with tables of its own, several
+// times faster than the loops here. Loaded at the first fingerprint; without the addon
+// (another platform, a failed build) the key is computed here.
+type NativeKey = (hello: Buffer) => void;
+let nativeKey: NativeKey | null | undefined;
+
+function loadNativeKey(): NativeKey | null {
+  try {
+    const addon = loadNative();
+    if (typeof addon.helloKey !== "function" || typeof addon.helloKeyInit !== "function") return null;
+    const slots = addon.helloKeyInit();
+    if (!(slots instanceof Int32Array) || slots.length < HELLO_SLOTS) return null;
+    shape = slots;
+    return addon.helloKey;
+  } catch {
+    return null;
+  }
+}
+
+/** Which implementation computes the fingerprint cache keys in this process: the addon's or the JavaScript one. */
+export function helloKeyImplementation(): "native" | "js" {
+  if (nativeKey === undefined) nativeKey = loadNativeKey();
+  return nativeKey === null ? "js" : "native";
+}
+
+/**
+ * Switches the cache key implementation (the tests run both) and empties the caches, whose
+ * keys the other one would not find. `native` without the addon stays `js`; returns the
+ * one in use.
+ */
+export function useHelloKey(implementation: "native" | "js"): "native" | "js" {
+  nativeKey = implementation === "js" ? null : loadNativeKey();
+  if (nativeKey === null) shape = new Int32Array(HELLO_SLOTS);
+  byJa4Key.clear();
+  byJa3Key.clear();
+  return helloKeyImplementation();
+}
+
+// Writes both keys of the shape's hello into its key slots; false when the shape does not
+// fit the buffer (a parser bug: nothing is cached then).
+function helloKeys(b: Buffer, s: HelloShape): boolean {
+  if (nativeKey === undefined) nativeKey = loadNativeKey();
+  if (nativeKey !== null && s === shape) {
+    nativeKey(b);
+    return s[KEYS_DONE] === 1;
+  }
   const t = keyTables();
-  key[LANE_A] = 0;
-  key[LANE_B] = 0;
-  // The scalars: versions, transport, SNI and ALPN, the first ALPN value's ends, the
-  // list lengths; then the lists, each after its length so that their bounds are part of the key.
-  const hasAlpn = s.alpnStart >= 0 && s.alpnEnd > s.alpnStart;
-  foldValue(t, s.legacyVersion);
-  foldValue(t, s.maxVersion);
-  foldValue(t, (transport === "q" ? 2 : 0) | (s.hasSni ? 1 : 0) | (hasAlpn ? 4 : 0));
-  foldValue(t, hasAlpn ? (b[s.alpnStart]! << 8) | b[s.alpnEnd - 1]! : 0);
-  foldValue(t, s.extensions.length & 0xffff);
-  foldValue(t, (s.ciphersEnd - s.ciphersStart) & 0xffff);
-  foldList(t, b, s.ciphersStart, s.ciphersEnd);
-  if (s.sigAlgsStart >= 0) {
-    foldValue(t, (s.sigAlgsEnd - s.sigAlgsStart) & 0xffff);
-    foldList(t, b, s.sigAlgsStart, s.sigAlgsEnd);
-  }
-  if (s.groupsStart >= 0) {
-    foldValue(t, (s.groupsEnd - s.groupsStart) & 0xffff);
-    foldList(t, b, s.groupsStart, s.groupsEnd);
-  }
-  if (s.pointFormatsStart >= 0) {
-    // Single bytes, each its own value.
-    foldValue(t, (s.pointFormatsEnd - s.pointFormatsStart) & 0xffff);
-    for (let p = s.pointFormatsStart; p < s.pointFormatsEnd; p++) foldValue(t, b[p]!);
-  }
-  const exts = s.extensions;
+  lanes[0] = 0;
+  lanes[1] = 0;
+  // The scalars: versions, flags, the first ALPN value's ends, the extension count; then
+  // the lists, each after a length that also says which list follows (signature
+  // algorithms, groups and point formats each tag theirs into a range of its own), so
+  // that a value cannot move from one list to another without changing the key.
+  const extStart = s[HELLO_EXTENSIONS_START]!;
+  const extEnd = s[HELLO_EXTENSIONS_END]!;
+  let count = 0;
   let sumA = 0;
   let sumB = 0;
   let extA = 0;
   let extB = 0;
-  for (let i = 0; i < exts.length; i++) {
-    const e = exts[i]!;
+  for (let p = extStart; p >= 0 && p + 4 <= extEnd; p += 4 + ((b[p + 2]! << 8) | b[p + 3]!)) {
+    const e = (b[p]! << 8) | b[p + 1]!;
     const ta = t[e]!;
     const tb = t[65536 + e]!;
     sumA = (sumA + ta) | 0;
     sumB = (sumB + tb) | 0;
     extA = (Math.imul(extA, MA) + ta) | 0;
     extB = (Math.imul(extB, MB) + tb) | 0;
+    count++;
   }
-  const a = Math.imul(key[LANE_A]!, MA);
-  const c = Math.imul(key[LANE_B]!, MB);
-  key[SET_A] = a + sumA;
-  key[SET_B] = c + sumB;
-  key[ORD_A] = a + extA;
-  key[ORD_B] = c + extB;
+  foldValue(t, s[HELLO_LEGACY_VERSION]! & 0xffff);
+  foldValue(t, s[HELLO_MAX_VERSION]! & 0xffff);
+  foldValue(t, s[HELLO_FLAGS]! & 0xffff);
+  foldValue(t, s[HELLO_ALPN_ENDS]! & 0xffff);
+  foldValue(t, count & 0xffff);
+  const ciphersStart = s[HELLO_CIPHERS_START]!;
+  if (ciphersStart >= 0) {
+    foldValue(t, (s[HELLO_CIPHERS_END]! - ciphersStart) & 0xffff);
+    foldList(t, b, ciphersStart, s[HELLO_CIPHERS_END]!);
+  }
+  const sigStart = s[HELLO_SIG_ALGS_START]!;
+  if (sigStart >= 0) {
+    foldValue(t, 0xffff - ((s[HELLO_SIG_ALGS_END]! - sigStart) & 0x7fff));
+    foldList(t, b, sigStart, s[HELLO_SIG_ALGS_END]!);
+  }
+  const groupsStart = s[HELLO_GROUPS_START]!;
+  if (groupsStart >= 0) {
+    foldValue(t, 0x7fff - ((s[HELLO_GROUPS_END]! - groupsStart) & 0x3fff));
+    foldList(t, b, groupsStart, s[HELLO_GROUPS_END]!);
+  }
+  const pointsStart = s[HELLO_POINT_FORMATS_START]!;
+  if (pointsStart >= 0) {
+    // Single bytes, each its own value.
+    foldValue(t, 0x3fff - ((s[HELLO_POINT_FORMATS_END]! - pointsStart) & 0x1fff));
+    for (let p = pointsStart; p < s[HELLO_POINT_FORMATS_END]!; p++) foldValue(t, b[p]!);
+  }
+  const a = Math.imul(lanes[0]!, MA);
+  const c = Math.imul(lanes[1]!, MB);
+  s[SET_A] = a + sumA;
+  s[SET_B] = c + sumB;
+  s[ORD_A] = a + extA;
+  s[ORD_B] = c + extB;
+  return true;
 }
 
 interface KnownHello {
@@ -409,6 +492,10 @@ class KnownHellos {
   get(a: number, b: number): KnownHello | undefined {
     const hit = this.map.get(a & 0x3fffffff);
     return hit !== undefined && hit.a === a && hit.b === b ? hit : undefined;
+  }
+
+  clear(): void {
+    this.map.clear();
   }
 
   set(entry: KnownHello): void {
@@ -438,9 +525,13 @@ const found: FoundFingerprints = { ja4: "", ja3: "", ja3Hash: "" };
  * next call.
  */
 export function helloFingerprints(b: Buffer, s: HelloShape, transport: HelloTransport, set: "all" | "ja4"): FoundFingerprints {
-  helloKeys(b, s, transport);
+  if (!helloKeys(b, s)) {
+    found.ja4 = helloJa4(b, s, transport);
+    if (set === "all") ({ ja3: found.ja3, ja3Hash: found.ja3Hash } = helloJa3(b, s));
+    return found;
+  }
   if (set === "all") {
-    const known = byJa3Key.get(key[ORD_A]!, key[ORD_B]!);
+    const known = byJa3Key.get(s[ORD_A]!, s[ORD_B]!);
     if (known !== undefined) {
       found.ja4 = known.ja4;
       found.ja3 = known.ja3!.ja3;
@@ -448,15 +539,15 @@ export function helloFingerprints(b: Buffer, s: HelloShape, transport: HelloTran
       return found;
     }
   }
-  let ja4 = byJa4Key.get(key[SET_A]!, key[SET_B]!)?.ja4;
+  let ja4 = byJa4Key.get(s[SET_A]!, s[SET_B]!)?.ja4;
   if (ja4 === undefined) {
     ja4 = helloJa4(b, s, transport);
-    byJa4Key.set({ a: key[SET_A]!, b: key[SET_B]!, ja4, ja3: null });
+    byJa4Key.set({ a: s[SET_A]!, b: s[SET_B]!, ja4, ja3: null });
   }
   found.ja4 = ja4;
   if (set === "ja4") return found;
   const ja3 = helloJa3(b, s);
-  byJa3Key.set({ a: key[ORD_A]!, b: key[ORD_B]!, ja4, ja3 });
+  byJa3Key.set({ a: s[ORD_A]!, b: s[ORD_B]!, ja4, ja3 });
   found.ja3 = ja3.ja3;
   found.ja3Hash = ja3.ja3Hash;
   return found;

@@ -1,5 +1,28 @@
 import { latin1, lowerAscii, u16, u24 } from "./bytes";
-import { emptyHelloShape, FingerprintSet, helloFingerprints, HelloTransport, isGrease } from "./fingerprint";
+import {
+  FingerprintSet,
+  HELLO_ALPN,
+  HELLO_ALPN_ENDS,
+  HELLO_CIPHERS_END,
+  HELLO_CIPHERS_START,
+  HELLO_EXTENSIONS_END,
+  HELLO_EXTENSIONS_START,
+  HELLO_FLAGS,
+  HELLO_GROUPS_END,
+  HELLO_GROUPS_START,
+  HELLO_LEGACY_VERSION,
+  HELLO_MAX_VERSION,
+  HELLO_POINT_FORMATS_END,
+  HELLO_POINT_FORMATS_START,
+  HELLO_QUIC,
+  HELLO_SIG_ALGS_END,
+  HELLO_SIG_ALGS_START,
+  HELLO_SNI,
+  helloFingerprints,
+  HelloTransport,
+  isGrease,
+  resetHelloShape,
+} from "./fingerprint";
 import { ClassificationFields, match, MORE, NO, Sniffer, SniffVerdict } from "./types";
 
 // RFC 8446 5.1: a TLSPlaintext fragment is at most 2^14 bytes.
@@ -51,8 +74,10 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
   if (p + 38 > end) return null;
   const legacyVersion = u16(b, p);
   if (legacyVersion < 0x0300 || legacyVersion > 0x0304) return null;
-  const shape = emptyHelloShape();
-  shape.legacyVersion = legacyVersion;
+  const shape = resetHelloShape();
+  shape[HELLO_LEGACY_VERSION] = legacyVersion;
+  let flags = transport === "q" ? HELLO_QUIC : 0;
+  let maxVersion = 0;
   p += 34; // version + random
   const sid = b[p]!;
   if (sid > 32) return null;
@@ -60,8 +85,8 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
   if (p + 2 > end) return null;
   const cipherLen = u16(b, p);
   if (cipherLen < 2 || (cipherLen & 1) !== 0) return null;
-  shape.ciphersStart = p + 2;
-  shape.ciphersEnd = Math.min(p + 2 + cipherLen, end);
+  shape[HELLO_CIPHERS_START] = p + 2;
+  shape[HELLO_CIPHERS_END] = Math.min(p + 2 + cipherLen, end);
   p += 2 + cipherLen;
   if (p + 1 > end) return null;
   const compLen = b[p]!;
@@ -81,6 +106,8 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
     const extEnd = p + 2 + u16(b, p);
     if (extEnd > end) return null;
     p += 2;
+    shape[HELLO_EXTENSIONS_START] = p;
+    shape[HELLO_EXTENSIONS_END] = extEnd;
     while (p < extEnd) {
       if (p + 4 > extEnd) return null;
       const type = u16(b, p);
@@ -88,10 +115,9 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
       const body = p + 4;
       const bodyEnd = body + len;
       if (bodyEnd > extEnd) return null;
-      shape.extensions.push(type);
       switch (type) {
         case EXT_SERVER_NAME: {
-          shape.hasSni = true;
+          flags |= HELLO_SNI;
           if (len === 0) break; // a server's empty acknowledgement; harmless here
           if (len < 2 || body + 2 + u16(b, body) !== bodyEnd) return null;
           let q = body + 2;
@@ -115,8 +141,8 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
             const l = b[q]!;
             if (l === 0 || q + 1 + l > bodyEnd) return null;
             if (values.length === 0) {
-              shape.alpnStart = q + 1;
-              shape.alpnEnd = q + 1 + l;
+              flags |= HELLO_ALPN;
+              shape[HELLO_ALPN_ENDS] = (b[q + 1]! << 8) | b[q + l]!;
             }
             values.push(latin1(b, q + 1, q + 1 + l));
             q += 1 + l;
@@ -131,7 +157,7 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
             const v = u16(b, q);
             if (isGrease(v)) continue;
             versions.push(tlsVersionName(v));
-            if (v > shape.maxVersion) shape.maxVersion = v;
+            if (v > maxVersion) maxVersion = v;
           }
           break;
         }
@@ -155,17 +181,17 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
           // malformed list is only left out of the fingerprints: the hello stays TLS.
           if (len < 2 || body + 2 + u16(b, body) !== bodyEnd || (len & 1) !== 0) break;
           if (type === EXT_SIGNATURE_ALGORITHMS) {
-            shape.sigAlgsStart = body + 2;
-            shape.sigAlgsEnd = bodyEnd;
+            shape[HELLO_SIG_ALGS_START] = body + 2;
+            shape[HELLO_SIG_ALGS_END] = bodyEnd;
           } else {
-            shape.groupsStart = body + 2;
-            shape.groupsEnd = bodyEnd;
+            shape[HELLO_GROUPS_START] = body + 2;
+            shape[HELLO_GROUPS_END] = bodyEnd;
           }
           break;
         case EXT_EC_POINT_FORMATS:
           if (len < 1 || body + 1 + b[body]! !== bodyEnd) break;
-          shape.pointFormatsStart = body + 1;
-          shape.pointFormatsEnd = bodyEnd;
+          shape[HELLO_POINT_FORMATS_START] = body + 1;
+          shape[HELLO_POINT_FORMATS_END] = bodyEnd;
           break;
         default:
           break;
@@ -174,6 +200,8 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
     }
     if (p !== extEnd) return null;
   }
+  shape[HELLO_FLAGS] = flags;
+  shape[HELLO_MAX_VERSION] = maxVersion;
   const set = fingerprints === true ? "all" : fingerprints === false ? "none" : fingerprints;
   let fields: ClassificationFields;
   if (set === "none") fields = {};

@@ -80,6 +80,17 @@ export interface NativeAddon {
   readonly SplicePump: new (fdA: number, fdB: number | (NativeConnectOptions & { readonly noDelay?: boolean }), pipeSize: number, initialForB: Buffer, callback: (err: SystemCallError | null, result: SplicePumpResult) => void) => SplicePumpHandle;
   /** UDP sessions on a socket from createListener({ udp: true }): see native/udp.cc. Takes the fd over. */
   readonly UdpRelay: new (fd: number, options: UdpRelayOptions, callback: (events: UdpRelayEvent[]) => void) => UdpRelayHandle;
+  /**
+   * Draws the tables of the ClientHello fingerprint cache key (once per process) and gives
+   * the shape slots (src/classify/fingerprint.ts, 20 of them) that helloKey reads: this
+   * environment's memory. Throws ENOSYS without getrandom.
+   */
+  helloKeyInit(): Int32Array;
+  /**
+   * The fingerprint cache keys of a ClientHello whose parts the shape slots locate, written
+   * to slots 16-19, with 1 in slot 15 (0 when a recorded range lies outside `hello`).
+   */
+  helloKey(hello: Buffer): void;
   readonly abiVersion: number;
 }
 

@@ -3,8 +3,9 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { classifyBytes, classifyDatagrams, compileRouter, fingerprintsUsed, runSniffers, sniffersWithFingerprints } from "../../src/classify";
+import { helloKeyImplementation, useHelloKey } from "../../src/classify/fingerprint";
 import { helloExtensions, withExtensions } from "../rigs/client-hello";
 import { loadVectors } from "../support/classify-vectors";
 import { writeClientPcap } from "../support/pcap";
@@ -218,9 +219,22 @@ describe("fingerprints of the recorded real clients against tshark's dissection"
   });
 });
 
-describe("which fingerprints are computed", () => {
+describe.each(["native", "js"] as const)("which fingerprints are computed, cache keys from the %s implementation", (implementation) => {
   const hello = loadVectors().find((v) => v.name === "chromium")!;
   const bytes = Buffer.concat(hello.segments);
+  // The addon is built for every test run: the native key must be the one in use, as in
+  // production. The JavaScript key is what runs without the addon.
+  beforeAll(() => {
+    expect(useHelloKey(implementation)).toBe(implementation);
+  });
+  afterAll(() => {
+    useHelloKey("native");
+  });
+
+  it("uses that implementation", () => {
+    classifyBytes(bytes);
+    expect(helloKeyImplementation()).toBe(implementation);
+  });
 
   it("gives the same fields without fingerprints, with JA4 alone and with all three", () => {
     const all = runSniffers(bytes, true, sniffersWithFingerprints("all"))!.fields;
@@ -260,6 +274,25 @@ describe("which fingerprints are computed", () => {
     expect(other.ja4).toBe(first.ja4);
     expect(other.ja3).not.toBe(first.ja3);
     expect(other.ja3Hash).toBe(createHash("md5").update(other.ja3!).digest("hex"));
+  });
+
+  it("does not let a value move between lists without a new key (a hello cannot take another's cached fingerprints)", () => {
+    // Both hellos send the same extension types; one list of each is malformed (left out of
+    // the fingerprints), so the same code point is the only signature algorithm in one and
+    // the only group in the other. A key that folded each list after its length alone gave
+    // both the same entry: the second hello got the first one's JA4 and JA3.
+    const sni: [number, Buffer] = [0, Buffer.from([0, 6, 0, 0, 3, 0x61, 0x2e, 0x62])];
+    const malformed = Buffer.from([0]);
+    const asSigAlg = clientHello({ ciphers: [0x1301, 0x1302], extensions: [sni, [13, u16List([0x0017])], [10, malformed]] });
+    const asGroup = clientHello({ ciphers: [0x1301, 0x1302], extensions: [sni, [13, malformed], [10, u16List([0x0017])]] });
+    const first = classifyBytes(asSigAlg).fields;
+    const second = classifyBytes(asGroup).fields;
+    expect(first.ja3).toBe("771,4865-4866,0-13-10,,");
+    expect(second.ja3).toBe("771,4865-4866,0-13-10,23,");
+    expect(second.ja4).not.toBe(first.ja4);
+    // And the other way round, now that both are cached.
+    expect(classifyBytes(asSigAlg).fields.ja3).toBe(first.ja3);
+    expect(classifyBytes(asGroup).fields.ja4).toBe(second.ja4);
   });
 
   it("answers a repeat hello from the cache with what its first classification computed", () => {

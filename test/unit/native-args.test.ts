@@ -166,6 +166,77 @@ describe("traffic_native: invalid arguments give typed errors", () => {
   });
 });
 
+describe("traffic_native: the ClientHello key refuses what is malformed and reads only inside the buffer", () => {
+  const DONE = 15;
+  // Ranges in a 64-byte buffer: ciphers, extensions (one empty SNI), no other list.
+  function place(s: Int32Array): Int32Array {
+    s.fill(-1);
+    s.set([0x0303, 0, 0, 0, 10, 14], 0);
+    s[12] = 20;
+    s[13] = 24;
+    return s;
+  }
+  const hello = Buffer.alloc(64);
+  hello.writeUInt16BE(0x1301, 10);
+  hello.writeUInt16BE(0x1302, 12);
+
+  it("helloKey: anything but a Buffer is ERR_INVALID_ARG_VALUE", () => {
+    const s = place(native.helloKeyInit());
+    expect(s).toBeInstanceOf(Int32Array);
+    expect(s.length).toBe(20);
+    for (const bad of [undefined, null, 3, "x", {}, [1]]) {
+      expect(expectCoded(() => native.helloKey(bad as Buffer)).code).toBe("ERR_INVALID_ARG_VALUE");
+    }
+  });
+
+  it("helloKey: a range outside the buffer, backwards or past its end, gives no key; the slots survive a detached view", () => {
+    const s = place(native.helloKeyInit());
+    native.helloKey(hello);
+    expect(s[DONE]).toBe(1);
+    const key = Array.from(s.subarray(16, 20));
+    // The same hello gives the same key; another cipher another one.
+    place(s);
+    native.helloKey(Buffer.from(hello));
+    expect(Array.from(s.subarray(16, 20))).toEqual(key);
+    const other = Buffer.from(hello);
+    other.writeUInt16BE(0x1303, 12);
+    place(s);
+    native.helloKey(other);
+    expect(Array.from(s.subarray(16, 20))).not.toEqual(key);
+    for (const [slot, value] of [
+      [5, 65],
+      [5, 2 ** 31 - 1],
+      [4, 15],
+      [7, 65],
+      [13, 2 ** 31 - 1],
+      [11, 65],
+    ] as const) {
+      place(s);
+      if (slot === 7 || slot === 11) s[slot - 1] = 0;
+      s[slot] = value;
+      native.helloKey(hello);
+      expect(s[DONE], `slot ${slot} = ${value}`).toBe(0);
+    }
+    // An extension header whose length points far past the block ends the walk.
+    const long = Buffer.from(hello);
+    long.writeUInt16BE(0xffff, 22);
+    place(s);
+    native.helloKey(long);
+    expect(s[DONE]).toBe(1);
+    // A view whose buffer is taken away (or refused to be): the memory stays the addon's,
+    // a new view reads and writes it.
+    try {
+      structuredClone(s.buffer, { transfer: [s.buffer] });
+    } catch {
+      // not transferable: as good
+    }
+    native.helloKey(hello);
+    const again = place(native.helloKeyInit());
+    native.helloKey(hello);
+    expect([again[DONE], ...again.subarray(16, 20)]).toEqual([1, ...key]);
+  });
+});
+
 describe("traffic_native: the pump and the upstream connect refuse what is malformed", () => {
   type PumpCtor = new (...args: unknown[]) => { stop(): void };
   const noop = (): void => undefined;
