@@ -33,6 +33,7 @@ const NATIVE_SUITES = [
   "test/unit/native-args.test.ts",
   "test/unit/native-loader.test.ts",
   "test/unit/classify-fingerprint.test.ts",
+  "test/fuzz/classify.fuzz.test.ts",
   "test/unit/listener.test.ts",
   "test/unit/handover.test.ts",
   "test/unit/connection-table.test.ts",

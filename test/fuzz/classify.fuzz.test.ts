@@ -12,6 +12,7 @@ import {
   runSniffers,
   StreamClassifier,
 } from "../../src/classify";
+import { useHelloKey } from "../../src/classify/fingerprint";
 import { huffmanCodeLengths } from "../../src/classify/hpack";
 import { TrafficError } from "../../src/errors";
 import { loadVectors, vector } from "../support/classify-vectors";
@@ -156,6 +157,57 @@ describe("classify under random input", () => {
       }),
       { numRuns: runs(500) },
     );
+  });
+});
+
+describe("TLS fingerprints from the cache under near-identical hellos", () => {
+  // Real ClientHellos with 16-bit values swapped, changed, or turned into GREASE: hellos
+  // that differ from each other in one fingerprinted value, or only where fingerprints do
+  // not look. Each one's fingerprints computed afresh (caches emptied) must be what the
+  // warm cache gives, in any order and again: a key shared by two of them would hand one
+  // the other's fingerprints.
+  const tls = VECTORS.filter((v) => classifyBytes(v.bytes).protocol === "tls").map((v) => v.bytes);
+  const near = fc
+    .record({
+      v: fc.integer({ min: 0, max: tls.length - 1 }),
+      edits: fc.array(fc.tuple(fc.nat(), fc.constantFrom("swap", "change", "grease"), fc.integer({ min: 0, max: 0xffff })), { minLength: 1, maxLength: 3 }),
+    })
+    .map(({ v, edits }) => {
+      const b = Buffer.from(tls[v]!);
+      // 16-bit values past the record and handshake headers, on even and odd offsets alike.
+      const at = (n: number) => 9 + (n % (b.length - 12));
+      for (const [n, kind, value] of edits) {
+        const i = at(n);
+        if (kind === "swap") {
+          const x = b.readUInt16BE(i);
+          b.writeUInt16BE(b.readUInt16BE(i + 2), i);
+          b.writeUInt16BE(x, i + 2);
+        } else if (kind === "change") b.writeUInt16BE(value, i);
+        else b.writeUInt16BE(((value & 0xf) << 12) | 0x0a00 | ((value & 0xf) << 4) | 0x0a, i);
+      }
+      return b;
+    });
+
+  it.each(["native", "js"] as const)("%s key: warm-cache fingerprints equal fresh ones for 1,500 near-identical hellos", (implementation) => {
+    const hellos = [...tls, ...fc.sample(near, runs(1500))];
+    const pick = (b: Buffer) => {
+      const f = classifyBytes(b).fields;
+      return f.ja4 === undefined ? null : [f.ja4, f.ja3, f.ja3Hash];
+    };
+    try {
+      const fresh = hellos.map((b) => {
+        useHelloKey(implementation);
+        return pick(b);
+      });
+      expect(fresh.filter((f) => f !== null).length).toBeGreaterThan(hellos.length / 4);
+      expect(useHelloKey(implementation)).toBe(implementation);
+      for (const order of [hellos.map((_b, i) => i), hellos.map((_b, i) => hellos.length - 1 - i)]) {
+        const wrong = order.filter((i) => JSON.stringify(pick(hellos[i]!)) !== JSON.stringify(fresh[i]));
+        expect(wrong.map((i) => hellos[i]!.toString("hex"))).toEqual([]);
+      }
+    } finally {
+      useHelloKey("native");
+    }
   });
 });
 
