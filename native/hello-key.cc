@@ -2,9 +2,10 @@
 // the same tabulation hash as the JavaScript fallback there, with tables of its own, in one
 // call instead of a loop of typed-array reads and multiplies per value.
 //
-// JavaScript parses the hello and writes where its lists lie into a shared Int32Array (the
-// layout is HELLO_* in fingerprint.ts, mirrored below); this reads them, checks every range
-// against the buffer, and writes the two keys back into the same array. The function is
+// JavaScript parses the hello and writes where its lists lie into slots of this addon's
+// memory, through an Int32Array that helloKeyInit() gives it (the layout is HELLO_* in
+// fingerprint.ts, mirrored below); helloKey() reads them, checks every range against the
+// buffer, and writes the two keys back into the same slots. The function is
 // raw Node-API, not node-addon-api: it runs once per ClientHello, and its wrapper objects
 // would cost as much as the hashing.
 #include "hello-key.h"
