@@ -54,8 +54,13 @@ export const HELLO_ALPN = 4;
 // return. With the addon the slots are its memory (the key reads them in place).
 let shape: HelloShape = new Int32Array(HELLO_SLOTS);
 
-/** The shared shape, emptied: no version, no lists found. Valid until the next call. */
-export function resetHelloShape(): HelloShape {
+/**
+ * The shared shape, emptied: no version, no lists found. Valid until the next call. A parse
+ * that will fingerprint says so (`fingerprinting`): the first one loads the addon's key,
+ * whose slots then become the shape.
+ */
+export function resetHelloShape(fingerprinting: boolean): HelloShape {
+  if (fingerprinting && nativeKey === undefined) nativeKey = loadNativeKey();
   // Stores, not fill(): fill is a call into the runtime, several times slower for 14 slots.
   const s = shape;
   s[HELLO_LEGACY_VERSION] = 0;

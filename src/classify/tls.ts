@@ -74,7 +74,7 @@ export function parseClientHello(b: Buffer, start: number, end: number, transpor
   if (p + 38 > end) return null;
   const legacyVersion = u16(b, p);
   if (legacyVersion < 0x0300 || legacyVersion > 0x0304) return null;
-  const shape = resetHelloShape();
+  const shape = resetHelloShape(fingerprints !== false && fingerprints !== "none");
   shape[HELLO_LEGACY_VERSION] = legacyVersion;
   let flags = transport === "q" ? HELLO_QUIC : 0;
   let maxVersion = 0;
