@@ -1,4 +1,4 @@
-import type { Node, NodeAPI, NodeDef, NodeMessageInFlow } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeMessageInFlow, NodeStatus } from "node-red";
 import {
   type Classification,
   classifierLimits,
@@ -185,6 +185,15 @@ export default function register(RED: NodeAPI): void {
       return { bytes, endpoints: {}, sessionId: null };
     };
 
+    // Messages per output by label; a rule that took none yet is left out. In shadow mode
+    // the counts are what each rule would have taken. Made when the status is shown, with
+    // the output of the last message for its colour.
+    const countsStatus = (lastOutput: number): NodeStatus => {
+      const text = countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length));
+      if (enforcement === "shadow") return { fill: "yellow", shape: "ring", text: _("classify.status.shadow", { counts: text }) };
+      return { fill: lastOutput === specs.length ? "yellow" : "green", shape: "dot", text };
+    };
+
     const deliver = (msg: NodeMessageInFlow, c: Classification, endpoints: ClassifyEndpoints, send: (m: Array<NodeMessageInFlow | null>) => void): void => {
       const verdict = route!({ classification: c, ...endpoints });
       const decided = verdict.index >= 0 ? verdict.index : specs.length;
@@ -210,11 +219,7 @@ export default function register(RED: NodeAPI): void {
         });
       }
       counts[decided]!++;
-      // Messages per output by label; a rule that took none yet is left out. In shadow mode
-      // the counts are what each rule would have taken.
-      const text = countsText(counts.map((n, i) => [labels[i]!, n] as const).filter(([, n], i) => n > 0 || i === specs.length));
-      if (enforcement === "shadow") status.set({ fill: "yellow", shape: "ring", text: _("classify.status.shadow", { counts: text }) });
-      else status.set({ fill: output === specs.length ? "yellow" : "green", shape: "dot", text });
+      status.set(() => countsStatus(output));
       const out: Array<NodeMessageInFlow | null> = new Array(outputs).fill(null);
       out[output] = msg;
       send(out);

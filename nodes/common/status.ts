@@ -25,23 +25,26 @@ export const COUNTS_STATUS_MAX = 48;
 
 /**
  * Sets node status at most every `intervalMs`: a node that sees thousands of messages a
- * second must not flood the editor's comms. The last status always lands.
+ * second must not flood the editor's comms. The last status always lands. A status given
+ * as a function is made only when it is shown: a node that counts per message passes one,
+ * so that the text is not built for every message the throttle drops.
  */
-export function throttledStatus(node: Node, intervalMs = 250, maxChars = 19): { set(status: NodeStatus): void; clear(): void } {
-  let pending: NodeStatus | null = null;
+export function throttledStatus(node: Node, intervalMs = 250, maxChars = 19): { set(status: NodeStatus | (() => NodeStatus)): void; clear(): void } {
+  let pending: NodeStatus | (() => NodeStatus) | null = null;
   let timer: NodeJS.Timeout | null = null;
   let last = 0;
   const flush = (): void => {
     timer = null;
     if (pending !== null) {
+      const status = typeof pending === "function" ? pending() : pending;
       last = Date.now();
-      node.status(pending);
+      node.status({ ...status, text: status.text === undefined ? undefined : statusText(String(status.text), maxChars) } as NodeStatus);
       pending = null;
     }
   };
   return {
-    set(status: NodeStatus): void {
-      pending = { ...status, text: status.text === undefined ? undefined : statusText(String(status.text), maxChars) } as NodeStatus;
+    set(status: NodeStatus | (() => NodeStatus)): void {
+      pending = status;
       if (timer !== null) return;
       const wait = last + intervalMs - Date.now();
       if (wait <= 0) flush();

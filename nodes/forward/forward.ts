@@ -1,4 +1,4 @@
-import type { Node, NodeAPI, NodeDef, NodeMessage } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeMessage, NodeStatus } from "node-red";
 import { isTrafficSession } from "../../src/connection";
 import { TrafficError } from "../../src/errors";
 import {
@@ -166,14 +166,15 @@ export default function register(RED: NodeAPI): void {
 
     const show = (): void => {
       if (closed || options === null) return;
-      const n = sessions.size;
-      if (enforcement === "shadow" && lastError === "") status.set({ fill: "yellow", shape: "ring", text: `${_("forward.status.shadow")} · ${countsText([[_("forward.status.wouldReject"), wouldReject], [_("forward.status.activeCount"), n]])}` });
-      else if (lastError === "") status.set({ fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) });
-      else {
+      // Made when the status is shown (the throttle drops most), from the state then.
+      status.set((): NodeStatus => {
+        const n = sessions.size;
+        if (enforcement === "shadow" && lastError === "") return { fill: "yellow", shape: "ring", text: `${_("forward.status.shadow")} · ${countsText([[_("forward.status.wouldReject"), wouldReject], [_("forward.status.activeCount"), n]])}` };
+        if (lastError === "") return { fill: "green", shape: "dot", text: _("forward.status.active", { count: n }) };
         // The error says more than the count when both do not fit the editor's 19 characters.
         const both = _("forward.status.activeWithError", { count: n, error: lastError });
-        status.set({ fill: "yellow", shape: "ring", text: both.length <= 19 ? both : lastError });
-      }
+        return { fill: "yellow", shape: "ring", text: both.length <= 19 ? both : lastError };
+      });
     };
 
     /** The summary goes out as a message of its own, carrying what the input knew (classification, clientIp …). */

@@ -1,4 +1,4 @@
-import type { Node, NodeAPI, NodeDef } from "node-red";
+import type { Node, NodeAPI, NodeDef, NodeStatus } from "node-red";
 import { TrafficError } from "../../src/errors";
 import { isTrafficSession } from "../../src/connection";
 import { trafficMetrics } from "../../src/observe/metrics";
@@ -80,6 +80,20 @@ export default function register(RED: NodeAPI): void {
     // Denies per rule (the last entry: the no-match default), enforced or not.
     const denies = new Array<number>(rules.length + 1).fill(0);
 
+    // Made when the status is shown (the throttle drops most), from the counts then.
+    const countsStatus = (): NodeStatus =>
+      enforcement === "shadow"
+        ? { fill: "yellow", shape: "ring", text: `${_("ip-filter.status.shadow")} · ${_("ip-filter.status.wouldDeny")} ${denies.join("/")}` }
+        : {
+            fill: "green",
+            shape: "dot",
+            text: countsText([
+              [_("ip-filter.status.allowed"), counts.allow],
+              [_("ip-filter.status.denied"), counts.deny],
+              [_("ip-filter.status.noMatch"), counts.none],
+            ]),
+          };
+
     node.on("input", (msg, send, done) => {
       if (filter === null) {
         // Fail closed: with broken rules nothing passes.
@@ -118,12 +132,7 @@ export default function register(RED: NodeAPI): void {
         counts[action!]++;
       }
       trafficMetrics().ipFilterVerdict(node.id, verdict.rule ?? (verdict.index >= 0 ? `#${verdict.index + 1}` : null), action ?? "none");
-      if (enforcement === "shadow") status.set({ fill: "yellow", shape: "ring", text: `${_("ip-filter.status.shadow")} · ${_("ip-filter.status.wouldDeny")} ${denies.join("/")}` });
-      else status.set({ fill: "green", shape: "dot", text: countsText([
-          [_("ip-filter.status.allowed"), counts.allow],
-          [_("ip-filter.status.denied"), counts.deny],
-          [_("ip-filter.status.noMatch"), counts.none],
-        ]) });
+      status.set(countsStatus);
       send(out);
       done();
     });

@@ -92,15 +92,19 @@ export default function register(RED: NodeAPI): void {
     };
     const showStatus = (): void => {
       if (limiter === null) return;
-      const s = limiter.stats();
-      status.set({
-        fill: s.bursts > 0 ? "yellow" : "green",
-        shape: "dot",
-        text: countsText([
-          [_("limit.status.allowed"), s.allowed],
-          [_("limit.status.refused"), s.rejected],
-          [_("limit.status.evicted"), s.evictions],
-        ]),
+      const current = limiter;
+      // Made when the status is shown (the throttle drops most), from the counts then.
+      status.set(() => {
+        const s = current.stats();
+        return {
+          fill: s.bursts > 0 ? "yellow" : "green",
+          shape: "dot",
+          text: countsText([
+            [_("limit.status.allowed"), s.allowed],
+            [_("limit.status.refused"), s.rejected],
+            [_("limit.status.evicted"), s.evictions],
+          ]),
+        };
       });
     };
     const sweeper = setInterval(() => {

@@ -180,9 +180,8 @@ export default function register(RED: NodeAPI): void {
         const result = resolve(input);
         RED.util.setMessageProperty(msg, property, result.address, true);
         (msg as { realIp?: unknown }).realIp = result;
-        const text = `${result.address ?? result.identifier ?? "?"} ${SHORT[result.source]}`;
         if (result.untrustedHeaders) trafficMetrics().untrustedHeaders(node.id);
-        status.set({ fill: result.untrustedHeaders ? "yellow" : "green", shape: "dot", text });
+        status.set(() => ({ fill: result.untrustedHeaders ? "yellow" : "green", shape: "dot", text: `${result.address ?? result.identifier ?? "?"} ${SHORT[result.source]}` }));
         send(msg);
         done();
       } catch (err) {

@@ -152,8 +152,11 @@ export default function register(RED: NodeAPI): void {
     const showLive = (): void => {
       if (!ready || capture.settings === null || closing) return;
       shownLive = capture.liveCount();
-      const where = capture.hasRules ? `${label} ${_("transparent-in.status.nft")}` : label;
-      status.set({ fill: "green", shape: "dot", text: `${where} · ${_("transparent-in.status.live", { count: compactCount(shownLive) })}` });
+      const live = shownLive;
+      status.set(() => {
+        const where = capture.hasRules ? `${label} ${_("transparent-in.status.nft")}` : label;
+        return { fill: "green", shape: "dot", text: `${where} · ${_("transparent-in.status.live", { count: compactCount(live) })}` };
+      });
     };
 
     const fail = (err: Error & { code?: string }): void => {

@@ -16,6 +16,23 @@ export function eventIdSource(prefix = randomBytes(6).toString("hex")): () => st
 
 const defaultId = eventIdSource();
 
+// The host name, read again at most every HOST_TTL_MS: os.hostname() is a system call, and
+// a busy gateway makes several events per connection (it was an eighth of a classify
+// node's CPU). A renamed host shows in events within that time.
+const HOST_TTL_MS = 5000;
+let host = "";
+let hostReadAt = Number.NEGATIVE_INFINITY;
+
+/** This host's name as events carry it (os.hostname(), cached for a few seconds). */
+export function eventHost(): string {
+  const now = Date.now();
+  if (now - hostReadAt >= HOST_TTL_MS || now < hostReadAt) {
+    host = hostname();
+    hostReadAt = now;
+  }
+  return host;
+}
+
 /** Completes an event body with schemaVersion, id, time and host. */
 export function makeEvent<E extends TrafficEvent>(
   body: EventBody<E>,
@@ -25,7 +42,7 @@ export function makeEvent<E extends TrafficEvent>(
     schemaVersion: EVENT_SCHEMA_VERSION,
     id: options.id ?? defaultId(),
     time: (options.time ?? new Date()).toISOString(),
-    host: options.host ?? hostname(),
+    host: options.host ?? eventHost(),
     ...body,
   } as unknown as E;
 }
