@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers, sniffersWithFingerprints } from "../src/classify";
 import { helloKeyImplementation } from "../src/classify/fingerprint";
+import { classifyNodeRates } from "./classify-node";
 import { helloExtensions, withExtensions } from "../test/rigs/client-hello";
 import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
@@ -137,6 +138,14 @@ export async function run(): Promise<BenchReport> {
     rows.push(ratioRow(`ClientHello, ${c.name}: with JA4`, "classifications/s", r["ja4"]!, "without fingerprints", r["without"]!, 0.9));
     rows.push(ratioRow(`ClientHello, ${c.name}: with JA4 + JA3`, "classifications/s", r["all"]!, "without fingerprints", r["without"]!, 0.9));
   }
+  // The same in a flow: a classify node in Node-RED, host rules alone and with a JA4 rule.
+  const nodeCases = ["curl-https", "chromium"].map((name) => ({ name, hello: fixture(name) }));
+  const nodeRates = await classifyNodeRates(nodeCases.map((c) => ({ hello: c.hello, ja4Prefix: classifyBytes(c.hello).fields.ja4!.slice(0, 11) })));
+  nodeCases.forEach((c, i) => {
+    const r = nodeRates[i]!;
+    rows.push({ case: `classify node in Node-RED, ${c.name} ClientHello: host rules`, unit: "messages/s", ours: r.without });
+    rows.push(ratioRow(`classify node in Node-RED, ${c.name} ClientHello: a JA4 rule first`, "messages/s", r.ja4, "host rules", r.without, 0.9));
+  });
   // UDP: the datagram classifier over a session's first client datagrams.
   const rfcInitial = Buffer.from(fs.readFileSync(path.join(FIXTURES, "quic", "rfc9001-a2-client-initial.hex"), "utf8").replace(/\s/g, ""), "hex");
   const chromiumQuic = segments("chromium-quic");
@@ -167,6 +176,7 @@ export async function run(): Promise<BenchReport> {
       "llhttp: Node's own HTTP request parser on the same bytes (it reads every header; ours reads the request line, Host, Upgrade, Content-Type)",
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
       `fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. Every hello pays a pass over its ciphers, extensions, signature algorithms, groups and point formats for a 62-bit key (per-process random tables, GREASE as one value), computed by the addon (the ${helloKeyImplementation()} key in this run); a repeat client finds its fingerprints by that key, a new chromium extension order finds its JA4 (the key with the extensions as a set) and pays one JA3 and MD5`,
+      "classify node rows: a real Node-RED (this package installed in a user dir) with two classify nodes, host rules alone and a JA4 rule before the same host rules; a function node sends the hello 20,000 times uncloned into one of them, a counting function node answers when the last classification arrives; alternating rounds, median of 9. What a JA4 condition costs a flow, message passing and events included",
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

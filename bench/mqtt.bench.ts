@@ -3,7 +3,6 @@
 // batching. The bar: the publisher reaches at least 0.8× raw mqtt.js.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectAsync, type MqttClient } from "mqtt";
@@ -13,6 +12,7 @@ import { waitForPort } from "../test/rigs/wait";
 import { Publisher } from "../src/mqtt/publisher";
 import { compileTopicTemplate } from "../src/mqtt/topic";
 import { median, type BenchReport, type BenchRow } from "./harness";
+import { freePort } from "../test/rigs/free-port";
 
 const EVENTS = 100_000;
 const ROUNDS = Number(process.env["BENCH_ROUNDS"] ?? 5);
@@ -24,16 +24,6 @@ function findMosquitto(): string | null {
   return null;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function sampleEvents(n: number): FlowOpenEvent[] {
   return Array.from({ length: n }, (_, i) =>

@@ -7,10 +7,10 @@
  */
 import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { ROOT } from "./root";
+import { freePort } from "./free-port";
 
 /** What the flow counted so far. */
 export interface FlowTally {
@@ -77,16 +77,6 @@ function nodeRedEnv(): NodeRedEnv {
 // The flow source node checks its lost counters at this interval (FlowSource's default).
 const LOST_CHECK_MS = 1000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 // The counter: closes per side (checked against the generator's port), lost events by
 // source, and the source node's status. Kept in flow context for the HTTP endpoint.
