@@ -106,9 +106,10 @@ describe.skipIf(chromiumPath.skip)("editor dialogs in a real browser: forward, m
     await page.locator("#node-config-input-name").fill("local broker");
     await page.locator("#node-config-dialog-ok").click();
     await form.waitFor({ state: "detached" });
-    // Back in the mqtt events dialog, the new broker is selected and the field is valid.
+    // Back in the mqtt events dialog, the new broker is selected and the field is valid. The
+    // editor checks the field again only after the config dialog has gone, on a later turn.
     await expect(page.locator("#node-input-broker option:checked").textContent()).resolves.toBe("local broker");
-    await expect(page.locator("#node-input-broker.input-error").count()).resolves.toBe(0);
+    await expect.poll(() => page.locator("#node-input-broker.input-error").count(), { timeout: 5000 }).toBe(0);
     await page.locator("#node-input-qos").selectOption("0");
     await page.locator("#node-dialog-ok").click();
     await page.locator(".red-ui-tray").waitFor({ state: "detached" });
