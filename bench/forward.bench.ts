@@ -21,7 +21,10 @@ import { BenchReport, BenchRow, ceilingRow, median, ratioRow } from "./harness";
  *   contender connections/s, CPU per connection of the proxy process (all its threads,
  *   from /proc) and the time from connect to FIN at p50/p99, the added latency being
  *   that time over a connection routed through the gateway without a proxy;
- * - one iperf3 stream through each, five runs.
+ * - one iperf3 stream through each, five runs;
+ * - beside them a floor (bench/proxyfloor.c): a bare C proxy with one SO_REUSEPORT
+ *   listener and epoll loop per core that only accepts, reads SO_ORIGINAL_DST, connects
+ *   and copies, the least a transparent proxy spends per connection here.
  */
 
 const ROUNDS = 3;
@@ -37,12 +40,15 @@ const PORT = {
   haproxy: 8081,
   haproxyOne: 8083,
   direct: 8082,
+  floor: 8085,
   streamOurs: 8090,
   streamHaproxy: 8091,
 } as const;
 /** Where each HAProxy listens in the gateway (the nft REDIRECT target). */
 const HAPROXY_PORT = 18081;
 const HAPROXY_ONE_PORT = 18083;
+/** Where the floor proxy listens in the gateway. */
+const FLOOR_PORT = 18085;
 
 interface Contender {
   readonly name: string;
@@ -96,6 +102,14 @@ function rrgenBinary(): string {
   });
 }
 
+function proxyFloorBinary(): string {
+  const source = checkoutSource("bench/proxyfloor.c");
+  return cachedBuild("proxyfloor", [fs.readFileSync(source)], (out) => {
+    const r = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", out, source], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`cc ${source}: ${r.error?.message ?? r.stderr}`);
+  });
+}
+
 function which(command: string): string | null {
   for (const dir of [...(process.env["PATH"] ?? "").split(":"), "/usr/sbin", "/usr/bin"]) {
     if (dir !== "" && fs.existsSync(path.join(dir, command))) return path.join(dir, command);
@@ -143,22 +157,30 @@ export async function run(): Promise<BenchReport> {
     return { name: "forward", rows: [], notes: [`skipped: needs root (for the namespaces) and ${missing.join(", ") || "nothing else"} (Debian: apt-get install haproxy iperf3 gcc nftables)`] };
   }
   const rrgen = rrgenBinary();
+  const proxyFloor = proxyFloorBinary();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forward-bench-"));
   const rig = new LoadRig({ flow: { version: "a", mode: "redirect", events: false }, flows: benchFlow(), nofile: 20_000, bodyBytes: 16 });
   const rows: BenchRow[] = [];
   const notes: string[] = [];
   try {
     await rig.start();
-    const server = rig.spawnIn(rig.nsServer, [rrgen, "server", SERVER_IP, [PORT.ours, PORT.oursJs, PORT.haproxy, PORT.haproxyOne, PORT.direct].join(","), String(LARGE)]);
+    const server = rig.spawnIn(rig.nsServer, [rrgen, "server", SERVER_IP, [PORT.ours, PORT.oursJs, PORT.haproxy, PORT.haproxyOne, PORT.direct, PORT.floor].join(","), String(LARGE)]);
     await server.next((l) => l["ready"] === true);
     for (const port of [PORT.streamOurs, PORT.streamHaproxy]) rig.spawnIn(rig.nsServer, ["iperf3", "-s", "-B", SERVER_IP, "-p", String(port)]);
     rig.inNs(rig.nsGateway, "nft", ["-f", "-"], `table ip forward_bench {
   chain pre { type nat hook prerouting priority dstnat; policy accept;
     ip daddr ${SERVER_IP} tcp dport { ${PORT.haproxy}, ${PORT.streamHaproxy} } redirect to :${HAPROXY_PORT}
     ip daddr ${SERVER_IP} tcp dport ${PORT.haproxyOne} redirect to :${HAPROXY_ONE_PORT}
+    ip daddr ${SERVER_IP} tcp dport ${PORT.floor} redirect to :${FLOOR_PORT}
   }
 }
 `);
+    // Every proxied connection leaves two conntrack entries in the gateway (the REDIRECTed
+    // one and the upstream one), kept 120 s after the close by default: at 10k+ connections/s
+    // the namespace's table (nf_conntrack_max) fills within a run and new SYNs are dropped,
+    // which stalls whichever contender runs then. Closed connections are forgotten after 1 s
+    // in this namespace only, the same for every contender.
+    rig.inNs(rig.nsGateway, "sysctl", ["-qw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait=1", "net.netfilter.nf_conntrack_tcp_timeout_close=1"]);
     const haproxyDefault = rig.spawnIn(rig.nsGateway, [haproxy, "-db", "-f", haproxyConfig(dir, "default", HAPROXY_PORT, false)]);
     const haproxyOne = rig.spawnIn(rig.nsGateway, [haproxy, "-db", "-f", haproxyConfig(dir, "one", HAPROXY_ONE_PORT, true)]);
     const listening = (port: number): boolean => rig.gatewayState().listening.some((l) => l.endsWith(`:${port}`));
@@ -168,6 +190,9 @@ export async function run(): Promise<BenchReport> {
       return listening(HAPROXY_PORT) && listening(HAPROXY_ONE_PORT);
     }, "HAProxy to listen", 15_000, 100);
     const haproxyThreads = fs.readdirSync(`/proc/${haproxyDefault.child.pid!}/task`).length;
+    // One thread per core, as HAProxy runs by default.
+    const floor = rig.spawnIn(rig.nsGateway, [proxyFloor, String(FLOOR_PORT), String(os.cpus().length)]);
+    await floor.next((l) => l["ready"] === true);
 
     const contenders: Contender[] = [
       { name: "forward", port: PORT.ours, pid: () => rig.pid },
@@ -175,11 +200,14 @@ export async function run(): Promise<BenchReport> {
       { name: "HAProxy", port: PORT.haproxy, pid: () => haproxyDefault.child.pid },
       { name: "HAProxy nbthread 1", port: PORT.haproxyOne, pid: () => haproxyOne.child.pid },
       { name: "direct", port: PORT.direct, pid: () => undefined },
+      { name: "floor", port: PORT.floor, pid: () => floor.child.pid },
     ];
     const load = async (c: Contender, inFlight: number, bytes: number, ms: number): Promise<Sample> => {
       const before = cpuSeconds(c.pid());
       const client = rig.spawnIn(rig.nsClient, [rrgen, "client", SERVER_IP, String(c.port), String(ms), String(inFlight), String(bytes)]);
-      const r = (await client.next((l) => typeof l["completed"] === "number", ms + 30_000)) as unknown as Omit<Sample, "cpuUsPerConn">;
+      const r = (await client.next((l) => typeof l["completed"] === "number", ms + 30_000).catch((err: Error) => {
+        throw new Error(`${c.name}, ${inFlight} in flight, ${bytes} B: ${err.message}`);
+      })) as unknown as Omit<Sample, "cpuUsPerConn">;
       const cpu = cpuSeconds(c.pid()) - before;
       return { ...r, cpuUsPerConn: r.completed > 0 ? (cpu * 1e6) / r.completed : 0 };
     };
@@ -203,6 +231,8 @@ export async function run(): Promise<BenchReport> {
           }
         }
         rows.push(ratioRow(`forward, ${label}`, "conn/s", rate("forward"), "HAProxy nbthread 1", rate("HAProxy nbthread 1")));
+        rows.push(ratioRow(`floor (bare C proxy), ${label}`, "conn/s", rate("floor"), "HAProxy", rate("HAProxy")));
+        rows.push(ceilingRow(`floor (bare C proxy) CPU/conn, ${label}`, "µs", m("floor", "cpuUsPerConn"), "HAProxy", m("HAProxy", "cpuUsPerConn")));
         rows.push(ceilingRow(`forward CPU/conn, ${label}`, "µs", m("forward", "cpuUsPerConn"), "HAProxy nbthread 1", m("HAProxy nbthread 1", "cpuUsPerConn")));
         const failed = contenders.map((c) => `${c.name} ${samples.get(c.name)!.reduce((n, s) => n + s.failed, 0)}`).join(", ");
         notes.push(`${label}: direct ${(rate("direct") / 1000).toFixed(1)}k conn/s, connect→FIN p50 ${m("direct", "p50").toFixed(0)} µs, p99 ${m("direct", "p99").toFixed(0)} µs; failed connections: ${failed}`);
@@ -229,6 +259,8 @@ export async function run(): Promise<BenchReport> {
       `one stream over ${STREAM_RUNS} runs, forward/HAProxy: min ${sorted[0]!.toFixed(2)}×, median ${median(sorted).toFixed(2)}×, max ${sorted[sorted.length - 1]!.toFixed(2)}× (Gbit/s ${gbps.map(([o, t]) => `${o.toFixed(1)}/${t.toFixed(1)}`).join(", ")})`,
       `HAProxy as deployed: default thread count (${haproxyThreads} threads here, ${os.cpus().length} cores), option splice-auto; "HAProxy nbthread 1" is the same with one thread. CPU/conn is the proxy process's own (every thread), per completed connection`,
       "lower is better for CPU/conn and added latency: their ratio is ours/HAProxy and the bar a ceiling; added latency is connect→FIN over the same path without a proxy",
+      `floor: bench/proxyfloor.c, a bare C transparent proxy (${os.cpus().length} threads, each with its own SO_REUSEPORT listener and epoll loop: accept, SO_ORIGINAL_DST, connect, copy, pass each FIN on), what any proxy in this gateway spends at least per connection; a flow per connection comes on top of it`,
+      "the gateway namespace forgets closed connections' conntrack entries after 1 s: with the default 120 s, two entries per proxied connection fill its table within a run and the dropped SYNs stall whichever contender runs then",
     );
   } finally {
     await rig.close();
