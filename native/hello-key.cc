@@ -97,6 +97,13 @@ struct Lanes {
     a = a * kMulA + t->a[v];
     b = b * kMulB + t->b[v];
   }
+  // A number that is not a code point (a version, the flags, the ALPN ends, a count or a
+  // length), as its two bytes: a byte is never a GREASE value, so no two numbers share an
+  // entry (0x1a1a and 0xdada would, as 16-bit values).
+  void FoldScalar(uint32_t v) {
+    Fold((v >> 8) & 0xff);
+    Fold(v & 0xff);
+  }
 };
 
 inline uint32_t U16(const uint8_t* p) { return (static_cast<uint32_t>(p[0]) << 8) | p[1]; }
@@ -208,26 +215,27 @@ napi_value HelloKey(napi_env env, napi_callback_info info) {
     }
   }
   Lanes k{tables};
-  k.Fold(static_cast<uint32_t>(in[kLegacyVersion]) & 0xffff);
-  k.Fold(static_cast<uint32_t>(in[kMaxVersion]) & 0xffff);
-  k.Fold(static_cast<uint32_t>(in[kFlags]) & 0xffff);
-  k.Fold(static_cast<uint32_t>(in[kAlpnEnds]) & 0xffff);
-  k.Fold(count & 0xffff);
-  // Each list after its length, so that its bounds are part of the key.
+  k.FoldScalar(static_cast<uint32_t>(in[kLegacyVersion]) & 0xffff);
+  k.FoldScalar(static_cast<uint32_t>(in[kMaxVersion]) & 0xffff);
+  k.FoldScalar(static_cast<uint32_t>(in[kFlags]) & 0xffff);
+  k.FoldScalar(static_cast<uint32_t>(in[kAlpnEnds]) & 0xffff);
+  k.FoldScalar(count & 0xffff);
+  // Each list after its length, so that its bounds are part of the key; the first byte of
+  // the tags below says which list follows (0x80-0xff, 0x40-0x7f, 0x20-0x3f).
   if (ciphers) {
-    k.Fold(static_cast<uint32_t>(in[kCiphersEnd] - in[kCiphersStart]) & 0xffff);
+    k.FoldScalar(static_cast<uint32_t>(in[kCiphersEnd] - in[kCiphersStart]) & 0xffff);
     FoldList(&k, d, in[kCiphersStart], in[kCiphersEnd]);
   }
   if (sig) {
-    k.Fold(0x10000u - 1u - (static_cast<uint32_t>(in[kSigAlgsEnd] - in[kSigAlgsStart]) & 0x7fff));
+    k.FoldScalar(0x10000u - 1u - (static_cast<uint32_t>(in[kSigAlgsEnd] - in[kSigAlgsStart]) & 0x7fff));
     FoldList(&k, d, in[kSigAlgsStart], in[kSigAlgsEnd]);
   }
   if (groups) {
-    k.Fold(0x8000u - 1u - (static_cast<uint32_t>(in[kGroupsEnd] - in[kGroupsStart]) & 0x3fff));
+    k.FoldScalar(0x8000u - 1u - (static_cast<uint32_t>(in[kGroupsEnd] - in[kGroupsStart]) & 0x3fff));
     FoldList(&k, d, in[kGroupsStart], in[kGroupsEnd]);
   }
   if (points) {
-    k.Fold(0x4000u - 1u - (static_cast<uint32_t>(in[kPointFormatsEnd] - in[kPointFormatsStart]) & 0x1fff));
+    k.FoldScalar(0x4000u - 1u - (static_cast<uint32_t>(in[kPointFormatsEnd] - in[kPointFormatsStart]) & 0x1fff));
     for (int64_t p = in[kPointFormatsStart]; p < in[kPointFormatsEnd]; p++) k.Fold(d[p]);
   }
   uint32_t a = k.a * kMulA, b = k.b * kMulB;

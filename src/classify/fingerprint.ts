@@ -373,6 +373,14 @@ function foldValue(t: Int32Array, v: number): void {
   lanes[1] = (Math.imul(lanes[1]!, MB) + t[65536 + v]!) | 0;
 }
 
+// Folds a number that is not a code point (a version, the flags, the ALPN ends, a count or
+// a length) as its two bytes: a byte is never a GREASE value, so no two numbers share an
+// entry (0x1a1a and 0xdada would, as 16-bit values).
+function foldScalar(t: Int32Array, v: number): void {
+  foldValue(t, (v >> 8) & 0xff);
+  foldValue(t, v & 0xff);
+}
+
 // The addon's key (native/hello-key.cc): the same hash with tables of its own, several
 // times faster than the loops here. Loaded at the first fingerprint; without the addon
 // (another platform, a failed build) the key is computed here.
@@ -443,30 +451,31 @@ function helloKeys(b: Buffer, s: HelloShape): boolean {
     extB = (Math.imul(extB, MB) + tb) | 0;
     count++;
   }
-  foldValue(t, s[HELLO_LEGACY_VERSION]! & 0xffff);
-  foldValue(t, s[HELLO_MAX_VERSION]! & 0xffff);
-  foldValue(t, s[HELLO_FLAGS]! & 0xffff);
-  foldValue(t, s[HELLO_ALPN_ENDS]! & 0xffff);
-  foldValue(t, count & 0xffff);
+  foldScalar(t, s[HELLO_LEGACY_VERSION]! & 0xffff);
+  foldScalar(t, s[HELLO_MAX_VERSION]! & 0xffff);
+  foldScalar(t, s[HELLO_FLAGS]! & 0xffff);
+  foldScalar(t, s[HELLO_ALPN_ENDS]! & 0xffff);
+  foldScalar(t, count & 0xffff);
   const ciphersStart = s[HELLO_CIPHERS_START]!;
   if (ciphersStart >= 0) {
-    foldValue(t, (s[HELLO_CIPHERS_END]! - ciphersStart) & 0xffff);
+    foldScalar(t, (s[HELLO_CIPHERS_END]! - ciphersStart) & 0xffff);
     foldList(t, b, ciphersStart, s[HELLO_CIPHERS_END]!);
   }
+  // The first byte of each tag says which list follows: 0x80-0xff, 0x40-0x7f, 0x20-0x3f.
   const sigStart = s[HELLO_SIG_ALGS_START]!;
   if (sigStart >= 0) {
-    foldValue(t, 0xffff - ((s[HELLO_SIG_ALGS_END]! - sigStart) & 0x7fff));
+    foldScalar(t, 0xffff - ((s[HELLO_SIG_ALGS_END]! - sigStart) & 0x7fff));
     foldList(t, b, sigStart, s[HELLO_SIG_ALGS_END]!);
   }
   const groupsStart = s[HELLO_GROUPS_START]!;
   if (groupsStart >= 0) {
-    foldValue(t, 0x7fff - ((s[HELLO_GROUPS_END]! - groupsStart) & 0x3fff));
+    foldScalar(t, 0x7fff - ((s[HELLO_GROUPS_END]! - groupsStart) & 0x3fff));
     foldList(t, b, groupsStart, s[HELLO_GROUPS_END]!);
   }
   const pointsStart = s[HELLO_POINT_FORMATS_START]!;
   if (pointsStart >= 0) {
     // Single bytes, each its own value.
-    foldValue(t, 0x3fff - ((s[HELLO_POINT_FORMATS_END]! - pointsStart) & 0x1fff));
+    foldScalar(t, 0x3fff - ((s[HELLO_POINT_FORMATS_END]! - pointsStart) & 0x1fff));
     for (let p = pointsStart; p < s[HELLO_POINT_FORMATS_END]!; p++) foldValue(t, b[p]!);
   }
   const a = Math.imul(lanes[0]!, MA);

@@ -295,6 +295,23 @@ describe.each(["native", "js"] as const)("which fingerprints are computed, cache
     expect(classifyBytes(asGroup).fields.ja4).toBe(second.ja4);
   });
 
+  it("tells apart numbers that look like GREASE values: a first ALPN value of 0x1a 0x1a and one of 0xda 0xda", () => {
+    // The ends of the first ALPN value enter the key as a number; folded as one 16-bit
+    // value, 0x1a1a and 0xdada shared the GREASE entry, and the second hello got the first
+    // one's JA4 (ALPN part 1a instead of da).
+    const sni: [number, Buffer] = [0, Buffer.from([0, 6, 0, 0, 3, 0x61, 0x2e, 0x62])];
+    const alpn = (byte: number): [number, Buffer] => [16, Buffer.from([0, 3, 2, byte, byte])];
+    const one = clientHello({ ciphers: [0x1301, 0x1302], extensions: [sni, alpn(0x1a)] });
+    const other = clientHello({ ciphers: [0x1301, 0x1302], extensions: [sni, alpn(0xda)] });
+    const first = classifyBytes(one).fields;
+    const second = classifyBytes(other).fields;
+    expect(first.ja4!.slice(0, 10)).toBe("t12d02021a");
+    expect(second.ja4!.slice(0, 10)).toBe("t12d0202da");
+    // And the other way round, now that both are cached.
+    expect(classifyBytes(one).fields.ja4).toBe(first.ja4);
+    expect(classifyBytes(other).fields.ja4).toBe(second.ja4);
+  });
+
   it("answers a repeat hello from the cache with what its first classification computed", () => {
     const vectors = FOXIO.vectors.map((v) => ({ v, segments: v.segments.map((h) => Buffer.from(h, "hex")) }));
     const pick = (f: { ja4?: string; ja3?: string; ja3Hash?: string }) => [f.ja4, f.ja3, f.ja3Hash];
