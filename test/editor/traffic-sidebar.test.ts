@@ -88,9 +88,18 @@ describe.skipIf(chromiumPath.skip)("traffic sidebar in a real browser", () => {
 
   it("shows each live connection with its client, original destination, protocol, owner, bytes and age", async () => {
     // The tab's own button, as in the sidebar's tab strip or its menu (View → traffic).
-    await page.evaluate(() => (window as unknown as { RED: { sidebar: { show(id: string): void } } }).RED.sidebar.show("traffic-policy"));
+    // Asked again until it shows: on a loaded machine the editor may still be finishing its
+    // start and select its own tab after this one was shown.
+    await expect
+      .poll(
+        async () => {
+          await page.evaluate(() => (window as unknown as { RED: { sidebar: { show(id: string): void } } }).RED.sidebar.show("traffic-policy"));
+          return page.locator(".traffic-sidebar-capabilities tr").first().isVisible();
+        },
+        { timeout: 15_000, interval: 250 },
+      )
+      .toBe(true);
     await expect(page.locator("#red-ui-tab-traffic-policy").count()).resolves.toBe(1);
-    await page.locator(".traffic-sidebar-capabilities tr").first().waitFor({ timeout: 15_000 });
     // The bytes each way are final once the upstream's answer went through.
     await page.waitForFunction((n) => Array.from(document.querySelectorAll(".traffic-sidebar-connections tbody tr .traffic-down")).filter((td) => td.textContent === "1000 B").length === n, 3, { timeout: 20_000 });
     await snapshot(page, "traffic-sidebar-live");
