@@ -17,8 +17,9 @@ import { ROOT } from "../test/rigs/root";
 import { median } from "./harness";
 import { freePort } from "../test/rigs/free-port";
 
-const MESSAGES = 5_000;
-const ROUNDS = 31;
+/** Messages a round, and rounds of each way after the warm-up. */
+export const MESSAGES = 5_000;
+export const ROUNDS = 31;
 
 interface NodeRedEnv {
   prepareUserDir(dir: string, options: { port: number; flows: object[] }): void;
@@ -27,12 +28,17 @@ interface NodeRedEnv {
 }
 
 
+/** One way of classifying in the bench flow: host rules alone, the same with fingerprints in the fields, or a JA4 rule first. */
+export type ClassifyWay = "without" | "fields" | "ja4";
+const WAYS: readonly ClassifyWay[] = ["without", "fields", "ja4"];
+
+// The generator's outputs are wired to the classify nodes in the order of WAYS.
 const GENERATE = `
 const n = Number(msg.req.query.n);
-const to = ["without", "fields", "ja4"].indexOf(msg.req.query.to);
+const to = ${JSON.stringify(WAYS)}.indexOf(msg.req.query.to);
 flow.set("round", { reply: msg, n, seen: 0, first: 0, ja4: 0, start: Date.now() });
 for (let i = 0; i < n; i++) {
-  const out = [null, null, null];
+  const out = ${JSON.stringify(WAYS.map(() => null))};
   out[to] = { payload: HELLO };
   node.send(out, false);
 }
@@ -56,7 +62,7 @@ function benchFlow(hello: Buffer, ja4Prefix: string): object[] {
   return [
     { id: z, type: "tab", label: "classify bench" },
     { id: `${z}-start`, z, type: "http in", url: "/classify-bench", method: "get", upload: false, swaggerDoc: "", wires: [[`${z}-generate`]] },
-    fn("generate", `const HELLO = context.get("hello");\n${GENERATE}`, 3, [[`${z}-without`], [`${z}-fields`], [`${z}-ja4`]], `context.set("hello", Buffer.from("${hello.toString("hex")}", "hex"));`),
+    fn("generate", `const HELLO = context.get("hello");\n${GENERATE}`, WAYS.length, WAYS.map((way) => [`${z}-${way}`]), `context.set("hello", Buffer.from("${hello.toString("hex")}", "hex"));`),
     classify("without", [hostRule], "rules"),
     classify("fields", [hostRule], "fields"),
     classify("ja4", [{ name: "by ja4", fingerprints: `${ja4Prefix}*` }, hostRule], "rules"),
@@ -64,10 +70,6 @@ function benchFlow(hello: Buffer, ja4Prefix: string): object[] {
     { id: `${z}-reply`, z, type: "http response", statusCode: "", headers: {}, wires: [] },
   ];
 }
-
-/** One way of classifying in the bench flow: host rules alone, the same with fingerprints in the fields, or a JA4 rule first. */
-export type ClassifyWay = "without" | "fields" | "ja4";
-const WAYS: readonly ClassifyWay[] = ["without", "fields", "ja4"];
 
 /** Per way: the median rate, and the median, least and greatest of each round's rate against the same round's `without`. */
 export interface ClassifyNodeRates {

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { classifyBytes, classifyDatagrams, quicInitialKeys, runSniffers, sniffersWithFingerprints } from "../src/classify";
 import { helloKeyImplementation } from "../src/classify/fingerprint";
-import { classifyNodeRates } from "./classify-node";
+import { classifyNodeRates, MESSAGES as NODE_MESSAGES, ROUNDS as NODE_ROUNDS } from "./classify-node";
 import { helloExtensions, withExtensions } from "../test/rigs/client-hello";
 import { BenchReport, BenchRow, compareOps, ratioRow } from "./harness";
 
@@ -196,7 +196,7 @@ export async function run(): Promise<BenchReport> {
       "no TLS anchor runs here: no ClientHello parser is installed to compare with; the bar is absolute",
       `fingerprint rows: the whole sniffer chain over the same ClientHello without fingerprints, with JA4, and with JA4 + JA3 + JA3 hash, alternating rounds. Every hello pays a pass over its ciphers, extensions, signature algorithms, groups and point formats for a 62-bit key (per-process random tables, GREASE as one value), computed by the addon (the ${helloKeyImplementation()} key in this run); a repeat client finds its fingerprints by that key, a new chromium extension order finds its JA4 (the key with the extensions as a set) and pays one JA3 and MD5`,
       "fingerprint rows of the sniffer chain carry no bar: a repeat client's fingerprints still cost one pass over its 45-80 fingerprinted values for the cache key (about 0.09 µs, a third of it the call into the addon) and the lookup, 0.15-0.2 µs in all against 0.3-0.4 µs for the whole chain without them; the bar (fingerprints at ≥ 0.9× the rate without them) is judged where operators classify, in the classify node rows",
-      "classify node rows: a real Node-RED (this package installed in a user dir) with three classify nodes: host rules without fingerprints (the node's default), the same with JA4, JA3 and the JA3 hash in the fields of every message, and a JA4 rule before the same host rules; a function node sends the hello 40,000 times uncloned into one of them, a counting function node checks that each took the first rule and carried a JA4 (or not) and answers when the last classification arrives; 11 rounds of the three in turning order after a warm-up, the rate the median round, the ratio the median of each round's against the same round's without fingerprints (least–greatest in brackets). Message passing and events included",
+      `classify node rows: a real Node-RED (this package installed in a user dir) with three classify nodes: host rules without fingerprints (the node's default), the same with JA4, JA3 and the JA3 hash in the fields of every message, and a JA4 rule before the same host rules; a function node sends the hello ${NODE_MESSAGES.toLocaleString("en-US")} times uncloned into one of them, a counting function node checks that each took the first rule and carried a JA4 (or not) and answers when the last classification arrives; ${NODE_ROUNDS} rounds of the three in turning order after a warm-up, the rate the median round, the ratio the median of each round's against the same round's without fingerprints (least–greatest in brackets). Message passing and events included`,
       "UDP rows: classifyDatagrams over the session's first client datagrams (QUIC: header protection removed, AES-128-GCM decrypted, CRYPTO reassembled, ClientHello parsed); repeated sessions reuse the keys cached for their DCID, the key derivation row is what a new DCID adds",
     ],
   };

@@ -1,8 +1,7 @@
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cachedBuild, checkoutSource } from "../test/rigs/build-cache";
+import { cachedCProgram } from "../test/rigs/build-cache";
 import { LISTENER_PORT, LoadRig, SERVER_IP, type JsonChild } from "../test/rigs/load-rig";
 import { until } from "../test/rigs/wait";
 import { BenchReport, BenchRow, ceilingRow, median, ratioRow } from "./harness";
@@ -94,22 +93,6 @@ function benchFlow(): object[] {
   ];
 }
 
-function rrgenBinary(): string {
-  const source = checkoutSource("bench/rrgen.c");
-  return cachedBuild("rrgen", [fs.readFileSync(source)], (out) => {
-    const r = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-o", out, source], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`cc ${source}: ${r.error?.message ?? r.stderr}`);
-  });
-}
-
-function proxyFloorBinary(): string {
-  const source = checkoutSource("bench/proxyfloor.c");
-  return cachedBuild("proxyfloor", [fs.readFileSync(source)], (out) => {
-    const r = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-pthread", "-o", out, source], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`cc ${source}: ${r.error?.message ?? r.stderr}`);
-  });
-}
-
 function which(command: string): string | null {
   for (const dir of [...(process.env["PATH"] ?? "").split(":"), "/usr/sbin", "/usr/bin"]) {
     if (dir !== "" && fs.existsSync(path.join(dir, command))) return path.join(dir, command);
@@ -156,8 +139,8 @@ export async function run(): Promise<BenchReport> {
   if (process.getuid?.() !== 0 || missing.length > 0 || haproxy === null) {
     return { name: "forward", rows: [], notes: [`skipped: needs root (for the namespaces) and ${missing.join(", ") || "nothing else"} (Debian: apt-get install haproxy iperf3 gcc nftables)`] };
   }
-  const rrgen = rrgenBinary();
-  const proxyFloor = proxyFloorBinary();
+  const rrgen = cachedCProgram("bench/rrgen.c");
+  const proxyFloor = cachedCProgram("bench/proxyfloor.c", ["-pthread"]);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "forward-bench-"));
   const rig = new LoadRig({ flow: { version: "a", mode: "redirect", events: false }, flows: benchFlow(), nofile: 20_000, bodyBytes: 16 });
   const rows: BenchRow[] = [];

@@ -6,10 +6,10 @@
  * a QUIC Initial). The bar: at least 1.5× socat. Runs in a network namespace of its own
  * when root (loopback only), so other traffic does not share the figures.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { cachedBuild, checkoutSource } from "../test/rigs/build-cache";
+import { cachedCProgram } from "../test/rigs/build-cache";
 import { median, ratioRow, type BenchReport, type BenchRow } from "./harness";
 
 const NS = `tpbench-udp-${process.pid % 100000}`;
@@ -23,11 +23,7 @@ let prefix: string[] = [];
 
 /** The UDP generator (bench/udpgen.c), built once per source version. */
 export function binary(): string {
-  const source = checkoutSource("bench/udpgen.c");
-  return cachedBuild("udpgen", [fs.readFileSync(source)], (out) => {
-    const r = spawnSync("cc", ["-O2", "-Wall", "-Wextra", "-o", out, source], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`cc ${source}: ${r.error?.message ?? r.stderr}`);
-  });
+  return cachedCProgram("bench/udpgen.c");
 }
 
 function which(command: string): string | null {

@@ -2,6 +2,7 @@
  * Programs built from source on first use (the load generator, the flow floor's
  * BPF object and loader), cached in the temp directory under a hash of their inputs.
  */
+import { spawnSync } from "node:child_process";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -37,4 +38,17 @@ export function cachedBuild(name: string, inputs: ReadonlyArray<string | Buffer>
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   return out;
+}
+
+/**
+ * A one-file C program of the checkout (`bench/rrgen.c`) compiled with `-O2 -Wall -Wextra`
+ * and `flags`, cached under the name of its file; throws with the compiler's output when
+ * it fails.
+ */
+export function cachedCProgram(relative: string, flags: readonly string[] = [], cc = "cc"): string {
+  const source = checkoutSource(relative);
+  return cachedBuild(path.basename(relative, ".c"), [fs.readFileSync(source), ...flags], (out) => {
+    const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", ...flags, "-o", out, source], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`${cc} ${source}: ${r.error?.message ?? r.stderr}`);
+  });
 }

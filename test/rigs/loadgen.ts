@@ -3,9 +3,8 @@
  * first use and cached by its source hash. Used by bench/flow.bench.ts and by the flow
  * load test, so both measure with the same load.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
-import { cachedBuild, checkoutSource } from "./build-cache";
+import { spawn, type ChildProcess } from "node:child_process";
+import { cachedCProgram } from "./build-cache";
 
 /** What one client run did; every connection is exactly one of connected/failed/unfinished. */
 export interface LoadResult {
@@ -39,11 +38,7 @@ let built: string | null = null;
 /** Path of the compiled generator; compiles it when its source changed. Throws when cc fails. */
 export function loadgenBinary(cc = "cc"): string {
   if (built !== null) return built;
-  const source = checkoutSource("test/rigs/loadgen.c");
-  built = cachedBuild("loadgen", [fs.readFileSync(source)], (out) => {
-    const r = spawnSync(cc, ["-O2", "-Wall", "-Wextra", "-o", out, source], { encoding: "utf8" });
-    if (r.status !== 0) throw new Error(`${cc} ${source}: ${r.error?.message ?? r.stderr}`);
-  });
+  built = cachedCProgram("test/rigs/loadgen.c", [], cc);
   return built;
 }
 
